@@ -1,0 +1,201 @@
+"""One pre-process (square letterbox), one decode + NMS and one COCO-style mAP for every Runner."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import cv2
+import numpy as np
+
+from pipeline.data.dataset import label_path, load_dataset, read_labels
+from pipeline.errors import InputError
+
+if TYPE_CHECKING:
+    from targets.base import Runner
+
+PAD_VALUE = 114  # Ultralytics' letterbox grey
+
+
+@dataclass(frozen=True)
+class Letterbox:
+    """How an image was fitted into the square input: scale, then padding (left, top)."""
+
+    scale: float
+    pad: tuple[float, float]
+    shape: tuple[int, int]  # original (h, w)
+
+
+def load_image(path: Path) -> np.ndarray:
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if image is None:
+        raise InputError("cannot read image", path=path)
+    return image
+
+
+def letterbox(image_bgr: np.ndarray, imgsz: int) -> tuple[np.ndarray, Letterbox]:
+    """Resize keeping aspect ratio, pad to imgsz x imgsz centred: Ultralytics' LetterBox(auto=False)."""
+    h, w = image_bgr.shape[:2]
+    scale = min(imgsz / h, imgsz / w)
+    new_w, new_h = round(w * scale), round(h * scale)
+    if (new_w, new_h) != (w, h):
+        image_bgr = cv2.resize(image_bgr, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
+    dw, dh = (imgsz - new_w) / 2, (imgsz - new_h) / 2
+    top, bottom = round(dh - 0.1), round(dh + 0.1)
+    left, right = round(dw - 0.1), round(dw + 0.1)
+    padded = cv2.copyMakeBorder(
+        image_bgr, top, bottom, left, right, cv2.BORDER_CONSTANT, value=(PAD_VALUE,) * 3
+    )
+    return padded, Letterbox(scale=scale, pad=(left, top), shape=(h, w))
+
+
+def to_tensor(images_bgr: list[np.ndarray]) -> np.ndarray:
+    """Letterboxed BGR uint8 HWC images -> one RGB float32 NCHW batch in 0..1."""
+    batch = np.stack(images_bgr)[..., ::-1].transpose(0, 3, 1, 2)
+    return np.ascontiguousarray(batch, dtype=np.float32) / 255.0
+
+
+def preprocess(paths: list[Path], imgsz: int) -> tuple[np.ndarray, list[Letterbox]]:
+    boxed = [letterbox(load_image(p), imgsz) for p in paths]
+    return to_tensor([b[0] for b in boxed]), [b[1] for b in boxed]
+
+
+# Ultralytics `val` settings, so that every backend is scored the way Ultralytics scores torch.
+CONF_THRESHOLD = 0.001
+IOU_THRESHOLD = 0.7
+MAX_DETECTIONS = 300
+
+
+@dataclass(frozen=True)
+class Accuracy:
+    map50_95: float
+    map50: float
+    images: int
+    dataset: str
+    letterbox: str  # e.g. "square 640x640": mAP is only comparable between like letterboxes
+
+
+def square_letterbox_name(imgsz: int) -> str:
+    return f"square {imgsz}x{imgsz}"
+
+
+def ratio_pad(box: Letterbox) -> tuple[tuple[float, float], tuple[float, float]]:
+    """The Letterbox record as Ultralytics' `ratio_pad`: per-axis gain of the rounded resize, then padding."""
+    h, w = box.shape
+    return (round(h * box.scale) / h, round(w * box.scale) / w), box.pad
+
+
+def postprocess(raw: np.ndarray, boxes: list[Letterbox], imgsz: int) -> list[np.ndarray]:
+    """Detect output (N, 4+nc, anchors) -> per image (K, 6): x1 y1 x2 y2 conf class, original pixels."""
+    import torch
+    from ultralytics.utils import ops
+    from ultralytics.utils.nms import non_max_suppression
+
+    detections = non_max_suppression(
+        torch.from_numpy(np.asarray(raw, dtype=np.float32)),
+        CONF_THRESHOLD,
+        IOU_THRESHOLD,
+        multi_label=True,
+        max_det=MAX_DETECTIONS,
+        max_time_img=60.0,  # the default 0.05 s/image truncates NMS on a busy CPU: mAP would depend on load
+    )
+    out = []
+    for det, box in zip(detections, boxes, strict=True):
+        det[:, :4] = ops.scale_boxes((imgsz, imgsz), det[:, :4], box.shape, ratio_pad=ratio_pad(box))
+        out.append(det[:, :6].numpy())
+    return out
+
+
+def coco_ground_truth(images: list[Path], shapes: list[tuple[int, int]], names: dict[int, str]) -> dict:
+    """YOLO labels -> a COCO ground-truth dict (boxes in pixels, no crowds), image ids = list positions."""
+    annotations = []
+    for image_id, (image, (h, w)) in enumerate(zip(images, shapes, strict=True)):
+        for cls, cx, cy, bw, bh in read_labels(image):
+            box = [(cx - bw / 2) * w, (cy - bh / 2) * h, bw * w, bh * h]
+            annotations.append(
+                {
+                    "id": len(annotations) + 1,
+                    "image_id": image_id,
+                    "category_id": cls,
+                    "bbox": box,
+                    "area": box[2] * box[3],
+                    "iscrowd": 0,
+                }
+            )
+    return {
+        "images": [{"id": i, "width": w, "height": h} for i, (h, w) in enumerate(shapes)],
+        "annotations": annotations,
+        "categories": [{"id": i, "name": name} for i, name in names.items()],
+    }
+
+
+def coco_detections(per_image: list[np.ndarray]) -> list[dict]:
+    return [
+        {
+            "image_id": image_id,
+            "category_id": int(cls),
+            "bbox": [float(x1), float(y1), float(x2 - x1), float(y2 - y1)],
+            "score": float(conf),
+        }
+        for image_id, det in enumerate(per_image)
+        for x1, y1, x2, y2, conf, cls in det
+    ]
+
+
+def coco_map(ground_truth: dict, detections: list[dict]) -> tuple[float, float]:
+    """(mAP50-95, mAP50) by faster-coco-eval, keeping up to MAX_DETECTIONS per image as Ultralytics does.
+
+    COCO's default maxDets=100 would drop the low-confidence tail that Ultralytics' matching counts.
+    """
+    from faster_coco_eval import COCO, COCOeval_faster
+
+    if not detections:
+        return 0.0, 0.0
+    gt = COCO(ground_truth)
+    evaluator = COCOeval_faster(gt, gt.loadRes(detections), iouType="bbox", print_function=lambda *_: None)
+    evaluator.params.maxDets = [1, 10, MAX_DETECTIONS]
+    evaluator.evaluate()
+    evaluator.accumulate()
+    evaluator.summarize()
+    map50_95, map50 = (max(float(v), 0.0) for v in evaluator.stats[:2])
+    return map50_95, map50
+
+
+def labelled_images(data_yaml: Path, split: str) -> tuple[list[Path], dict[int, str], str]:
+    """The split's images and class names; an InputError when no image has a label file."""
+    dataset = load_dataset(data_yaml)
+    images = dataset.images(split)
+    if not any(label_path(image).is_file() for image in images):
+        raise InputError(
+            f"split {split!r} has no YOLO label files (expected e.g. {label_path(images[0])})",
+            path=data_yaml,
+            hint="mAP needs labels; pass --no-accuracy to measure speed only",
+        )
+    return images, dataset.names, dataset.name
+
+
+def evaluate(
+    runner: Runner, data_yaml: Path, imgsz: int, split: str = "val", batch: int = 1, progress: bool = True
+) -> Accuracy:
+    """mAP50-95 and mAP50 of `runner` on a dataset split: square letterbox, Ultralytics NMS, COCO metric.
+
+    A last partial batch is padded by repeating its final image, so fixed-batch engines work too.
+    """
+    from rich.progress import track
+
+    images, names, dataset_name = labelled_images(Path(data_yaml), split)
+    batches = [images[i : i + batch] for i in range(0, len(images), batch)]
+    if progress:
+        batches = track(batches, description=f"mAP on {dataset_name}/{split}", transient=True)
+    detections: list[np.ndarray] = []
+    shapes: list[tuple[int, int]] = []
+    for paths in batches:
+        tensor, boxes = preprocess(paths, imgsz)
+        if len(paths) < batch:
+            tensor = np.concatenate([tensor, np.repeat(tensor[-1:], batch - len(paths), axis=0)])
+        raw = runner.infer(tensor)[: len(paths)]
+        detections.extend(postprocess(raw, boxes, imgsz))
+        shapes.extend(box.shape for box in boxes)
+    map50_95, map50 = coco_map(coco_ground_truth(images, shapes, names), coco_detections(detections))
+    return Accuracy(map50_95, map50, len(images), dataset_name, square_letterbox_name(imgsz))

@@ -1,0 +1,257 @@
+"""Budgets: what a device must achieve for a target to ship, and their evaluation against results.
+
+A budgets YAML (a public contract) holds entries matched by a glob on the device name and a glob on
+`target/precision` (the requested precision), optionally a batch size, each with one or more criteria.
+Evaluation yields one `Verdict` per (budget, matching result), made of one `Check` per criterion.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from benchmarks.results import Result
+from pipeline.errors import InputError
+
+Statistic = Literal["p50", "p90", "p95", "p99", "mean", "max"]
+CRITERIA = (
+    "max_latency_ms",
+    "max_e2e_latency_ms",
+    "min_throughput_ips",
+    "max_size_mb",
+    "min_map50_95",
+    "max_map_drop",
+)
+
+
+class Budget(BaseModel):
+    """One entry of `budgets:`; every criterion is optional but at least one is required."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = Field(None, description="a label for reports and JUnit; default: device and target")
+    device: str = Field("*", description="glob on the device name of the fingerprint (case-insensitive)")
+    target: str = Field(description="glob on target/precision, e.g. 'openvino/int8' or 'tensorrt/*'")
+    batch: int | None = Field(None, ge=1, description="only results measured at this batch size")
+    max_latency_ms: dict[Statistic, float] | None = Field(
+        None, description="model-only latency ceilings in ms by statistic, e.g. {p90: 20}"
+    )
+    max_e2e_latency_ms: dict[Statistic, float] | None = Field(
+        None, description="end-to-end (pre + infer + post) latency ceilings in ms by statistic"
+    )
+    min_throughput_ips: float | None = Field(None, gt=0, description="minimum images per second")
+    max_size_mb: float | None = Field(None, gt=0, description="maximum engine size in MB")
+    min_map50_95: float | None = Field(None, ge=0, le=1, description="minimum mAP50-95")
+    max_map_drop: float | None = Field(
+        None, ge=0, le=1, description="maximum absolute mAP50-95 drop against `baseline`"
+    )
+    baseline: str | None = Field(
+        None, description="target/precision glob whose result on the same device and batch is the reference"
+    )
+
+    @model_validator(mode="after")
+    def _coherent(self) -> Budget:
+        if not any(getattr(self, key) is not None for key in CRITERIA):
+            raise ValueError(f"no criterion given: set at least one of {', '.join(CRITERIA)}")
+        if (self.max_map_drop is None) != (self.baseline is None):
+            raise ValueError("max_map_drop and baseline go together: the drop is measured against baseline")
+        for key in ("max_latency_ms", "max_e2e_latency_ms"):
+            limits = getattr(self, key) or {}
+            if any(value <= 0 for value in limits.values()):
+                raise ValueError(f"{key}: latency limits must be positive")
+        return self
+
+    @property
+    def label(self) -> str:
+        batch = f" batch {self.batch}" if self.batch else ""
+        return self.name or f"{self.target}{batch} on {self.device}"
+
+    def matches(self, result: Result) -> bool:
+        return (
+            _glob(result.device_name, self.device)
+            and _glob(result.key, self.target)
+            and (self.batch is None or result.batch == self.batch)
+        )
+
+
+class BudgetsFile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    budgets: list[Budget] = Field(min_length=1, description="the budget entries")
+
+
+def _glob(value: str, pattern: str) -> bool:
+    return fnmatch.fnmatchcase(value.lower(), pattern.lower())
+
+
+def load_budgets(path: Path | str) -> list[Budget]:
+    """Read and validate a budgets YAML; errors name the file, the entry index and the key."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError("budgets file not found", path=path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise InputError(f"invalid YAML: {exc}", path=path) from exc
+    if not isinstance(raw, dict):
+        raise InputError("expected a mapping with a `budgets:` list at the top", path=path)
+    try:
+        return BudgetsFile.model_validate(raw).budgets
+    except ValidationError as exc:
+        lines = [f"{_location(error['loc'])}: {_describe(error)}" for error in exc.errors()]
+        raise InputError(
+            "invalid budgets:\n  " + "\n  ".join(lines),
+            path=path,
+            hint="see the budgets format in the README (device, target, batch and the max_/min_ criteria)",
+        ) from None
+
+
+def _location(loc: tuple[Any, ...]) -> str:
+    text = ""
+    for part in loc:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text or "(top level)"
+
+
+def _describe(error: Any) -> str:
+    if error["type"] == "extra_forbidden":
+        return f"unknown key; known keys: {', '.join(Budget.model_fields)}"
+    if error["type"] == "missing":
+        return "required key is missing"
+    if error["type"] == "literal_error":
+        return f"unknown statistic {error['input']!r}; use p50, p90, p95, p99, mean or max"
+    return error["msg"].removeprefix("Value error, ")
+
+
+@dataclass(frozen=True)
+class Check:
+    """One criterion of one budget against one result. `margin` > 0 is headroom, < 0 the overshoot."""
+
+    criterion: str  # e.g. "latency p90", "e2e latency p99", "throughput", "mAP50-95 drop vs torch/fp32"
+    unit: str
+    limit: float
+    measured: float | None  # None: the result does not hold this figure, so the budget cannot hold
+    upper: bool  # True: measured must stay <= limit; False: measured must reach >= limit
+
+    @property
+    def passed(self) -> bool:
+        if self.measured is None:
+            return False
+        return self.measured <= self.limit if self.upper else self.measured >= self.limit
+
+    @property
+    def margin(self) -> float | None:
+        if self.measured is None:
+            return None
+        return self.limit - self.measured if self.upper else self.measured - self.limit
+
+    @property
+    def margin_pct(self) -> float | None:
+        return None if self.margin is None or self.limit == 0 else 100 * self.margin / self.limit
+
+    def describe(self) -> str:
+        """One line with measured value, limit and margin, e.g. for a JUnit failure message."""
+        sign = "<=" if self.upper else ">="
+        if self.measured is None:
+            return f"{self.criterion}: not measured (limit {sign} {_fmt(self.limit, self.unit)})"
+        relation = sign if self.passed else (">" if self.upper else "<")
+        pct = f", {self.margin_pct:+.1f}%" if self.margin_pct is not None else ""
+        return (
+            f"{self.criterion}: measured {_fmt(self.measured, self.unit)} {relation} "
+            f"limit {_fmt(self.limit, self.unit)} (margin {_fmt(self.margin, self.unit, signed=True)}{pct})"
+        )
+
+
+def _fmt(value: float | None, unit: str, signed: bool = False) -> str:
+    if value is None:
+        return "n/a"
+    digits = 4 if unit == "" else 2
+    text = f"{value:+.{digits}f}" if signed else f"{value:.{digits}f}"
+    return f"{text} {unit}".rstrip()
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """All checks of one budget (by index in the file) against one result."""
+
+    index: int
+    budget: Budget
+    result: Result
+    checks: tuple[Check, ...]
+
+    @property
+    def passed(self) -> bool:
+        return all(check.passed for check in self.checks)
+
+    @property
+    def failures(self) -> tuple[Check, ...]:
+        return tuple(check for check in self.checks if not check.passed)
+
+
+def find_baseline(results: list[Result], pattern: str, device: str, batch: int) -> Result | None:
+    """The newest result matching `pattern` on `device` at `batch`, or None."""
+    candidates = [
+        r for r in results if r.device_name == device and r.batch == batch and _glob(r.key, pattern)
+    ]
+    return max(candidates, key=lambda r: r.created_at, default=None)
+
+
+def evaluate(budgets: list[Budget], results: list[Result], source: Path | None = None) -> list[Verdict]:
+    """Check every budget against every result it matches.
+
+    A budget that matches no result, or whose baseline has no result beside a matched one, makes the
+    inputs unusable (InputError, exit 2): a gate that silently checks nothing would pass anything.
+    """
+    verdicts: list[Verdict] = []
+    for index, budget in enumerate(budgets):
+        matched = [r for r in results if budget.matches(r)]
+        if not matched:
+            present = sorted({f"{r.key} batch {r.batch} on {r.device_name!r}" for r in results})
+            raise InputError(
+                f"budgets[{index}] ({budget.label}) matches no result; the results hold: "
+                + ("; ".join(present) or "nothing"),
+                path=source,
+                hint="fix the device/target/batch globs, or benchmark that target on this device",
+            )
+        for result in matched:
+            checks = _checks(index, budget, result, results, source)
+            verdicts.append(Verdict(index, budget, result, tuple(checks)))
+    return verdicts
+
+
+def _checks(
+    index: int, budget: Budget, result: Result, results: list[Result], source: Path | None
+) -> list[Check]:
+    checks: list[Check] = []
+    for key, stats, prefix in (
+        ("max_latency_ms", result.latency_ms, "latency"),
+        ("max_e2e_latency_ms", result.e2e_latency_ms, "e2e latency"),
+    ):
+        for stat, limit in (getattr(budget, key) or {}).items():
+            measured = getattr(stats, stat) if stats is not None else None
+            checks.append(Check(f"{prefix} {stat}", "ms", limit, measured, upper=True))
+    if budget.min_throughput_ips is not None:
+        checks.append(Check("throughput", "img/s", budget.min_throughput_ips, result.throughput_ips, False))
+    if budget.max_size_mb is not None:
+        checks.append(Check("size", "MB", budget.max_size_mb, result.size_mb, upper=True))
+    if budget.min_map50_95 is not None:
+        checks.append(Check("mAP50-95", "", budget.min_map50_95, result.map50_95, upper=False))
+    if budget.max_map_drop is not None and budget.baseline is not None:
+        base = find_baseline(results, budget.baseline, result.device_name, result.batch)
+        if base is None:
+            raise InputError(
+                f"budgets[{index}] ({budget.label}): no {budget.baseline!r} result "
+                f"on {result.device_name!r} at batch {result.batch} to measure the mAP drop of {result.key}",
+                path=source,
+                hint="benchmark the baseline on the same device and batch, and pass its results to gate",
+            )
+        drop = None
+        if base.map50_95 is not None and result.map50_95 is not None:
+            drop = base.map50_95 - result.map50_95
+        checks.append(Check(f"mAP50-95 drop vs {base.key}", "", budget.max_map_drop, drop, upper=True))
+    return checks

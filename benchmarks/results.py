@@ -1,0 +1,102 @@
+"""The versioned Result schema (a public contract: tools and CI read these field names) and its files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from pipeline.artifacts import write_json_atomic
+from pipeline.errors import InputError
+
+SCHEMA_VERSION = 1
+
+
+class LatencyStats(BaseModel):
+    n: int
+    mean: float
+    std: float
+    min: float
+    p50: float
+    p90: float
+    p95: float
+    p99: float
+    max: float
+
+
+class Result(BaseModel):
+    """One measurement of (model, target, precision, batch, device)."""
+
+    model_config = ConfigDict(extra="allow", protected_namespaces=())
+
+    model: str
+    target: str
+    precision: str  # the precision that actually ran (e.g. "bf16" for an OpenVINO FP32 IR on AMX)
+    requested_precision: str | None = None
+    batch: int = 1
+    streams: int = 1
+    threads: int | None = None
+    dataset: str | None = None
+    letterbox: str | None = None  # "square 640x640" etc: mAP is only comparable like with like
+    latency_ms: LatencyStats
+    e2e_latency_ms: LatencyStats | None = None
+    throughput_ips: float | None = None
+    throughput: list[dict[str, Any]] = Field(default_factory=list)  # [{batch, streams, ips}]
+    size_mb: float | None = None
+    params: int | None = None
+    gflops: float | None = None
+    map50_95: float | None = None
+    map50: float | None = None
+    device: dict[str, Any] = Field(default_factory=dict)
+    versions: dict[str, str] = Field(default_factory=dict)
+    artifact_sha256: str | None = None
+    created_at: str
+    flags: list[str] = Field(default_factory=list)
+    samples_ms: list[float] = Field(default_factory=list)  # raw model-only latencies, for `compare`
+    e2e_samples_ms: list[float] = Field(default_factory=list)
+    stage_story: list[dict[str, Any]] = Field(default_factory=list)  # params/GFLOPs per pipeline stage
+
+    @property
+    def key(self) -> str:
+        return f"{self.target}/{self.requested_precision or self.precision}"
+
+    @property
+    def device_name(self) -> str:
+        return str(self.device.get("name", "unknown"))
+
+
+class ResultsFile(BaseModel):
+    schema_: int = Field(SCHEMA_VERSION, alias="schema")
+    results: list[Result]
+
+    model_config = ConfigDict(populate_by_name=True)
+
+
+def save_results(path: Path, results: list[Result]) -> Path:
+    payload = {"schema": SCHEMA_VERSION, "results": [r.model_dump(mode="json") for r in results]}
+    return write_json_atomic(Path(path), payload)
+
+
+def load_results(*paths: Path) -> list[Result]:
+    """Read one or more results files; errors name the file and what is wrong with it."""
+    results: list[Result] = []
+    for path in map(Path, paths):
+        if not path.is_file():
+            raise InputError("results file not found", path=path)
+        try:
+            raw = json.loads(path.read_text())
+        except json.JSONDecodeError as exc:
+            raise InputError(f"not valid JSON ({exc})", path=path) from exc
+        if not isinstance(raw, dict) or raw.get("schema") != SCHEMA_VERSION:
+            raise InputError(
+                f"not an edgepipe results file with schema {SCHEMA_VERSION}",
+                path=path,
+                hint='expected {"schema": 1, "results": [...]} as written by `edgepipe bench`',
+            )
+        try:
+            results.extend(ResultsFile.model_validate(raw).results)
+        except ValidationError as exc:
+            raise InputError(f"invalid result record: {exc}", path=path) from exc
+    return results

@@ -1,0 +1,147 @@
+"""Artifacts: files a stage produced, with their sha256, kind and metadata; atomic writes.
+
+A build artifact is a directory holding the engine files and an `artifact.json` that describes it,
+so `edgepipe bench --artifact DIR` needs nothing else.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from pipeline.errors import InputError
+
+ARTIFACT_FILE = "artifact.json"
+MANIFEST_FILE = "manifest.json"
+
+
+class Artifact(BaseModel):
+    """One output of a stage. `path` is absolute once loaded; `sha256` covers the file or the directory."""
+
+    kind: str  # checkpoint | onnx | engine | results | report | gate | dataset
+    path: Path
+    sha256: str
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+    @classmethod
+    def from_path(cls, kind: str, path: Path, **metadata: Any) -> Artifact:
+        return cls(kind=kind, path=Path(path).resolve(), sha256=sha256_path(path), metadata=metadata)
+
+    def verify(self) -> None:
+        """Fail when the file changed since it was recorded (a checkpoint is code: never trust a swap)."""
+        if not self.path.exists():
+            raise InputError("artifact is missing", path=self.path)
+        actual = sha256_path(self.path)
+        if actual != self.sha256:
+            raise InputError(
+                f"sha256 changed since it was recorded ({self.sha256[:12]} -> {actual[:12]})",
+                path=self.path,
+                hint="re-run the stage that produced it (edgepipe run --force) instead of editing artifacts",
+            )
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def sha256_path(path: Path) -> str:
+    """sha256 of a file, or of a directory's relative names and file contents in sorted order."""
+    path = Path(path)
+    if path.is_file():
+        return sha256_file(path)
+    if not path.is_dir():
+        raise InputError("no such file or directory", path=path)
+    digest = hashlib.sha256()
+    for file in sorted(p for p in path.rglob("*") if p.is_file()):
+        digest.update(file.relative_to(path).as_posix().encode())
+        digest.update(sha256_file(file).encode())
+    return digest.hexdigest()
+
+
+def sha256_json(value: Any) -> str:
+    """Stable hash of a JSON-able value (keys sorted, paths as strings)."""
+    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def write_atomic(path: Path, data: str | bytes) -> Path:
+    """Write to a temp file beside `path`, fsync, then rename: readers never see half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data.encode() if isinstance(data, str) else data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def write_json_atomic(path: Path, value: Any) -> Path:
+    return write_atomic(path, json.dumps(value, indent=2, sort_keys=False, default=str) + "\n")
+
+
+@contextlib.contextmanager
+def atomic_output(final: Path) -> Iterator[Path]:
+    """Yield a temp path beside `final` (file or directory); rename it onto `final` only on success.
+
+    An existing `final` is replaced only once the new output is complete, so a failed run loses nothing.
+    """
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final.parent / f".{final.name}.tmp{os.getpid()}"
+    _remove(tmp)
+    try:
+        yield tmp
+        if not tmp.exists():
+            raise RuntimeError(f"{tmp}: the step wrote no output")
+        if final.exists():
+            backup = final.parent / f".{final.name}.old{os.getpid()}"
+            os.replace(final, backup)
+            os.replace(tmp, final)
+            _remove(backup)
+        else:
+            os.replace(tmp, final)
+    finally:
+        _remove(tmp)
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+
+
+def read_artifact_dir(directory: Path) -> dict[str, Any]:
+    """Read the `artifact.json` that `edgepipe build` writes into an engine directory."""
+    meta_file = Path(directory) / ARTIFACT_FILE
+    if not meta_file.is_file():
+        raise InputError(f"not an edgepipe build directory (no {ARTIFACT_FILE})", path=directory)
+    try:
+        return json.loads(meta_file.read_text())
+    except json.JSONDecodeError as exc:
+        raise InputError(f"invalid JSON: {exc}", path=meta_file) from exc

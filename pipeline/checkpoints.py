@@ -1,0 +1,89 @@
+"""Load, check and save Ultralytics YOLOv8 detector checkpoints.
+
+Pickled checkpoints run code when loaded: edgepipe loads only files the user named and records each
+artifact's sha256 so a swapped file is noticed before it is used.
+"""
+
+from __future__ import annotations
+
+import io
+from copy import deepcopy
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from pipeline.artifacts import write_atomic
+from pipeline.errors import InputError
+
+
+def load_detection_model(path: Path | str) -> torch.nn.Module:
+    """The float32 DetectionModel in eval mode, or an InputError that says what the file is instead."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError("checkpoint not found", path=path)
+    if path.suffix != ".pt":
+        raise InputError("expected an Ultralytics .pt checkpoint", path=path)
+    import pipeline.modules  # noqa: F401  (pruned checkpoints pickle edgepipe's module classes)
+    from ultralytics.nn.tasks import DetectionModel, torch_safe_load
+
+    try:
+        ckpt, _ = torch_safe_load(str(path))
+    except Exception as exc:  # torch raises many types for a damaged file
+        raise InputError(f"cannot read checkpoint: {exc}", path=path) from exc
+    if not isinstance(ckpt, dict):
+        raise InputError("not an Ultralytics checkpoint (no model dictionary)", path=path)
+    model = ckpt.get("ema") or ckpt.get("model")
+    if not isinstance(model, DetectionModel) or type(model).__name__ != "DetectionModel":
+        kind = type(model).__name__ if model is not None else "nothing"
+        raise InputError(f"not a YOLOv8 detection model (holds {kind})", path=path)
+    head = model.model[-1]
+    if type(head).__name__ != "Detect" or not hasattr(head, "reg_max"):
+        raise InputError(f"last layer is {type(head).__name__}, not a YOLOv8 Detect head", path=path)
+    model = model.float().eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model
+
+
+def class_names(model: torch.nn.Module) -> dict[int, str]:
+    names = getattr(model, "names", None) or {i: str(i) for i in range(model.model[-1].nc)}
+    return dict(enumerate(names)) if isinstance(names, list) else dict(names)
+
+
+def count_params(model: torch.nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def gflops(model: torch.nn.Module, imgsz: int = 640) -> float:
+    """GFLOPs (2 x MACs) of one image at imgsz, counted by torch-pruning's op counter."""
+    import torch_pruning as tp
+
+    device = next(model.parameters()).device
+    example = torch.zeros(1, 3, imgsz, imgsz, device=device)
+    macs, _ = tp.utils.count_ops_and_params(model, example)
+    return 2 * macs / 1e9
+
+
+def save_checkpoint(model: torch.nn.Module, path: Path, **metadata: Any) -> Path:
+    """Write an Ultralytics-loadable checkpoint atomically; `metadata` lands under the `edgepipe` key."""
+    from ultralytics import __version__ as ultralytics_version
+
+    snapshot = deepcopy(model).half().to(memory_format=torch.contiguous_format)
+    if hasattr(snapshot, "criterion"):
+        snapshot.criterion = None
+    for p in snapshot.parameters():
+        p.requires_grad_(False)
+    buffer = io.BytesIO()
+    torch.save(
+        {
+            "model": snapshot,
+            "train_args": dict(getattr(model, "args", {}) or {}),
+            "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "version": ultralytics_version,
+            "edgepipe": metadata,
+        },
+        buffer,
+    )
+    return write_atomic(Path(path), buffer.getvalue())

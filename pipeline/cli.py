@@ -1,0 +1,116 @@
+"""The `edgepipe` command line: `run` chains the stages from one config; each stage is also a command."""
+
+from __future__ import annotations
+
+
+import functools
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from pipeline.errors import EdgepipeError
+from pipeline.stages import benchmark, build, export, finetune, gate, prune, report
+
+console = Console()
+app = typer.Typer(
+    name="edgepipe",
+    help="Prune, fine-tune, export, build, benchmark and gate YOLOv8 detectors for edge devices.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+data_app = typer.Typer(help="Datasets: make the embedded synthetic dataset.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+
+def run_command(
+    config: Annotated[Path, typer.Argument(help="pipeline YAML (see examples/quickstart.yaml)")],
+    workdir: Annotated[
+        Path | None, typer.Option("--workdir", "-w", help="work dir; default .edgepipe/<config name>")
+    ] = None,
+    from_stage: Annotated[
+        str | None, typer.Option("--from", help="re-run this stage and every stage after it")
+    ] = None,
+    only: Annotated[str | None, typer.Option("--only", help="run only this stage (earlier ones cached)")] = None,
+    force: Annotated[bool, typer.Option("--force", help="re-run every stage, ignoring the cache")] = False,
+    wait: Annotated[
+        float, typer.Option("--wait", help="seconds to wait for another run holding the work dir")
+    ] = 0,
+) -> None:
+    """Run the stages of CONFIG in order; stages whose inputs are unchanged are taken from the cache."""
+    from pipeline.run import run_pipeline
+
+    code = run_pipeline(
+        config, workdir, from_stage=from_stage, only=only, force=force, wait=wait, console=console
+    )
+    raise typer.Exit(code)
+
+
+def device_command() -> None:
+    """Print this machine's fingerprint and which targets can run here (with the reason when not)."""
+    from benchmarks.device import fingerprint
+    from targets.base import get_target, target_names
+
+    info = fingerprint()
+    table = Table(title=f"device: {info.get('name', 'unknown')}", show_header=False)
+    for key, value in info.items():
+        if key != "versions":
+            table.add_row(key, str(value))
+    console.print(table)
+    targets = Table(title="targets")
+    for column in ("target", "available", "precisions", "reason"):
+        targets.add_column(column)
+    for name in target_names():
+        target = get_target(name)
+        ok, reason = target.available()
+        mark = "[green]yes[/green]" if ok else "[red]no[/red]"
+        targets.add_row(name, mark, ", ".join(target.precisions), reason)
+    console.print(targets)
+
+
+def user_errors(fn: Callable[..., None]) -> Callable[..., None]:
+    """EdgepipeErrors become a red message and their exit code (1 check failed, 2 bad input), no traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except EdgepipeError as exc:
+            console.print(f"[bold red]error:[/bold red] {exc}")
+            raise typer.Exit(exc.exit_code) from None
+        except KeyboardInterrupt:
+            console.print("[yellow]interrupted[/yellow]: completed stages are kept; run again to resume")
+            raise typer.Exit(130) from None
+
+    return wrapper
+
+
+def register(typer_app: typer.Typer, name: str, fn: Callable[..., None]) -> None:
+    typer_app.command(name)(user_errors(fn))
+
+
+register(app, "run", run_command)
+register(app, "device", device_command)
+for _name, _module in (("prune", prune), ("finetune", finetune), ("export", export), ("build", build),
+                       ("bench", benchmark), ("report", report), ("gate", gate)):
+    register(app, _name, _module.command)
+
+
+def _register_optional() -> None:
+    from benchmarks import compare, history
+    from pipeline.data import synth
+
+    register(app, "compare", compare.compare_command)
+    register(app, "history", history.history_command)
+    register(data_app, "synth", synth.command)
+
+
+_register_optional()
+
+
+def main() -> None:
+    app()

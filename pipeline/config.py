@@ -1,0 +1,122 @@
+"""The pipeline YAML: pydantic models whose errors name the file, the key and what is expected.
+
+Each stage declares its own section model next to its code (pipeline/stages/*.py); this module only
+composes them. Relative paths are resolved against the config file's folder, and every input path must
+exist before any work starts (fields marked `json_schema_extra={"output": True}` are outputs).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, Field, ValidationError, field_validator
+
+from pipeline.errors import InputError
+from pipeline.stages.base import Section
+from pipeline.stages.benchmark import BenchConfig
+from pipeline.stages.build import BuildEntry
+from pipeline.stages.export import ExportConfig
+from pipeline.stages.finetune import FinetuneConfig
+from pipeline.stages.gate import GateConfig
+from pipeline.stages.prune import PruneConfig
+from pipeline.stages.report import ReportConfig
+
+
+class SynthData(Section):
+    """Generate the embedded synthetic dataset instead of naming a data.yaml."""
+
+    images: int = Field(600, ge=2, description="number of images, train and val together")
+    seed: int = Field(0, description="random seed; the same seed gives the same files")
+    imgsz: int = Field(320, ge=32, description="image side in pixels")
+
+
+class SynthSource(Section):
+    synth: SynthData = Field(description="parameters of `edgepipe data synth`")
+
+
+class PipelineConfig(Section):
+    name: str = Field("edgepipe", description="a name for this pipeline, shown in reports")
+    model: Path = Field(description="the Ultralytics YOLOv8 .pt checkpoint to start from")
+    data: Path | SynthSource = Field(
+        description="data.yaml for fine-tuning and INT8 calibration (train split), or {synth: {...}}"
+    )
+    val: Path | None = Field(None, description="data.yaml whose val split measures mAP; default: `data`")
+    imgsz: int = Field(640, ge=32, description="input size in pixels (square letterbox)")
+    device: str = Field("cpu", description="torch device for prune/fine-tune: cpu, 0, cuda:0")
+    prune: PruneConfig | None = Field(None, description="structured pruning; omit to skip")
+    finetune: FinetuneConfig | None = Field(None, description="fine-tuning after pruning; omit to skip")
+    export: ExportConfig | None = Field(None, description="ONNX export; needed by every target but torch")
+    build: list[BuildEntry] = Field(default_factory=list, description="one entry per target/precision")
+    bench: BenchConfig | None = Field(None, description="latency, throughput and mAP of every build")
+    report: ReportConfig | None = Field(None, description="HTML and Markdown report")
+    gate: GateConfig | None = Field(None, description="release gate against a budgets file")
+
+    @field_validator("imgsz")
+    @classmethod
+    def _multiple_of_stride(cls, value: int) -> int:
+        if value % 32:
+            raise ValueError(f"must be a multiple of 32 (the model's largest stride), got {value}")
+        return value
+
+
+def _format_location(loc: tuple[Any, ...]) -> str:
+    parts = [str(p) for p in loc if not (isinstance(p, str) and p in {"Path", "SynthSource"})]
+    return ".".join(p if not p.isdigit() else f"[{p}]" for p in parts).replace(".[", "[")
+
+
+def _resolve_paths(model: BaseModel, base: Path, file: Path, where: str = "") -> None:
+    """Make Path fields absolute (relative to the config's folder) and check inputs exist."""
+    for name, field in type(model).model_fields.items():
+        value = getattr(model, name)
+        key = f"{where}.{name}" if where else name
+        is_output = bool((field.json_schema_extra or {}).get("output")) if isinstance(
+            field.json_schema_extra, dict
+        ) else False
+        if isinstance(value, Path):
+            resolved = value if value.is_absolute() else (base / value).resolve()
+            if not is_output and not _exists(resolved):
+                raise InputError(f"key '{key}': {value} does not exist (resolved to {resolved})", path=file)
+            setattr(model, name, resolved)
+        elif isinstance(value, BaseModel):
+            _resolve_paths(value, base, file, key)
+        elif isinstance(value, list):
+            for i, item in enumerate(value):
+                if isinstance(item, BaseModel):
+                    _resolve_paths(item, base, file, f"{key}[{i}]")
+
+
+def _exists(path: Path) -> bool:
+    # Ultralytics model YAMLs such as `yolov8n.yaml` are found in its package, not on disk.
+    return path.exists() or (path.suffix in {".yaml", ".yml"} and path.name.startswith("yolov8"))
+
+
+def load_config(path: Path | str) -> PipelineConfig:
+    path = Path(path)
+    if not path.is_file():
+        raise InputError("config file not found", path=path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise InputError(f"invalid YAML: {exc}", path=path) from exc
+    if not isinstance(raw, dict):
+        raise InputError("expected a mapping of sections (model, data, prune, ...) at the top", path=path)
+    try:
+        config = PipelineConfig.model_validate(raw)
+    except ValidationError as exc:
+        lines = []
+        for error in exc.errors():
+            key = _format_location(error["loc"]) or "(top level)"
+            got = error.get("input")
+            detail = error["msg"]
+            if error["type"] == "extra_forbidden":
+                detail = "unknown key (check its spelling against `edgepipe run --help` and the README)"
+            elif error["type"] == "missing":
+                detail = "required key is missing"
+            elif got is not None and not isinstance(got, dict):
+                detail += f" (got {got!r})"
+            lines.append(f"key '{key}': {detail}")
+        raise InputError("invalid config:\n  " + "\n  ".join(lines), path=path) from None
+    _resolve_paths(config, path.parent.resolve(), path)
+    return config

@@ -1,0 +1,1 @@
+"""Datasets: YAML loading and checks, calibration sampling, the synthetic generator."""

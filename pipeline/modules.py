@@ -1,0 +1,78 @@
+"""Model surgery that saved checkpoints import by this stable path.
+
+Torch-Pruning's dependency graph cannot prune through C2f's `cv1(x).chunk(2, 1)`: the two halves are one
+tensor, so removing a channel of one half would shift the other. `C2fSplit` computes the halves with two
+1x1 convolutions whose weights are exactly the halves of `cv1`, so each half is its own prunable group.
+Pruned checkpoints pickle `pipeline.modules.C2fSplit`; they load with `ultralytics.YOLO(path)` wherever
+edgepipe is installed.
+"""
+
+from __future__ import annotations
+
+from copy import deepcopy
+
+import torch
+from torch import nn
+
+# Attributes Ultralytics' BaseModel._predict_once and model.info() read on every layer.
+_LAYER_ATTRS = ("i", "f", "type", "np")
+
+
+class C2fSplit(nn.Module):
+    """C2f (CSP bottleneck, two convolutions) with its first conv split in two: cv0 -> y0, cv1 -> y1."""
+
+    def __init__(self, cv0: nn.Module, cv1: nn.Module, cv2: nn.Module, m: nn.ModuleList):
+        super().__init__()
+        self.cv0 = cv0
+        self.cv1 = cv1
+        self.cv2 = cv2
+        self.m = m
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = [self.cv0(x), self.cv1(x)]
+        y.extend(block(y[-1]) for block in self.m)
+        return self.cv2(torch.cat(y, 1))
+
+    @classmethod
+    def from_c2f(cls, c2f: nn.Module) -> C2fSplit:
+        """An equivalent module whose cv0/cv1 hold the first and second half of `c2f.cv1`'s output channels."""
+        half = c2f.cv1.conv.out_channels // 2
+        split = cls(
+            _conv_slice(c2f.cv1, slice(0, half)),
+            _conv_slice(c2f.cv1, slice(half, 2 * half)),
+            c2f.cv2,
+            c2f.m,
+        )
+        for name in _LAYER_ATTRS:
+            if hasattr(c2f, name):
+                setattr(split, name, getattr(c2f, name))
+        return split
+
+
+def _conv_slice(conv: nn.Module, channels: slice) -> nn.Module:
+    """A copy of an Ultralytics Conv (conv, optional bn, act) keeping only the given output channels."""
+    part = deepcopy(conv)
+    layer = part.conv
+    layer.weight = nn.Parameter(conv.conv.weight.data[channels].clone())
+    if layer.bias is not None:
+        layer.bias = nn.Parameter(conv.conv.bias.data[channels].clone())
+    layer.out_channels = layer.weight.shape[0]
+    bn = getattr(part, "bn", None)
+    if bn is not None:
+        bn.weight = nn.Parameter(conv.bn.weight.data[channels].clone())
+        bn.bias = nn.Parameter(conv.bn.bias.data[channels].clone())
+        bn.running_mean = conv.bn.running_mean[channels].clone()
+        bn.running_var = conv.bn.running_var[channels].clone()
+        bn.num_features = layer.out_channels
+    return part
+
+
+def split_c2f(model: nn.Module) -> nn.Module:
+    """Replace every C2f in `model` by an equivalent C2fSplit, in place; returns `model`."""
+    from ultralytics.nn.modules.block import C2f
+
+    for parent in list(model.modules()):
+        for name, child in parent.named_children():
+            if type(child) is C2f:
+                setattr(parent, name, C2fSplit.from_c2f(child))
+    return model

@@ -1,0 +1,85 @@
+"""`edgepipe run`: load the config, lock the work dir, execute the stages, print what came out."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from rich.console import Console
+
+from pipeline.artifacts import Artifact
+from pipeline.checkpoints import count_params, gflops, load_detection_model
+from pipeline.config import PipelineConfig, SynthSource, load_config
+from pipeline.errors import EXIT_CHECK_FAILED, EXIT_OK
+from pipeline.plan import make_plans
+from pipeline.runner import Runner, StageOutcome, StagePlan, WorkDir
+from pipeline.stages.base import RunSettings
+
+
+def default_workdir(config_path: Path) -> Path:
+    return Path.cwd() / ".edgepipe" / config_path.stem
+
+
+def source_model_artifact(config: PipelineConfig) -> Artifact:
+    model = load_detection_model(config.model)
+    return Artifact.from_path(
+        "checkpoint",
+        config.model,
+        stage="source",
+        params=count_params(model),
+        gflops=round(gflops(model, config.imgsz), 4),
+        imgsz=config.imgsz,
+    )
+
+
+def settings_for(config: PipelineConfig, data_yaml: Path | None) -> RunSettings:
+    return RunSettings(
+        imgsz=config.imgsz,
+        device=config.device,
+        data=data_yaml,
+        val=config.val or data_yaml,
+        model_name=config.name,
+    )
+
+
+def run_pipeline(
+    config_path: Path,
+    workdir: Path | None = None,
+    *,
+    from_stage: str | None = None,
+    only: str | None = None,
+    force: bool = False,
+    wait: float = 0,
+    console: Console | None = None,
+) -> int:
+    """Returns the exit code: 0 all good, 1 the gate failed (errors raise EdgepipeError)."""
+    console = console or Console()
+    config = load_config(config_path)
+    plans = make_plans(config)
+    work = WorkDir(workdir or default_workdir(Path(config_path)))
+    started = time.perf_counter()
+    with work.lock(wait_seconds=wait):
+        work.clean_stale()
+        data_yaml = None if isinstance(config.data, SynthSource) else config.data
+        runner = Runner(work, settings_for(config, data_yaml), console)
+
+        def follow_data(plan: StagePlan, outcome: StageOutcome) -> None:
+            if plan.stage == "data":
+                dataset = outcome.artifacts["data"]
+                runner.settings = settings_for(config, dataset.path / dataset.metadata["data_yaml"])
+
+        runner.on_outcome = follow_data
+        source = source_model_artifact(config)
+        runner.seed("model", source)
+        runner.seed("model:source", source)
+        console.print(f"[bold]edgepipe run[/bold] {config_path}  [dim]work dir {work.root}[/dim]")
+        outcomes = runner.execute(plans, force_from=from_stage, only=only, force=force)
+    from pipeline.summary import print_summary
+
+    print_summary(outcomes, console, seconds=time.perf_counter() - started)
+    gate = runner.available.get("gate")
+    if gate is not None and not gate.metadata.get("passed", False):
+        return EXIT_CHECK_FAILED
+    return EXIT_OK
+
+

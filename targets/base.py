@@ -1,0 +1,94 @@
+"""The Target and Runner protocols and the registry of backends.
+
+A Target turns an exported model into a device-specific engine directory (`build`) and loads that
+directory into a Runner (`load`). A Runner maps a preprocessed NCHW float32 batch (RGB, 0..1,
+letterboxed) to the raw output of Ultralytics' Detect head, shaped (N, 4 + classes, anchors), boxes as
+xywh in input pixels. Decoding, NMS, metrics and timing live once in `benchmarks/`.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from pipeline.errors import InputError
+
+if TYPE_CHECKING:
+    from pipeline.artifacts import Artifact
+    from pipeline.data.calibration import CalibrationSet
+
+
+@dataclass(frozen=True)
+class BuildInputs:
+    """What a build starts from: the ONNX every backend consumes, and the checkpoint torch runs."""
+
+    onnx: Path | None
+    checkpoint: Path | None = None
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How a Runner is loaded for measurement. `threads=None` lets the backend choose."""
+
+    threads: int | None = None
+    streams: int = 1
+    batch: int = 1
+    device: str = "cpu"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@runtime_checkable
+class Runner(Protocol):
+    precision: str  # the precision that actually runs, e.g. "fp32", "bf16", "int8+bf16"
+
+    def infer(self, images: np.ndarray) -> np.ndarray: ...
+
+
+class Target(Protocol):
+    name: str
+    precisions: tuple[str, ...]
+
+    def available(self) -> tuple[bool, str]: ...
+
+    def build(
+        self,
+        inputs: BuildInputs,
+        precision: str,
+        calibration: CalibrationSet | None,
+        options: dict[str, Any],
+        out_dir: Path,
+    ) -> Artifact: ...
+
+    def load(self, artifact: Artifact, options: RunOptions) -> Runner: ...
+
+
+# name -> "module:Class"; imported lazily so a missing backend library breaks only its own target.
+_REGISTRY: dict[str, str] = {
+    "torch": "targets.pytorch:TorchTarget",
+    "onnxruntime": "targets.onnxruntime:OnnxRuntimeTarget",
+    "openvino": "targets.openvino:OpenVinoTarget",
+    "tensorrt": "targets.tensorrt:TensorRtTarget",
+}
+
+
+def target_names() -> list[str]:
+    return list(_REGISTRY)
+
+
+def get_target(name: str) -> Target:
+    if name not in _REGISTRY:
+        raise InputError(f"unknown target {name!r}; choose one of {', '.join(_REGISTRY)}")
+    module_name, class_name = _REGISTRY[name].split(":")
+    return getattr(importlib.import_module(module_name), class_name)()
+
+
+def check_precision(target: Target, precision: str) -> None:
+    if precision not in target.precisions:
+        raise InputError(
+            f"target {target.name!r} does not support precision {precision!r}; "
+            f"it supports {', '.join(target.precisions)}"
+        )

@@ -1,0 +1,40 @@
+"""Shared fixtures: a tiny YOLOv8 checkpoint made on the spot, and the path to ../shared when present."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+
+
+def tiny_detection_model(nc: int = 3, width: float = 0.125):
+    """A randomly initialised YOLOv8 with the real C2f/SPPF/Detect layout, a few thousand parameters."""
+    import torch
+    from ultralytics.nn.tasks import DetectionModel, yaml_model_load
+
+    cfg = yaml_model_load("yolov8n.yaml")
+    cfg["scales"] = {"n": [0.33, width, 1024]}
+    cfg["scale"] = "n"
+    torch.manual_seed(0)
+    model = DetectionModel(cfg, nc=nc, verbose=False)
+    model.names = {i: f"class{i}" for i in range(nc)}
+    model.args = {"imgsz": 64}
+    return model.eval()
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory) -> Path:
+    from pipeline.checkpoints import save_checkpoint
+
+    path = tmp_path_factory.mktemp("tiny") / "tiny.pt"
+    return save_checkpoint(tiny_detection_model(), path)
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> Path:
+    if not (SHARED / "models" / "yolov8n.pt").is_file():
+        pytest.skip("../shared is absent: the real-model tests need ../shared/models/yolov8n.pt")
+    return SHARED
