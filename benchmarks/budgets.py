@@ -154,23 +154,32 @@ class Check:
     def margin_pct(self) -> float | None:
         return None if self.margin is None or self.limit == 0 else 100 * self.margin / self.limit
 
+    @property
+    def measured_text(self) -> str:
+        return "not measured" if self.measured is None else _fmt(self.measured, self.unit)
+
+    @property
+    def limit_text(self) -> str:
+        return ("<= " if self.upper else ">= ") + _fmt(self.limit, self.unit)
+
+    @property
+    def margin_text(self) -> str:
+        if self.margin is None:
+            return "n/a"
+        pct = f" ({self.margin_pct:+.1f}%)" if self.margin_pct is not None else ""
+        return _fmt(self.margin, self.unit, signed=True) + pct
+
     def describe(self) -> str:
         """One line with measured value, limit and margin, e.g. for a JUnit failure message."""
-        sign = "<=" if self.upper else ">="
-        if self.measured is None:
-            return f"{self.criterion}: not measured (limit {sign} {_fmt(self.limit, self.unit)})"
-        relation = sign if self.passed else (">" if self.upper else "<")
-        pct = f", {self.margin_pct:+.1f}%" if self.margin_pct is not None else ""
+        verdict = "ok" if self.passed else "BROKEN"
         return (
-            f"{self.criterion}: measured {_fmt(self.measured, self.unit)} {relation} "
-            f"limit {_fmt(self.limit, self.unit)} (margin {_fmt(self.margin, self.unit, signed=True)}{pct})"
+            f"{self.criterion} {verdict}: measured {self.measured_text}, limit {self.limit_text}, "
+            f"margin {self.margin_text}"
         )
 
 
-def _fmt(value: float | None, unit: str, signed: bool = False) -> str:
-    if value is None:
-        return "n/a"
-    digits = 4 if unit == "" else 2
+def _fmt(value: float, unit: str, signed: bool = False) -> str:
+    digits = 2 if unit else 4  # unitless figures are mAPs
     text = f"{value:+.{digits}f}" if signed else f"{value:.{digits}f}"
     return f"{text} {unit}".rstrip()
 

@@ -1,25 +1,70 @@
-"""The results table people read in the terminal (bench and run print it)."""
+"""The rich table people read results in (bench, history, run): latency, throughput, mAP, size, flags."""
 
 from __future__ import annotations
 
-from rich.table import Table
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-from benchmarks.results import Result
+if TYPE_CHECKING:
+    from rich.table import Table
+
+    from benchmarks.results import Result
 
 
-def _fmt(value: float | None, digits: int = 2) -> str:
+def _number(value: float | None, digits: int) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
 
-def results_table(results: list[Result], title: str = "results") -> Table:
-    table = Table(title=title, title_justify="left")
-    for column in ("target", "ran as", "batch", "p50 ms", "p90 ms", "p99 ms", "img/s", "MB", "mAP50-95",
-                   "mAP50", "flags"):
-        table.add_column(column, justify="left" if column in {"target", "ran as", "flags"} else "right")
-    for r in results:
-        table.add_row(
-            r.key, r.precision, str(r.batch), _fmt(r.latency_ms.p50), _fmt(r.latency_ms.p90),
-            _fmt(r.latency_ms.p99), _fmt(r.throughput_ips, 1), _fmt(r.size_mb), _fmt(r.map50_95, 4),
-            _fmt(r.map50, 4), ", ".join(r.flags),
+def _throughput(r: Result) -> str:
+    return _number(r.throughput_ips, 1) + (f" ({r.streams} str)" if r.streams > 1 else "")
+
+
+def _flag_kinds(r: Result) -> str:
+    return ", ".join(dict.fromkeys(flag.split(":")[0] for flag in r.flags))
+
+
+# header -> cell text; the context columns say where and what a result measured.
+CONTEXT: dict[str, Callable[[Result], str]] = {
+    "when": lambda r: r.created_at.replace("T", " ")[:16],
+    "device": lambda r: r.device_name,
+    "model": lambda r: r.model,
+}
+MEASURES: dict[str, Callable[[Result], str]] = {
+    "target": lambda r: f"{r.target}/{r.precision}",
+    "batch": lambda r: str(r.batch),
+    "p50 ms": lambda r: _number(r.latency_ms.p50, 2),
+    "p90 ms": lambda r: _number(r.latency_ms.p90, 2),
+    "p99 ms": lambda r: _number(r.latency_ms.p99, 2),
+    "e2e p50 ms": lambda r: _number(r.e2e_latency_ms.p50 if r.e2e_latency_ms else None, 2),
+    "img/s": _throughput,
+    "mAP50-95": lambda r: _number(r.map50_95, 4),
+    "size MB": lambda r: _number(r.size_mb, 2),
+    "flags": _flag_kinds,
+}
+TEXT_COLUMNS = ("when", "device", "model", "target", "flags")
+LEFT_OUT_IN_CONTEXT = ("p99 ms", "size MB")  # keeps the history table readable in 100 columns
+
+
+def results_table(results: list[Result], title: str = "benchmark results", context: bool = False) -> Table:
+    """One row per result; `context` adds when, device and model (the history of many runs).
+
+    Flags show by kind ("cpu-load", "high-cv"); `flag_lines` gives their full text.
+    """
+    from rich.table import Table
+
+    columns = {**CONTEXT, **MEASURES} if context else dict(MEASURES)
+    if context:
+        columns = {k: v for k, v in columns.items() if k not in LEFT_OUT_IN_CONTEXT}
+    table = Table(title=title)
+    for header in columns:
+        text = header in TEXT_COLUMNS
+        table.add_column(
+            header, justify="left" if text else "right", overflow="fold", no_wrap=header == "target"
         )
+    for r in results:
+        table.add_row(*(cell(r) for cell in columns.values()))
     return table
+
+
+def flag_lines(results: list[Result]) -> list[str]:
+    return [f"{r.target}/{r.precision} batch {r.batch}: {flag}" for r in results for flag in r.flags]

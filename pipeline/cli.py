@@ -103,10 +103,12 @@ for _name, _module in (("prune", prune), ("finetune", finetune), ("export", expo
 def _register_optional() -> None:
     from benchmarks import compare, history
     from pipeline.data import synth
+    from pipeline.fleet.commands import fleet_app
 
     register(app, "compare", compare.compare_command)
     register(app, "history", history.history_command)
     register(data_app, "synth", synth.command)
+    app.add_typer(fleet_app, name="fleet")
 
 
 _register_optional()

@@ -35,7 +35,7 @@ class C2fSplit(nn.Module):
 
     @classmethod
     def from_c2f(cls, c2f: nn.Module) -> C2fSplit:
-        """An equivalent module whose cv0/cv1 hold the first and second half of `c2f.cv1`'s output channels."""
+        """An equivalent module: cv0/cv1 hold the first/second half of `c2f.cv1`'s output channels."""
         half = c2f.cv1.conv.out_channels // 2
         split = cls(
             _conv_slice(c2f.cv1, slice(0, half)),

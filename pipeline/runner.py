@@ -28,6 +28,7 @@ from pipeline.errors import EdgepipeError, InputError
 from pipeline.stages.base import RunSettings, StageContext
 
 STAGE_RECORD = "stage.json"
+TRAINER_CACHES = {".cache", ".npy"}  # files Ultralytics writes beside a dataset: not part of its content
 STAGE_ORDER = ("data", "prune", "finetune", "export", "build", "bench", "report", "gate")
 
 
@@ -79,7 +80,7 @@ def fingerprint_data(path: Path) -> str:
     entries: list[Any] = [path.name, path.read_text() if path.is_file() else "absent"]
     root = path.parent
     for file in sorted(root.rglob("*")):
-        if not file.is_file() or file.name.startswith("."):
+        if not file.is_file() or file.name.startswith(".") or file.suffix in TRAINER_CACHES:
             continue
         rel = file.relative_to(root).as_posix()
         if file.suffix in {".txt", ".yaml", ".yml", ".json"}:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pipeline.artifacts import ARTIFACT_FILE, Artifact, now_iso, sha256_file, write_json_atomic
+from pipeline.artifacts import ARTIFACT_FILE, Artifact, now_iso, sha256_file, sha256_path, write_json_atomic
 from pipeline.errors import InputError
 
 if TYPE_CHECKING:
@@ -49,7 +49,7 @@ def load_onnx(path: Path) -> onnx.ModelProto:
         model = onnx.load(str(path))
         onnx.checker.check_model(model)
     except Exception as exc:  # protobuf DecodeError, ValidationError, ...
-        raise InputError(f"not a valid ONNX model: {exc}", path=path, hint="re-run `edgepipe export`") from exc
+        raise InputError(f"not a valid ONNX model: {exc}", path=path, hint="re-run edgepipe export") from exc
     return model
 
 
@@ -58,7 +58,7 @@ def onnx_facts(path: Path) -> ModelFacts:
     meta = {p.key: p.value for p in model.metadata_props}
     if "names" not in meta or "imgsz" not in meta:
         raise InputError(
-            "ONNX has no Ultralytics metadata (names, imgsz)", path=path, hint="export it with `edgepipe export`"
+            "ONNX has no Ultralytics metadata (names, imgsz)", path=path, hint="use edgepipe export"
         )
     dims = model.graph.input[0].type.tensor_type.shape.dim
     batch = dims[0].dim_value if dims[0].HasField("dim_value") else None
@@ -125,7 +125,7 @@ def write_engine_artifact(
         **(extra or {}),
     }
     write_json_atomic(out_dir / ARTIFACT_FILE, meta)
-    return Artifact.from_path("engine", out_dir, **meta)
+    return Artifact(kind="engine", path=out_dir.resolve(), sha256=sha256_path(out_dir), metadata=meta)
 
 
 def model_path(artifact: Artifact) -> Path:

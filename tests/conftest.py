@@ -1,4 +1,4 @@
-"""Shared fixtures: a tiny YOLOv8 checkpoint made on the spot, and the path to ../shared when present."""
+"""Shared fixtures: a tiny YOLOv8 checkpoint and a tiny synthetic dataset made on the spot, and ../shared."""
 
 from __future__ import annotations
 
@@ -31,6 +31,14 @@ def tiny_checkpoint(tmp_path_factory) -> Path:
 
     path = tmp_path_factory.mktemp("tiny") / "tiny.pt"
     return save_checkpoint(tiny_detection_model(), path)
+
+
+@pytest.fixture(scope="session")
+def synth_dataset(tmp_path_factory) -> Path:
+    """data.yaml of a tiny synthetic shapes dataset: 24 images at 128 px, 6 classes, train and val."""
+    from pipeline.data.synth import generate_dataset
+
+    return generate_dataset(tmp_path_factory.mktemp("synth") / "shapes", images=24, seed=0, imgsz=128)
 
 
 @pytest.fixture(scope="session")

@@ -156,3 +156,16 @@ def test_second_run_on_a_locked_workdir_fails_clearly(tmp_path):
         holder.join(30)
     with WorkDir(tmp_path / "work").lock():  # released: the next run proceeds
         pass
+
+
+def test_data_fingerprint_follows_labels_but_not_trainer_caches(tmp_path):
+    from pipeline.runner import fingerprint_data
+
+    (tmp_path / "labels").mkdir()
+    (tmp_path / "labels" / "a.txt").write_text("0 0.5 0.5 0.1 0.1\n")
+    (tmp_path / "data.yaml").write_text("names: [a]\ntrain: images\n")
+    before = fingerprint_data(tmp_path / "data.yaml")
+    (tmp_path / "labels" / "train.cache").write_bytes(b"written by Ultralytics")
+    assert fingerprint_data(tmp_path / "data.yaml") == before
+    (tmp_path / "labels" / "a.txt").write_text("0 0.5 0.5 0.2 0.1\n")
+    assert fingerprint_data(tmp_path / "data.yaml") != before

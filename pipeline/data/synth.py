@@ -27,6 +27,7 @@ MIN_BOX_PX = 3
 MAX_OBJECTS = 7
 JPEG_QUALITY = 92
 
+LabelRow = tuple[int, float, float, float, float]  # class, cx, cy, w, h normalised to 0..1
 Polygons = list[np.ndarray]  # float (K, 2) outlines in unit coordinates; later ones cut holes
 
 
@@ -58,7 +59,9 @@ SHAPES: dict[str, Polygons] = {
 }
 
 
-def _hsv_colour(rng: np.random.Generator, saturation: tuple[float, float], value: tuple[float, float]):
+def _hsv_colour(
+    rng: np.random.Generator, saturation: tuple[float, float], value: tuple[float, float]
+) -> np.ndarray:
     hsv = np.array([[[rng.uniform(0, 180), rng.uniform(*saturation) * 255, rng.uniform(*value) * 255]]])
     return cv2.cvtColor(hsv.astype(np.uint8), cv2.COLOR_HSV2BGR)[0, 0].astype(np.float32)
 
@@ -105,7 +108,7 @@ def _shape_outlines(rng: np.random.Generator, shape: str, size: int) -> tuple[li
     return [np.round(p).astype(np.int32) for p in outlines], areas[0] - sum(areas[1:])
 
 
-def render_image(rng: np.random.Generator, size: int) -> tuple[np.ndarray, list[tuple[int, float, ...]]]:
+def render_image(rng: np.random.Generator, size: int) -> tuple[np.ndarray, list[LabelRow]]:
     """One uint8 BGR image and its YOLO label rows (class, cx, cy, w, h), normalised."""
     image = _background(rng, size)
     owner = np.zeros((size, size), np.uint8)  # 0: background, k: the k-th shape drawn
@@ -123,6 +126,15 @@ def render_image(rng: np.random.Generator, size: int) -> tuple[np.ndarray, list[
         cv2.fillPoly(owner, outlines, number)
         placed.append((cls, area))
     image += rng.uniform(2, 12) * rng.standard_normal(image.shape, dtype=np.float32)
+    return image.clip(0, 255).astype(np.uint8), visible_boxes(owner, placed)
+
+
+def visible_boxes(owner: np.ndarray, placed: list[tuple[int, float]]) -> list[LabelRow]:
+    """Label rows for the shapes in `owner` (pixel value k: the k-th of `placed` (class, full area)).
+
+    Each box is the tight extent of the shape's visible pixels; shapes mostly hidden are left out.
+    """
+    height, width = owner.shape
     visible = np.bincount(owner.ravel(), minlength=len(placed) + 1)
     rows = []
     for number, (cls, area) in enumerate(placed, 1):
@@ -131,8 +143,8 @@ def render_image(rng: np.random.Generator, size: int) -> tuple[np.ndarray, list[
         x, y, w, h = cv2.boundingRect((owner == number).view(np.uint8))
         if min(w, h) < MIN_BOX_PX:
             continue
-        rows.append((cls, (x + w / 2) / size, (y + h / 2) / size, w / size, h / size))
-    return image.clip(0, 255).astype(np.uint8), rows
+        rows.append((cls, (x + w / 2) / width, (y + h / 2) / height, w / width, h / height))
+    return rows
 
 
 def _split_sizes(images: int, val_fraction: float) -> tuple[int, int]:

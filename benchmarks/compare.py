@@ -1,0 +1,186 @@
+"""Compare two results files: did latency change beyond noise, did mAP or size change?
+
+Results are paired by (target, precision, batch). A latency change counts only when both hold:
+- the Mann-Whitney U test on the raw samples rejects "same distribution" at `alpha`, and
+- the medians differ by at least `min_effect` (relative).
+Consecutive latency samples are not independent (caches, clocks, other processes), which makes the
+test's p-value optimistic on its own; the minimum effect keeps a statistically "significant" 0.5%
+wobble from failing a build.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated
+
+import numpy as np
+import typer
+
+from benchmarks.results import Result, load_results
+from pipeline.errors import CheckFailed
+
+ALPHA = 0.01
+MIN_EFFECT = 0.03
+MAX_MAP_DROP = 0.005
+
+
+@dataclass(frozen=True)
+class LatencyChange:
+    metric: str  # "latency" (model only) or "e2e latency"
+    base_median: float
+    new_median: float
+    p_value: float | None  # None: no raw samples to test, the medians alone decide nothing
+    verdict: str  # "slower", "faster", "same" (within noise) or "untested"
+
+    @property
+    def relative(self) -> float:
+        return self.new_median / self.base_median - 1 if self.base_median else 0.0
+
+
+@dataclass
+class Comparison:
+    key: tuple[str, str, int]  # (target, precision, batch)
+    latency: list[LatencyChange]
+    map_change: float | None
+    size_change: float | None  # relative
+    notes: list[str] = field(default_factory=list)
+    regressions: list[str] = field(default_factory=list)
+
+
+def latency_change(
+    metric: str, base: list[float], new: list[float], alpha: float = ALPHA, min_effect: float = MIN_EFFECT
+) -> LatencyChange:
+    """The verdict on one latency metric from the raw samples of both runs."""
+    from scipy.stats import mannwhitneyu
+
+    base_median, new_median = float(np.median(base)), float(np.median(new))
+    p_value = float(mannwhitneyu(new, base, alternative="two-sided").pvalue)
+    relative = new_median / base_median - 1
+    verdict = "same"
+    if p_value < alpha and abs(relative) >= min_effect:
+        verdict = "slower" if relative > 0 else "faster"
+    return LatencyChange(metric, base_median, new_median, p_value, verdict)
+
+
+def latency_changes(base: Result, new: Result, alpha: float, min_effect: float) -> list[LatencyChange]:
+    """Model-only and (when both have it) end-to-end latency; "untested" where raw samples are missing."""
+    metrics = [("latency", base.samples_ms, new.samples_ms, base.latency_ms, new.latency_ms)]
+    if base.e2e_latency_ms and new.e2e_latency_ms:
+        metrics.append(
+            ("e2e latency", base.e2e_samples_ms, new.e2e_samples_ms, base.e2e_latency_ms, new.e2e_latency_ms)
+        )
+    return [
+        latency_change(metric, old, now, alpha, min_effect)
+        if len(old) > 1 and len(now) > 1
+        else LatencyChange(metric, old_stats.p50, new_stats.p50, None, "untested")
+        for metric, old, now, old_stats, new_stats in metrics
+    ]
+
+
+def _key(result: Result) -> tuple[str, str, int]:
+    return result.target, result.requested_precision or result.precision, result.batch
+
+
+def compare_results(
+    base: list[Result],
+    new: list[Result],
+    alpha: float = ALPHA,
+    min_effect: float = MIN_EFFECT,
+    max_map_drop: float = MAX_MAP_DROP,
+) -> tuple[list[Comparison], list[str]]:
+    """Comparisons of paired results, and notes on results found in only one file."""
+    base_by_key = {_key(r): r for r in base}
+    new_by_key = {_key(r): r for r in new}
+    unpaired = [f"only in base: {'/'.join(map(str, k))}" for k in base_by_key if k not in new_by_key]
+    unpaired += [f"only in new: {'/'.join(map(str, k))}" for k in new_by_key if k not in base_by_key]
+    comparisons = []
+    for key, old in base_by_key.items():
+        if key in new_by_key:
+            comparisons.append(compare_pair(key, old, new_by_key[key], alpha, min_effect, max_map_drop))
+    return comparisons, unpaired
+
+
+def compare_pair(
+    key: tuple[str, str, int], base: Result, new: Result, alpha: float, min_effect: float, max_map_drop: float
+) -> Comparison:
+    latency = latency_changes(base, new, alpha, min_effect)
+    map_change = None
+    if base.map50_95 is not None and new.map50_95 is not None:
+        map_change = new.map50_95 - base.map50_95
+    size_change = new.size_mb / base.size_mb - 1 if base.size_mb and new.size_mb else None
+    comparison = Comparison(key, latency, map_change, size_change)
+    if base.device_name != new.device_name:
+        comparison.notes.append(f"different devices: {base.device_name} vs {new.device_name}")
+    if new.flags:
+        comparison.notes.append(f"new result flagged: {'; '.join(new.flags)}")
+    for change in latency:
+        if change.verdict == "slower":
+            comparison.regressions.append(
+                f"{change.metric} p50 {change.base_median:.2f} -> {change.new_median:.2f} ms "
+                f"({change.relative:+.1%}, p={change.p_value:.2g})"
+            )
+    if map_change is not None and map_change < -max_map_drop:
+        comparison.regressions.append(f"mAP50-95 dropped by {-map_change:.4f} (> {max_map_drop})")
+    return comparison
+
+
+def comparison_table(comparisons: list[Comparison], base: Path, new: Path):
+    from rich.table import Table
+
+    table = Table(title=f"{base} -> {new}")
+    for column in ("target", "batch", "metric", "base p50 ms", "new p50 ms", "change", "p-value", "verdict"):
+        table.add_column(column, justify="left" if column in ("target", "metric", "verdict") else "right")
+    styles = {"slower": "bold red", "faster": "green", "same": "dim", "untested": "yellow"}
+    for c in comparisons:
+        target = f"{c.key[0]}/{c.key[1]}"
+        for change in c.latency:
+            table.add_row(
+                target,
+                str(c.key[2]),
+                change.metric,
+                f"{change.base_median:.2f}",
+                f"{change.new_median:.2f}",
+                f"{change.relative:+.1%}",
+                f"{change.p_value:.2g}" if change.p_value is not None else "-",
+                f"[{styles[change.verdict]}]{change.verdict}[/]",
+            )
+        if c.map_change is not None:
+            dropped = any(r.startswith("mAP") for r in c.regressions)
+            verdict = "[bold red]dropped[/]" if dropped else "ok"
+            table.add_row(target, str(c.key[2]), "mAP50-95", "", "", f"{c.map_change:+.4f}", "", verdict)
+        if c.size_change is not None:
+            table.add_row(target, str(c.key[2]), "size", "", "", f"{c.size_change:+.1%}", "", "")
+    return table
+
+
+def compare_command(
+    base: Annotated[Path, typer.Argument(help="results JSON of the baseline (from `edgepipe bench`)")],
+    new: Annotated[Path, typer.Argument(help="results JSON to check against the baseline")],
+    alpha: Annotated[
+        float, typer.Option("--alpha", min=0, max=1, help="significance level of the U test")
+    ] = ALPHA,
+    min_effect: Annotated[
+        float, typer.Option("--min-effect", min=0, help="smallest relative change of the median that counts")
+    ] = MIN_EFFECT,
+    max_map_drop: Annotated[
+        float,
+        typer.Option("--max-map-drop", min=0, help="largest absolute mAP50-95 drop that is no regression"),
+    ] = MAX_MAP_DROP,
+) -> None:
+    """Per target: did latency change beyond noise, did mAP or size change; exit 1 on a regression."""
+    from rich.console import Console
+
+    console = Console()
+    comparisons, unpaired = compare_results(
+        load_results(base), load_results(new), alpha, min_effect, max_map_drop
+    )
+    console.print(comparison_table(comparisons, base, new))
+    for note in unpaired + [f"{'/'.join(map(str, c.key))}: {n}" for c in comparisons for n in c.notes]:
+        console.print(f"[yellow]note[/]: {note}")
+    regressions = [f"{'/'.join(map(str, c.key))}: {r}" for c in comparisons for r in c.regressions]
+    if not comparisons:
+        console.print("[yellow]No (target, precision, batch) pair appears in both files.[/]")
+    if regressions:
+        raise CheckFailed("regression beyond noise:\n  " + "\n  ".join(regressions))
+    console.print("[green]No regression beyond noise.[/]")

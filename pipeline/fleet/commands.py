@@ -1,0 +1,186 @@
+"""`edgepipe fleet join` (on each device) and `edgepipe fleet run` (on the head node)."""
+
+from __future__ import annotations
+
+import functools
+import json
+import shlex
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from pipeline.errors import EXIT_BAD_INPUT, CheckFailed, EdgepipeError, InputError
+
+console = Console()
+fleet_app = typer.Typer(
+    help="Benchmark a matrix of models x targets x devices on a Ray cluster of devices.",
+    no_args_is_help=True,
+)
+
+
+class CouldNotMeasure(EdgepipeError):
+    """Some cells of the matrix produced no result (exit 2, distinct from a broken budget's 1)."""
+
+    exit_code = EXIT_BAD_INPUT
+
+
+def _user_errors(fn: Callable[..., None]) -> Callable[..., None]:
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except EdgepipeError as exc:
+            console.print(f"[bold red]error:[/bold red] {exc}")
+            raise typer.Exit(exc.exit_code) from None
+
+    return wrapper
+
+
+def ray_start_command(
+    address: str, resources: dict[str, float], num_cpus: int | None, node_ip: str | None, block: bool
+) -> list[str]:
+    beside_python = Path(sys.executable).with_name("ray")
+    ray = str(beside_python) if beside_python.is_file() else shutil.which("ray") or "ray"
+    command = [
+        ray,
+        "start",
+        "--address",
+        address,
+        "--resources",
+        json.dumps(resources),
+        "--disable-usage-stats",
+    ]
+    if num_cpus is not None:
+        command += ["--num-cpus", str(num_cpus)]
+    if node_ip:
+        command += ["--node-ip-address", node_ip]
+    return command + (["--block"] if block else [])
+
+
+def join_command(
+    address: Annotated[
+        str,
+        typer.Option("--address", envvar="RAY_ADDRESS", help="the head node's host:port (ray start --head)"),
+    ],
+    kind: Annotated[
+        str | None,
+        typer.Option("--kind", help="device kind to advertise (default: from the fingerprint's name)"),
+    ] = None,
+    num_cpus: Annotated[
+        int | None, typer.Option("--num-cpus", min=0, help="CPUs Ray may use for other work (default: all)")
+    ] = None,
+    node_ip: Annotated[
+        str | None,
+        typer.Option("--node-ip", help="this device's address as the head sees it (default: Ray's guess)"),
+    ] = None,
+    block: Annotated[
+        bool,
+        typer.Option("--block/--no-block", help="stay in the foreground until stopped (for a container)"),
+    ] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="print the `ray start` command, start nothing")
+    ] = False,
+) -> None:
+    """Join this device to the fleet: a Ray worker node advertising its kind, targets and one bench slot."""
+    from rich.table import Table
+
+    from benchmarks.device import fingerprint
+    from pipeline.fleet.resources import available_targets, device_kind, node_resources, require_ray
+
+    require_ray()
+    info = fingerprint()
+    resources = node_resources(device_kind(info, kind), available_targets())
+    table = Table(title=f"joining {address} as {info.get('name')}", show_header=False, title_justify="left")
+    for name, amount in resources.items():
+        table.add_row(name, f"{amount:g}")
+    console.print(table)
+    command = ray_start_command(address, resources, num_cpus, node_ip, block)
+    if dry_run:
+        typer.echo(shlex.join(command))
+        return
+    done = subprocess.run(command, check=False)
+    if done.returncode != 0:
+        raise InputError(
+            f"`ray start` failed with exit code {done.returncode}",
+            hint=f"is the head at {address} reachable, and is its Ray version the same as this one's?",
+        )
+
+
+def run_command(
+    matrix: Annotated[Path, typer.Argument(help="MATRIX.yaml: models, targets/precisions, device kinds")],
+    address: Annotated[
+        str, typer.Option("--address", envvar="RAY_ADDRESS", help="the head node's host:port")
+    ],
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="folder for results, report and gate")
+    ] = Path("fleet"),
+    force: Annotated[bool, typer.Option("--force", help="re-measure cells already in the history")] = False,
+    retries: Annotated[
+        int, typer.Option("--retries", min=0, help="re-runs of a cell whose device died or that failed")
+    ] = 2,
+    node_wait: Annotated[
+        float,
+        typer.Option("--node-wait", min=0, help="seconds a cell waits for a device of its kind to join"),
+    ] = 120.0,
+) -> None:
+    """Build and benchmark every cell on a device of its kind; one report and one gate for all devices.
+
+    Exit 0: every cell measured and every budget holds; 1: a budget broken; 2: a cell could not be measured.
+    """
+    from pipeline.fleet.driver import run_matrix
+    from pipeline.fleet.matrix import load_matrix
+    from pipeline.fleet.outputs import write_outputs
+
+    spec = load_matrix(matrix)
+    outcomes = run_matrix(
+        spec, address, output, force=force, retries=retries, node_wait=node_wait, console=console
+    )
+    gate = write_outputs(spec, outcomes, output)
+    console.print(cells_table(outcomes))
+    console.print(f"wrote {output}/ (results.json, cells.json, report.html, gate.xml, gate.md)")
+    failed = [o for o in outcomes if o.status == "failed"]
+    if gate.broken:
+        raise CheckFailed(
+            f"{len(gate.broken)} of {len(gate.verdicts)} budget checks broken",
+            hint=f"see {output / 'gate.md'}",
+        )
+    if failed or gate.unchecked:
+        raise CouldNotMeasure(
+            f"{len(failed)} of {len(outcomes)} cells could not be measured"
+            + (f"; {len(gate.unchecked)} budgets matched no result" if gate.unchecked else ""),
+            hint=f"see {output / 'cells.json'}; run again to retry only those cells",
+        )
+    console.print(f"[bold green]all {len(outcomes)} cells measured[/bold green]")
+
+
+def cells_table(outcomes):
+    from rich.table import Table
+
+    table = Table(title="edgepipe fleet cells", title_justify="left")
+    for column in ("device kind", "model", "target", "status", "node", "seconds", "note"):
+        table.add_column(column)
+    style = {"measured": "green", "in history": "cyan", "failed": "bold red"}
+    for outcome in sorted(outcomes, key=lambda o: (o.cell.kind, o.cell.model, o.cell.target)):
+        last = outcome.attempts[-1] if outcome.attempts else {}
+        seconds = f"{last['ended'] - last['started']:.1f}" if last.get("ended") else ""
+        retried = f"{len(outcome.attempts)} attempts; " if len(outcome.attempts) > 1 else ""
+        table.add_row(
+            outcome.cell.kind,
+            outcome.cell.model,
+            outcome.cell.target,
+            f"[{style.get(outcome.status, 'white')}]{outcome.status}",
+            str(last.get("hostname") or "") + (f" {last['node_id'][:8]}" if last.get("node_id") else ""),
+            seconds,
+            retried + (outcome.error or ""),
+        )
+    return table
+
+
+fleet_app.command("join")(_user_errors(join_command))
+fleet_app.command("run")(_user_errors(run_command))

@@ -1,0 +1,49 @@
+"""A few letterboxed batches of a dataset's train split, for Taylor gradients and BatchNorm re-estimation."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from itertools import islice
+from pathlib import Path
+
+import torch
+
+from pipeline.data.dataset import load_dataset
+from pipeline.errors import InputError
+
+
+def check_classes(data: Path, nc: int) -> None:
+    """Fail when the dataset's class count differs from the detection head's."""
+    dataset = load_dataset(data)
+    if dataset.nc != nc:
+        raise InputError(
+            f"dataset has {dataset.nc} classes but the model's head predicts {nc}",
+            path=data,
+            hint="use the dataset the model was trained on, or one with the same class list",
+        )
+
+
+def train_batches(data: Path, imgsz: int, batch: int, count: int) -> Iterator[dict]:
+    """Yield up to `count` preprocessed batches (img float 0..1, cls, bboxes, batch_idx) of the train split.
+
+    Images are letterboxed as at inference (Ultralytics' val transforms), in a fixed order, so the result
+    does not depend on a random seed.
+    """
+    from ultralytics.cfg import get_cfg
+    from ultralytics.data import build_dataloader, build_yolo_dataset
+    from ultralytics.data.utils import check_det_dataset
+    from ultralytics.utils import DEFAULT_CFG
+
+    dataset = load_dataset(data)
+    split = "train" if dataset.splits.get("train") else "val"
+    info = check_det_dataset(str(data), autodownload=False)
+    cfg = get_cfg(DEFAULT_CFG, {"imgsz": imgsz, "batch": batch, "workers": 0, "cache": False})
+    images = build_yolo_dataset(cfg, info[split], batch, info, mode="val", rect=False)
+    loader = build_dataloader(images, batch=batch, workers=0, shuffle=False)
+    for item in islice(loader, count):
+        item["img"] = item["img"].float() / 255
+        yield item
+
+
+def to_device(batch: dict, device: torch.device) -> dict:
+    return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}

@@ -1,0 +1,61 @@
+"""Logit distillation from an unpruned teacher onto a pruned YOLOv8 student.
+
+A pruned student keeps its teacher's Detect layout (same classes, DFL bins and strides), so their raw
+head outputs line up anchor for anchor and need no adapters. Two terms, added to the detection loss:
+
+- classification: binary cross-entropy of the student's class logits against the teacher's sigmoid
+  scores, i.e. Hinton et al.'s soft targets (2015) in the per-class sigmoid form YOLOv8 uses;
+- localization: Localization Distillation (LD, Zheng et al., CVPR 2022): KL divergence between the
+  teacher's and the student's DFL distributions over box-edge bins, at temperature T, weighted per
+  anchor by the teacher's top class score so it concentrates where the teacher sees objects.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+LD_TEMPERATURE = 2.0
+
+
+class DistillationLoss:
+    """Ultralytics detection criterion plus weighted logit distillation; adds a `kd_loss` item.
+
+    A plain object, not an nn.Module: set as the live model's `criterion`, the teacher is neither part of
+    the student's state_dict nor of the EMA copy the trainer saves.
+    """
+
+    def __init__(self, detection_loss, teacher: nn.Module, weight: float):
+        self.detection_loss = detection_loss
+        self.teacher = teacher.eval()
+        self.weight = weight
+
+    def __call__(self, preds, batch: dict) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        loss, items = self.detection_loss(preds, batch)
+        student = self.detection_loss.parse_output(preds)
+        with torch.no_grad():
+            teacher = self.teacher(batch["img"])[1]  # eval mode: (decoded, raw head outputs)
+        kd = self.weight * distillation_loss(student, teacher)
+        batch_size = student["scores"].shape[0]
+        return torch.cat([loss, (kd * batch_size).view(1)]), {**items, "kd_loss": kd.detach()}
+
+    def update(self) -> None:
+        if hasattr(self.detection_loss, "update"):
+            self.detection_loss.update()
+
+
+def distillation_loss(student: dict[str, torch.Tensor], teacher: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Soft-target BCE on class scores + LD on DFL boxes (dicts: "scores" (B, nc, A), "boxes" (B, 4R, A))."""
+    s_scores, t_scores = student["scores"].float(), teacher["scores"].float()
+    t_prob = t_scores.sigmoid()
+    cls = F.binary_cross_entropy_with_logits(s_scores, t_prob, reduction="none").sum(1).mean()
+
+    b, _, anchors = student["boxes"].shape
+    s_bins = student["boxes"].float().view(b, 4, -1, anchors) / LD_TEMPERATURE
+    t_bins = teacher["boxes"].float().view(b, 4, -1, anchors) / LD_TEMPERATURE
+    kl = F.kl_div(s_bins.log_softmax(2), t_bins.log_softmax(2), reduction="none", log_target=True)
+    kl = kl.sum(2).mean(1) * LD_TEMPERATURE**2  # (B, A): per anchor, averaged over the four edges
+    weight = t_prob.amax(1)  # (B, A)
+    box = (kl * weight).sum() / weight.sum().clamp(min=1e-6)
+    return cls + box

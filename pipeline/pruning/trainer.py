@@ -1,0 +1,99 @@
+"""Ultralytics' DetectionTrainer, made to train the checkpoint's own (pruned) module.
+
+The stock trainer rebuilds a model from the checkpoint's YAML and copies matching weights into it, which
+silently turns a pruned model back into the full-width one. `get_model` here returns the loaded module
+itself, so augmentation, EMA, AMP, validation and checkpointing all act on the pruned architecture. A model
+YAML (e.g. `yolov8n.yaml`) still trains from scratch, with the class count taken from the dataset.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+
+from torch import nn
+from ultralytics.models.yolo.detect import DetectionTrainer
+
+from pipeline.artifacts import write_atomic
+from pipeline.pruning.distill import DistillationLoss
+
+
+class PrunedDetectionTrainer(DetectionTrainer):
+    """DetectionTrainer that keeps the given checkpoint's module; optional distillation from a teacher."""
+
+    def __init__(self, overrides: dict, teacher: nn.Module | None = None, distill_weight: float = 1.0):
+        super().__init__(overrides=overrides)
+        self.teacher = teacher
+        self.distill_weight = distill_weight
+        if teacher is not None:
+            # After the EMA copy is made, so neither the EMA nor any checkpoint ever holds the teacher.
+            self.add_callback("on_pretrain_routine_end", _attach_distillation)
+
+    def get_model(self, cfg=None, weights: nn.Module | None = None, verbose: bool = True):
+        if isinstance(weights, nn.Module):
+            return weights  # the checkpoint's module, pruned shape and all
+        return super().get_model(cfg=cfg, weights=weights, verbose=verbose)
+
+    def _setup_train(self):
+        with _offline_amp_check():
+            super()._setup_train()
+
+
+def _attach_distillation(trainer: PrunedDetectionTrainer) -> None:
+    from ultralytics.utils.torch_utils import unwrap_model
+
+    model = unwrap_model(trainer.model)
+    teacher = trainer.teacher.to(trainer.device)
+    model.criterion = DistillationLoss(model.init_criterion(), teacher, trainer.distill_weight)
+
+
+@contextlib.contextmanager
+def _offline_amp_check() -> Iterator[None]:
+    """Skip Ultralytics' AMP self-test, which downloads a reference model: keep AMP on for CUDA devices."""
+    import ultralytics.engine.trainer as engine
+
+    original = engine.check_amp
+    engine.check_amp = lambda model: next(model.parameters()).device.type == "cuda"
+    try:
+        yield
+    finally:
+        engine.check_amp = original
+
+
+def train(
+    model: Path,
+    data: Path,
+    out_path: Path,
+    *,
+    run_dir: Path,
+    epochs: int,
+    imgsz: int = 640,
+    batch: int = 16,
+    device: str = "cpu",
+    teacher: nn.Module | None = None,
+    distill_weight: float = 1.0,
+    **train_args,
+) -> Path:
+    """Train `model` (a .pt checkpoint or a model YAML) on `data`; copy the best checkpoint to `out_path`.
+
+    The Ultralytics run directory (results.csv, plots, last.pt) is `run_dir`. The copy is atomic, and
+    the best checkpoint (EMA weights, pruned shape) loads with `ultralytics.YOLO(out_path)`.
+    """
+    overrides = {
+        "model": str(model),
+        "data": str(data),
+        "epochs": epochs,
+        "imgsz": imgsz,
+        "batch": batch,
+        "device": device,
+        "project": str(run_dir.parent),
+        "name": run_dir.name,
+        "exist_ok": True,
+        "verbose": False,
+        **train_args,
+    }
+    trainer = PrunedDetectionTrainer(overrides, teacher=teacher, distill_weight=distill_weight)
+    trainer.train()
+    best = trainer.best if trainer.best.is_file() else trainer.last
+    return write_atomic(out_path, best.read_bytes())

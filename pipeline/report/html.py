@@ -1,0 +1,175 @@
+"""The self-contained HTML report: inline CSS, PNGs as data URIs, no script, no external URL."""
+
+from __future__ import annotations
+
+import base64
+from html import escape
+from typing import Any
+
+from benchmarks.results import Result
+from pipeline.report import plots
+from pipeline.report.summary import DeviceSummary, Row, fmt
+
+CSS = """
+body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, "DejaVu Sans", sans-serif; margin: 0;
+       color: #1f2328; background: #f6f8fa; }
+main { max-width: 1180px; margin: 0 auto; padding: 24px 32px 48px; }
+h1 { margin: 0 0 4px; font-size: 26px; }
+h2 { margin-top: 36px; border-bottom: 1px solid #d0d7de; padding-bottom: 6px; }
+h3 { margin-top: 22px; font-size: 16px; }
+.sub { color: #59636e; margin: 0 0 16px; }
+section { background: #fff; border: 1px solid #d0d7de; border-radius: 8px; padding: 4px 20px 18px;
+          margin-top: 20px; }
+table { border-collapse: collapse; width: 100%; font-size: 13px; margin: 8px 0; }
+th, td { border-bottom: 1px solid #e5e8eb; padding: 5px 8px; text-align: right; white-space: nowrap; }
+th { background: #f0f3f6; font-weight: 600; white-space: normal; vertical-align: bottom; }
+.scroll { overflow-x: auto; }
+td.l, th.l { text-align: left; }
+tr.pareto td:first-child { font-weight: 600; }
+.star { color: #bf8700; }
+.badge { display: inline-block; border-radius: 10px; padding: 0 7px; font-size: 11px; margin-left: 4px;
+         background: #ddf4ff; color: #0550ae; }
+.badge.warn { background: #fff1c5; color: #7d4e00; }
+.loss { color: #cf222e; } .gain { color: #1a7f37; }
+.note { background: #fff8c5; border-left: 4px solid #d4a72c; padding: 6px 10px; margin: 8px 0;
+        font-size: 13px; }
+.plots { display: flex; flex-wrap: wrap; gap: 16px; }
+.plots img { max-width: 100%; width: 530px; border: 1px solid #e5e8eb; border-radius: 6px; }
+dl.fp { display: grid; grid-template-columns: max-content 1fr; gap: 2px 14px; font-size: 13px;
+        margin: 6px 0; }
+dl.fp dt { color: #59636e; } dl.fp dd { margin: 0; }
+footer { color: #59636e; font-size: 12px; margin-top: 32px; }
+"""
+
+
+def data_uri(png: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+
+
+def _img(png: bytes | None, alt: str) -> str:
+    if png is None:
+        return ""
+    return f'<img src="{data_uri(png)}" alt="{escape(alt)}">'
+
+
+def _fingerprint(info: dict[str, Any]) -> str:
+    items = [(k, v) for k, v in info.items() if isinstance(v, str | int | float | bool) and k != "name"]
+    if not items:
+        return ""
+    cells = "".join(f"<dt>{escape(str(k))}</dt><dd>{escape(str(v))}</dd>" for k, v in items)
+    return f'<dl class="fp">{cells}</dl>'
+
+
+def _delta(value: float | None) -> str:
+    if value is None:
+        return "—"
+    css = "loss" if value < 0 else ("gain" if value > 0 else "")
+    return f'<span class="{css}">{fmt(value, digits=4, signed=True)}</span>'
+
+
+def _target_cell(row: Row) -> str:
+    r = row.result
+    star = ' <span class="star" title="on the Pareto front">★</span>' if row.pareto else ""
+    return f'<td class="l">{escape(r.key)}{star}</td>'
+
+
+def _precision_cell(row: Row) -> str:
+    r = row.result
+    css = "badge warn" if row.precision_changed else "badge"
+    title = f"requested {r.requested_precision}, ran as {r.precision}" if row.precision_changed else ""
+    return f'<td class="l"><span class="{css}" title="{escape(title)}">{escape(r.precision)}</span></td>'
+
+
+def _device_table(device: DeviceSummary, baseline: str) -> str:
+    head = ["target", "ran as", "batch", "p50 ms", "p90 ms", "p99 ms", "e2e p50 ms", "img/s", "size MB"]
+    head += ["mAP50-95", "mAP50", f"Δ mAP50-95 vs {baseline}", "flags"]
+    left = {"target", "ran as", "flags"}
+    header = "".join(f'<th class="{"l" if h in left else ""}">{escape(h)}</th>' for h in head)
+    body = []
+    for row in device.rows:
+        r = row.result
+        e2e = r.e2e_latency_ms.p50 if r.e2e_latency_ms else None
+        flags = "".join(f'<span class="badge warn">{escape(f)}</span>' for f in r.flags)
+        cells = [
+            _target_cell(row),
+            _precision_cell(row),
+            f"<td>{r.batch}</td>",
+            *(f"<td>{fmt(v)}</td>" for v in (r.latency_ms.p50, r.latency_ms.p90, r.latency_ms.p99, e2e)),
+            f"<td>{fmt(r.throughput_ips, digits=1)}</td>",
+            f"<td>{fmt(r.size_mb)}</td>",
+            f"<td>{fmt(r.map50_95, digits=4)}</td>",
+            f"<td>{fmt(r.map50, digits=4)}</td>",
+            f"<td>{_delta(row.map_delta)}</td>",
+            f'<td class="l">{flags}</td>',
+        ]
+        body.append(f'<tr class="{"pareto" if row.pareto else ""}">{"".join(cells)}</tr>')
+    table = f"<table><thead><tr>{header}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+    return f"<div class='scroll'>{table}</div>"
+
+
+def _device_section(device: DeviceSummary, baseline: str) -> str:
+    datasets = sorted({r.result.dataset for r in device.rows if r.result.dataset})
+    notes = "".join(f'<p class="note">{escape(n)}</p>' for n in device.notes)
+    plot_html = _img(plots.latency_vs_map(device), f"latency vs mAP50-95 on {device.name}")
+    plot_html += _img(plots.latency_cdf(device), f"latency distribution on {device.name}")
+    return (
+        f"<section><h2>{escape(device.name)}</h2>{_fingerprint(device.fingerprint)}"
+        f"<p class='sub'>mAP on {escape(', '.join(datasets) or 'no dataset')}; latency is model-only "
+        f"unless marked e2e (pre + infer + post); ★ marks the latency/mAP Pareto front.</p>"
+        f"{notes}{_device_table(device, baseline)}<div class='plots'>{plot_html}</div></section>"
+    )
+
+
+def _story_section(stories: dict[str, list[dict[str, Any]]]) -> str:
+    if not stories:
+        return ""
+    parts = ["<section><h2>The pipeline's story</h2>"]
+    for model, story in stories.items():
+        first = story[0]
+        rows = []
+        for step in story:
+            params, gflops = step.get("params"), step.get("gflops")
+            kept = (
+                fmt(100 * gflops / first["gflops"], "%", digits=1) if gflops and first.get("gflops") else "—"
+            )
+            rows.append(
+                f"<tr><td class='l'>{escape(str(step.get('stage', '?')))}</td>"
+                f"<td>{fmt(params / 1e6 if params else None, digits=3)}</td><td>{fmt(gflops)}</td>"
+                f"<td>{kept}</td><td>{fmt(step.get('map50_95'), digits=4)}</td></tr>"
+            )
+        parts.append(
+            f"<h3>{escape(model)}</h3><table><thead><tr><th class='l'>stage</th><th>params (M)</th>"
+            f"<th>GFLOPs</th><th>GFLOPs kept</th><th>mAP50-95</th></tr></thead>"
+            f"<tbody>{''.join(rows)}</tbody></table>"
+            f"<div class='plots'>{_img(plots.stage_story(model, story), f'stage story of {model}')}</div>"
+        )
+    parts.append("</section>")
+    return "".join(parts)
+
+
+def _versions(results: list[Result]) -> str:
+    versions: dict[str, set[str]] = {}
+    for result in results:
+        for library, version in result.versions.items():
+            versions.setdefault(library, set()).add(version)
+    return ", ".join(f"{escape(k)} {escape('/'.join(sorted(v)))}" for k, v in sorted(versions.items()))
+
+
+def report_html(
+    title: str,
+    devices: list[DeviceSummary],
+    stories: dict[str, list[dict[str, Any]]],
+    results: list[Result],
+    baseline: str,
+    generated_at: str,
+) -> str:
+    body = "".join(_device_section(d, baseline) for d in devices) + _story_section(stories)
+    return (
+        "<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
+        "<meta name='viewport' content='width=device-width, initial-scale=1'>"
+        f"<title>{escape(title)}</title><style>{CSS}</style></head><body><main>"
+        f"<h1>{escape(title)}</h1><p class='sub'>{len(results)} results on {len(devices)} device(s); "
+        f"baseline {escape(baseline)}; generated {escape(generated_at)}</p>{body}"
+        f"<footer>Library versions: {_versions(results) or 'not recorded'}</footer>"
+        "</main></body></html>\n"
+    )

@@ -1,0 +1,91 @@
+"""Markdown for pull-request comments and CI job summaries: the gate's verdict and the report."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from benchmarks.budgets import Check, Verdict
+from pipeline.report.summary import DeviceSummary, fmt
+
+
+def table(header: list[str], rows: Iterable[list[str]]) -> str:
+    def cell(text: str) -> str:
+        return text.replace("|", "\\|").replace("\n", " ")
+
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(cell(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def gate_verdict_line(verdicts: list[Verdict]) -> str:
+    broken = [v for v in verdicts if not v.passed]
+    if not broken:
+        return f"✅ **edgepipe gate passed**: all {len(verdicts)} budget checks hold."
+    return f"❌ **edgepipe gate failed**: {len(broken)} of {len(verdicts)} budget checks broken."
+
+
+def _check_row(verdict: Verdict, check: Check) -> list[str]:
+    result = verdict.result
+    return [
+        "✅" if check.passed else "❌",
+        f"`{verdict.budget.label}`",
+        result.device_name,
+        f"{result.key} (b{result.batch})",
+        check.criterion,
+        check.measured_text,
+        check.limit_text.replace("<=", "≤").replace(">=", "≥"),
+        check.margin_text,
+    ]
+
+
+def gate_markdown(verdicts: list[Verdict]) -> str:
+    """A one-line verdict, then one row per check, broken ones first."""
+    ordered = sorted(verdicts, key=lambda v: v.passed)
+    rows = [_check_row(v, c) for v in ordered for c in sorted(v.checks, key=lambda c: c.passed)]
+    header = ["", "budget", "device", "target", "criterion", "measured", "limit", "margin"]
+    return f"{gate_verdict_line(verdicts)}\n\n{table(header, rows)}\n"
+
+
+def report_markdown(
+    title: str, devices: list[DeviceSummary], stories: dict[str, list[dict[str, Any]]], baseline: str
+) -> str:
+    parts = [f"# {title}", ""]
+    for device in devices:
+        parts += [f"## {device.name}", ""]
+        if device.notes:
+            parts += [f"> {note}" for note in device.notes] + [""]
+        header = ["target", "ran as", "batch", "p50 ms", "p90 ms", "p99 ms", "img/s", "MB"]
+        header += ["mAP50-95", "mAP50", f"Δ mAP50-95 vs {baseline}", "Pareto", "flags"]
+        rows = [
+            [
+                row.result.key,
+                row.result.precision,
+                str(row.result.batch),
+                fmt(row.result.latency_ms.p50),
+                fmt(row.result.latency_ms.p90),
+                fmt(row.result.latency_ms.p99),
+                fmt(row.result.throughput_ips, digits=1),
+                fmt(row.result.size_mb),
+                fmt(row.result.map50_95, digits=4),
+                fmt(row.result.map50, digits=4),
+                fmt(row.map_delta, digits=4, signed=True),
+                "★" if row.pareto else "",
+                ", ".join(row.result.flags),
+            ]
+            for row in device.rows
+        ]
+        parts += [table(header, rows), ""]
+    for model, story in stories.items():
+        parts += [f"## The pipeline's story: {model}", ""]
+        rows = [
+            [
+                str(step.get("stage", "?")),
+                fmt(step["params"] / 1e6 if step.get("params") else None, digits=3),
+                fmt(step.get("gflops")),
+                fmt(step.get("map50_95"), digits=4),
+            ]
+            for step in story
+        ]
+        parts += [table(["stage", "params (M)", "GFLOPs", "mAP50-95"], rows), ""]
+    return "\n".join(parts)

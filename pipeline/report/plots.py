@@ -1,0 +1,138 @@
+"""The report's plots as PNG bytes (matplotlib's Agg canvas, no pyplot state, no fonts downloaded)."""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+from pipeline.report.summary import DeviceSummary
+
+DPI = 110
+STAGE_COLOURS = ("#4c72b0", "#dd8452", "#55a868", "#c44e52", "#8172b3")  # cycled when longer
+
+
+def _figure(width: float, height: float):
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=(width, height), dpi=DPI, layout="constrained")
+
+
+def _png(fig) -> bytes:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=DPI, facecolor="white")
+    return buffer.getvalue()
+
+
+def colours(keys: list[str]) -> dict[str, Any]:
+    """One stable colour per row label, shared by every plot of a device."""
+    from matplotlib import colormaps
+
+    palette = colormaps["tab10"]
+    return {key: palette(i % 10) for i, key in enumerate(keys)}
+
+
+def row_label(result) -> str:
+    return f"{result.key} b{result.batch}"
+
+
+def latency_vs_map(device: DeviceSummary) -> bytes | None:
+    """Model-only p50 latency (whisker to p90) against mAP50-95; the Pareto front drawn as a step line."""
+    rows = [row for row in device.rows if row.result.map50_95 is not None]
+    if not rows:
+        return None
+    palette = colours([row_label(row.result) for row in device.rows])
+    fig = _figure(7.5, 4.4)
+    ax = fig.add_subplot()
+    for row in rows:
+        r = row.result
+        colour = palette[row_label(r)]
+        ax.errorbar(
+            r.latency_ms.p50,
+            r.map50_95,
+            xerr=[[0], [max(r.latency_ms.p90 - r.latency_ms.p50, 0)]],
+            fmt="*" if row.pareto else "o",
+            markersize=15 if row.pareto else 8,
+            color=colour,
+            ecolor=colour,
+            capsize=3,
+            label=row_label(r) + ("  (Pareto)" if row.pareto else ""),
+        )
+        ax.annotate(row_label(r), (r.latency_ms.p50, r.map50_95), textcoords="offset points", xytext=(6, 6))
+    front = sorted((row.result.latency_ms.p50, row.result.map50_95) for row in rows if row.pareto)
+    if len(front) > 1:
+        xs, ys = zip(*front, strict=True)
+        ax.step(xs, ys, where="post", color="0.35", linestyle="--", linewidth=1.2, label="Pareto front")
+    ax.set_xlabel("latency p50, model only (ms); whisker to p90")
+    ax.set_ylabel("mAP50-95")
+    ax.set_title(f"Latency vs accuracy on {device.name}")
+    ax.grid(True, alpha=0.3)
+    ax.margins(x=0.15, y=0.15)
+    ax.legend(fontsize="small", loc="best")
+    return _png(fig)
+
+
+def latency_cdf(device: DeviceSummary) -> bytes | None:
+    """Empirical CDF of the raw model-only latency samples of each target."""
+    rows = [row for row in device.rows if row.result.samples_ms]
+    if not rows:
+        return None
+    palette = colours([row_label(row.result) for row in device.rows])
+    fig = _figure(7.5, 4.0)
+    ax = fig.add_subplot()
+    lowest, highest = float("inf"), 0.0
+    for row in rows:
+        samples = sorted(row.result.samples_ms)
+        fractions = [(i + 1) / len(samples) for i in range(len(samples))]
+        ax.step(
+            samples,
+            fractions,
+            where="post",
+            color=palette[row_label(row.result)],
+            linewidth=1.6,
+            label=f"{row_label(row.result)} (n={len(samples)})",
+        )
+        lowest, highest = min(lowest, samples[0]), max(highest, samples[-1])
+    if lowest > 0 and highest / lowest > 20:
+        ax.set_xscale("log")
+    for level in (0.5, 0.9, 0.99):
+        ax.axhline(level, color="0.6", linewidth=0.8, linestyle=":")
+        ax.text(
+            1.0,
+            level,
+            f" p{round(level * 100)}",
+            transform=ax.get_yaxis_transform(),
+            va="center",
+            fontsize="small",
+            color="0.4",
+        )
+    ax.set_xlabel("latency per batch, model only (ms)")
+    ax.set_ylabel("fraction of runs ≤ latency")
+    ax.set_ylim(0, 1.02)
+    ax.set_title(f"Latency distribution on {device.name}")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize="small", loc="lower right")
+    return _png(fig)
+
+
+def stage_story(model: str, story: list[dict[str, Any]]) -> bytes:
+    """Parameters and GFLOPs after each pipeline stage, with the mAP where the stage measured it."""
+    stages = [str(step.get("stage", "?")) for step in story]
+    fig = _figure(7.5, 3.2)
+    axes = fig.subplots(1, 2)
+    for ax, key, scale, title in (
+        (axes[0], "params", 1e6, "parameters (M)"),
+        (axes[1], "gflops", 1.0, "GFLOPs"),
+    ):
+        values = [float(step.get(key) or 0) / scale for step in story]
+        bars = ax.bar(stages, values, color=STAGE_COLOURS)
+        ax.bar_label(bars, fmt="%.2f", fontsize="small")
+        ax.set_title(title)
+        ax.margins(y=0.2)
+        ax.grid(True, axis="y", alpha=0.3)
+    maps = [step.get("map50_95") for step in story]
+    if any(m is not None for m in maps):
+        text = ", ".join(f"{s}: {m:.3f}" for s, m in zip(stages, maps, strict=True) if m is not None)
+        fig.suptitle(f"{model} — mAP50-95 {text}", fontsize="medium")
+    else:
+        fig.suptitle(model, fontsize="medium")
+    return _png(fig)

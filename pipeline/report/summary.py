@@ -1,0 +1,99 @@
+"""What the report shows, computed once for the HTML and the Markdown: rows per device, Pareto front."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from benchmarks.budgets import find_baseline
+from benchmarks.results import Result
+
+
+@dataclass(frozen=True)
+class Row:
+    result: Result
+    baseline: Result | None  # the baseline result on the same device and batch, if any
+    pareto: bool  # on the latency (p50, model-only) vs mAP50-95 Pareto front of its device
+
+    @property
+    def map_delta(self) -> float | None:
+        """mAP50-95 minus the baseline's: negative is a loss."""
+        if self.baseline is None or self.baseline.map50_95 is None or self.result.map50_95 is None:
+            return None
+        return self.result.map50_95 - self.baseline.map50_95
+
+    @property
+    def precision_changed(self) -> bool:
+        requested = self.result.requested_precision
+        return requested is not None and requested != self.result.precision
+
+
+@dataclass
+class DeviceSummary:
+    name: str
+    fingerprint: dict[str, Any]
+    rows: list[Row]
+    notes: list[str] = field(default_factory=list)
+
+
+def pareto_front(points: list[tuple[float, float]]) -> set[int]:
+    """Indices of the points no other point beats on both lower x (latency) and higher y (mAP)."""
+    front: set[int] = set()
+    best_y = float("-inf")
+    for i in sorted(range(len(points)), key=lambda i: (points[i][0], -points[i][1])):
+        if points[i][1] > best_y:
+            front.add(i)
+            best_y = points[i][1]
+    return front
+
+
+def summarize(results: list[Result], baseline: str) -> list[DeviceSummary]:
+    """One summary per device, rows ordered by model-only p50 latency."""
+    devices: dict[str, list[Result]] = {}
+    for result in results:
+        devices.setdefault(result.device_name, []).append(result)
+    summaries = []
+    for name, group in devices.items():
+        group = sorted(group, key=lambda r: (r.latency_ms.p50, r.key, r.batch))
+        with_map = [i for i, r in enumerate(group) if r.map50_95 is not None]
+        front = pareto_front([(group[i].latency_ms.p50, group[i].map50_95 or 0.0) for i in with_map])
+        on_front = {with_map[i] for i in front}
+        rows = [
+            Row(r, find_baseline(results, baseline, name, r.batch), i in on_front)
+            for i, r in enumerate(group)
+        ]
+        summaries.append(DeviceSummary(name, group[0].device, rows, _notes(group, baseline, rows)))
+    return summaries
+
+
+def _notes(group: list[Result], baseline: str, rows: list[Row]) -> list[str]:
+    notes = []
+    evaluated_on = {(r.dataset, r.letterbox) for r in group if r.map50_95 is not None}
+    if len(evaluated_on) > 1:
+        listed = "; ".join(
+            f"{d or '?'} ({lb or 'letterbox unknown'})" for d, lb in sorted(evaluated_on, key=str)
+        )
+        notes.append(
+            f"mAP was measured on different datasets or letterboxes ({listed}): compare like with like."
+        )
+    if not any(row.baseline for row in rows):
+        notes.append(f"No {baseline} result on this device: the mAP drop column is empty.")
+    if not any(r.map50_95 is not None for r in group):
+        notes.append("No result on this device has an mAP (benchmarked with --no-accuracy).")
+    return notes
+
+
+def stage_stories(results: list[Result]) -> dict[str, list[dict[str, Any]]]:
+    """The pipeline's story per model (params, GFLOPs, mAP per stage), each distinct story once."""
+    stories: dict[str, list[dict[str, Any]]] = {}
+    for result in results:
+        if result.stage_story and result.model not in stories:
+            stories[result.model] = result.stage_story
+    return stories
+
+
+def fmt(value: float | None, unit: str = "", digits: int = 2, signed: bool = False) -> str:
+    if value is None:
+        return "—"
+    text = f"{value:+,.{digits}f}" if signed else f"{value:,.{digits}f}"
+    return f"{text} {unit}".rstrip()

@@ -1,0 +1,320 @@
+"""Benchmark an engine directory: latency (model only and end to end), throughput and mAP per batch size.
+
+Every backend goes through the same pre-process, NMS, metric and timing code in `benchmarks/`, so the
+figures of two targets differ only by what the targets themselves do.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import numpy as np
+import typer
+from pydantic import Field
+
+from pipeline.artifacts import Artifact, now_iso, read_artifact_dir, sha256_path
+from pipeline.errors import InputError
+from pipeline.stages.base import Section, StageContext
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
+
+    from benchmarks.results import Result
+    from targets.base import Runner, Target
+
+RESULTS_FILE = "results.json"
+SYNTHETIC_SHAPE = (480, 640, 3)  # a typical photo, for --no-accuracy runs without a dataset
+
+
+class BenchConfig(Section):
+    batch: list[int] = Field(default_factory=lambda: [1], description="batch sizes to measure")
+    warmup: int = Field(10, ge=0, description="untimed runs before each timed loop")
+    iters: int = Field(100, ge=1, description="at least this many timed runs per loop")
+    min_seconds: float = Field(2.0, ge=0, description="and at least this long per timed loop")
+    streams: int = Field(1, ge=1, description="concurrent requests/streams for the throughput figure")
+    throughput_seconds: float = Field(3.0, gt=0, description="duration of the throughput measurement")
+    threads: int | None = Field(None, ge=1, description="inference threads; default: the backend's choice")
+    accuracy: bool = Field(True, description="measure mAP50-95 and mAP50 on the val split")
+    split: str = Field("val", description="dataset split that measures mAP")
+    device: str = Field("cpu", description="where to run: cpu, cuda, cuda:0 (torch, TensorRT)")
+
+
+def resolve_artifact(path: Path, scratch: Path, imgsz: int = 640) -> Artifact:
+    """A build directory as is; a plain .pt built as torch/fp32, a plain .onnx as onnxruntime/fp32."""
+    from targets.base import BuildInputs, get_target
+
+    path = Path(path)
+    if not path.exists():
+        raise InputError(
+            "artifact not found", path=path, hint="pass a directory from `edgepipe build`, a .pt or an .onnx"
+        )
+    if path.is_dir():
+        meta = read_artifact_dir(path)
+        if meta.get("kind") != "engine":
+            raise InputError(f"artifact.json describes a {meta.get('kind')!r}, not an engine", path=path)
+        return Artifact(kind="engine", path=path.resolve(), sha256=sha256_path(path), metadata=meta)
+    plain_builds = {
+        ".pt": ("torch", BuildInputs(onnx=None, checkpoint=path)),
+        ".onnx": ("onnxruntime", BuildInputs(onnx=path)),
+    }
+    if path.suffix not in plain_builds:
+        raise InputError("expected a build directory, a .pt checkpoint or an .onnx model", path=path)
+    target_name, inputs = plain_builds[path.suffix]
+    return get_target(target_name).build(inputs, "fp32", None, {"imgsz": imgsz}, scratch / "engine")
+
+
+def sample_images(data_yaml: Path | None, split: str, count: int) -> list[np.ndarray]:
+    """`count` BGR images for the timed loops: the split's first images, or a fixed synthetic one."""
+    from benchmarks.accuracy import load_image
+    from pipeline.data.dataset import load_dataset
+
+    if data_yaml is None:
+        return [np.random.default_rng(0).integers(0, 256, SYNTHETIC_SHAPE, dtype=np.uint8)] * count
+    paths = load_dataset(data_yaml).images(split)
+    return [load_image(paths[i % len(paths)]) for i in range(count)]
+
+
+def engine_size_mb(artifact: Artifact) -> float:
+    """Engine files (IR + weights, ONNX, plan...) in MB of 10^6 bytes, artifact.json excluded."""
+    names = artifact.metadata.get("files_sha256") or {artifact.metadata["model_file"]: None}
+    return sum((artifact.path / name).stat().st_size for name in names) / 1e6
+
+
+def batch_sizes(artifact: Artifact, requested: list[int]) -> list[int]:
+    """The requested batch sizes this engine runs: all of them, or only its fixed one (others skipped)."""
+    fixed = artifact.metadata.get("batch")
+    if not fixed:
+        return requested
+    if fixed not in requested:
+        raise InputError(
+            f"this engine has a fixed batch of {fixed}, and batch {requested} was requested",
+            path=artifact.path,
+            hint=f"pass --batch {fixed}, or export with a dynamic batch and rebuild",
+        )
+    if len(requested) > 1:
+        from rich.console import Console
+
+        skipped = ", ".join(str(b) for b in requested if b != fixed)
+        Console(stderr=True).print(
+            f"[yellow]note[/]: {artifact.path} runs batch {fixed} only; skipping {skipped}"
+        )
+    return [fixed]
+
+
+def bench_artifact(
+    artifact_path: Path,
+    data_yaml: Path | None,
+    config: BenchConfig,
+    model_name: str | None = None,
+    progress: Progress | None = None,
+    imgsz: int = 640,
+) -> list[Result]:
+    """One Result per batch size; mAP is measured once (it does not depend on the batch) and shared.
+
+    `imgsz` applies to a plain .pt only; build directories and ONNX files carry their own.
+    """
+    from benchmarks.accuracy import evaluate, labelled_images
+    from targets.base import get_target
+
+    if config.accuracy and data_yaml is None:
+        raise InputError("mAP needs a dataset", hint="pass --data data.yaml, or --no-accuracy")
+    if config.accuracy:
+        labelled_images(Path(data_yaml), config.split)  # fail on a dataset without labels before any work
+    with tempfile.TemporaryDirectory(prefix="edgepipe-bench-") as scratch:
+        artifact = resolve_artifact(Path(artifact_path), Path(scratch), imgsz)
+        target = get_target(artifact.metadata["target"])
+        name = model_name or default_model_name(artifact)
+        measured_sha256 = artifact.sha256 if Path(artifact_path).is_dir() else sha256_path(artifact_path)
+        results: list[Result] = []
+        scores = None
+        for batch in batch_sizes(artifact, config.batch):
+            result, runner = bench_batch(target, artifact, batch, data_yaml, config, progress)
+            result.model, result.artifact_sha256 = name, measured_sha256
+            if config.accuracy:
+                if scores is None:
+                    size = int(artifact.metadata["imgsz"])
+                    scores = evaluate(
+                        runner, data_yaml, size, config.split, batch, progress=progress or False
+                    )
+                result.map50_95, result.map50 = scores.map50_95, scores.map50
+                result.dataset, result.letterbox = scores.dataset, scores.letterbox
+            results.append(result)
+    return results
+
+
+def default_model_name(artifact: Artifact) -> str:
+    source = artifact.metadata.get("source") or {}
+    origin = source.get("checkpoint") or source.get("onnx")
+    return Path(origin).stem if origin else artifact.path.name
+
+
+def bench_batch(
+    target: Target,
+    artifact: Artifact,
+    batch: int,
+    data_yaml: Path | None,
+    config: BenchConfig,
+    progress: Progress | None = None,
+) -> tuple[Result, Runner]:
+    """Latency (model only, end to end) and throughput at one batch size, with the noise flags.
+
+    Returns the Result (no mAP yet) and the loaded Runner, which can go on to measure mAP.
+    """
+    from benchmarks import accuracy, latency, noise, throughput
+    from benchmarks.device import fingerprint, library_versions
+    from benchmarks.results import Result
+    from targets.base import RunOptions
+
+    meta = artifact.metadata
+    imgsz = int(meta["imgsz"])
+    label = f"{meta['target']}/{meta['precision']} batch {batch}"
+    task = progress.add_task(f"{label}: loading", total=None) if progress else None
+
+    def step(what: str) -> None:
+        if progress is not None and task is not None:
+            progress.update(task, description=f"{label}: {what}")
+
+    def load_runner(streams: int = 1) -> Runner:
+        options = RunOptions(threads=config.threads, streams=streams, batch=batch, device=config.device)
+        return target.load(artifact, options)
+
+    runner = load_runner()
+    images = sample_images(data_yaml, config.split, batch)
+    tensor = accuracy.to_tensor([accuracy.letterbox(image, imgsz)[0] for image in images])
+    plan = latency.TimingPlan(config.warmup, config.iters, config.min_seconds)
+    with noise.LoadMonitor() as load:
+        step("model latency")
+        samples = latency.model_latency(runner, tensor, plan)
+        step("end-to-end latency")
+        e2e_samples = latency.e2e_latency(runner, latency.encode_images(images), imgsz, plan)
+        step(f"throughput, {config.streams} stream(s)")
+        ips = throughput.measure_throughput(
+            runner, tensor, config.streams, config.throughput_seconds, lambda: load_runner(config.streams)
+        )
+    flags = load.flags()
+    flags += [f for f in (noise.spread_flag("model", samples), noise.spread_flag("e2e", e2e_samples)) if f]
+    step("done")
+    if progress is not None and task is not None:
+        progress.update(task, total=1, completed=1)
+    result = Result(
+        model=artifact.path.name,
+        target=meta["target"],
+        precision=runner.precision,
+        requested_precision=meta["precision"],
+        batch=batch,
+        streams=config.streams,
+        threads=config.threads,
+        latency_ms=latency.latency_stats(samples),
+        e2e_latency_ms=latency.latency_stats(e2e_samples),
+        throughput_ips=ips,
+        throughput=[{"batch": batch, "streams": config.streams, "ips": ips}],
+        size_mb=engine_size_mb(artifact),
+        params=meta.get("params"),
+        gflops=meta.get("gflops"),
+        device=fingerprint(config.device, config.threads),
+        versions={**meta.get("versions", {}), **library_versions()},
+        artifact_sha256=artifact.sha256,
+        created_at=now_iso(),
+        flags=flags,
+        samples_ms=samples,
+        e2e_samples_ms=e2e_samples,
+    )
+    return result, runner
+
+
+def run(config: BenchConfig, ctx: StageContext) -> dict[str, Artifact]:
+    from benchmarks.history import append_results
+    from benchmarks.results import save_results
+
+    engine = ctx.input("engine")
+    engine.verify()  # a swapped engine file must not be measured under the old record
+    data_yaml = ctx.settings.val if config.accuracy else None
+    if config.accuracy and data_yaml is None:
+        raise InputError("the bench section measures mAP, and the pipeline names no val data.yaml")
+    with bench_progress() as progress:
+        results = bench_artifact(engine.path, data_yaml, config, ctx.settings.model_name, progress)
+    path = save_results(ctx.out_dir / RESULTS_FILE, results)
+    append_results(results)
+    return {"results": Artifact.from_path("results", path, count=len(results))}
+
+
+def bench_progress() -> Progress:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TimeElapsedColumn
+
+    return Progress(
+        SpinnerColumn(), "{task.description}", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()
+    )
+
+
+def parse_batches(text: str) -> list[int]:
+    try:
+        batches = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError as exc:
+        raise InputError(f"--batch takes comma-separated integers like 1,8; got {text!r}") from exc
+    if not batches or min(batches) < 1:
+        raise InputError(f"--batch needs positive batch sizes; got {text!r}")
+    return batches
+
+
+def command(
+    artifact: Annotated[
+        Path, typer.Option("--artifact", "-a", help="build directory, or a plain .pt (torch) or .onnx")
+    ],
+    output: Annotated[Path, typer.Option("--output", "-o", help="results JSON to write")] = Path(
+        "results.json"
+    ),
+    data: Annotated[Path | None, typer.Option("--data", help="data.yaml whose split measures mAP")] = None,
+    no_accuracy: Annotated[bool, typer.Option("--no-accuracy", help="measure speed only, no mAP")] = False,
+    batch: Annotated[str, typer.Option("--batch", help="batch sizes, comma-separated, e.g. 1,8")] = "1",
+    warmup: Annotated[int, typer.Option("--warmup", min=0, help="untimed runs before timing")] = 10,
+    iters: Annotated[int, typer.Option("--iters", min=1, help="at least this many timed runs")] = 100,
+    min_seconds: Annotated[
+        float, typer.Option("--min-seconds", min=0, help="and at least this many seconds of timed runs")
+    ] = 2.0,
+    streams: Annotated[int, typer.Option("--streams", min=1, help="concurrent requests for throughput")] = 1,
+    throughput_seconds: Annotated[
+        float, typer.Option("--throughput-seconds", min=0.1, help="duration of the throughput measurement")
+    ] = 3.0,
+    threads: Annotated[
+        int | None, typer.Option("--threads", min=1, help="inference threads (default: backend's choice)")
+    ] = None,
+    split: Annotated[str, typer.Option("--split", help="dataset split that measures mAP")] = "val",
+    device: Annotated[str, typer.Option("--device", help="cpu, cuda or cuda:N")] = "cpu",
+    imgsz: Annotated[
+        int, typer.Option("--imgsz", min=32, help="input size when --artifact is a plain .pt")
+    ] = 640,
+) -> None:
+    """Measure latency (model only and end to end), throughput and mAP of an engine; write results JSON."""
+    from rich.console import Console
+
+    from benchmarks.history import append_results
+    from benchmarks.results import save_results
+    from benchmarks.table import flag_lines, results_table
+
+    if not no_accuracy and data is None:
+        raise InputError("mAP needs a dataset", hint="pass --data data.yaml, or --no-accuracy")
+    config = BenchConfig(
+        batch=parse_batches(batch),
+        warmup=warmup,
+        iters=iters,
+        min_seconds=min_seconds,
+        streams=streams,
+        throughput_seconds=throughput_seconds,
+        threads=threads,
+        accuracy=not no_accuracy,
+        split=split,
+        device=device,
+    )
+    with bench_progress() as progress:
+        results = bench_artifact(
+            artifact, None if no_accuracy else data, config, progress=progress, imgsz=imgsz
+        )
+    save_results(output, results)
+    history = append_results(results)
+    console = Console()
+    console.print(results_table(results, f"edgepipe bench {artifact}"))
+    for line in flag_lines(results):
+        console.print(f"[yellow]flag[/] {line}")
+    console.print(f"wrote {output} (history: {history})")

@@ -1,0 +1,245 @@
+"""Export a checkpoint to ONNX with Ultralytics' exporter, simplify and check it, and compare it with PyTorch.
+
+The parity check runs both models on real images (the data set's val split, letterboxed as at inference)
+and fails when boxes or scores differ by more than the tolerance: no ONNX is left behind then.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated
+
+import numpy as np
+import typer
+from pydantic import Field
+
+from pipeline.artifacts import Artifact, atomic_output, sha256_file
+from pipeline.errors import CheckFailed
+from pipeline.stages.base import Section, StageContext
+
+
+class ExportConfig(Section):
+    opset: int = Field(17, ge=11, description="ONNX opset version")
+    simplify: bool = Field(True, description="simplify the graph with onnxslim")
+    dynamic_batch: bool = Field(
+        False, description="make the batch dimension dynamic (height/width stay fixed)"
+    )
+    parity_tolerance: float = Field(
+        1e-3, gt=0, description="largest allowed |ONNX - PyTorch| difference of a class score (0..1)"
+    )
+    parity_box_tolerance: float = Field(
+        0.05, gt=0, description="largest allowed |ONNX - PyTorch| difference of a box coordinate, in pixels"
+    )
+    parity_images: int = Field(8, ge=1, description="images from the val split compared with PyTorch")
+
+
+@dataclass(frozen=True)
+class Parity:
+    images: int
+    source: str  # "coco128-val2017/val" or "synthetic noise (no --data given)"
+    max_box_diff: float
+    max_score_diff: float
+    box_tolerance: float
+    score_tolerance: float
+
+    @property
+    def passed(self) -> bool:
+        return self.max_box_diff <= self.box_tolerance and self.max_score_diff <= self.score_tolerance
+
+    def record(self) -> dict[str, object]:
+        return {**self.__dict__, "passed": self.passed}
+
+
+def export_onnx(
+    checkpoint: Path,
+    out_path: Path,
+    imgsz: int = 640,
+    opset: int = 17,
+    dynamic_batch: bool = False,
+    simplify: bool = True,
+) -> Path:
+    """Write `out_path` (atomically) with Ultralytics' ONNX exporter plus edgepipe's metadata."""
+    import onnx
+
+    from pipeline.checkpoints import count_params, gflops, load_detection_model
+    from targets.engine_dir import META_CHECKPOINT_SHA256, META_GFLOPS, META_PARAMS
+
+    model = load_detection_model(checkpoint)  # clear errors for a wrong file before Ultralytics sees it
+    facts = {
+        META_PARAMS: count_params(model),
+        META_GFLOPS: round(gflops(model, imgsz), 3),
+        META_CHECKPOINT_SHA256: sha256_file(checkpoint),
+    }
+    with tempfile.TemporaryDirectory(prefix="edgepipe-export-") as tmp:
+        exported = _ultralytics_export(Path(checkpoint), Path(tmp), imgsz, opset, dynamic_batch, simplify)
+        graph = onnx.load(str(exported))
+        if dynamic_batch:
+            graph = _pin_image_size(graph, imgsz, simplify)
+        for key, value in facts.items():
+            graph.metadata_props.add(key=key, value=str(value))
+        onnx.checker.check_model(graph)
+        with atomic_output(Path(out_path)) as staged:
+            onnx.save(graph, str(staged))
+    return Path(out_path)
+
+
+def _ultralytics_export(
+    checkpoint: Path, work: Path, imgsz: int, opset: int, dynamic: bool, simplify: bool
+) -> Path:
+    from ultralytics import YOLO
+
+    import pipeline.modules  # noqa: F401  (pruned checkpoints pickle edgepipe's module classes)
+
+    local = work / "model.pt"  # the exporter writes beside its input, which may be read-only
+    shutil.copyfile(checkpoint, local)
+    exported = YOLO(str(local)).export(
+        format="onnx", imgsz=imgsz, opset=opset, simplify=simplify, dynamic=dynamic, batch=1, device="cpu"
+    )
+    return Path(exported)
+
+
+def _pin_image_size(graph, imgsz: int, simplify: bool):
+    """Ultralytics' `dynamic` frees height and width too; fix them so only the batch stays dynamic."""
+    from onnx.tools.update_model_dims import update_inputs_outputs_dims
+
+    channels = graph.graph.input[0].type.tensor_type.shape.dim[1].dim_value
+    out_dims = graph.graph.output[0].type.tensor_type.shape.dim
+    anchors = sum((imgsz // stride) ** 2 for stride in (8, 16, 32))
+    graph = update_inputs_outputs_dims(
+        graph,
+        {graph.graph.input[0].name: ["batch", channels, imgsz, imgsz]},
+        {graph.graph.output[0].name: ["batch", out_dims[1].dim_value or out_dims[1].dim_param, anchors]},
+    )
+    if simplify:
+        import onnxslim
+
+        graph = onnxslim.slim(graph)
+    return graph
+
+
+def parity_images(data: Path | None, count: int, imgsz: int) -> tuple[np.ndarray, str]:
+    """Letterboxed val images (train when there is no val split), or seeded noise when no data is given."""
+    if data is None:
+        rng = np.random.default_rng(0)
+        return rng.random((count, 3, imgsz, imgsz), dtype=np.float32), "synthetic noise (no --data given)"
+    from benchmarks.accuracy import preprocess
+    from pipeline.data.dataset import load_dataset
+
+    dataset = load_dataset(data)
+    split = "val" if dataset.splits.get("val") else "train"
+    images = dataset.images(split)[:count]
+    return preprocess(images, imgsz)[0], f"{dataset.name}/{split}"
+
+
+def check_parity(
+    checkpoint: Path, onnx_path: Path, images: np.ndarray, source: str, score_tol: float, box_tol: float
+) -> Parity:
+    import onnxruntime as ort
+    import torch
+
+    from pipeline.checkpoints import load_detection_model
+
+    model = load_detection_model(checkpoint)
+    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    input_name = session.get_inputs()[0].name
+    box_diff = score_diff = 0.0
+    for image in images:
+        batch = image[None]
+        with torch.inference_mode():
+            expected = model(torch.from_numpy(batch))[0].numpy()
+        actual = session.run(None, {input_name: batch})[0]
+        box_diff = max(box_diff, float(np.abs(actual[:, :4] - expected[:, :4]).max()))
+        score_diff = max(score_diff, float(np.abs(actual[:, 4:] - expected[:, 4:]).max()))
+    return Parity(len(images), source, box_diff, score_diff, box_tol, score_tol)
+
+
+def parity_table(parity: Parity):
+    from rich.table import Table
+
+    table = Table(title=f"ONNX vs PyTorch on {parity.images} images ({parity.source})")
+    for column in ("output", "max |diff|", "tolerance", "result"):
+        table.add_column(column)
+    for name, diff, tol in (
+        ("boxes (px)", parity.max_box_diff, parity.box_tolerance),
+        ("scores", parity.max_score_diff, parity.score_tolerance),
+    ):
+        table.add_row(name, f"{diff:.2e}", f"{tol:.0e}", "[green]ok" if diff <= tol else "[red]FAILED")
+    return table
+
+
+def export_checked(
+    checkpoint: Path, out_path: Path, imgsz: int, config: ExportConfig, data: Path | None
+) -> tuple[Path, Parity]:
+    """Export into a temp file, check parity, and move it to `out_path` only when parity holds."""
+    from rich.console import Console
+
+    out_path = Path(out_path)
+    images, source = parity_images(data, config.parity_images, imgsz)
+    with atomic_output(out_path) as staged:
+        with Console(stderr=True).status(f"exporting {Path(checkpoint).name} to ONNX"):
+            export_onnx(checkpoint, staged, imgsz, config.opset, config.dynamic_batch, config.simplify)
+        parity = check_parity(
+            checkpoint, staged, images, source, config.parity_tolerance, config.parity_box_tolerance
+        )
+        Console(stderr=True).print(parity_table(parity))
+        if not parity.passed:
+            raise CheckFailed(
+                f"ONNX output differs from PyTorch beyond tolerance (boxes {parity.max_box_diff:.2e} px, "
+                f"scores {parity.max_score_diff:.2e}); no ONNX written",
+                path=out_path,
+                hint="try another --opset or --no-simplify; raise the tolerance only if expected",
+            )
+    return out_path, parity
+
+
+def onnx_artifact(path: Path, imgsz: int, parity: Parity) -> Artifact:
+    from targets.engine_dir import onnx_facts
+
+    facts = onnx_facts(path)
+    return Artifact.from_path(
+        "onnx",
+        path,
+        imgsz=imgsz,
+        batch=facts.batch,
+        names=facts.names,
+        params=facts.params,
+        gflops=facts.gflops,
+        parity=parity.record(),
+    )
+
+
+def run(config: ExportConfig, ctx: StageContext) -> dict[str, Artifact]:
+    checkpoint = ctx.input("model").path
+    data = ctx.settings.val or ctx.settings.data
+    path, parity = export_checked(checkpoint, ctx.out_dir / "model.onnx", ctx.settings.imgsz, config, data)
+    return {"onnx": onnx_artifact(path, ctx.settings.imgsz, parity)}
+
+
+def command(
+    model: Annotated[Path, typer.Option("--model", help="Ultralytics .pt checkpoint to export")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="ONNX file to write")] = Path("model.onnx"),
+    imgsz: Annotated[int, typer.Option(help="square input size in pixels")] = 640,
+    opset: Annotated[int, typer.Option(help="ONNX opset version")] = 17,
+    dynamic_batch: Annotated[bool, typer.Option("--dynamic-batch", help="dynamic batch dimension")] = False,
+    simplify: Annotated[bool, typer.Option("--simplify/--no-simplify", help="simplify with onnxslim")] = True,
+    data: Annotated[
+        Path | None, typer.Option(help="data.yaml whose val images the parity check uses (default: noise)")
+    ] = None,
+    tolerance: Annotated[float, typer.Option(help="largest allowed score difference vs PyTorch")] = 1e-3,
+    box_tolerance: Annotated[
+        float, typer.Option(help="largest allowed box difference vs PyTorch, px")
+    ] = 0.05,
+) -> None:
+    """Export a checkpoint to ONNX and check it against PyTorch."""
+    config = ExportConfig(
+        opset=opset,
+        simplify=simplify,
+        dynamic_batch=dynamic_batch,
+        parity_tolerance=tolerance,
+        parity_box_tolerance=box_tolerance,
+    )
+    path, _ = export_checked(model, output, imgsz, config, data)
+    typer.echo(f"wrote {path} (sha256 {sha256_file(path)[:12]})")

@@ -1,0 +1,218 @@
+"""Fine-tune stage: Ultralytics training of the pruned module itself, optionally distilled from a teacher.
+
+Distillation (`teacher`) adds logit distillation from the unpruned model to the detection loss: soft-target
+BCE on the class scores (Hinton et al., 2015) plus Localization Distillation on the DFL box distributions
+(Zheng et al., CVPR 2022); see pipeline/pruning/distill.py. The term shows as `kd_loss` in the progress line.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Annotated, Literal
+
+import typer
+from pydantic import Field, ValidationError
+
+from pipeline.artifacts import Artifact
+from pipeline.errors import InputError
+from pipeline.stages.base import Section, StageContext
+
+BEST_FILE = "best.pt"
+RUN_DIR = "train"
+
+
+class FinetuneConfig(Section):
+    epochs: int = Field(10, ge=1, description="training epochs")
+    batch: int = Field(16, ge=1, description="images per batch")
+    lr0: float | None = Field(None, gt=0, description="initial learning rate (default: Ultralytics' choice)")
+    optimizer: Literal["auto", "SGD", "Adam", "AdamW", "NAdam", "RAdam", "RMSProp"] = Field(
+        "auto", description="optimizer; auto lets Ultralytics pick by dataset size"
+    )
+    patience: int = Field(100, ge=1, description="stop after this many epochs without improvement")
+    workers: int = Field(4, ge=0, description="dataloader worker processes (CPU training uses 0)")
+    amp: bool = Field(True, description="mixed precision on CUDA devices")
+    seed: int = Field(0, description="random seed")
+    teacher: bool | Path = Field(
+        False,
+        description="distill from a teacher: true = the run's unpruned input model, or a checkpoint path",
+    )
+    distill_weight: float = Field(1.0, gt=0, description="weight of the distillation loss")
+    device: str | None = Field(None, description="torch device: cpu, 0, cuda:0 (default: the run's device)")
+    data: Path | None = Field(None, description="data.yaml to train on (default: the run's data)")
+
+
+def finetune(
+    model: Path,
+    data: Path,
+    out_path: Path,
+    config: FinetuneConfig,
+    *,
+    imgsz: int,
+    device: str,
+    run_dir: Path,
+    teacher: Path | None = None,
+) -> Path:
+    """Check the inputs, train, and write the best checkpoint to `out_path` (atomically)."""
+    from pipeline.pruning.trainer import train
+
+    nc = _check_model(model)
+    _check_data(data, nc)
+    teacher_model = _load_teacher(teacher, model) if teacher is not None else None
+    args = {
+        "optimizer": config.optimizer,
+        "patience": config.patience,
+        "workers": config.workers,
+        "amp": config.amp,
+        "seed": config.seed,
+        "plots": False,
+    }
+    if config.lr0 is not None:
+        args["lr0"] = config.lr0
+    return train(
+        model,
+        data,
+        out_path,
+        run_dir=run_dir,
+        epochs=config.epochs,
+        imgsz=imgsz,
+        batch=config.batch,
+        device=device,
+        teacher=teacher_model,
+        distill_weight=config.distill_weight,
+        **args,
+    )
+
+
+def _check_model(model: Path) -> int | None:
+    """The head's class count of a checkpoint; None for a model YAML (its nc comes from the dataset)."""
+    from pipeline.checkpoints import load_detection_model
+
+    if model.suffix in {".yaml", ".yml"}:
+        return None
+    return load_detection_model(model).model[-1].nc
+
+
+def _check_data(data: Path, nc: int | None) -> None:
+    from pipeline.data.dataset import load_dataset
+    from pipeline.pruning.data import check_classes
+
+    dataset = load_dataset(data)
+    dataset.images("train")
+    dataset.images("val")
+    if nc is not None:
+        check_classes(data, nc)
+
+
+def _load_teacher(teacher: Path, student: Path):
+    from pipeline.checkpoints import load_detection_model
+
+    model = load_detection_model(teacher)
+    head = model.model[-1]
+    if student.suffix == ".pt":
+        student_head = load_detection_model(student).model[-1]
+        if (head.nc, head.reg_max, head.nl) != (student_head.nc, student_head.reg_max, student_head.nl):
+            raise InputError(
+                f"teacher head (nc={head.nc}, reg_max={head.reg_max}, levels={head.nl}) does not match the "
+                f"student's (nc={student_head.nc}, reg_max={student_head.reg_max}, levels={student_head.nl})",
+                path=teacher,
+                hint="distill from the model the student was pruned from",
+            )
+    return model
+
+
+def run(config: FinetuneConfig, ctx: StageContext) -> dict[str, Artifact]:
+    data = config.data or ctx.settings.data
+    if data is None:
+        raise InputError("fine-tuning needs a dataset: set `data` in the config")
+    teacher = None
+    if isinstance(config.teacher, Path):
+        teacher = config.teacher
+    elif config.teacher:
+        teacher = ctx.input("teacher").path
+    out = ctx.out_dir / BEST_FILE
+    finetune(
+        ctx.input("model").path,
+        data,
+        out,
+        config,
+        imgsz=ctx.settings.imgsz,
+        device=config.device or ctx.settings.device,
+        run_dir=ctx.out_dir / RUN_DIR,
+        teacher=teacher,
+    )
+    return {"model": Artifact.from_path("checkpoint", out, **_facts(out, ctx.settings.imgsz, teacher))}
+
+
+def _facts(checkpoint: Path, imgsz: int, teacher: Path | None) -> dict:
+    from pipeline.checkpoints import load_detection_model
+    from pipeline.pruning import measure
+
+    params, gflops = measure(load_detection_model(checkpoint), imgsz)
+    return {"params": params, "gflops": round(gflops, 3), "teacher": str(teacher) if teacher else None}
+
+
+def command(
+    model: Annotated[
+        Path,
+        typer.Option(
+            "--model", help="checkpoint to fine-tune (pruned or not), or a model YAML to train from scratch"
+        ),
+    ],
+    data: Annotated[Path, typer.Option(help="dataset YAML with train and val splits")],
+    epochs: Annotated[int, typer.Option(help="training epochs")] = 10,
+    output: Annotated[Path, typer.Option("-o", "--output", help="best checkpoint to write")] = Path(
+        BEST_FILE
+    ),
+    imgsz: Annotated[int, typer.Option(help="training image size")] = 640,
+    batch: Annotated[int, typer.Option(help="images per batch")] = 16,
+    device: Annotated[str, typer.Option(help="torch device: cpu, 0, cuda:0")] = "cpu",
+    lr0: Annotated[
+        float | None, typer.Option(help="initial learning rate (default: Ultralytics' choice)")
+    ] = None,
+    optimizer: Annotated[str, typer.Option(help="auto, SGD, Adam, AdamW, ...")] = "auto",
+    patience: Annotated[int, typer.Option(help="early-stopping patience in epochs")] = 100,
+    workers: Annotated[int, typer.Option(help="dataloader workers")] = 4,
+    teacher: Annotated[
+        Path | None,
+        typer.Option(
+            help="unpruned checkpoint to distill from: soft-target BCE on class scores (Hinton et al. 2015) "
+            "+ Localization Distillation on DFL boxes (Zheng et al., CVPR 2022)"
+        ),
+    ] = None,
+    distill_weight: Annotated[float, typer.Option(help="weight of the distillation loss")] = 1.0,
+    run_dir: Annotated[
+        Path | None,
+        typer.Option(help="keep Ultralytics' run (results.csv, last.pt) here; default: a temp dir"),
+    ] = None,
+) -> None:
+    """Fine-tune a (pruned) YOLOv8 checkpoint with Ultralytics' trainer, keeping its architecture."""
+    from rich.console import Console
+
+    try:
+        config = FinetuneConfig(
+            epochs=epochs,
+            batch=batch,
+            lr0=lr0,
+            optimizer=optimizer,
+            patience=patience,
+            workers=workers,
+            distill_weight=distill_weight,
+        )
+    except ValidationError as exc:
+        raise InputError(
+            "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()),
+            hint="see `edgepipe finetune --help`",
+        ) from None
+    with tempfile.TemporaryDirectory(prefix="edgepipe-finetune-") as tmp:
+        path = finetune(
+            model,
+            data,
+            output,
+            config,
+            imgsz=imgsz,
+            device=device,
+            run_dir=run_dir or Path(tmp) / RUN_DIR,
+            teacher=teacher,
+        )
+    Console().print(f"wrote {path}")

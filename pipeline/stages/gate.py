@@ -1,0 +1,125 @@
+"""The release gate: check results against a budgets YAML; JUnit XML and Markdown for CI.
+
+Exit codes (via the CLI): 0 every budget holds, 1 one breaks (CheckFailed), 2 unusable inputs (InputError).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from pydantic import Field, field_validator
+from rich.console import Console
+from rich.table import Table
+
+from benchmarks.budgets import Verdict, evaluate, load_budgets
+from benchmarks.results import Result, load_results
+from pipeline.artifacts import Artifact, write_atomic
+from pipeline.errors import CheckFailed
+from pipeline.report.inputs import results_from_inputs
+from pipeline.stages.base import Section, StageContext
+
+
+class GateConfig(Section):
+    """Release gate: budgets per device and target, checked against every benchmark result."""
+
+    budgets: Path = Field(description="budgets YAML (see examples/budgets.yaml)")
+    junit: str = Field("gate.xml", description="file name of the JUnit XML in the stage's output folder")
+    markdown: str = Field(
+        "gate.md", description="file name of the Markdown summary in the stage's output folder"
+    )
+
+    @field_validator("junit", "markdown")
+    @classmethod
+    def _plain_name(cls, value: str) -> str:
+        if not value or Path(value).name != value:
+            raise ValueError(
+                f"must be a plain file name (written into the stage's output folder), got {value!r}"
+            )
+        return value
+
+
+def check_budgets(
+    results: list[Result], budgets: Path, junit: Path | None = None, markdown: Path | None = None
+) -> list[Verdict]:
+    """Evaluate the budgets file against the results and write the JUnit and Markdown files asked for."""
+    from pipeline.report.junit import gate_junit
+    from pipeline.report.markdown import gate_markdown
+
+    verdicts = evaluate(load_budgets(budgets), results, source=budgets)
+    if junit is not None:
+        write_atomic(junit, gate_junit(verdicts))
+    if markdown is not None:
+        write_atomic(markdown, gate_markdown(verdicts))
+    return verdicts
+
+
+def run(config: GateConfig, ctx: StageContext) -> dict[str, Artifact]:
+    """Write the verdict; a broken budget does not fail the stage, the caller reads `passed`."""
+    junit, markdown = ctx.out_dir / config.junit, ctx.out_dir / config.markdown
+    verdicts = check_budgets(results_from_inputs(ctx.inputs), config.budgets, junit, markdown)
+    failures = sum(not v.passed for v in verdicts)
+    return {
+        "gate": Artifact.from_path(
+            "gate",
+            markdown,
+            passed=failures == 0,
+            failures=failures,
+            checks=len(verdicts),
+            junit=config.junit,
+        )
+    }
+
+
+def verdict_table(verdicts: list[Verdict]) -> Table:
+    """One row per check; the budget and result are named on the first row of each (budget, result)."""
+    table = Table(title="edgepipe gate", title_justify="left")
+    table.add_column("", no_wrap=True)
+    table.add_column("budget")
+    table.add_column("result (device: target batch)")
+    table.add_column("criterion")
+    for column in ("measured", "limit", "margin"):
+        table.add_column(column, justify="right", no_wrap=True)
+    for verdict in verdicts:
+        result = verdict.result
+        for i, check in enumerate(verdict.checks):
+            table.add_row(
+                "[green]✔[/green]" if check.passed else "[bold red]✘[/bold red]",
+                f"[{verdict.index}] {verdict.budget.label}" if i == 0 else "",
+                f"{result.device_name}: {result.key} b{result.batch}" if i == 0 else "",
+                check.criterion,
+                check.measured_text,
+                check.limit_text,
+                check.margin_text if check.passed else f"[red]{check.margin_text}[/red]",
+                end_section=i == len(verdict.checks) - 1,
+            )
+    return table
+
+
+def command(
+    results: Annotated[list[Path], typer.Argument(help="results JSON files written by `edgepipe bench`")],
+    budgets: Annotated[
+        Path, typer.Option("--budgets", "-b", help="budgets YAML (see examples/budgets.yaml)")
+    ],
+    junit: Annotated[Path | None, typer.Option("--junit", help="write a JUnit XML file for CI")] = None,
+    markdown: Annotated[
+        Path | None, typer.Option("--markdown", help="write a Markdown summary (for a pull-request comment)")
+    ] = None,
+) -> None:
+    """Check results against budgets: exit 0 when all hold, 1 when one breaks, 2 on unusable input."""
+    from pipeline.report.markdown import gate_verdict_line
+
+    console = Console()
+    verdicts = check_budgets(load_results(*results), budgets, junit, markdown)
+    console.print(verdict_table(verdicts))
+    for path in (junit, markdown):
+        if path is not None:
+            console.print(f"wrote {path}")
+    line = gate_verdict_line(verdicts).replace("**", "")
+    broken = [v for v in verdicts if not v.passed]
+    if broken:
+        raise CheckFailed(
+            line.removeprefix("❌ "), hint="the table above shows each broken budget and its margin"
+        )
+    console.print(f"[bold green]{line}[/bold green]")

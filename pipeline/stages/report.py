@@ -1,0 +1,103 @@
+"""The report stage: a self-contained HTML page (and its Markdown twin) of every result, per device."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from pydantic import Field
+from rich.console import Console
+
+from benchmarks.results import Result, load_results
+from pipeline.artifacts import Artifact, now_iso, write_atomic
+from pipeline.report.inputs import results_from_inputs
+from pipeline.stages.base import Section, StageContext
+
+STORY_ORDER = ("source", "prune", "finetune")
+
+
+class ReportConfig(Section):
+    """HTML and Markdown report of the benchmark results."""
+
+    title: str = Field("edgepipe report", description="the report's heading")
+    baseline: str = Field(
+        "torch/fp32", description="target/precision glob whose mAP50-95 the drop column is measured against"
+    )
+
+
+def write_report(
+    results: list[Result],
+    html_path: Path,
+    *,
+    baseline: str = "torch/fp32",
+    title: str = "edgepipe report",
+    stories: dict[str, list[dict[str, Any]]] | None = None,
+) -> tuple[Path, Path]:
+    """Write `html_path` and the Markdown beside it (same name, .md); return both paths."""
+    from pipeline.report.html import report_html
+    from pipeline.report.markdown import report_markdown
+    from pipeline.report.summary import stage_stories, summarize
+
+    devices = summarize(results, baseline)
+    stories = stories or stage_stories(results)
+    html = report_html(title, devices, stories, results, baseline, now_iso())
+    markdown_path = Path(html_path).with_suffix(".md")
+    write_atomic(Path(html_path), html)
+    write_atomic(markdown_path, report_markdown(title, devices, stories, baseline))
+    return Path(html_path), markdown_path
+
+
+def _story_from_checkpoints(ctx: StageContext) -> dict[str, list[dict[str, Any]]]:
+    """Params and GFLOPs of the checkpoint after each stage (inputs "model:<stage>"), when results lack it."""
+    models = {key.split(":", 1)[1]: a for key, a in ctx.inputs.items() if key.startswith("model:")}
+    if not models:
+        return {}
+    from pipeline.checkpoints import count_params, gflops, load_detection_model
+
+    story = []
+    for stage in sorted(models, key=lambda s: STORY_ORDER.index(s) if s in STORY_ORDER else len(STORY_ORDER)):
+        artifact = models[stage]
+        step = {
+            "stage": stage,
+            **{
+                k: artifact.metadata[k]
+                for k in ("params", "gflops", "map50_95")
+                if artifact.metadata.get(k) is not None
+            },
+        }
+        if "params" not in step or "gflops" not in step:
+            model = load_detection_model(artifact.path)
+            step.setdefault("params", count_params(model))
+            step.setdefault("gflops", gflops(model, ctx.settings.imgsz))
+        story.append(step)
+    return {ctx.settings.model_name: story}
+
+
+def run(config: ReportConfig, ctx: StageContext) -> dict[str, Artifact]:
+    from pipeline.report.summary import stage_stories
+
+    results = results_from_inputs(ctx.inputs)
+    stories = stage_stories(results) or _story_from_checkpoints(ctx)
+    html, markdown = write_report(
+        results, ctx.out_dir / "report.html", baseline=config.baseline, title=config.title, stories=stories
+    )
+    return {"report": Artifact.from_path("report", html, markdown=markdown.name)}
+
+
+def command(
+    results: Annotated[list[Path], typer.Argument(help="results JSON files written by `edgepipe bench`")],
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="the HTML file to write; the Markdown goes beside it (.md)")
+    ] = Path("report.html"),
+    baseline: Annotated[
+        str, typer.Option("--baseline", help="target/precision the mAP drop is measured against")
+    ] = "torch/fp32",
+    title: Annotated[str, typer.Option("--title", help="the report's heading")] = "edgepipe report",
+) -> None:
+    """Write a self-contained HTML report (tables, latency-vs-mAP Pareto plot, latency CDFs) and report.md."""
+    console = Console()
+    loaded = load_results(*results)
+    with console.status("rendering the report"):
+        html, markdown = write_report(loaded, output, baseline=baseline, title=title)
+    console.print(f"report: [bold]{html}[/bold]\nmarkdown: {markdown}")

@@ -1,0 +1,130 @@
+"""ONNX Runtime target: the ONNX as is (fp32), or a static Q/DQ INT8 model calibrated on the user's images.
+
+On x86 CPUs ONNX Runtime's INT8 kernels are fastest with unsigned activations and signed weights (U8S8);
+signed activations fall back to slower paths, so the activation type is chosen per machine and recorded.
+"""
+
+from __future__ import annotations
+
+import platform
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from pipeline.errors import InputError
+from targets.base import BuildInputs, RunOptions
+from targets.engine_dir import copy_into, model_path, onnx_facts, write_engine_artifact
+from targets.qdq import QdqScheme, quantize_qdq
+
+if TYPE_CHECKING:
+    from pipeline.artifacts import Artifact
+    from pipeline.data.calibration import CalibrationSet
+
+MODEL_FILE = "model.onnx"
+
+
+def _cpu_has_vnni() -> bool:
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "vnni" in flags
+
+
+def default_scheme() -> QdqScheme:
+    """U8S8 on x86 (7-bit weights without VNNI, which would otherwise overflow), S8S8 elsewhere."""
+    if platform.machine().lower() in {"x86_64", "amd64", "i386", "i686"}:
+        return QdqScheme(activations="QUInt8", reduce_range=not _cpu_has_vnni())
+    return QdqScheme(activations="QInt8")
+
+
+def scheme_from_options(options: dict[str, Any]) -> QdqScheme:
+    """The machine's default scheme, with `activations`, `method` and `op_types` overridable."""
+    scheme = default_scheme()
+    overrides = {key: options[key] for key in ("activations", "method", "moving_average") if key in options}
+    if "op_types" in options:
+        overrides["op_types"] = tuple(options["op_types"])
+    return replace(scheme, **overrides)
+
+
+class OnnxRuntimeTarget:
+    name = "onnxruntime"
+    precisions = ("fp32", "int8")
+
+    def available(self) -> tuple[bool, str]:
+        try:
+            import onnxruntime
+        except ImportError:
+            return False, "onnxruntime is not installed: pip install onnxruntime"
+        return True, f"onnxruntime {onnxruntime.__version__}"
+
+    def build(
+        self,
+        inputs: BuildInputs,
+        precision: str,
+        calibration: CalibrationSet | None,
+        options: dict[str, Any],
+        out_dir: Path,
+    ) -> Artifact:
+        import onnx
+        import onnxruntime
+
+        if inputs.onnx is None:
+            raise InputError("the onnxruntime target builds from an ONNX file", hint="pass --onnx model.onnx")
+        facts = onnx_facts(inputs.onnx)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        extra: dict[str, Any] = {}
+        if precision == "fp32":
+            copy_into(inputs.onnx, out_dir, MODEL_FILE)
+        else:
+            if calibration is None:
+                raise InputError("int8 needs a calibration set", hint="pass --calib data.yaml")
+            scheme = scheme_from_options(options)
+            if options.get("max_map_drop") is None:
+                float_nodes = quantize_qdq(inputs.onnx, out_dir / MODEL_FILE, calibration, scheme)
+            else:
+                from targets.accuracy_int8 import control_options, quantize_within_map_drop
+
+                control = quantize_within_map_drop(
+                    inputs.onnx, out_dir / MODEL_FILE, calibration, scheme, **control_options(options)
+                )
+                float_nodes, extra["accuracy_control"] = control.float_nodes, control.record
+            extra["quantization"] = {**scheme.record(), "float_nodes": float_nodes}
+        versions = {"onnxruntime": onnxruntime.__version__, "onnx": onnx.__version__}
+        return write_engine_artifact(
+            out_dir,
+            target=self.name,
+            precision=precision,
+            runtime_precision=precision,
+            model_file=MODEL_FILE,
+            inputs=inputs,
+            facts=facts,
+            calibration=calibration if precision == "int8" else None,
+            options=options,
+            versions=versions,
+            extra=extra,
+        )
+
+    def load(self, artifact: Artifact, options: RunOptions) -> OnnxRuntimeRunner:
+        return OnnxRuntimeRunner(model_path(artifact), artifact.metadata["runtime_precision"], options)
+
+
+class OnnxRuntimeRunner:
+    def __init__(self, path: Path, precision: str, options: RunOptions):
+        import onnxruntime as ort
+
+        session_options = ort.SessionOptions()
+        if options.threads:
+            session_options.intra_op_num_threads = options.threads
+        providers = ["CPUExecutionProvider"]
+        if options.device.startswith("cuda") and "CUDAExecutionProvider" in ort.get_available_providers():
+            providers.insert(0, "CUDAExecutionProvider")
+        self.session = ort.InferenceSession(str(path), session_options, providers=providers)
+        self.input_name = self.session.get_inputs()[0].name
+        self.precision = precision
+        self.providers = self.session.get_providers()
+
+    def infer(self, images: np.ndarray) -> np.ndarray:
+        return self.session.run(None, {self.input_name: images})[0]

@@ -1,0 +1,175 @@
+"""OpenVINO target: an IR compiled with an explicit inference precision, or INT8 through NNCF.
+
+OpenVINO's CPU plugin runs an FP32 IR in bf16 on CPUs with bf16 units unless told otherwise, so every
+engine states its `INFERENCE_PRECISION_HINT` and records what the compiled model reports back. INT8
+keeps the Detect head's post-processing in float (as Ultralytics' OpenVINO INT8 export does) and runs
+those float parts at f32, since bf16 has too few bits for pixel coordinates.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from pipeline.errors import InputError
+from targets.base import BuildInputs, RunOptions
+from targets.engine_dir import model_path, onnx_facts, write_engine_artifact
+from targets.head import head_postprocess_nodes
+
+if TYPE_CHECKING:
+    from pipeline.artifacts import Artifact
+    from pipeline.data.calibration import CalibrationSet
+
+MODEL_FILE = "model.xml"
+# The hint each engine compiles with; int8 names the precision of its float parts.
+HINTS = {"fp32": "f32", "bf16": "bf16", "fp16": "f16", "int8": "f32"}
+PRECISION_NAMES = {"f32": "fp32", "bf16": "bf16", "f16": "fp16"}
+
+
+def runtime_precision(precision: str, hint_read_back: str) -> str:
+    actual = PRECISION_NAMES.get(hint_read_back, hint_read_back)
+    return f"int8+{actual}" if precision == "int8" else actual
+
+
+def compile_model(path: Path | Any, precision: str, options: RunOptions, performance: str = "LATENCY"):
+    import openvino as ov
+
+    config: dict[str, Any] = {"INFERENCE_PRECISION_HINT": HINTS[precision], "PERFORMANCE_HINT": performance}
+    if options.threads:
+        config["INFERENCE_NUM_THREADS"] = options.threads
+    if performance == "LATENCY" or options.streams > 1:
+        config["NUM_STREAMS"] = options.streams
+    return ov.Core().compile_model(path, options.device.upper(), config)
+
+
+def hint_read_back(compiled) -> str:
+    return compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
+
+
+class OpenVinoTarget:
+    name = "openvino"
+    precisions = ("fp32", "bf16", "fp16", "int8")
+
+    def available(self) -> tuple[bool, str]:
+        try:
+            import openvino
+        except ImportError:
+            return False, "openvino is not installed: pip install openvino nncf"
+        return True, f"openvino {openvino.__version__}"
+
+    def build(
+        self,
+        inputs: BuildInputs,
+        precision: str,
+        calibration: CalibrationSet | None,
+        options: dict[str, Any],
+        out_dir: Path,
+    ) -> Artifact:
+        import openvino as ov
+
+        if inputs.onnx is None:
+            raise InputError("the openvino target builds from an ONNX file", hint="pass --onnx model.onnx")
+        facts = onnx_facts(inputs.onnx)
+        model = ov.convert_model(str(inputs.onnx))
+        versions = {"openvino": ov.__version__}
+        extra: dict[str, Any] = {}
+        if precision == "int8":
+            if calibration is None:
+                raise InputError("int8 needs a calibration set", hint="pass --calib data.yaml")
+            import nncf
+
+            versions["nncf"] = nncf.__version__
+            model, extra["quantization"] = quantize(model, calibration, options, facts.imgsz)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        ov.save_model(model, out_dir / MODEL_FILE, compress_to_fp16=precision == "fp16")
+
+        compiled = compile_model(out_dir / MODEL_FILE, precision, RunOptions())
+        actual = runtime_precision(precision, hint_read_back(compiled))
+        if precision in ("bf16", "fp16") and actual != precision:
+            raise InputError(
+                f"this device cannot run {precision}: OpenVINO runs it as {actual}",
+                hint="build fp32 or int8 for this device, or build on the device the engine is for",
+            )
+        return write_engine_artifact(
+            out_dir,
+            target=self.name,
+            precision=precision,
+            runtime_precision=actual,
+            model_file=MODEL_FILE,
+            inputs=inputs,
+            facts=facts,
+            calibration=calibration if precision == "int8" else None,
+            options=options,
+            versions=versions,
+            extra={"inference_precision_hint": HINTS[precision], **extra},
+        )
+
+    def load(self, artifact: Artifact, options: RunOptions) -> OpenVinoRunner:
+        return OpenVinoRunner(model_path(artifact), artifact.metadata["precision"], options)
+
+
+def quantize(model, calibration: CalibrationSet, options: dict[str, Any], imgsz: int):
+    """nncf.quantize, or its accuracy-controlled variant when `max_map_drop` and `val_data` are given."""
+    import logging
+
+    import nncf
+
+    nncf.set_log_level(logging.WARNING)  # its per-layer INFO lines would bury the progress bars
+    float_ops = head_postprocess_nodes(op.get_friendly_name() for op in model.get_ordered_ops())
+    common = {
+        "preset": nncf.QuantizationPreset.MIXED,
+        "subset_size": len(calibration),
+        "ignored_scope": nncf.IgnoredScope(names=float_ops, validate=False),
+    }
+    calibration_data = nncf.Dataset(list(calibration.batches(1)))
+    record: dict[str, Any] = {"tool": "nncf", "preset": "mixed", "float_ops": float_ops}
+    if options.get("max_map_drop") is None:
+        return nncf.quantize(model, calibration_data, **common), record
+    if not options.get("val_data"):
+        raise InputError("--max-map-drop needs a validation set", hint="pass --val data.yaml")
+    from targets.accuracy_control import validation_dataset, validation_fn
+
+    quantized = nncf.quantize_with_accuracy_control(
+        model,
+        calibration_data,
+        validation_dataset(options["val_data"], imgsz),
+        validation_fn(options["val_data"], imgsz),
+        max_drop=float(options["max_map_drop"]),
+        drop_type=nncf.DropType.ABSOLUTE,
+        **common,
+    )
+    record.update(accuracy_control={"max_map_drop": options["max_map_drop"], "val_data": options["val_data"]})
+    return quantized, record
+
+
+class OpenVinoRunner:
+    def __init__(self, path: Path, precision: str, options: RunOptions):
+        self.path = path
+        self.engine_precision = precision
+        self.compiled = compile_model(path, precision, options)
+        self.request = self.compiled.create_infer_request()
+        self.precision = runtime_precision(precision, hint_read_back(self.compiled))
+        self.options = options
+
+    def infer(self, images: np.ndarray) -> np.ndarray:
+        return self.request.infer({0: images})[0].copy()
+
+    def throughput(self, batch: np.ndarray, streams: int, seconds: float) -> float:
+        """Images per second with `streams` parallel requests (THROUGHPUT hint, AsyncInferQueue)."""
+        import openvino as ov
+
+        options = RunOptions(threads=self.options.threads, streams=streams, device=self.options.device)
+        compiled = compile_model(self.path, self.engine_precision, options, performance="THROUGHPUT")
+        queue = ov.AsyncInferQueue(compiled, compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
+        for _ in range(len(queue)):  # warm-up: one pass through every request
+            queue.start_async({0: batch})
+        queue.wait_all()
+        started, submitted = time.perf_counter(), 0
+        while time.perf_counter() - started < seconds:
+            queue.start_async({0: batch})
+            submitted += 1
+        queue.wait_all()
+        return submitted * len(batch) / (time.perf_counter() - started)

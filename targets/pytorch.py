@@ -1,0 +1,126 @@
+"""PyTorch target: the checkpoint itself, fused, in fp32, bf16 (CPU autocast) or fp16 (CUDA only).
+
+It is the reference every other engine is compared with, so its build only copies the checkpoint.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from pipeline.errors import InputError
+from targets.base import BuildInputs, RunOptions
+from targets.engine_dir import ModelFacts, copy_into, model_path, onnx_facts, write_engine_artifact
+
+if TYPE_CHECKING:
+    from pipeline.artifacts import Artifact
+    from pipeline.data.calibration import CalibrationSet
+
+MODEL_FILE = "model.pt"
+
+
+def checkpoint_facts(checkpoint: Path, imgsz: int) -> ModelFacts:
+    from pipeline.artifacts import sha256_file
+    from pipeline.checkpoints import class_names, count_params, gflops, load_detection_model
+
+    model = load_detection_model(checkpoint)
+    return ModelFacts(
+        imgsz=imgsz,
+        batch=None,
+        names={str(k): v for k, v in class_names(model).items()},
+        params=count_params(model),
+        gflops=round(gflops(model, imgsz), 3),
+        checkpoint_sha256=sha256_file(checkpoint),
+    )
+
+
+def check_device_precision(precision: str, device: str) -> None:
+    import torch
+
+    if precision == "fp16" and not (device.startswith("cuda") and torch.cuda.is_available()):
+        raise InputError(
+            "torch fp16 runs on CUDA only, and no CUDA device is available here",
+            hint="use fp32 or bf16 on a CPU, or build on a machine with an NVIDIA GPU (--device cuda)",
+        )
+    if precision == "bf16" and device == "cpu" and not torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        raise InputError("this CPU has no bf16 support in PyTorch", hint="use fp32")
+
+
+class TorchTarget:
+    name = "torch"
+    precisions = ("fp32", "bf16", "fp16")
+
+    def available(self) -> tuple[bool, str]:
+        try:
+            import torch
+        except ImportError:
+            return False, "torch is not installed: pip install torch"
+        return True, f"torch {torch.__version__}"
+
+    def build(
+        self,
+        inputs: BuildInputs,
+        precision: str,
+        calibration: CalibrationSet | None,
+        options: dict[str, Any],
+        out_dir: Path,
+    ) -> Artifact:
+        import torch
+
+        if inputs.checkpoint is None:
+            raise InputError("the torch target runs the checkpoint", hint="pass --model model.pt")
+        device = options.get("device", "cuda" if precision == "fp16" else "cpu")
+        check_device_precision(precision, device)
+        if inputs.onnx is not None:
+            facts = onnx_facts(inputs.onnx)
+        else:
+            facts = checkpoint_facts(inputs.checkpoint, int(options.get("imgsz", 640)))
+        copy_into(inputs.checkpoint, out_dir, MODEL_FILE)
+        return write_engine_artifact(
+            out_dir,
+            target=self.name,
+            precision=precision,
+            runtime_precision=precision,
+            model_file=MODEL_FILE,
+            inputs=inputs,
+            facts=facts,
+            calibration=None,
+            options=options,
+            versions={"torch": torch.__version__},
+        )
+
+    def load(self, artifact: Artifact, options: RunOptions) -> TorchRunner:
+        return TorchRunner(model_path(artifact), artifact.metadata["precision"], options)
+
+
+class TorchRunner:
+    def __init__(self, path: Path, precision: str, options: RunOptions):
+        import torch
+
+        from pipeline.checkpoints import load_detection_model
+
+        device = "cuda" if options.device.startswith("cuda") and torch.cuda.is_available() else "cpu"
+        check_device_precision(precision, device)
+        if options.threads:
+            torch.set_num_threads(options.threads)
+        self.device = torch.device(device)
+        self.model = load_detection_model(path).fuse().to(self.device)
+        if precision == "fp16":
+            self.model = self.model.half()
+        self.dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+        self.precision = precision
+
+    def infer(self, images: np.ndarray) -> np.ndarray:
+        import torch
+
+        x = torch.from_numpy(images).to(self.device)
+        with torch.inference_mode():
+            if self.dtype == torch.bfloat16:
+                with torch.autocast(self.device.type, dtype=torch.bfloat16):
+                    y = self.model(x)
+            else:
+                y = self.model(x.to(self.dtype))
+        y = y[0] if isinstance(y, tuple | list) else y
+        return y.float().cpu().numpy()

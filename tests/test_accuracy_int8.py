@@ -1,0 +1,238 @@
+"""Accuracy-driven INT8 (onnxruntime, tensorrt's Q/DQ ONNX): the stopping rule, a bound that cannot be
+met, the sensitivity ranking and the hash chain from the Q/DQ ONNX to the engine metadata.
+
+A random tiny model scores mAP 0 on real labels, which would make every bound trivially met. So the
+model here gets its class biases at 0 (scores near 0.5 instead of 1e-4) and is validated on its own
+FP32 detections as labels: FP32 then scores high, and INT8's rounding visibly costs mAP.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from pipeline.artifacts import read_artifact_dir, sha256_file
+from pipeline.data.calibration import CalibrationSet
+from pipeline.errors import InputError
+from targets.accuracy_int8.search import Step, chosen_step, float_layer_schedule, run_steps
+
+IMGSZ = 64
+LABELS_PER_IMAGE = 4
+
+
+@pytest.fixture(scope="module")
+def confident_onnx(tmp_path_factory) -> Path:
+    import torch
+    from conftest import tiny_detection_model
+
+    from pipeline.checkpoints import save_checkpoint
+    from pipeline.stages.export import export_onnx
+
+    model = tiny_detection_model()
+    with torch.no_grad():
+        for branch in model.model[-1].cv3:
+            branch[-1].bias.zero_()
+    directory = tmp_path_factory.mktemp("confident")
+    checkpoint = save_checkpoint(model, directory / "confident.pt")
+    return export_onnx(checkpoint, directory / "confident.onnx", imgsz=IMGSZ)
+
+
+@pytest.fixture(scope="module")
+def self_labelled_val(confident_onnx: Path, synth_dataset: Path, tmp_path_factory) -> Path:
+    """data.yaml over the synthetic images, labelled with the FP32 model's most confident detections
+    (one confidence threshold for all images, so FP32 ranks every label above every other box)."""
+    from benchmarks.accuracy import postprocess, preprocess
+    from pipeline.data.dataset import load_dataset
+    from targets.base import RunOptions
+    from targets.onnxruntime import OnnxRuntimeRunner
+
+    root = tmp_path_factory.mktemp("self_labelled")
+    (root / "images").mkdir()
+    (root / "labels").mkdir()
+    runner = OnnxRuntimeRunner(confident_onnx, "fp32", RunOptions())
+    dataset = load_dataset(synth_dataset)
+    images = sorted(dataset.images("train") + dataset.images("val"))
+    detections = {}
+    for image in images:
+        tensor, boxes = preprocess([image], IMGSZ)
+        detections[image] = (postprocess(runner.infer(tensor), boxes, IMGSZ)[0], boxes[0].shape)
+    confidences = np.sort(np.concatenate([det[:, 4] for det, _ in detections.values()]))
+    threshold = confidences[-LABELS_PER_IMAGE * len(images)]
+    for image, (det, (h, w)) in detections.items():
+        lines = [
+            f"{int(c)} {(x1 + x2) / 2 / w:.6f} {(y1 + y2) / 2 / h:.6f} {(x2 - x1) / w:.6f} {(y2 - y1) / h:.6f}"
+            for x1, y1, x2, y2, conf, c in det
+            if conf >= threshold
+        ]
+        shutil.copy(image, root / "images" / image.name)
+        (root / "labels" / f"{image.stem}.txt").write_text("\n".join(lines) + "\n")
+    data_yaml = root / "data.yaml"
+    data_yaml.write_text("train: images\nval: images\nnames:\n  0: class0\n  1: class1\n  2: class2\n")
+    return data_yaml
+
+
+def cli(*args: str):
+    from pipeline.cli import app
+
+    return CliRunner().invoke(app, list(args), catch_exceptions=False)
+
+
+# The stopping rule, on a made-up mAP curve.
+
+
+def test_schedule_doubles_until_every_layer_is_float():
+    assert float_layer_schedule(89) == [0, 1, 2, 4, 8, 16, 32, 64, 89]
+    assert float_layer_schedule(3) == [0, 1, 2, 3]
+    assert float_layer_schedule(89, max_steps=2) == [0, 1, 2]
+    assert float_layer_schedule(0) == [0]
+
+
+def test_loop_stops_at_the_first_checkpoint_within_the_bound():
+    curve = {0: 0.40, 1: 0.41, 2: 0.425, 4: 0.432, 8: 0.434, 16: 0.435}
+    measured: list[int] = []
+
+    def measure(count: int) -> tuple[float, float]:
+        measured.append(count)
+        return curve[count], 0.5
+
+    steps = run_steps([0, 1, 2, 4, 8, 16], measure, fp32_map=0.435, max_drop=0.005)
+    assert measured == [0, 1, 2, 4]
+    assert steps[-1] == Step(step=3, float_layers=4, map50_95=0.432, map50=0.5)
+    assert chosen_step(steps, 0.435, 0.005) == steps[-1]
+    measured.clear()
+    assert run_steps([0, 1, 2], measure, fp32_map=0.435, max_drop=1.0) == [Step(0, 0, 0.40, 0.5)]
+    assert measured == [0]
+
+
+def test_unmet_bound_keeps_the_best_step_measured():
+    steps = [Step(0, 0, 0.30, 0.5), Step(1, 1, 0.33, 0.5), Step(2, 2, 0.32, 0.5), Step(3, 4, 0.33, 0.5)]
+    assert chosen_step(steps, fp32_map=0.40, max_drop=0.01) == steps[1]  # equal mAP: fewer float layers
+
+
+# The loop on a real model.
+
+
+def test_onnxruntime_bound_of_one_stops_at_full_int8(confident_onnx, synth_dataset, self_labelled_val, tmp_path):
+    """Through the build stage as `edgepipe run` calls it, with the val data from the run settings."""
+    from benchmarks.accuracy import evaluate
+    from pipeline.artifacts import Artifact
+    from pipeline.stages import build
+    from pipeline.stages.base import RunSettings, StageContext
+    from targets.base import RunOptions, get_target
+
+    entry = build.BuildEntry(target="onnxruntime", precision="int8", calib_size=16, max_map_drop=1.0)
+    ctx = StageContext(
+        out_dir=tmp_path,
+        settings=RunSettings(imgsz=IMGSZ, device="cpu", data=synth_dataset, val=self_labelled_val),
+        inputs={"onnx": Artifact.from_path("onnx", confident_onnx)},
+    )
+    engine = build.run(entry, ctx)["engine"]
+    record = engine.metadata["accuracy_control"]
+    assert record["met"] and record["val_data"] == str(self_labelled_val)
+    assert [s["float_layers"] for s in record["steps"]] == [0]
+    assert record["float_layers"] == [] and record["ranking"] == []  # full INT8 met it: nothing ranked
+    assert record["fp32"]["map50_95"] > 0.5  # the self-labelled set makes mAP meaningful
+    assert "/model.22/dfl/Softmax" in engine.metadata["quantization"]["float_nodes"]
+    measured = evaluate(get_target("onnxruntime").load(engine, RunOptions()), self_labelled_val, IMGSZ)
+    assert measured.map50_95 == pytest.approx(record["final"]["map50_95"], abs=1e-6)
+
+
+@pytest.fixture(scope="module")
+def unmet_qdq_dir(confident_onnx, synth_dataset, self_labelled_val, tmp_path_factory):
+    """`edgepipe build --target tensorrt --qdq-only` with a bound of 0 and a single step after full INT8."""
+    out = tmp_path_factory.mktemp("unmet") / "qdq"
+    result = cli(
+        "build", "--onnx", str(confident_onnx), "--target", "tensorrt", "--precision", "int8",
+        "--qdq-only", "--calib", str(synth_dataset), "--calib-size", "16", "--val", str(self_labelled_val),
+        "--max-map-drop", "0", "--max-steps", "1", "-o", str(out),
+    )  # fmt: skip
+    return out, result
+
+
+def test_unmet_bound_exits_1_and_keeps_the_labelled_best_model(unmet_qdq_dir):
+    out, result = unmet_qdq_dir
+    assert result.exit_code == 1, result.output
+    assert "above --max-map-drop 0.0" in result.output and "met = false" in result.output
+    assert "accuracy-driven INT8" in result.output  # the steps table
+    meta = read_artifact_dir(out)
+    record = meta["accuracy_control"]
+    assert record["met"] is False
+    assert [s["float_layers"] for s in record["steps"]] == [0, 1]
+    fp32 = record["fp32"]["map50_95"]
+    assert all(fp32 - s["map50_95"] > 0 for s in record["steps"]), "INT8 should cost mAP on this model"
+    best = max(record["steps"], key=lambda s: (s["map50_95"], -s["float_layers"]))
+    assert record["final"]["step"] == best["step"]
+    assert len(record["float_layers"]) == best["float_layers"]
+    assert len(record["ranking"]) == record["layer_groups"] > 60  # every yolov8 layer group was ranked
+    assert meta["made_for"] == "tensorrt" and meta["target"] == "onnxruntime"
+    assert meta["quantization"]["symmetric"] and meta["quantization"]["activations"] == "QInt8"
+
+
+def test_qdq_onnx_hash_chain_to_engine_metadata(unmet_qdq_dir, confident_onnx, tmp_path):
+    from targets import tensorrt as trt_target
+
+    out, _ = unmet_qdq_dir
+    meta = read_artifact_dir(out)
+    qdq_sha = sha256_file(out / trt_target.QDQ_FILE)
+    assert meta["quantization"]["sha256"] == qdq_sha == meta["files_sha256"][trt_target.QDQ_FILE]
+
+    # What the device build does with --qdq-onnx, up to the TensorRT call.
+    engine_dir = tmp_path / "engine"
+    engine_dir.mkdir()
+    options = {"qdq_onnx": str(out)}
+    source = trt_target.qdq_source(confident_onnx, None, options, engine_dir / trt_target.QDQ_FILE)
+    assert sha256_file(engine_dir / trt_target.QDQ_FILE) == qdq_sha
+    assert source.accuracy_control == meta["accuracy_control"]
+    assert source.calibration == meta["calibration"]
+    engine_meta = trt_target.engine_metadata(
+        trt_version="10.3.0",
+        device_name="Orin",
+        compute_capability="8.7",
+        precision="int8",
+        int8_mode="qdq",
+        calibration_sha256=source.calibration["sha256"],
+        qdq_onnx_sha256=source.record["sha256"],
+    )
+    assert engine_meta["qdq_onnx_sha256"] == qdq_sha
+
+    # A changed file, or another source ONNX, breaks the chain: refused.
+    tampered = tmp_path / "tampered"
+    shutil.copytree(out, tampered)
+    with (tampered / trt_target.QDQ_FILE).open("ab") as f:
+        f.write(b"\0")
+    with pytest.raises(InputError, match="changed since"):
+        trt_target.qdq_source(confident_onnx, None, {"qdq_onnx": str(tampered)}, tmp_path / "a.onnx")
+    other = tmp_path / "other.onnx"
+    other.write_bytes(confident_onnx.read_bytes() + b"\0")
+    with pytest.raises(InputError, match="made from another ONNX"):
+        trt_target.qdq_source(other, None, options, tmp_path / "b.onnx")
+    with pytest.raises(InputError, match="pass one of them"):
+        trt_target.qdq_source(confident_onnx, None, {**options, "max_map_drop": 0.01}, tmp_path / "c.onnx")
+
+
+def test_sensitivity_ranking_is_deterministic(confident_onnx, synth_dataset, tmp_path):
+    from targets.accuracy_int8.layers import quantizable_groups
+    from targets.accuracy_int8.quantizer import CachedQuantizer
+    from targets.accuracy_int8.sensitivity import probe_images, rank_layers
+    from targets.onnxruntime import default_scheme
+
+    calibration = CalibrationSet.from_dataset(synth_dataset, IMGSZ, size=8)
+    scheme = default_scheme()
+    groups = quantizable_groups(confident_onnx, scheme)
+    assert groups[0].name == "/model.0"
+    assert set(groups[0].nodes) == {"/model.0/conv/Conv", "/model.0/act/Sigmoid", "/model.0/act/Mul"}
+    assert not any(node.startswith("/model.22/dfl") for group in groups for node in group.nodes)
+    subset = groups[:3] + groups[-3:]  # the first layers and the head's last convs
+    images = probe_images(calibration, 2)
+    quantizer = CachedQuantizer(confident_onnx, calibration, scheme, tmp_path / "ranges.json")
+    first = rank_layers(quantizer, subset, images)
+    second = rank_layers(quantizer, subset, images)
+    assert first == second
+    assert sorted(s.layer for s in first) == sorted(g.name for g in subset)
+    scores = [s.score for s in first]
+    assert scores == sorted(scores, reverse=True) and scores[-1] >= 0 and len(set(scores)) > 1
+    assert np.isfinite(scores).all()

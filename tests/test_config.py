@@ -1,0 +1,85 @@
+"""Config validation fails before any work starts, naming the file, the key and what is expected."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pipeline.config import SynthSource, load_config
+from pipeline.errors import InputError
+
+
+def write(tmp_path: Path, config: dict) -> Path:
+    path = tmp_path / "pipeline.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+@pytest.fixture
+def minimal(tiny_checkpoint: Path) -> dict:
+    return {"model": str(tiny_checkpoint), "data": {"synth": {"images": 8}}, "imgsz": 64}
+
+
+def test_minimal_config_loads_and_resolves_relative_paths(tmp_path, tiny_checkpoint, minimal):
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "m.pt").write_bytes(tiny_checkpoint.read_bytes())
+    minimal["model"] = "models/m.pt"
+    config = load_config(write(tmp_path, minimal))
+    assert config.model == (tmp_path / "models" / "m.pt").resolve()
+    assert isinstance(config.data, SynthSource) and config.data.synth.images == 8
+
+
+def test_unknown_key_is_named(tmp_path, minimal):
+    minimal["prune"] = {"macs": 0.5, "macz": 0.4}
+    with pytest.raises(InputError) as err:
+        load_config(write(tmp_path, minimal))
+    message = str(err.value)
+    assert "pipeline.yaml" in message and "prune.macz" in message and "unknown key" in message
+
+
+def test_wrong_type_is_named_with_the_value(tmp_path, minimal):
+    minimal["imgsz"] = "big"
+    with pytest.raises(InputError) as err:
+        load_config(write(tmp_path, minimal))
+    assert "'imgsz'" in str(err.value) and "'big'" in str(err.value)
+
+
+def test_imgsz_must_be_a_multiple_of_the_stride(tmp_path, minimal):
+    minimal["imgsz"] = 100
+    with pytest.raises(InputError, match="multiple of 32"):
+        load_config(write(tmp_path, minimal))
+
+
+def test_missing_file_is_named_before_any_work(tmp_path, minimal):
+    minimal["model"] = "nowhere/model.pt"
+    with pytest.raises(InputError) as err:
+        load_config(write(tmp_path, minimal))
+    assert "'model'" in str(err.value) and "nowhere/model.pt" in str(err.value)
+
+
+def test_missing_required_key(tmp_path, minimal):
+    del minimal["model"]
+    with pytest.raises(InputError, match="'model': required key is missing"):
+        load_config(write(tmp_path, minimal))
+
+
+def test_invalid_yaml_names_the_file(tmp_path):
+    path = tmp_path / "broken.yaml"
+    path.write_text("model: [unclosed\n")
+    with pytest.raises(InputError, match="broken.yaml: invalid YAML"):
+        load_config(path)
+
+
+def test_unknown_build_target_fails(tmp_path, minimal):
+    minimal["build"] = [{"target": "coreml", "precision": "fp32"}]
+    with pytest.raises(InputError, match=r"build\[0\]"):
+        load_config(write(tmp_path, minimal))
+
+
+def test_quickstart_config_is_valid():
+    repo = Path(__file__).resolve().parents[1]
+    config = load_config(repo / "examples" / "quickstart.yaml")
+    assert {e.target for e in config.build} >= {"torch", "onnxruntime", "openvino"}
+    assert config.prune is not None and config.finetune is not None and config.gate is not None

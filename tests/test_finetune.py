@@ -1,0 +1,128 @@
+"""Fine-tuning: the trainer keeps the pruned shape, distillation adds a kd loss, saves no teacher."""
+
+from __future__ import annotations
+
+import csv
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from pipeline.errors import InputError
+from pipeline.stages.finetune import FinetuneConfig, command, finetune
+
+IMGSZ = 64
+
+
+@pytest.fixture(scope="module")
+def teacher_and_pruned(tmp_path_factory, synth_dataset) -> tuple[Path, Path]:
+    """A tiny 6-class model (the synthetic dataset's classes) and a copy pruned to 60% of its MACs."""
+    from conftest import tiny_detection_model
+
+    from pipeline.checkpoints import save_checkpoint
+    from pipeline.stages.prune import PruneConfig, prune_checkpoint
+
+    folder = tmp_path_factory.mktemp("finetune")
+    teacher = save_checkpoint(tiny_detection_model(nc=6), folder / "teacher.pt")
+    config = PruneConfig(macs=0.6, round_to=2, max_layer_ratio=0.6, bn_batches=0)
+    prune_checkpoint(teacher, folder / "pruned.pt", config, imgsz=IMGSZ, device="cpu", data=None)
+    return teacher, folder / "pruned.pt"
+
+
+def _params(path: Path) -> int:
+    from pipeline.checkpoints import count_params, load_detection_model
+
+    return count_params(load_detection_model(path))
+
+
+def _train(pruned: Path, data: Path, out_dir: Path, teacher: Path | None = None) -> Path:
+    config = FinetuneConfig(epochs=1, batch=8, workers=0)
+    return finetune(
+        pruned,
+        data,
+        out_dir / "best.pt",
+        config,
+        imgsz=IMGSZ,
+        device="cpu",
+        run_dir=out_dir / "run",
+        teacher=teacher,
+    )
+
+
+def test_trainer_keeps_the_pruned_shape_and_reloads_in_a_fresh_process(
+    teacher_and_pruned, synth_dataset, tmp_path
+):
+    _, pruned = teacher_and_pruned
+    best = _train(pruned, synth_dataset, tmp_path)
+    assert _params(best) == _params(pruned) < _params(teacher_and_pruned[0])
+    code = f"from ultralytics import YOLO; print(sum(p.numel() for p in YOLO(r'{best}').model.parameters()))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert int(out.stdout.strip().splitlines()[-1]) == _params(pruned)
+
+
+def test_distillation_adds_a_finite_kd_loss_and_leaves_no_teacher(
+    teacher_and_pruned, synth_dataset, tmp_path
+):
+    teacher, pruned = teacher_and_pruned
+    best = _train(pruned, synth_dataset, tmp_path, teacher=teacher)
+    with open(tmp_path / "run" / "results.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    kd = [float(row["train/kd_loss"]) for row in rows]
+    assert kd and all(torch.isfinite(torch.tensor(kd))) and all(v > 0 for v in kd)
+    checkpoint = torch.load(best, map_location="cpu", weights_only=False)
+    model = checkpoint["model"]
+    assert getattr(model, "criterion", None) is None
+    assert sum(p.numel() for p in model.parameters()) == _params(pruned)
+
+
+def test_distillation_loss_vanishes_for_a_perfect_student_and_has_gradients():
+    from pipeline.pruning.distill import distillation_loss
+
+    torch.manual_seed(0)
+    teacher = {"scores": torch.randn(2, 3, 10), "boxes": torch.randn(2, 64, 10)}
+    student = {k: v.clone().requires_grad_(True) for k, v in teacher.items()}
+    other = {k: (v + torch.randn_like(v)).requires_grad_(True) for k, v in teacher.items()}
+    same, different = distillation_loss(student, teacher), distillation_loss(other, teacher)
+    assert different > same
+    different.backward()
+    assert all(torch.isfinite(t.grad).all() and t.grad.abs().sum() > 0 for t in other.values())
+    same.backward()
+    assert student["boxes"].grad.abs().max() < 1e-6  # the LD term is at its minimum
+
+
+def test_class_count_mismatch_fails_clearly_and_writes_nothing(tiny_checkpoint, synth_dataset, tmp_path):
+    out = tmp_path / "best.pt"
+    with pytest.raises(InputError, match="6 classes but the model's head predicts 3"):
+        command(model=tiny_checkpoint, data=synth_dataset, epochs=1, output=out, imgsz=IMGSZ)
+    assert not out.exists()
+
+
+def test_unreadable_model_and_mismatched_teacher_fail_clearly(
+    tmp_path, synth_dataset, teacher_and_pruned, tiny_checkpoint
+):
+    out = tmp_path / "best.pt"
+    broken = tmp_path / "broken.pt"
+    broken.write_bytes(b"\x00" * 10)
+    with pytest.raises(InputError, match=r"broken\.pt"):
+        command(model=broken, data=synth_dataset, epochs=1, output=out)
+    with pytest.raises(InputError, match="teacher head"):
+        command(
+            model=teacher_and_pruned[1], data=synth_dataset, epochs=1, output=out, teacher=tiny_checkpoint
+        )
+    assert not out.exists()
+
+
+def test_iterative_prune_then_finetune_reaches_the_target(teacher_and_pruned, synth_dataset, tmp_path):
+    from pipeline.stages.prune import PruneConfig, prune_checkpoint
+
+    config = PruneConfig(
+        macs=0.6, steps=2, finetune_epochs_per_step=1, round_to=2, max_layer_ratio=0.6, bn_batches=0, batch=8
+    )
+    out = tmp_path / "pruned.pt"
+    report = prune_checkpoint(
+        teacher_and_pruned[0], out, config, imgsz=IMGSZ, device="cpu", data=synth_dataset
+    )
+    assert report.gflops_ratio <= 0.6
+    assert _params(out) == report.params_after

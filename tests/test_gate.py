@@ -1,0 +1,161 @@
+"""`edgepipe gate`: exit codes, the JUnit file (parsed by junitparser) and the Markdown summary."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import typer
+from factories import cpu_results
+from junitparser import Failure, JUnitXml
+from typer.testing import CliRunner
+
+from benchmarks.results import load_results, save_results
+from pipeline.artifacts import Artifact
+from pipeline.errors import EdgepipeError
+from pipeline.stages import gate
+from pipeline.stages.base import RunSettings, StageContext
+
+app = typer.Typer()
+app.command("gate")(gate.command)
+app.command("version")(lambda: None)  # a second command keeps `gate` a subcommand, as in edgepipe's CLI
+
+
+def invoke(*args: str) -> tuple[int, str]:
+    """Run `gate` and map EdgepipeError to its exit code, as edgepipe's CLI does."""
+    outcome = CliRunner().invoke(app, ["gate", *args])
+    if isinstance(outcome.exception, EdgepipeError):
+        return outcome.exception.exit_code, outcome.output + str(outcome.exception)
+    if outcome.exception and not isinstance(outcome.exception, SystemExit):
+        raise outcome.exception
+    return outcome.exit_code, outcome.output
+
+
+@pytest.fixture
+def results_file(tmp_path) -> Path:
+    return save_results(tmp_path / "results.json", cpu_results())
+
+
+def budgets_file(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "budgets.yaml"
+    path.write_text(text)
+    return path
+
+
+def p90(key: str, path: Path) -> float:
+    return next(r.latency_ms.p90 for r in load_results(path) if r.key == key)
+
+
+PASSING = """
+budgets:
+  - device: "*xeon*"
+    target: openvino/int8
+    max_latency_ms: {{p90: {limit}}}
+    max_size_mb: 2
+    min_map50_95: 0.39
+    max_map_drop: 0.01
+    baseline: torch/fp32
+  - target: "*/fp32"
+    min_throughput_ips: 20
+    max_e2e_latency_ms: {{p99: 60}}
+"""
+
+
+def test_all_budgets_hold(tmp_path, results_file):
+    budgets = budgets_file(tmp_path, PASSING.format(limit=p90("openvino/int8", results_file) * 1.05))
+    junit, markdown = tmp_path / "gate.xml", tmp_path / "gate.md"
+    code, output = invoke(str(results_file), "--budgets", str(budgets), "--junit", str(junit),
+                          "--markdown", str(markdown))  # fmt: skip
+    assert code == 0, output
+    assert "gate passed" in output
+    suites = JUnitXml.fromfile(str(junit))
+    cases = [case for suite in suites for case in suite]
+    assert len(cases) == 1 + 3  # one per (budget, result): openvino/int8, then the three fp32 results
+    assert all(case.is_passed for case in cases)
+    assert markdown.read_text().startswith("✅")
+
+
+def test_latency_budget_broken_by_one_percent(tmp_path, results_file):
+    measured = p90("openvino/int8", results_file)
+    limit = measured / 1.01
+    budgets = budgets_file(tmp_path, PASSING.format(limit=limit))
+    junit, markdown = tmp_path / "gate.xml", tmp_path / "gate.md"
+    code, output = invoke(
+        str(results_file), "-b", str(budgets), "--junit", str(junit), "--markdown", str(markdown)
+    )
+    assert code == 1, output
+    assert "1 of 4 budget checks broken" in output
+    failed = [case for suite in JUnitXml.fromfile(str(junit)) for case in suite if not case.is_passed]
+    assert len(failed) == 1
+    (failure,) = failed[0].result
+    assert isinstance(failure, Failure)
+    assert "latency p90" in failure.message
+    assert f"measured {measured:.2f} ms" in failure.message
+    assert f"limit <= {limit:.2f} ms" in failure.message
+    assert f"margin {limit - measured:+.2f} ms (-1.0%)" in failure.message
+    summary = markdown.read_text().splitlines()
+    assert summary[0].startswith("❌") and "1 of 4" in summary[0]
+    assert summary[2].startswith("| ") and "margin" in summary[2]
+    assert "❌" in summary[4] and "latency p90" in summary[4]  # broken checks come first
+
+
+def test_map_drop_budget_broken(tmp_path, results_file):
+    budgets = budgets_file(
+        tmp_path, "budgets:\n  - target: '*/int8'\n    max_map_drop: 0.01\n    baseline: torch/fp32\n"
+    )
+    junit = tmp_path / "gate.xml"
+    code, output = invoke(str(results_file), "--budgets", str(budgets), "--junit", str(junit))
+    assert code == 1, output
+    cases = {case.name: case for suite in JUnitXml.fromfile(str(junit)) for case in suite}
+    broken = [name for name, case in cases.items() if not case.is_passed]
+    assert len(broken) == 1 and "onnxruntime/int8" in broken[0]
+    message = cases[broken[0]].result[0].message
+    assert (
+        "mAP50-95 drop vs torch/fp32" in message
+        and "measured 0.0160" in message
+        and "limit <= 0.0100" in message
+    )
+
+
+def test_budget_matching_nothing_is_exit_2(tmp_path, results_file):
+    budgets = budgets_file(
+        tmp_path, "budgets:\n  - device: '*orin*'\n    target: tensorrt/int8\n    max_size_mb: 5\n"
+    )
+    junit = tmp_path / "gate.xml"
+    code, output = invoke(str(results_file), "--budgets", str(budgets), "--junit", str(junit))
+    assert code == 2
+    assert "budgets[0]" in output and "matches no result" in output
+    assert not junit.exists()  # nothing half-written on unusable input
+
+
+@pytest.mark.parametrize(
+    "text", ["budgets:\n  - target: [unclosed\n", "budgets:\n  - target: a/b\n    max_p90: 3\n"]
+)
+def test_malformed_budgets_is_exit_2(tmp_path, results_file, text):
+    code, output = invoke(str(results_file), "--budgets", str(budgets_file(tmp_path, text)))
+    assert code == 2
+    assert "budgets.yaml" in output
+
+
+def test_missing_results_file_is_exit_2(tmp_path):
+    budgets = budgets_file(tmp_path, "budgets:\n  - target: a/b\n    max_size_mb: 5\n")
+    code, output = invoke(str(tmp_path / "nope.json"), "--budgets", str(budgets))
+    assert code == 2 and "not found" in output
+
+
+def test_gate_stage_reads_every_results_input(tmp_path):
+    results = cpu_results()
+    inputs = {}
+    for i, result in enumerate(results):
+        path = save_results(tmp_path / f"r{i}.json", [result])
+        inputs[f"results:{result.key}"] = Artifact.from_path("results", path)
+    inputs["model:source"] = Artifact.from_path("checkpoint", inputs["results:torch/fp32"].path)  # ignored
+    budgets = budgets_file(tmp_path, "budgets:\n  - target: '*'\n    max_size_mb: 6\n")
+    out = tmp_path / "out"
+    out.mkdir()
+    ctx = StageContext(out, RunSettings(imgsz=64, device="cpu", data=None, val=None), inputs)
+    artifact = gate.run(gate.GateConfig(budgets=budgets), ctx)["gate"]
+    assert artifact.kind == "gate"
+    assert artifact.metadata["passed"] is False and artifact.metadata["failures"] == 1  # torch/fp32 is 6.1 MB
+    assert artifact.metadata["checks"] == len(results)
+    assert (out / "gate.xml").is_file() and (out / "gate.md").is_file()

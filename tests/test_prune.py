@@ -1,0 +1,153 @@
+"""Pruning: the C2f rewrite is exact, pruning meets its MACs target, pruned checkpoints reload and export."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from copy import deepcopy
+from pathlib import Path
+
+import pytest
+import torch
+
+from pipeline.errors import InputError
+from pipeline.stages.base import RunSettings, StageContext
+from pipeline.stages.prune import PruneConfig, command, run
+
+IMGSZ = 64
+
+
+def _load(path: Path):
+    from pipeline.checkpoints import load_detection_model
+
+    return load_detection_model(path)
+
+
+def _tiny_checkpoint(tmp_path: Path, nc: int) -> Path:
+    from conftest import tiny_detection_model
+
+    from pipeline.checkpoints import save_checkpoint
+
+    return save_checkpoint(tiny_detection_model(nc=nc), tmp_path / f"tiny{nc}.pt")
+
+
+def test_split_c2f_is_numerically_identical(tiny_checkpoint):
+    from ultralytics.nn.modules.block import C2f
+
+    from pipeline.modules import C2fSplit, split_c2f
+
+    model = _load(tiny_checkpoint)
+    x = torch.rand(2, 3, IMGSZ, IMGSZ)
+    expected = model(x)[0]
+    split = split_c2f(deepcopy(model))
+    assert not any(type(m) is C2f for m in split.modules())
+    assert sum(isinstance(m, C2fSplit) for m in split.modules()) == 8
+    torch.testing.assert_close(split(x)[0], expected, atol=1e-5, rtol=0)
+    fused = deepcopy(split).fuse(verbose=False)  # Ultralytics' BN folding reaches the split convs
+    torch.testing.assert_close(fused(x)[0], expected, atol=1e-4, rtol=1e-4)
+
+
+def test_pruning_meets_macs_target_and_prunes_both_c2f_halves(tiny_checkpoint):
+    from pipeline.pruning import PruneOptions, prune_model
+
+    model = _load(tiny_checkpoint)
+    head_widths = [branch[-1].out_channels for branch in (*model.model[-1].cv2, *model.model[-1].cv3)]
+    stem_width = model.model[0].conv.out_channels
+    report = prune_model(model, PruneOptions(imgsz=IMGSZ, round_to=2, max_layer_ratio=0.6), macs=0.5)
+    assert report.gflops_ratio <= 0.5
+    assert report.params_after < report.params_before
+    assert model(torch.rand(1, 3, IMGSZ, IMGSZ))[0].shape[1] == 4 + 3  # boxes + nc, Detect output intact
+    assert [b[-1].out_channels for b in (*model.model[-1].cv2, *model.model[-1].cv3)] == head_widths
+    halves = [(m.cv0.conv.out_channels, m.cv1.conv.out_channels) for m in model.model if hasattr(m, "cv0")]
+    assert any(a < 8 or b < 8 for a, b in halves)  # some half (8 channels in the tiny model) lost channels
+    assert model.model[0].conv.out_channels == stem_width  # the protected stem keeps its width
+
+
+def test_prune_stage_writes_checkpoint_that_reloads_in_a_fresh_process(tiny_checkpoint, tmp_path):
+    from pipeline.artifacts import Artifact
+
+    ctx = StageContext(
+        out_dir=tmp_path,
+        settings=RunSettings(imgsz=IMGSZ, device="cpu", data=None, val=None),
+        inputs={"model": Artifact.from_path("checkpoint", tiny_checkpoint)},
+    )
+    outputs = run(PruneConfig(macs=0.6, round_to=2, max_layer_ratio=0.6, bn_batches=0), ctx)
+    artifact = outputs["model"]
+    assert artifact.kind == "checkpoint" and artifact.path == (tmp_path / "pruned.pt").resolve()
+    meta = artifact.metadata
+    assert meta["gflops_ratio"] <= 0.6 and meta["params_after"] < meta["params_before"]
+    code = (
+        f"from ultralytics import YOLO; import torch; m = YOLO(r'{artifact.path}').model; "
+        "m(torch.zeros(1, 3, 64, 64)); print(sum(p.numel() for p in m.parameters()))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert int(out.stdout.strip().splitlines()[-1]) == meta["params_after"]
+
+
+def test_pruned_checkpoint_exports_to_onnx(tiny_checkpoint, tmp_path):
+    import onnxruntime as ort
+
+    from pipeline.pruning import PruneOptions, prune_model
+
+    model = _load(tiny_checkpoint)
+    prune_model(model, PruneOptions(imgsz=IMGSZ, round_to=2, max_layer_ratio=0.6), macs=0.6)
+    path = tmp_path / "pruned.onnx"
+    torch.onnx.export(model, torch.zeros(1, 3, IMGSZ, IMGSZ), path, opset_version=17, dynamo=False)
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    x = torch.rand(1, 3, IMGSZ, IMGSZ)
+    (onnx_out, *_) = session.run(None, {session.get_inputs()[0].name: x.numpy()})
+    torch.testing.assert_close(torch.from_numpy(onnx_out), model(x)[0], atol=1e-4, rtol=1e-4)
+
+
+def test_batchnorm_reestimation_and_taylor_use_the_dataset(synth_dataset, tmp_path):
+    from pipeline.stages.prune import prune_checkpoint
+
+    source = _tiny_checkpoint(tmp_path, nc=6)
+    config = PruneConfig(
+        macs=0.6, importance="taylor", round_to=2, max_layer_ratio=0.6, bn_batches=2, batch=4
+    )
+    report = prune_checkpoint(
+        source, tmp_path / "p.pt", config, imgsz=IMGSZ, device="cpu", data=synth_dataset
+    )
+    assert report.gflops_ratio <= 0.6
+    pruned = _load(tmp_path / "p.pt")
+    bn = pruned.model[2].cv2.bn
+    assert not torch.equal(bn.running_var, torch.ones_like(bn.running_var))  # re-estimated, not the init
+
+
+@pytest.mark.parametrize("ratio", [0.0, 1.0, 1.5, -0.2])
+def test_ratio_outside_zero_one_is_rejected(tiny_checkpoint, tmp_path, ratio):
+    out = tmp_path / "pruned.pt"
+    with pytest.raises(InputError, match="macs"):
+        command(model=tiny_checkpoint, output=out, macs=ratio)
+    assert not out.exists()
+
+
+def test_unusable_inputs_fail_clearly_and_write_nothing(tmp_path, synth_dataset, tiny_checkpoint):
+    out = tmp_path / "pruned.pt"
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_bytes(b"not a checkpoint")
+    with pytest.raises(InputError, match=r"garbage\.pt"):
+        command(model=garbage, output=out, macs=0.5)
+    not_detector = tmp_path / "conv.pt"
+    torch.save({"model": torch.nn.Conv2d(3, 8, 3)}, not_detector)
+    with pytest.raises(InputError, match="not a YOLOv8 detection model"):
+        command(model=not_detector, output=out, macs=0.5)
+    with pytest.raises(InputError, match="not found"):
+        command(model=tmp_path / "missing.pt", output=out, macs=0.5)
+    with pytest.raises(InputError, match="6 classes but the model's head predicts 3"):
+        command(model=tiny_checkpoint, output=out, macs=0.5, data=synth_dataset, imgsz=IMGSZ)
+    assert not out.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["conv.pt", "garbage.pt"]
+
+
+@pytest.mark.slow
+def test_yolov8n_half_macs_is_at_most_4_4_gflops(shared_dir, tmp_path):
+    from pipeline.stages.prune import prune_checkpoint
+
+    config = PruneConfig(macs=0.5, bn_batches=0)
+    report = prune_checkpoint(
+        shared_dir / "models" / "yolov8n.pt", tmp_path / "p.pt", config, imgsz=640, device="cpu", data=None
+    )
+    assert round(report.gflops_before, 1) == 8.7
+    assert report.gflops_after <= 4.4

@@ -1,0 +1,176 @@
+"""The report: self-contained HTML (checked in headless Chromium) and Markdown, per device."""
+
+from __future__ import annotations
+
+import base64
+import io
+import re
+import shutil
+import subprocess
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+from factories import JETSON, cpu_results, make_result
+from PIL import Image
+
+from benchmarks.results import save_results
+from pipeline.artifacts import Artifact
+from pipeline.report.summary import pareto_front
+from pipeline.stages import report
+from pipeline.stages.base import RunSettings, StageContext
+
+
+class Sources(HTMLParser):
+    """Every src/href in a page, and the <script> tags."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.images: list[str] = []
+        self.links: list[str] = []
+        self.scripts = 0
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "img":
+            self.images.append(attrs.get("src") or "")
+        self.links += [v for k, v in attrs.items() if k in {"href", "src"} and v]
+        self.scripts += tag == "script"
+
+
+def decode_png(src: str) -> Image.Image:
+    prefix = "data:image/png;base64,"
+    assert src.startswith(prefix), src[:40]
+    image = Image.open(io.BytesIO(base64.b64decode(src[len(prefix) :])))
+    image.load()
+    return image.convert("RGB")
+
+
+@pytest.fixture(scope="module")
+def two_device_report(tmp_path_factory) -> Path:
+    tmp = tmp_path_factory.mktemp("report")
+    jetson = [
+        make_result("torch", "fp32", 28.0, 0.401, device=JETSON, seed=7),
+        make_result("tensorrt", "fp16", 4.1, 0.400, device=JETSON, seed=8),
+        make_result("tensorrt", "int8", 2.6, 0.389, device=JETSON, seed=9),
+    ]
+    inputs = {
+        f"results:{r.device_name}/{r.key}": Artifact.from_path(
+            "results", save_results(tmp / f"r{i}.json", [r])
+        )
+        for i, r in enumerate([*cpu_results(), *jetson])
+    }
+    out = tmp / "out"
+    out.mkdir()
+    ctx = StageContext(out, RunSettings(imgsz=64, device="cpu", data=None, val=None), inputs)
+    artifact = report.run(report.ReportConfig(), ctx)["report"]
+    assert artifact.kind == "report" and artifact.path == (out / "report.html").resolve()
+    return out / "report.html"
+
+
+def test_pareto_front_keeps_only_undominated_points():
+    points = [(10, 0.39), (14, 0.385), (18, 0.40), (25, 0.401), (40, 0.401)]
+    assert pareto_front(points) == {0, 2, 3}
+
+
+def test_html_is_self_contained_with_every_plot(two_device_report):
+    page = Sources()
+    page.feed(two_device_report.read_text())
+    assert page.scripts == 0
+    assert not [link for link in page.links if not link.startswith("data:")]
+    assert not re.search(r"https?://|@import|url\(", two_device_report.read_text())
+    assert len(page.images) == 2 * 2 + 1  # per device latency-vs-mAP and CDF, plus the stage story
+    for src in page.images:
+        image = decode_png(src)
+        assert image.width > 300 and image.height > 200
+        assert len(image.getcolors(maxcolors=1 << 16) or range(1 << 16)) > 50  # a drawing, not a blank
+
+
+def test_report_tables_and_markdown(two_device_report):
+    html = two_device_report.read_text()
+    for text in ("Intel Xeon Platinum 8480+", "NVIDIA Jetson AGX Orin 64GB", "tensorrt/int8", "bf16-hint"):
+        assert text in html
+    assert 'title="requested fp32, ran as bf16"' in html
+    markdown = two_device_report.with_suffix(".md").read_text()
+    int8_row = next(line for line in markdown.splitlines() if line.startswith("| tensorrt/int8"))
+    cells = [c.strip() for c in int8_row.strip("|").split("|")]
+    assert cells[1] == "int8" and cells[8] == "0.3890"
+    assert cells[10] == "-0.0120"  # against torch/fp32 on the same Jetson, not the CPU's
+    assert cells[11] == "★"  # fastest on its device is always on the front
+    assert "The pipeline's story" in markdown and "| prune | 1.480 | 4.30 |" in markdown
+
+
+def test_report_command_writes_html_and_markdown(tmp_path):
+    import typer
+    from typer.testing import CliRunner
+
+    app = typer.Typer()
+    app.command("report")(report.command)
+    app.command("version")(lambda: None)
+    results = save_results(tmp_path / "results.json", cpu_results())
+    outcome = CliRunner().invoke(app, ["report", str(results), "-o", str(tmp_path / "r.html"), "--baseline",
+                                       "onnxruntime/fp32"])  # fmt: skip
+    assert outcome.exit_code == 0, outcome.output
+    assert (tmp_path / "r.html").is_file()
+    assert "Δ mAP50-95 vs onnxruntime/fp32" in (tmp_path / "r.md").read_text()
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="headless Chromium is not installed (apt-get install chromium)")
+def test_report_renders_in_headless_chromium(two_device_report, tmp_path):
+    common = [
+        CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", "--no-first-run", "--enable-logging=stderr", "--v=0",
+    ]  # fmt: skip
+    url = two_device_report.resolve().as_uri()
+    shot = tmp_path / "shot.png"
+    run = subprocess.run(
+        [*common, f"--user-data-dir={tmp_path / 'profile-shot'}", f"--screenshot={shot}",
+         "--window-size=1280,2000", url],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert shot.is_file(), run.stderr[-2000:]
+    console = [line for line in run.stderr.splitlines() if ":CONSOLE" in line]
+    assert not console, console
+    image = Image.open(shot).convert("RGB")
+    colours = image.getcolors(maxcolors=1 << 20)
+    assert colours is not None and len(colours) > 500
+    pixels = list(image.getdata())
+    assert sum(p != (255, 255, 255) for p in pixels) / len(pixels) > 0.2
+    assert (31, 119, 180) in {colour for _, colour in colours}  # tab10 blue: the plots were drawn
+
+    dom = subprocess.run(
+        [*common, f"--user-data-dir={tmp_path / 'profile-dom'}", "--dump-dom", url],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    page = Sources()
+    page.feed(dom.stdout)
+    assert len(page.images) == 5
+    for src in page.images:
+        decode_png(src)
+    assert not [line for line in dom.stderr.splitlines() if ":CONSOLE" in line]
+
+
+def test_story_from_the_checkpoints_when_results_lack_it(tmp_path, tiny_checkpoint):
+    result = make_result("torch", "fp32", 5.0, 0.3)
+    assert not result.stage_story
+    inputs = {
+        "results:torch/fp32": Artifact.from_path("results", save_results(tmp_path / "r.json", [result])),
+        "model:prune": Artifact.from_path("checkpoint", tiny_checkpoint, params=1000, gflops=0.01),
+        "model:source": Artifact.from_path("checkpoint", tiny_checkpoint),
+    }
+    out = tmp_path / "out"
+    out.mkdir()
+    ctx = StageContext(
+        out, RunSettings(imgsz=64, device="cpu", data=None, val=None, model_name="tiny"), inputs
+    )
+    report.run(report.ReportConfig(title="story"), ctx)
+    markdown = (out / "report.md").read_text()
+    assert "## The pipeline's story: tiny" in markdown
+    stages = [
+        line.split("|")[1].strip() for line in markdown.split("The pipeline's story")[1].splitlines()[4:6]
+    ]
+    assert stages == ["source", "prune"]  # pipeline order, whatever order the inputs came in
+    assert "| prune | 0.001 | 0.01 | — |" in markdown  # from the checkpoint's metadata
