@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 import functools
 from collections.abc import Callable
 from pathlib import Path
@@ -12,7 +11,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from benchmarks import compare, history
+from pipeline.data import synth
 from pipeline.errors import EdgepipeError
+from pipeline.fleet.commands import fleet_app
 from pipeline.stages import benchmark, build, export, finetune, gate, prune, report
 
 console = Console()
@@ -35,7 +37,9 @@ def run_command(
     from_stage: Annotated[
         str | None, typer.Option("--from", help="re-run this stage and every stage after it")
     ] = None,
-    only: Annotated[str | None, typer.Option("--only", help="run only this stage (earlier ones cached)")] = None,
+    only: Annotated[
+        str | None, typer.Option("--only", help="run only this stage (earlier ones cached)")
+    ] = None,
     force: Annotated[bool, typer.Option("--force", help="re-run every stage, ignoring the cache")] = False,
     wait: Annotated[
         float, typer.Option("--wait", help="seconds to wait for another run holding the work dir")
@@ -58,8 +62,16 @@ def device_command() -> None:
     info = fingerprint()
     table = Table(title=f"device: {info.get('name', 'unknown')}", show_header=False)
     for key, value in info.items():
-        if key != "versions":
-            table.add_row(key, str(value))
+        if key == "versions" or value in (None, [], {}):
+            continue
+        if isinstance(value, dict):
+            for sub, item in value.items():
+                if item not in (None, [], {}):
+                    table.add_row(
+                        f"{key}.{sub}", ", ".join(map(str, item)) if isinstance(item, list) else str(item)
+                    )
+        else:
+            table.add_row(key, ", ".join(map(str, value)) if isinstance(value, list) else str(value))
     console.print(table)
     targets = Table(title="targets")
     for column in ("target", "available", "precisions", "reason"):
@@ -95,23 +107,22 @@ def register(typer_app: typer.Typer, name: str, fn: Callable[..., None]) -> None
 
 register(app, "run", run_command)
 register(app, "device", device_command)
-for _name, _module in (("prune", prune), ("finetune", finetune), ("export", export), ("build", build),
-                       ("bench", benchmark), ("report", report), ("gate", gate)):
+for _name, _module in (
+    ("prune", prune),
+    ("finetune", finetune),
+    ("export", export),
+    ("build", build),
+    ("bench", benchmark),
+    ("report", report),
+    ("gate", gate),
+):
     register(app, _name, _module.command)
 
 
-def _register_optional() -> None:
-    from benchmarks import compare, history
-    from pipeline.data import synth
-    from pipeline.fleet.commands import fleet_app
-
-    register(app, "compare", compare.compare_command)
-    register(app, "history", history.history_command)
-    register(data_app, "synth", synth.command)
-    app.add_typer(fleet_app, name="fleet")
-
-
-_register_optional()
+register(app, "compare", compare.compare_command)
+register(app, "history", history.history_command)
+register(data_app, "synth", synth.command)
+app.add_typer(fleet_app, name="fleet")
 
 
 def main() -> None:

@@ -71,9 +71,11 @@ def _resolve_paths(model: BaseModel, base: Path, file: Path, where: str = "") ->
     for name, field in type(model).model_fields.items():
         value = getattr(model, name)
         key = f"{where}.{name}" if where else name
-        is_output = bool((field.json_schema_extra or {}).get("output")) if isinstance(
-            field.json_schema_extra, dict
-        ) else False
+        is_output = (
+            bool((field.json_schema_extra or {}).get("output"))
+            if isinstance(field.json_schema_extra, dict)
+            else False
+        )
         if isinstance(value, Path):
             resolved = value if value.is_absolute() else (base / value).resolve()
             if not is_output and not _exists(resolved):

@@ -29,7 +29,8 @@ def configure_offline() -> None:
     os.environ.setdefault("YOLO_VERBOSE", "False")
     config_dir = Path(
         os.environ.setdefault(
-            "YOLO_CONFIG_DIR", str(Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "edgepipe")
+            "YOLO_CONFIG_DIR",
+            str(Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "edgepipe"),
         )
     )
     ultralytics_dir = config_dir / "Ultralytics"

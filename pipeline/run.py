@@ -81,5 +81,3 @@ def run_pipeline(
     if gate is not None and not gate.metadata.get("passed", False):
         return EXIT_CHECK_FAILED
     return EXIT_OK
-
-

@@ -175,13 +175,21 @@ class Runner:
             }
         )
 
-    def execute(self, plans: list[StagePlan], *, force_from: str | None = None, only: str | None = None,
-                force: bool = False) -> list[StageOutcome]:
+    def execute(
+        self,
+        plans: list[StagePlan],
+        *,
+        force_from: str | None = None,
+        only: str | None = None,
+        force: bool = False,
+    ) -> list[StageOutcome]:
         if force_from and force_from not in STAGE_ORDER:
             raise InputError(f"--from {force_from!r}: unknown stage; stages are {', '.join(STAGE_ORDER)}")
         if only and only not in {p.stage for p in plans}:
-            raise InputError(f"--only {only!r}: this config has no such stage; it has "
-                             f"{', '.join(dict.fromkeys(p.stage for p in plans))}")
+            raise InputError(
+                f"--only {only!r}: this config has no such stage; it has "
+                f"{', '.join(dict.fromkeys(p.stage for p in plans))}"
+            )
         forced_index = STAGE_ORDER.index(force_from) if force_from else len(STAGE_ORDER)
         for plan in plans:
             inputs = {}
@@ -190,7 +198,8 @@ class Runner:
                     raise InputError(
                         f"stage {plan.label} needs {available_name!r}, which is not produced yet",
                         hint=f"run the earlier stages first (edgepipe run CONFIG without --only {only})"
-                        if only else None,
+                        if only
+                        else None,
                     )
                 inputs[ctx_name] = self.available[available_name]
             key = self.cache_key(plan, inputs)
@@ -217,8 +226,9 @@ class Runner:
             self.write_manifest()
         return self.outcomes
 
-    def _run_stage(self, plan: StagePlan, inputs: dict[str, Artifact], key: str,
-                   directory: Path) -> StageOutcome:
+    def _run_stage(
+        self, plan: StagePlan, inputs: dict[str, Artifact], key: str, directory: Path
+    ) -> StageOutcome:
         for artifact in inputs.values():
             artifact.verify()
         self.console.rule(f"[bold cyan]{plan.label}")

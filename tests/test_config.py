@@ -68,7 +68,7 @@ def test_missing_required_key(tmp_path, minimal):
 def test_invalid_yaml_names_the_file(tmp_path):
     path = tmp_path / "broken.yaml"
     path.write_text("model: [unclosed\n")
-    with pytest.raises(InputError, match="broken.yaml: invalid YAML"):
+    with pytest.raises(InputError, match=r"broken\.yaml: invalid YAML"):
         load_config(path)
 
 

@@ -91,7 +91,15 @@ def pip_installs(stage: Stage) -> list[str]:
             for word in words[words.index("install") + 1 :]:
                 if skip_next:
                     skip_next = False
-                elif word in {"--index-url", "--extra-index-url", "-i", "-c", "-r", "--constraint", "--find-links"}:
+                elif word in {
+                    "--index-url",
+                    "--extra-index-url",
+                    "-i",
+                    "-c",
+                    "-r",
+                    "--constraint",
+                    "--find-links",
+                }:
                     skip_next = True
                 elif not word.startswith("-"):
                     packages.append(word)

@@ -29,8 +29,11 @@ def tiny_pipeline(tmp_path_factory, synth_dataset) -> Path:
     model = tiny_detection_model(nc=len(names))
     model.names = names
     save_checkpoint(model, root / "tiny.pt")
-    budgets = {"budgets": [{"device": "*", "target": "onnxruntime/*", "max_size_mb": 100,
-                            "max_latency_ms": {"p90": 10_000}}]}
+    budgets = {
+        "budgets": [
+            {"device": "*", "target": "onnxruntime/*", "max_size_mb": 100, "max_latency_ms": {"p90": 10_000}}
+        ]
+    }
     (root / "budgets.yaml").write_text(yaml.safe_dump(budgets))
     config = {
         "name": "tiny",
@@ -40,8 +43,10 @@ def tiny_pipeline(tmp_path_factory, synth_dataset) -> Path:
         "prune": {"macs": 0.7, "round_to": 4},
         "finetune": {"epochs": 1, "batch": 8, "teacher": True},
         "export": {"opset": 17},
-        "build": [{"target": "torch", "precision": "fp32"},
-                  {"target": "onnxruntime", "precision": "int8", "calib_size": 8}],
+        "build": [
+            {"target": "torch", "precision": "fp32"},
+            {"target": "onnxruntime", "precision": "int8", "calib_size": 8},
+        ],
         "bench": {"warmup": 1, "iters": 5, "min_seconds": 0.1},
         "report": {},
         "gate": {"budgets": "budgets.yaml"},
@@ -61,11 +66,26 @@ def test_run_end_to_end_then_fully_cached(tiny_pipeline):
     assert first.exit_code == 0, first.output
     manifest = json.loads((workdir / "manifest.json").read_text())
     labels = [s["label"] for s in manifest["stages"]]
-    assert labels == ["prune", "finetune", "export", "build:torch/fp32", "build:onnxruntime/int8",
-                      "bench:torch/fp32", "bench:onnxruntime/int8", "report", "gate"]
+    assert labels == [
+        "prune",
+        "finetune",
+        "export",
+        "build:torch/fp32",
+        "build:onnxruntime/int8",
+        "bench:torch/fp32",
+        "bench:onnxruntime/int8",
+        "report",
+        "gate",
+    ]
     assert all(s["status"] == "ran" for s in manifest["stages"])
-    results = load_results(*(Path(a["path"]) for s in manifest["stages"] for a in s["artifacts"].values()
-                             if a["kind"] == "results"))
+    results = load_results(
+        *(
+            Path(a["path"])
+            for s in manifest["stages"]
+            for a in s["artifacts"].values()
+            if a["kind"] == "results"
+        )
+    )
     assert {r.key for r in results} == {"torch/fp32", "onnxruntime/int8"}
     assert all(r.latency_ms.n >= 5 and r.map50_95 is not None for r in results)
     pruned = next(s for s in manifest["stages"] if s["label"] == "prune")["artifacts"]["model"]
@@ -96,8 +116,9 @@ def test_changing_bench_reruns_only_bench_report_and_gate(tiny_pipeline):
 def test_broken_budget_fails_the_run_with_exit_1(tiny_pipeline):
     workdir = tiny_pipeline.parent / "work"
     budgets = tiny_pipeline.parent / "strict.yaml"
-    budgets.write_text(yaml.safe_dump({"budgets": [{"device": "*", "target": "onnxruntime/*",
-                                                    "max_size_mb": 0.0001}]}))
+    budgets.write_text(
+        yaml.safe_dump({"budgets": [{"device": "*", "target": "onnxruntime/*", "max_size_mb": 0.0001}]})
+    )
     config = yaml.safe_load(tiny_pipeline.read_text())
     config["gate"]["budgets"] = "strict.yaml"
     edited = tiny_pipeline.with_name("tiny-strict.yaml")

@@ -38,10 +38,22 @@ def crash(ctx: StageContext) -> dict[str, Artifact]:
 
 def plans(calls: list[str], factor: int = 2, second_factor: int = 3) -> list[StagePlan]:
     return [
-        StagePlan("prune", "prune", partial(multiply, Params(factor=factor), calls), Params(factor=factor),
-                  needs={"number": "number"}, provides={"number": "number"}),
-        StagePlan("export", "export", partial(multiply, Params(factor=second_factor), calls),
-                  Params(factor=second_factor), needs={"number": "number"}, provides={"number": "number"}),
+        StagePlan(
+            "prune",
+            "prune",
+            partial(multiply, Params(factor=factor), calls),
+            Params(factor=factor),
+            needs={"number": "number"},
+            provides={"number": "number"},
+        ),
+        StagePlan(
+            "export",
+            "export",
+            partial(multiply, Params(factor=second_factor), calls),
+            Params(factor=second_factor),
+            needs={"number": "number"},
+            provides={"number": "number"},
+        ),
     ]
 
 
@@ -53,8 +65,10 @@ def run(tmp_path: Path, calls: list[str], **kwargs) -> Runner:
     runner.seed("number", Artifact.from_path("number", source))
     with runner.workdir.lock():
         runner.workdir.clean_stale()
-        runner.execute(plans(calls, **{k: v for k, v in kwargs.items() if "factor" in k}),
-                       **{k: v for k, v in kwargs.items() if "factor" not in k})
+        runner.execute(
+            plans(calls, **{k: v for k, v in kwargs.items() if "factor" in k}),
+            **{k: v for k, v in kwargs.items() if "factor" not in k},
+        )
     return runner
 
 

@@ -1,0 +1,62 @@
+"""The command line as a user meets it: device listing, help, and errors as messages with exit codes."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import pytest
+from typer.testing import CliRunner
+
+from pipeline.cli import app
+
+
+def invoke(*args: str):
+    return CliRunner().invoke(app, list(args), catch_exceptions=False, terminal_width=200)
+
+
+def test_help_lists_every_stage_command():
+    result = invoke("--help")
+    assert result.exit_code == 0
+    for command in (
+        "run",
+        "prune",
+        "finetune",
+        "export",
+        "build",
+        "bench",
+        "report",
+        "gate",
+        "compare",
+        "data",
+        "device",
+        "history",
+        "fleet",
+    ):
+        assert command in result.output
+
+
+def test_device_lists_cpu_targets_available_and_tensorrt_with_its_reason():
+    result = invoke("device")
+    assert result.exit_code == 0, result.output
+    rows = {line.split("│")[1].strip(): line for line in result.output.splitlines() if line.count("│") >= 4}
+    for target in ("torch", "onnxruntime", "openvino"):
+        assert "yes" in rows[target], rows.get(target)
+    if importlib.util.find_spec("tensorrt") is None:
+        assert "│ no " in rows["tensorrt"] and "tensorrt is not" in rows["tensorrt"]
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("run", "missing.yaml"),
+        ("bench", "--artifact", "missing-dir", "--no-accuracy", "-o", "r.json"),
+        ("gate", "missing.json", "--budgets", "missing.yaml"),
+        ("export", "--model", "missing.pt", "-o", "m.onnx"),
+    ],
+)
+def test_missing_input_is_a_message_and_exit_2(tmp_path, monkeypatch, args):
+    monkeypatch.chdir(tmp_path)
+    result = invoke(*args)
+    assert result.exit_code == 2, result.output
+    assert "error:" in result.output and "missing" in result.output
+    assert not any(p.name in {"r.json", "m.onnx"} for p in tmp_path.iterdir())
