@@ -281,10 +281,10 @@ def main(
     markdown_out: Annotated[Path | None, typer.Option("--markdown", help="also write the table here")] = None,
 ) -> None:
     """Compare edgepipe's latency and throughput with OpenVINO benchmark_app's; exit 1 beyond 10%."""
-    from rich.console import Console
     from rich.table import Table
 
-    console = Console()
+    from pipeline.console import console
+
     settings = CheckSettings(threads, streams, seconds, rounds, image)
     load_before = [round(x, 2) for x in os.getloadavg()]
     try:

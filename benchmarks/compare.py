@@ -169,9 +169,8 @@ def compare_command(
     ] = MAX_MAP_DROP,
 ) -> None:
     """Per target: did latency change beyond noise, did mAP or size change; exit 1 on a regression."""
-    from rich.console import Console
+    from pipeline.console import console
 
-    console = Console()
     comparisons, unpaired = compare_results(
         load_results(base), load_results(new), alpha, min_effect, max_map_drop
     )

@@ -101,9 +101,8 @@ def history_command(
     last: Annotated[int, typer.Option("--last", min=1, help="at most this many results, newest first")] = 20,
 ) -> None:
     """Show past benchmark results from the local history (EDGEPIPE_HISTORY overrides its location)."""
-    from rich.console import Console
+    from pipeline.console import console
 
-    console = Console()
     results = query_results(device, target, last)
     if not results:
         console.print(f"No results in {history_path()} match device={device!r} target={target!r}.")

@@ -22,6 +22,8 @@ from pydantic import BaseModel, Field
 from pipeline.errors import InputError
 
 ARTIFACT_FILE = "artifact.json"
+# Ultralytics writes label caches beside a dataset's labels: not part of the dataset's content.
+TRAINER_CACHES = frozenset({".cache", ".npy"})
 MANIFEST_FILE = "manifest.json"
 
 
@@ -35,13 +37,13 @@ class Artifact(BaseModel):
 
     @classmethod
     def from_path(cls, kind: str, path: Path, **metadata: Any) -> Artifact:
-        return cls(kind=kind, path=Path(path).resolve(), sha256=sha256_path(path), metadata=metadata)
+        return cls(kind=kind, path=Path(path).resolve(), sha256=content_sha256(kind, path), metadata=metadata)
 
     def verify(self) -> None:
         """Fail when the file changed since it was recorded (a checkpoint is code: never trust a swap)."""
         if not self.path.exists():
             raise InputError("artifact is missing", path=self.path)
-        actual = sha256_path(self.path)
+        actual = content_sha256(self.kind, self.path)
         if actual != self.sha256:
             raise InputError(
                 f"sha256 changed since it was recorded ({self.sha256[:12]} -> {actual[:12]})",
@@ -58,7 +60,7 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
-def sha256_path(path: Path) -> str:
+def sha256_path(path: Path, skip_suffixes: frozenset[str] = frozenset()) -> str:
     """sha256 of a file, or of a directory's relative names and file contents in sorted order."""
     path = Path(path)
     if path.is_file():
@@ -66,10 +68,15 @@ def sha256_path(path: Path) -> str:
     if not path.is_dir():
         raise InputError("no such file or directory", path=path)
     digest = hashlib.sha256()
-    for file in sorted(p for p in path.rglob("*") if p.is_file()):
+    for file in sorted(p for p in path.rglob("*") if p.is_file() and p.suffix not in skip_suffixes):
         digest.update(file.relative_to(path).as_posix().encode())
         digest.update(sha256_file(file).encode())
     return digest.hexdigest()
+
+
+def content_sha256(kind: str, path: Path) -> str:
+    """The artifact's hash; a dataset's ignores the label caches training writes into it."""
+    return sha256_path(path, TRAINER_CACHES if kind == "dataset" else frozenset())
 
 
 def sha256_json(value: Any) -> str:

@@ -25,8 +25,9 @@ def load_detection_model(path: Path | str) -> torch.nn.Module:
         raise InputError("checkpoint not found", path=path)
     if path.suffix != ".pt":
         raise InputError("expected an Ultralytics .pt checkpoint", path=path)
-    import pipeline.modules  # noqa: F401  (pruned checkpoints pickle edgepipe's module classes)
     from ultralytics.nn.tasks import DetectionModel, torch_safe_load
+
+    import pipeline.modules  # noqa: F401  (pruned checkpoints pickle edgepipe's module classes)
 
     try:
         ckpt, _ = torch_safe_load(str(path))

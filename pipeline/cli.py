@@ -8,16 +8,15 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from benchmarks import compare, history
+from pipeline.console import console
 from pipeline.data import synth
 from pipeline.errors import EdgepipeError
 from pipeline.fleet.commands import fleet_app
-from pipeline.stages import benchmark, build, export, finetune, gate, prune, report
+from pipeline.stages import benchmark, build, export, finetune, gate, prune, report, search
 
-console = Console()
 app = typer.Typer(
     name="edgepipe",
     help="Prune, fine-tune, export, build, benchmark and gate YOLOv8 detectors for edge devices.",
@@ -108,6 +107,7 @@ def register(typer_app: typer.Typer, name: str, fn: Callable[..., None]) -> None
 register(app, "run", run_command)
 register(app, "device", device_command)
 for _name, _module in (
+    ("search", search),
     ("prune", prune),
     ("finetune", finetune),
     ("export", export),

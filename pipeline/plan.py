@@ -8,7 +8,7 @@ from pathlib import Path
 from pipeline.artifacts import Artifact
 from pipeline.config import PipelineConfig, SynthSource
 from pipeline.runner import StagePlan
-from pipeline.stages import benchmark, build, export, finetune, gate, prune, report
+from pipeline.stages import benchmark, build, export, finetune, gate, prune, report, search
 from pipeline.stages.base import StageContext
 
 TRAINING_LIBS = ("torch", "ultralytics", "torch-pruning")
@@ -57,6 +57,8 @@ def make_plans(config: PipelineConfig) -> list[StagePlan]:
                 reads=data_reads,
             )
         )
+    if config.search:
+        plans += search.plans(config.search, data_needs=data_needs, data_reads=data_reads)
     if config.finetune:
         teacher = {"teacher": "model:source"} if config.finetune.teacher else {}
         plans.append(
@@ -118,10 +120,14 @@ def make_plans(config: PipelineConfig) -> list[StagePlan]:
                     reads=val_reads,
                 )
             )
+    if config.search and config.bench:
+        plans.append(search.verify_plan(config.search))
     results_needs = {f"results:{build_label(e)}": f"results:{build_label(e)}" for e in config.build}
     story_needs = {"model:source": "model:source"}
     if config.prune:
         story_needs["model:prune"] = "model:prune"
+    if config.search:
+        story_needs |= {"model:prune": "model:search:prune", "search": "search"}
     if config.finetune:
         story_needs["model:finetune"] = "model:finetune"
     if config.report and config.bench:

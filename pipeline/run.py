@@ -10,6 +10,7 @@ from rich.console import Console
 from pipeline.artifacts import Artifact
 from pipeline.checkpoints import count_params, gflops, load_detection_model
 from pipeline.config import PipelineConfig, SynthSource, load_config
+from pipeline.console import console as shared_console
 from pipeline.errors import EXIT_CHECK_FAILED, EXIT_OK
 from pipeline.plan import make_plans
 from pipeline.runner import Runner, StageOutcome, StagePlan, WorkDir
@@ -53,7 +54,7 @@ def run_pipeline(
     console: Console | None = None,
 ) -> int:
     """Returns the exit code: 0 all good, 1 the gate failed (errors raise EdgepipeError)."""
-    console = console or Console()
+    console = console or shared_console
     config = load_config(config_path)
     plans = make_plans(config)
     work = WorkDir(workdir or default_workdir(Path(config_path)))

@@ -23,13 +23,21 @@ from filelock import FileLock, Timeout
 from pydantic import BaseModel
 from rich.console import Console
 
-from pipeline.artifacts import MANIFEST_FILE, Artifact, now_iso, sha256_json, sha256_path, write_json_atomic
+from pipeline.artifacts import (
+    MANIFEST_FILE,
+    TRAINER_CACHES,
+    Artifact,
+    now_iso,
+    sha256_json,
+    sha256_path,
+    write_json_atomic,
+)
+from pipeline.console import console as shared_console
 from pipeline.errors import EdgepipeError, InputError
 from pipeline.stages.base import RunSettings, StageContext
 
 STAGE_RECORD = "stage.json"
-TRAINER_CACHES = {".cache", ".npy"}  # files Ultralytics writes beside a dataset: not part of its content
-STAGE_ORDER = ("data", "prune", "finetune", "export", "build", "bench", "report", "gate")
+STAGE_ORDER = ("data", "search", "prune", "finetune", "export", "build", "bench", "report", "gate")
 
 
 @dataclass
@@ -154,7 +162,7 @@ class Runner:
     def __init__(self, workdir: WorkDir, settings: RunSettings, console: Console | None = None):
         self.workdir = workdir
         self.settings = settings
-        self.console = console or Console()
+        self.console = console or shared_console
         self.available: dict[str, Artifact] = {}
         self.outcomes: list[StageOutcome] = []
         self.on_outcome: Callable[[StagePlan, StageOutcome], None] | None = None

@@ -46,3 +46,9 @@ def shared_dir() -> Path:
     if not (SHARED / "models" / "yolov8n.pt").is_file():
         pytest.skip("../shared is absent: the real-model tests need ../shared/models/yolov8n.pt")
     return SHARED
+
+
+@pytest.fixture(autouse=True)
+def private_history(tmp_path_factory, monkeypatch):
+    """Keep tests out of the user's benchmark history (~/.cache/edgepipe/history.sqlite)."""
+    monkeypatch.setenv("EDGEPIPE_HISTORY", str(tmp_path_factory.mktemp("history") / "history.sqlite"))

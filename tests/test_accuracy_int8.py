@@ -64,7 +64,7 @@ def self_labelled_val(confident_onnx: Path, synth_dataset: Path, tmp_path_factor
     threshold = confidences[-LABELS_PER_IMAGE * len(images)]
     for image, (det, (h, w)) in detections.items():
         lines = [
-            f"{int(c)} {(x1 + x2) / 2 / w:.6f} {(y1 + y2) / 2 / h:.6f} {(x2 - x1) / w:.6f} {(y2 - y1) / h:.6f}"
+            f"{int(c)} {(x1 + x2) / 2 / w} {(y1 + y2) / 2 / h} {(x2 - x1) / w} {(y2 - y1) / h}"
             for x1, y1, x2, y2, conf, c in det
             if conf >= threshold
         ]
@@ -116,7 +116,9 @@ def test_unmet_bound_keeps_the_best_step_measured():
 # The loop on a real model.
 
 
-def test_onnxruntime_bound_of_one_stops_at_full_int8(confident_onnx, synth_dataset, self_labelled_val, tmp_path):
+def test_onnxruntime_bound_of_one_stops_at_full_int8(
+    confident_onnx, synth_dataset, self_labelled_val, tmp_path
+):
     """Through the build stage as `edgepipe run` calls it, with the val data from the run settings."""
     from benchmarks.accuracy import evaluate
     from pipeline.artifacts import Artifact

@@ -183,3 +183,14 @@ def test_data_fingerprint_follows_labels_but_not_trainer_caches(tmp_path):
     assert fingerprint_data(tmp_path / "data.yaml") == before
     (tmp_path / "labels" / "a.txt").write_text("0 0.5 0.5 0.2 0.1\n")
     assert fingerprint_data(tmp_path / "data.yaml") != before
+
+
+def test_dataset_artifact_survives_trainer_caches_but_not_edits(tmp_path):
+    (tmp_path / "labels").mkdir()
+    (tmp_path / "labels" / "a.txt").write_text("0 0.5 0.5 0.1 0.1\n")
+    dataset = Artifact.from_path("dataset", tmp_path)
+    (tmp_path / "labels" / "train.cache").write_bytes(b"written by Ultralytics")
+    dataset.verify()
+    (tmp_path / "labels" / "a.txt").write_text("1 0.5 0.5 0.1 0.1\n")
+    with pytest.raises(InputError, match="sha256 changed"):
+        dataset.verify()

@@ -218,13 +218,12 @@ def command(
     val_fraction: Annotated[float, typer.Option(help="Share of the images kept for the val split.")] = 0.2,
 ) -> None:
     """Generate a synthetic shapes detection dataset in YOLO layout (no download needed)."""
-    from rich.console import Console
     from rich.progress import Progress
     from rich.table import Table
 
+    from pipeline.console import console
     from pipeline.data.dataset import load_dataset, read_labels
 
-    console = Console()
     with Progress(console=console, transient=True) as progress:
         task = progress.add_task("drawing images", total=images)
         data_yaml = generate_dataset(

@@ -13,11 +13,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
+from pipeline.console import console
 from pipeline.errors import EXIT_BAD_INPUT, CheckFailed, EdgepipeError, InputError
 
-console = Console()
 fleet_app = typer.Typer(
     help="Benchmark a matrix of models x targets x devices on a Ray cluster of devices.",
     no_args_is_help=True,

@@ -38,7 +38,10 @@ class PruneOptions:
     global_pruning: bool = True
     round_to: int | None = 8
     max_layer_ratio: float = 0.5
+    min_channels: int = 32
     protected_layers: tuple[int, ...] = (0, 1)
+    protect_head: bool = True
+    isomorphic: bool = False
     imgsz: int = 640
 
 
@@ -86,11 +89,19 @@ def measure(model: nn.Module, imgsz: int) -> tuple[int, float]:
     return count_params(model), fused_gflops(model, imgsz)
 
 
-def ignored_layers(model: nn.Module, protected: Iterable[int]) -> list[nn.Module]:
-    """Detect's final box/class convs and DFL, plus the protected layers (by index in model.model)."""
+def ignored_layers(model: nn.Module, protected: Iterable[int], protect_head: bool = True) -> list[nn.Module]:
+    """Detect's final box/class convs and DFL, plus the protected layers (by index in model.model).
+
+    With `protect_head`, also the conv before each final one: the final convs have no BatchNorm after
+    them, so a channel removed from their input shifts the raw box and class logits and no BatchNorm
+    re-estimation can absorb the shift.
+    """
     head = model.model[-1]
+    branches = (*head.cv2, *head.cv3)
     layers: list[nn.Module] = [head.dfl]
-    layers += [branch[-1] for branch in (*head.cv2, *head.cv3)]
+    layers += [branch[-1] for branch in branches]
+    if protect_head:
+        layers += [branch[-2] for branch in branches]
     layers += [model.model[i] for i in protected]
     return layers
 
@@ -141,12 +152,14 @@ def prune_model(
             {m: m.out_channels for m in model.modules() if isinstance(m, nn.Conv2d)},
             options.max_layer_ratio,
             options.round_to,
+            options.min_channels,
         ),
         global_pruning=options.global_pruning,
+        isomorphic=options.isomorphic,
         pruning_ratio=options.max_layer_ratio,
         max_pruning_ratio=options.max_layer_ratio,
         iterative_steps=SCHEDULE_STEPS,
-        ignored_layers=ignored_layers(model, options.protected_layers),
+        ignored_layers=ignored_layers(model, options.protected_layers, options.protect_head),
         round_to=options.round_to,
     )
     ratio, steps = 1.0, 0

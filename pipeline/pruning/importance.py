@@ -62,20 +62,32 @@ class LayerCap:
 
     PROTECTED = 1e6
 
-    def __init__(self, importance, initial_channels: dict, max_ratio: float, round_to: int | None):
+    def __init__(
+        self,
+        importance,
+        initial_channels: dict,
+        max_ratio: float,
+        round_to: int | None,
+        min_channels: int = 0,
+    ):
         self.importance = importance
         self.initial_channels = initial_channels
         self.max_ratio = max_ratio
         self.round_to = round_to or 1
+        self.min_channels = min_channels
 
     def __call__(self, group, **kwargs):
         imp = self.importance(group, **kwargs)
         initial = self.initial_channels.get(group[0].dep.target.module)
         if imp is None or initial is None:
             return imp
-        floor = -(-math.ceil(initial * (1 - self.max_ratio)) // self.round_to) * self.round_to
+        floor = max(self.floor(initial), min(initial, self.min_channels))
         removable = len(imp) - floor
         keep = imp.argsort(descending=True)[: len(imp) - max(removable, 0)]
         imp = imp.clone()
         imp[keep] += self.PROTECTED
         return imp
+
+    def floor(self, initial: int) -> int:
+        """The fewest channels `max_ratio` lets a layer of `initial` keep, rounded up to `round_to`."""
+        return -(-math.ceil(initial * (1 - self.max_ratio)) // self.round_to) * self.round_to

@@ -8,6 +8,7 @@ from typing import Any
 
 from benchmarks.results import Result
 from pipeline.report import plots
+from pipeline.report.search import search_html
 from pipeline.report.summary import DeviceSummary, Row, fmt
 
 CSS = """
@@ -162,8 +163,11 @@ def report_html(
     results: list[Result],
     baseline: str,
     generated_at: str,
+    search: dict[str, Any] | None = None,
 ) -> str:
     body = "".join(_device_section(d, baseline) for d in devices) + _story_section(stories)
+    if search is not None:
+        body += search_html(search, _img(plots.search_ladder(search), "latency against MACs ratio"))
     return (
         "<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
         "<meta name='viewport' content='width=device-width, initial-scale=1'>"

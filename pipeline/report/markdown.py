@@ -48,7 +48,11 @@ def gate_markdown(verdicts: list[Verdict]) -> str:
 
 
 def report_markdown(
-    title: str, devices: list[DeviceSummary], stories: dict[str, list[dict[str, Any]]], baseline: str
+    title: str,
+    devices: list[DeviceSummary],
+    stories: dict[str, list[dict[str, Any]]],
+    baseline: str,
+    search: dict[str, Any] | None = None,
 ) -> str:
     parts = [f"# {title}", ""]
     for device in devices:
@@ -88,4 +92,8 @@ def report_markdown(
             for step in story
         ]
         parts += [table(["stage", "params (M)", "GFLOPs", "mAP50-95"], rows), ""]
+    if search is not None:
+        from pipeline.report.search import search_markdown
+
+        parts += search_markdown(search)
     return "\n".join(parts)

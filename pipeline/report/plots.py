@@ -136,3 +136,51 @@ def stage_story(model: str, story: list[dict[str, Any]]) -> bytes:
     else:
         fig.suptitle(model, fontsize="medium")
     return _png(fig)
+
+
+def search_ladder(search: dict[str, Any]) -> bytes:
+    """`edgepipe search`: the budget's statistic per MACs ratio (whisker to its upper confidence bound),
+    the monotone fit of the bounds, the budget line and the chosen candidate."""
+    rows = [row for row in search["candidates"] if row.get("fitted_ms") is not None]
+    budget, margin = search["budget"], search["margin"]
+    stat = budget["statistic"]
+    fig = _figure(7.5, 4.2)
+    ax = fig.add_subplot()
+    ratios = [row["ratio"] for row in rows]
+    measured = [row["statistic_ms"] for row in rows]
+    ax.errorbar(
+        ratios,
+        measured,
+        yerr=[[0] * len(rows), [row["bound_ms"] - row["statistic_ms"] for row in rows]],
+        fmt="o",
+        color=STAGE_COLOURS[0],
+        capsize=3,
+        label=f"{stat} measured (whisker: {search['confidence']:.0%} upper bound)",
+    )
+    ax.plot(ratios, [row["fitted_ms"] for row in rows], color="0.35", linewidth=1.2, label="monotone fit")
+    ax.axhline(budget["limit_ms"], color=STAGE_COLOURS[3], linewidth=1.4, label=f"budget {budget['text']}")
+    if margin:
+        ax.axhline(
+            budget["limit_ms"] / (1 + margin),
+            color=STAGE_COLOURS[3],
+            linewidth=1.0,
+            linestyle="--",
+            label=f"budget less the {margin:.0%} noise margin",
+        )
+    chosen = search.get("chosen")
+    if chosen:
+        ax.plot(
+            chosen["ratio"],
+            chosen["statistic_ms"],
+            marker="*",
+            markersize=18,
+            color=STAGE_COLOURS[2],
+            linestyle="none",
+            label=f"chosen: ratio {chosen['ratio']}",
+        )
+    ax.set_xlabel("MACs kept (ratio of the unpruned model)")
+    ax.set_ylabel(f"latency {stat}, model only (ms)")
+    ax.set_title(f"Search on {search['target']}/{search['precision']}, batch {search['batch']}")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize="small", loc="upper left")
+    return _png(fig)

@@ -15,6 +15,7 @@ import typer
 from pydantic import Field
 
 from pipeline.artifacts import Artifact, now_iso, read_artifact_dir, sha256_path
+from pipeline.console import console
 from pipeline.errors import InputError
 from pipeline.stages.base import Section, StageContext
 
@@ -287,7 +288,6 @@ def command(
     ] = 640,
 ) -> None:
     """Measure latency (model only and end to end), throughput and mAP of an engine; write results JSON."""
-    from rich.console import Console
 
     from benchmarks.history import append_results
     from benchmarks.results import save_results
@@ -313,7 +313,6 @@ def command(
         )
     save_results(output, results)
     history = append_results(results)
-    console = Console()
     console.print(results_table(results, f"edgepipe bench {artifact}"))
     for line in flag_lines(results):
         console.print(f"[yellow]flag[/] {line}")

@@ -10,12 +10,12 @@ from typing import Annotated
 
 import typer
 from pydantic import Field, field_validator
-from rich.console import Console
 from rich.table import Table
 
 from benchmarks.budgets import Verdict, evaluate, load_budgets
 from benchmarks.results import Result, load_results
 from pipeline.artifacts import Artifact, write_atomic
+from pipeline.console import console
 from pipeline.errors import CheckFailed
 from pipeline.report.inputs import results_from_inputs
 from pipeline.stages.base import Section, StageContext
@@ -110,7 +110,6 @@ def command(
     """Check results against budgets: exit 0 when all hold, 1 when one breaks, 2 on unusable input."""
     from pipeline.report.markdown import gate_verdict_line
 
-    console = Console()
     verdicts = check_budgets(load_results(*results), budgets, junit, markdown)
     console.print(verdict_table(verdicts))
     for path in (junit, markdown):

@@ -38,8 +38,17 @@ class PruneConfig(Section):
     max_layer_ratio: float = Field(
         0.5, gt=0, lt=1, description="largest fraction of any one layer's channels that may be removed"
     )
+    min_channels: int = Field(
+        32, ge=0, description="layers this narrow keep every channel; wider ones never drop below it"
+    )
     protected_layers: list[int] = Field(
         [0, 1], description="indices in model.model never pruned (default: the stem convolutions)"
+    )
+    protect_head: bool = Field(
+        True, description="keep the width of the Detect convs that feed the final box/class convs"
+    )
+    isomorphic: bool = Field(
+        False, description="rank channels only against groups of the same structure (isomorphic pruning)"
     )
     steps: int = Field(1, ge=1, description="prune in this many steps to reach the target")
     finetune_epochs_per_step: int = Field(
@@ -87,7 +96,10 @@ def prune_checkpoint(
         global_pruning=config.global_pruning,
         round_to=config.round_to,
         max_layer_ratio=config.max_layer_ratio,
+        min_channels=config.min_channels,
         protected_layers=tuple(config.protected_layers),
+        protect_head=config.protect_head,
+        isomorphic=config.isomorphic,
         imgsz=imgsz,
     )
 

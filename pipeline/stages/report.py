@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from pydantic import Field
-from rich.console import Console
 
 from benchmarks.results import Result, load_results
 from pipeline.artifacts import Artifact, now_iso, write_atomic
+from pipeline.console import console
 from pipeline.report.inputs import results_from_inputs
 from pipeline.stages.base import Section, StageContext
 
@@ -33,18 +34,22 @@ def write_report(
     baseline: str = "torch/fp32",
     title: str = "edgepipe report",
     stories: dict[str, list[dict[str, Any]]] | None = None,
+    search: dict[str, Any] | None = None,
 ) -> tuple[Path, Path]:
-    """Write `html_path` and the Markdown beside it (same name, .md); return both paths."""
+    """Write `html_path` and the Markdown beside it (same name, .md); return both paths.
+
+    `search` is the search.json of `edgepipe search`, whose table and plot get a section of their own.
+    """
     from pipeline.report.html import report_html
     from pipeline.report.markdown import report_markdown
     from pipeline.report.summary import stage_stories, summarize
 
     devices = summarize(results, baseline)
     stories = stories or stage_stories(results)
-    html = report_html(title, devices, stories, results, baseline, now_iso())
+    html = report_html(title, devices, stories, results, baseline, now_iso(), search)
     markdown_path = Path(html_path).with_suffix(".md")
     write_atomic(Path(html_path), html)
-    write_atomic(markdown_path, report_markdown(title, devices, stories, baseline))
+    write_atomic(markdown_path, report_markdown(title, devices, stories, baseline, search))
     return Path(html_path), markdown_path
 
 
@@ -79,8 +84,14 @@ def run(config: ReportConfig, ctx: StageContext) -> dict[str, Artifact]:
 
     results = results_from_inputs(ctx.inputs)
     stories = stage_stories(results) or _story_from_checkpoints(ctx)
+    search = json.loads(ctx.inputs["search"].path.read_text()) if "search" in ctx.inputs else None
     html, markdown = write_report(
-        results, ctx.out_dir / "report.html", baseline=config.baseline, title=config.title, stories=stories
+        results,
+        ctx.out_dir / "report.html",
+        baseline=config.baseline,
+        title=config.title,
+        stories=stories,
+        search=search,
     )
     return {"report": Artifact.from_path("report", html, markdown=markdown.name)}
 
@@ -96,7 +107,6 @@ def command(
     title: Annotated[str, typer.Option("--title", help="the report's heading")] = "edgepipe report",
 ) -> None:
     """Write a self-contained HTML report (tables, latency-vs-mAP Pareto plot, latency CDFs) and report.md."""
-    console = Console()
     loaded = load_results(*results)
     with console.status("rendering the report"):
         html, markdown = write_report(loaded, output, baseline=baseline, title=title)
