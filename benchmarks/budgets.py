@@ -12,11 +12,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from benchmarks.results import Result
 from pipeline.errors import InputError
+from pipeline.yamlfile import read_yaml_mapping
 
 Statistic = Literal["p50", "p90", "p95", "p99", "mean", "max"]
 CRITERIA = (
@@ -92,14 +92,7 @@ def _glob(value: str, pattern: str) -> bool:
 def load_budgets(path: Path | str) -> list[Budget]:
     """Read and validate a budgets YAML; errors name the file, the entry index and the key."""
     path = Path(path)
-    if not path.is_file():
-        raise InputError("budgets file not found", path=path)
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise InputError(f"invalid YAML: {exc}", path=path) from exc
-    if not isinstance(raw, dict):
-        raise InputError("expected a mapping with a `budgets:` list at the top", path=path)
+    raw = read_yaml_mapping(path, "budgets file", "a mapping with a `budgets:` list")
     try:
         return BudgetsFile.model_validate(raw).budgets
     except ValidationError as exc:

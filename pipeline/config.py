@@ -10,7 +10,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
 from pipeline.errors import InputError
@@ -23,6 +22,7 @@ from pipeline.stages.gate import GateConfig
 from pipeline.stages.prune import PruneConfig
 from pipeline.stages.report import ReportConfig
 from pipeline.stages.search import SearchConfig
+from pipeline.yamlfile import read_yaml_mapping
 
 
 class SynthData(Section):
@@ -111,14 +111,7 @@ def _exists(path: Path) -> bool:
 
 def load_config(path: Path | str) -> PipelineConfig:
     path = Path(path)
-    if not path.is_file():
-        raise InputError("config file not found", path=path)
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise InputError(f"invalid YAML: {exc}", path=path) from exc
-    if not isinstance(raw, dict):
-        raise InputError("expected a mapping of sections (model, data, prune, ...) at the top", path=path)
+    raw = read_yaml_mapping(path, "config file", "a mapping of sections (model, data, prune, ...)")
     try:
         config = PipelineConfig.model_validate(raw)
     except ValidationError as exc:

@@ -5,9 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
 from pipeline.errors import InputError
+from pipeline.yamlfile import read_yaml_mapping
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 
@@ -75,13 +74,8 @@ def _list_images(source: Path, yaml_path: Path) -> list[Path]:
 
 def load_dataset(yaml_path: Path | str) -> DetectionDataset:
     yaml_path = Path(yaml_path)
-    if not yaml_path.is_file():
-        raise InputError("dataset YAML not found", path=yaml_path)
-    try:
-        raw = yaml.safe_load(yaml_path.read_text())
-    except yaml.YAMLError as exc:
-        raise InputError(f"invalid YAML: {exc}", path=yaml_path) from exc
-    if not isinstance(raw, dict) or "names" not in raw:
+    raw = read_yaml_mapping(yaml_path, "dataset YAML", "a detection dataset mapping (names, train, val)")
+    if "names" not in raw:
         raise InputError("not a detection dataset: no 'names' key", path=yaml_path)
     names = raw["names"]
     names = dict(enumerate(names)) if isinstance(names, list) else {int(k): str(v) for k, v in names.items()}

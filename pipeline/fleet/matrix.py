@@ -24,13 +24,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from pipeline.errors import InputError
 from pipeline.stages.base import Section
 from pipeline.stages.benchmark import BenchConfig
 from pipeline.stages.build import BuildEntry
+from pipeline.yamlfile import read_yaml_mapping
 
 
 def _build_entries(value: Any) -> Any:
@@ -162,14 +162,7 @@ class Cell:
 def load_matrix(path: Path | str) -> Matrix:
     """Read and validate MATRIX.yaml; errors name the file and the key; paths become absolute."""
     path = Path(path)
-    if not path.is_file():
-        raise InputError("matrix file not found", path=path)
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise InputError(f"invalid YAML: {exc}", path=path) from exc
-    if not isinstance(raw, dict):
-        raise InputError("expected a mapping with `models`, `targets` and `devices`", path=path)
+    raw = read_yaml_mapping(path, "matrix file", "a mapping with `models`, `targets` and `devices`")
     try:
         matrix = Matrix.model_validate(raw)
     except ValidationError as exc:
