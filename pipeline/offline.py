@@ -8,6 +8,7 @@ the names Ultralytics asks for. A user who set `YOLO_CONFIG_DIR` keeps their own
 from __future__ import annotations
 
 import importlib.util
+import logging
 import os
 import shutil
 from pathlib import Path
@@ -26,6 +27,8 @@ def _bundled_font() -> Path | None:
 def configure_offline() -> None:
     """Set the environment Ultralytics reads at import time; idempotent and cheap."""
     os.environ.setdefault("YOLO_OFFLINE", "1")
+    # NNCF imports torch's cpp_extension, which warns about CUDA_HOME on every CPU-only machine.
+    logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
     os.environ.setdefault("YOLO_VERBOSE", "False")
     config_dir = Path(
         os.environ.setdefault(

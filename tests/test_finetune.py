@@ -26,7 +26,7 @@ def teacher_and_pruned(tmp_path_factory, synth_dataset) -> tuple[Path, Path]:
 
     folder = tmp_path_factory.mktemp("finetune")
     teacher = save_checkpoint(tiny_detection_model(nc=6), folder / "teacher.pt")
-    config = PruneConfig(macs=0.6, round_to=2, max_layer_ratio=0.6, bn_batches=0)
+    config = PruneConfig(macs=0.6, round_to=2, max_layer_ratio=0.6, min_channels=0, bn_batches=0)
     prune_checkpoint(teacher, folder / "pruned.pt", config, imgsz=IMGSZ, device="cpu", data=None)
     return teacher, folder / "pruned.pt"
 
@@ -118,7 +118,14 @@ def test_iterative_prune_then_finetune_reaches_the_target(teacher_and_pruned, sy
     from pipeline.stages.prune import PruneConfig, prune_checkpoint
 
     config = PruneConfig(
-        macs=0.6, steps=2, finetune_epochs_per_step=1, round_to=2, max_layer_ratio=0.6, bn_batches=0, batch=8
+        macs=0.6,
+        steps=2,
+        finetune_epochs_per_step=1,
+        round_to=2,
+        max_layer_ratio=0.6,
+        min_channels=0,
+        bn_batches=0,
+        batch=8,
     )
     out = tmp_path / "pruned.pt"
     report = prune_checkpoint(

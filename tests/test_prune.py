@@ -53,7 +53,8 @@ def test_pruning_meets_macs_target_and_prunes_both_c2f_halves(tiny_checkpoint):
     model = _load(tiny_checkpoint)
     head_widths = [branch[-1].out_channels for branch in (*model.model[-1].cv2, *model.model[-1].cv3)]
     stem_width = model.model[0].conv.out_channels
-    report = prune_model(model, PruneOptions(imgsz=IMGSZ, round_to=2, max_layer_ratio=0.6), macs=0.5)
+    options = PruneOptions(imgsz=IMGSZ, round_to=2, max_layer_ratio=0.6, min_channels=0, protect_head=False)
+    report = prune_model(model, options, macs=0.5)
     assert report.gflops_ratio <= 0.5
     assert report.params_after < report.params_before
     assert model(torch.rand(1, 3, IMGSZ, IMGSZ))[0].shape[1] == 4 + 3  # boxes + nc, Detect output intact
@@ -71,7 +72,8 @@ def test_prune_stage_writes_checkpoint_that_reloads_in_a_fresh_process(tiny_chec
         settings=RunSettings(imgsz=IMGSZ, device="cpu", data=None, val=None),
         inputs={"model": Artifact.from_path("checkpoint", tiny_checkpoint)},
     )
-    outputs = run(PruneConfig(macs=0.6, round_to=2, max_layer_ratio=0.6, bn_batches=0), ctx)
+    config = PruneConfig(macs=0.6, round_to=2, max_layer_ratio=0.6, min_channels=0, bn_batches=0)
+    outputs = run(config, ctx)
     artifact = outputs["model"]
     assert artifact.kind == "checkpoint" and artifact.path == (tmp_path / "pruned.pt").resolve()
     meta = artifact.metadata
@@ -90,7 +92,7 @@ def test_pruned_checkpoint_exports_to_onnx(tiny_checkpoint, tmp_path):
     from pipeline.pruning import PruneOptions, prune_model
 
     model = _load(tiny_checkpoint)
-    prune_model(model, PruneOptions(imgsz=IMGSZ, round_to=2, max_layer_ratio=0.6), macs=0.6)
+    prune_model(model, PruneOptions(imgsz=IMGSZ, round_to=2, max_layer_ratio=0.6, min_channels=0), macs=0.6)
     path = tmp_path / "pruned.onnx"
     torch.onnx.export(model, torch.zeros(1, 3, IMGSZ, IMGSZ), path, opset_version=17, dynamo=False)
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
@@ -104,7 +106,13 @@ def test_batchnorm_reestimation_and_taylor_use_the_dataset(synth_dataset, tmp_pa
 
     source = _tiny_checkpoint(tmp_path, nc=6)
     config = PruneConfig(
-        macs=0.6, importance="taylor", round_to=2, max_layer_ratio=0.6, bn_batches=2, batch=4
+        macs=0.6,
+        importance="taylor",
+        round_to=2,
+        max_layer_ratio=0.6,
+        min_channels=0,
+        bn_batches=2,
+        batch=4,
     )
     report = prune_checkpoint(
         source, tmp_path / "p.pt", config, imgsz=IMGSZ, device="cpu", data=synth_dataset
@@ -113,6 +121,28 @@ def test_batchnorm_reestimation_and_taylor_use_the_dataset(synth_dataset, tmp_pa
     pruned = _load(tmp_path / "p.pt")
     bn = pruned.model[2].cv2.bn
     assert not torch.equal(bn.running_var, torch.ones_like(bn.running_var))  # re-estimated, not the init
+
+
+def _conv_widths(model) -> dict[str, int]:
+    return {name: m.out_channels for name, m in model.named_modules() if isinstance(m, torch.nn.Conv2d)}
+
+
+def test_narrow_layers_and_the_convs_feeding_detect_outputs_keep_their_width(tiny_checkpoint):
+    from pipeline.modules import split_c2f
+    from pipeline.pruning import PruneOptions, prune_model
+
+    before = _conv_widths(split_c2f(_load(tiny_checkpoint)))
+    model = _load(tiny_checkpoint)
+    options = PruneOptions(imgsz=IMGSZ, round_to=2, max_layer_ratio=0.6, min_channels=16)
+    assert prune_model(model, options, macs=0.8).gflops_ratio <= 0.8
+    after = _conv_widths(model)
+    assert any(after[name] < before[name] for name in before)
+    assert all(after[name] >= min(before[name], 16) for name in before)
+    head = "model.22"
+    for branch in ("cv2", "cv3"):
+        for level in range(3):
+            name = f"{head}.{branch}.{level}.1.conv"  # feeds the final box/class conv: never narrowed
+            assert after[name] == before[name]
 
 
 @pytest.mark.parametrize("ratio", [0.0, 1.0, 1.5, -0.2])

@@ -5,10 +5,13 @@ the first that meets the target, so the target is reached without a closed-form 
 ratios map to MACs. What keeps a pretrained detector usable is mostly which channels may go at all:
 
 - Detect's final box and class convolutions and the DFL are never pruned (their widths are the output);
+- nor, by default, the convs feeding them: those final convs have no BatchNorm, so a removed input
+  channel shifts the raw logits and BatchNorm re-estimation cannot absorb it;
 - the stem (layers 0 and 1 by default) is protected: it is narrow, sees every pixel and feeds everything;
-- no layer loses more than `max_layer_ratio` of its channels, so no narrow layer is hollowed out;
-- channel counts are rounded to `round_to` (8 suits GPU tensor cores and CPU SIMD without forcing a
-  32-channel layer to 16, as rounding to 16 does).
+- layers of at most `min_channels` (32) channels keep them all and wider ones never fall below it: one
+  step of rounding would otherwise halve a 16-channel layer (Torch-Pruning rounds the kept count down);
+- no layer loses more than `max_layer_ratio` of its channels, so no layer is hollowed out;
+- channel counts are rounded to `round_to` (8 suits GPU tensor cores and CPU SIMD).
 
 After pruning, BatchNorm statistics can be re-estimated on a few training batches ("adaptive BN",
 Li et al., EagleEye, ECCV 2020): removing channels shifts the mean and variance every next layer sees,
@@ -18,13 +21,12 @@ and re-estimating them recovers much of the accuracy lost before any fine-tuning
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from copy import deepcopy
 from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
-from pipeline.checkpoints import count_params
+from pipeline.checkpoints import count_params, gflops
 from pipeline.errors import CheckFailed
 from pipeline.modules import split_c2f
 from pipeline.pruning.importance import LayerCap, accumulate_gradients, make_importance
@@ -77,16 +79,9 @@ class PruneReport:
         }
 
 
-def fused_gflops(model: nn.Module, imgsz: int) -> float:
-    """GFLOPs as Ultralytics reports them (BatchNorm fused into the convs): 8.7 for yolov8n at 640."""
-    from ultralytics.utils.torch_utils import get_flops
-
-    return get_flops(deepcopy(model).fuse(verbose=False), imgsz)
-
-
 def measure(model: nn.Module, imgsz: int) -> tuple[int, float]:
     """(parameters, GFLOPs) of the model."""
-    return count_params(model), fused_gflops(model, imgsz)
+    return count_params(model), gflops(model, imgsz)
 
 
 def ignored_layers(model: nn.Module, protected: Iterable[int], protect_head: bool = True) -> list[nn.Module]:
@@ -135,7 +130,7 @@ def prune_model(
 
     def current() -> float:
         return (
-            fused_gflops(model, options.imgsz) / gflops_before
+            gflops(model, options.imgsz) / gflops_before
             if macs is not None
             else (count_params(model) / params_before)
         )

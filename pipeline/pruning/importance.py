@@ -53,7 +53,8 @@ def accumulate_gradients(model: torch.nn.Module, batches: Iterable[dict]) -> int
 
 
 class LayerCap:
-    """Wrap an importance so no layer loses more than `max_ratio` of its initial output channels.
+    """Wrap an importance so no layer loses more than `max_ratio` of its initial output channels, nor
+    falls below `min_channels` (a layer that narrow to begin with keeps all of them).
 
     Torch-Pruning checks `max_pruning_ratio` only before a step, so one global step may still empty a
     layer. Here the channels a group must keep score `PROTECTED + importance`: a global threshold reaches

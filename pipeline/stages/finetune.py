@@ -66,6 +66,9 @@ def finetune(
         "amp": config.amp,
         "seed": config.seed,
         "plots": False,
+        # Ultralytics warms bias learning rates down from 0.1 (meant for SGD from scratch; only its
+        # optimizer=auto path turns that off): with Adam-type optimizers it wrecks a pretrained model.
+        "warmup_bias_lr": 0.0,
     }
     if config.lr0 is not None:
         args["lr0"] = config.lr0

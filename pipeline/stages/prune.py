@@ -196,6 +196,16 @@ def command(
     max_layer_ratio: Annotated[
         float, typer.Option(help="largest fraction of one layer's channels that may go")
     ] = 0.5,
+    min_channels: Annotated[
+        int, typer.Option(help="layers this narrow keep every channel; wider ones never drop below it")
+    ] = 32,
+    protect_head: Annotated[
+        bool,
+        typer.Option(
+            "--protect-head/--prune-head",
+            help="keep the width of the Detect convs that feed the final box/class convs",
+        ),
+    ] = True,
     steps: Annotated[int, typer.Option(help="prune in this many steps")] = 1,
     data: Annotated[
         Path | None,
@@ -219,6 +229,8 @@ def command(
             global_pruning=global_pruning,
             round_to=round_to,
             max_layer_ratio=max_layer_ratio,
+            min_channels=min_channels,
+            protect_head=protect_head,
             steps=steps,
             bn_batches=bn_batches,
         )
