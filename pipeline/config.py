@@ -68,6 +68,19 @@ class PipelineConfig(Section):
             )
         return self
 
+    @field_validator("build")
+    @classmethod
+    def _known_targets_and_precisions(cls, entries: list[BuildEntry]) -> list[BuildEntry]:
+        """Fail at load, before any work, rather than after a long fine-tune."""
+        from targets.base import check_precision, get_target
+
+        for index, entry in enumerate(entries):
+            try:
+                check_precision(get_target(entry.target), entry.precision)
+            except InputError as exc:
+                raise ValueError(f"build[{index}]: {exc}") from None
+        return entries
+
     @field_validator("imgsz")
     @classmethod
     def _multiple_of_stride(cls, value: int) -> int:

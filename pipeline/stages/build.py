@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from pydantic import Field, model_validator
+from pydantic import Field
 
 from pipeline.artifacts import Artifact, atomic_output, read_artifact_dir, sha256_path
 from pipeline.errors import BackendUnavailable, CheckFailed, InputError
@@ -29,17 +29,6 @@ class BuildEntry(Section):
         None, ge=0, description="INT8: largest allowed absolute mAP50-95 drop vs fp32 (accuracy-aware mode)"
     )
     options: dict[str, Any] = Field(default_factory=dict, description="target-specific build options")
-
-    @model_validator(mode="after")
-    def _known_target_and_precision(self) -> BuildEntry:
-        """Fail at config load, before any work, rather than after a long fine-tune."""
-        from targets.base import check_precision, get_target
-
-        try:
-            check_precision(get_target(self.target), self.precision)
-        except InputError as exc:
-            raise ValueError(str(exc)) from None
-        return self
 
 
 def build_engine(
