@@ -110,7 +110,7 @@ def test_dataset_without_labels_is_rejected(synth_dataset, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("dataset", ["coco128-val2017"])
+@pytest.mark.parametrize("dataset", ["coco128-val2017", "coco128"])
 def test_torch_target_matches_ultralytics_val(shared_dir, dataset, tmp_path):
     """Our square-letterbox COCO mAP of yolov8n vs Ultralytics' own `val` (rect batching, its metric)."""
     from ultralytics import YOLO
