@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
@@ -11,9 +10,8 @@ import typer
 from rich.table import Table
 
 from benchmarks import compare, history
-from pipeline.console import console
+from pipeline.console import console, user_errors
 from pipeline.data import synth
-from pipeline.errors import EdgepipeError
 from pipeline.fleet.commands import fleet_app
 from pipeline.stages import benchmark, build, export, finetune, gate, prune, report, search
 
@@ -81,23 +79,6 @@ def device_command() -> None:
         mark = "[green]yes[/green]" if ok else "[red]no[/red]"
         targets.add_row(name, mark, ", ".join(target.precisions), reason)
     console.print(targets)
-
-
-def user_errors(fn: Callable[..., None]) -> Callable[..., None]:
-    """EdgepipeErrors become a red message and their exit code (1 check failed, 2 bad input), no traceback."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except EdgepipeError as exc:
-            console.print(f"[bold red]error:[/bold red] {exc}")
-            raise typer.Exit(exc.exit_code) from None
-        except KeyboardInterrupt:
-            console.print("[yellow]interrupted[/yellow]: completed stages are kept; run again to resume")
-            raise typer.Exit(130) from None
-
-    return wrapper
 
 
 def register(typer_app: typer.Typer, name: str, fn: Callable[..., None]) -> None:

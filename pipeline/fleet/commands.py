@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import functools
 import json
 import shlex
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from pipeline.console import console
+from pipeline.console import console, user_errors
 from pipeline.errors import EXIT_BAD_INPUT, CheckFailed, EdgepipeError, InputError
 
 fleet_app = typer.Typer(
@@ -27,18 +25,6 @@ class CouldNotMeasure(EdgepipeError):
     """Some cells of the matrix produced no result (exit 2, distinct from a broken budget's 1)."""
 
     exit_code = EXIT_BAD_INPUT
-
-
-def _user_errors(fn: Callable[..., None]) -> Callable[..., None]:
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except EdgepipeError as exc:
-            console.print(f"[bold red]error:[/bold red] {exc}")
-            raise typer.Exit(exc.exit_code) from None
-
-    return wrapper
 
 
 def ray_start_command(
@@ -181,5 +167,5 @@ def cells_table(outcomes):
     return table
 
 
-fleet_app.command("join")(_user_errors(join_command))
-fleet_app.command("run")(_user_errors(run_command))
+fleet_app.command("join")(user_errors(join_command))
+fleet_app.command("run")(user_errors(run_command))
