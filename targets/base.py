@@ -86,6 +86,15 @@ def get_target(name: str) -> Target:
     return getattr(importlib.import_module(module_name), class_name)()
 
 
+def library_status(module: str, install: str) -> tuple[bool, str]:
+    """A target's `available()`: (True, "<module> <version>") when it imports, else how to install it."""
+    try:
+        library = importlib.import_module(module)
+    except ImportError:
+        return False, f"{module} is not installed: {install}"
+    return True, f"{module} {library.__version__}"
+
+
 def check_precision(target: Target, precision: str) -> None:
     if precision not in target.precisions:
         raise InputError(

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from pipeline.errors import InputError
-from targets.base import BuildInputs, RunOptions
+from targets.base import BuildInputs, RunOptions, library_status
 from targets.engine_dir import copy_into, model_path, onnx_facts, write_engine_artifact
 from targets.qdq import QdqScheme, quantize_qdq
 
@@ -54,11 +54,7 @@ class OnnxRuntimeTarget:
     precisions = ("fp32", "int8")
 
     def available(self) -> tuple[bool, str]:
-        try:
-            import onnxruntime
-        except ImportError:
-            return False, "onnxruntime is not installed: pip install onnxruntime"
-        return True, f"onnxruntime {onnxruntime.__version__}"
+        return library_status("onnxruntime", "pip install onnxruntime")
 
     def build(
         self,

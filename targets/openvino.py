@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from pipeline.errors import InputError
-from targets.base import BuildInputs, RunOptions
+from targets.base import BuildInputs, RunOptions, library_status
 from targets.engine_dir import model_path, onnx_facts, write_engine_artifact
 from targets.head import head_postprocess_nodes
 
@@ -53,11 +53,7 @@ class OpenVinoTarget:
     precisions = ("fp32", "bf16", "fp16", "int8")
 
     def available(self) -> tuple[bool, str]:
-        try:
-            import openvino
-        except ImportError:
-            return False, "openvino is not installed: pip install openvino nncf"
-        return True, f"openvino {openvino.__version__}"
+        return library_status("openvino", "pip install openvino nncf")
 
     def build(
         self,

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from pipeline.errors import InputError
-from targets.base import BuildInputs, RunOptions
+from targets.base import BuildInputs, RunOptions, library_status
 from targets.engine_dir import ModelFacts, copy_into, model_path, onnx_facts, write_engine_artifact
 
 if TYPE_CHECKING:
@@ -53,11 +53,7 @@ class TorchTarget:
     precisions = ("fp32", "bf16", "fp16")
 
     def available(self) -> tuple[bool, str]:
-        try:
-            import torch
-        except ImportError:
-            return False, "torch is not installed: pip install torch"
-        return True, f"torch {torch.__version__}"
+        return library_status("torch", "pip install torch")
 
     def build(
         self,
