@@ -1,8 +1,8 @@
 """The pipeline YAML: pydantic models whose errors name the file, the key and what is expected.
 
 Each stage declares its own section model next to its code (pipeline/stages/*.py); this module only
-composes them. Relative paths are resolved against the config file's folder, and every input path must
-exist before any work starts (fields marked `json_schema_extra={"output": True}` are outputs).
+composes them. Relative paths are resolved against the config file's folder, and every path (all are
+inputs: outputs live in the work dir) must exist before any work starts.
 """
 
 from __future__ import annotations
@@ -95,18 +95,13 @@ def _format_location(loc: tuple[Any, ...]) -> str:
 
 
 def _resolve_paths(model: BaseModel, base: Path, file: Path, where: str = "") -> None:
-    """Make Path fields absolute (relative to the config's folder) and check inputs exist."""
-    for name, field in type(model).model_fields.items():
+    """Make Path fields absolute (relative to the config's folder) and check they exist."""
+    for name in type(model).model_fields:
         value = getattr(model, name)
         key = f"{where}.{name}" if where else name
-        is_output = (
-            bool((field.json_schema_extra or {}).get("output"))
-            if isinstance(field.json_schema_extra, dict)
-            else False
-        )
         if isinstance(value, Path):
             resolved = value if value.is_absolute() else (base / value).resolve()
-            if not is_output and not _exists(resolved):
+            if not _exists(resolved):
                 raise InputError(f"key '{key}': {value} does not exist (resolved to {resolved})", path=file)
             setattr(model, name, resolved)
         elif isinstance(value, BaseModel):

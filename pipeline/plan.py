@@ -32,10 +32,11 @@ def build_label(entry: build.BuildEntry) -> str:
 def make_plans(config: PipelineConfig) -> list[StagePlan]:
     """Stages in order: only those whose section is present run; the model flows through them."""
     plans: list[StagePlan] = []
-    data_reads: tuple[Path, ...] = () if isinstance(config.data, SynthSource) else (config.data,)
-    val = config.val or (config.data if not isinstance(config.data, SynthSource) else None)
+    synth = isinstance(config.data, SynthSource)
+    data_reads: tuple[Path, ...] = () if synth else (config.data,)
+    val = config.val or (None if synth else config.data)
     val_reads: tuple[Path, ...] = (val,) if val else ()
-    if isinstance(config.data, SynthSource):
+    if synth:
         plans.append(
             StagePlan(
                 "data", "data", partial(_synth_stage, config.data), config.data, provides={"data": "data"}

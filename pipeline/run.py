@@ -8,7 +8,7 @@ from pathlib import Path
 from rich.console import Console
 
 from pipeline.artifacts import Artifact
-from pipeline.checkpoints import count_params, gflops, load_detection_model
+from pipeline.checkpoints import load_detection_model
 from pipeline.config import PipelineConfig, SynthSource, load_config
 from pipeline.console import console as shared_console
 from pipeline.errors import EXIT_CHECK_FAILED, EXIT_OK
@@ -22,15 +22,12 @@ def default_workdir(config_path: Path) -> Path:
 
 
 def source_model_artifact(config: PipelineConfig) -> Artifact:
-    model = load_detection_model(config.model)
-    return Artifact.from_path(
-        "checkpoint",
-        config.model,
-        stage="source",
-        params=count_params(model),
-        gflops=round(gflops(model, config.imgsz), 4),
-        imgsz=config.imgsz,
-    )
+    """The user's checkpoint, checked to be a YOLOv8 detector before any stage runs.
+
+    Its params and GFLOPs are left to the report stage, which counts them only when it runs.
+    """
+    load_detection_model(config.model)
+    return Artifact.from_path("checkpoint", config.model)
 
 
 def settings_for(config: PipelineConfig, data_yaml: Path | None) -> RunSettings:
