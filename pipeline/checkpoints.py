@@ -48,6 +48,16 @@ def load_detection_model(path: Path | str) -> torch.nn.Module:
     return model
 
 
+def checkpoint_metadata(path: Path | str) -> dict[str, Any]:
+    """What edgepipe recorded in a checkpoint (`edgepipe` key): pruning report, kept channels, ..."""
+    from ultralytics.nn.tasks import torch_safe_load
+
+    import pipeline.modules  # noqa: F401  (pruned checkpoints pickle edgepipe's module classes)
+
+    ckpt, _ = torch_safe_load(str(path))
+    return dict(ckpt.get("edgepipe") or {}) if isinstance(ckpt, dict) else {}
+
+
 def class_names(model: torch.nn.Module) -> dict[int, str]:
     names = getattr(model, "names", None) or {i: str(i) for i in range(model.model[-1].nc)}
     return dict(enumerate(names)) if isinstance(names, list) else dict(names)

@@ -118,6 +118,7 @@ def test_iterative_prune_then_finetune_reaches_the_target(teacher_and_pruned, sy
     from pipeline.stages.prune import PruneConfig, prune_checkpoint
 
     config = PruneConfig(
+        method="magnitude",
         macs=0.6,
         steps=2,
         finetune_epochs_per_step=1,
@@ -133,3 +134,65 @@ def test_iterative_prune_then_finetune_reaches_the_target(teacher_and_pruned, sy
     )
     assert report.gflops_ratio <= 0.6
     assert _params(out) == report.params_after
+
+
+def test_reconstructed_student_distils_features_and_trains_on_pseudo_labelled_images(synth_dataset, tmp_path):
+    """Data-aware pruning on an image folder, then a fine-tune with feature distillation, unlabelled
+    images pseudo-labelled by the teacher, and checkpoint selection on held-apart training images."""
+    from conftest import tiny_detection_model
+
+    from pipeline.checkpoints import checkpoint_metadata, save_checkpoint
+    from pipeline.stages.prune import PruneConfig, prune_checkpoint
+
+    teacher = save_checkpoint(tiny_detection_model(nc=6), tmp_path / "teacher.pt")
+    images = synth_dataset.parent / "images" / "train"
+    config = PruneConfig(macs=0.7, round_to=2, max_layer_ratio=0.6, min_channels=0, calib_images=8)
+    report = prune_checkpoint(teacher, tmp_path / "p.pt", config, imgsz=IMGSZ, device="cpu", data=images)
+    assert report.gflops_ratio <= 0.7
+    record = checkpoint_metadata(tmp_path / "p.pt")["pruning"]
+    assert record["method"] == "reconstruct"
+    assert len(record["kept_features"]) == 3
+
+    run = tmp_path / "ft"
+    config = FinetuneConfig(epochs=1, batch=8, workers=0, unlabelled=images, holdout=0.25, threads=2)
+    best = finetune(
+        tmp_path / "p.pt",
+        synth_dataset,
+        run / "best.pt",
+        config,
+        imgsz=IMGSZ,
+        device="cpu",
+        run_dir=run / "run",
+        teacher=teacher,
+    )
+    assert _params(best) == _params(tmp_path / "p.pt")
+    train = (run / "data" / "train.txt").read_text().split()
+    held = (run / "data" / "val.txt").read_text().split()
+    resolved = {str(Path(p).resolve()) for p in train}
+    assert held and not {str(Path(p).resolve()) for p in held} & resolved  # held-apart never trains
+    pseudo = sorted((run / "data" / "pseudo" / "labels").glob("*.txt"))
+    assert len(pseudo) == len(list(images.iterdir())) - len(held)
+    assert torch.get_num_threads() == 2
+
+
+def test_unlabelled_images_need_a_teacher_and_an_empty_folder_fails(
+    teacher_and_pruned, synth_dataset, tmp_path
+):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    out = tmp_path / "best.pt"
+    with pytest.raises(InputError, match="need a teacher"):
+        command(model=teacher_and_pruned[1], data=synth_dataset, epochs=1, output=out, unlabelled=empty)
+    with pytest.raises(InputError, match="no images found") as error:
+        command(
+            model=teacher_and_pruned[1],
+            data=synth_dataset,
+            epochs=1,
+            output=out,
+            unlabelled=empty,
+            teacher=teacher_and_pruned[0],
+            imgsz=IMGSZ,
+            workers=0,
+        )
+    assert str(empty) in str(error.value)
+    assert not out.exists()

@@ -106,6 +106,7 @@ def test_batchnorm_reestimation_and_taylor_use_the_dataset(synth_dataset, tmp_pa
 
     source = _tiny_checkpoint(tmp_path, nc=6)
     config = PruneConfig(
+        method="magnitude",
         macs=0.6,
         importance="taylor",
         round_to=2,
@@ -148,8 +149,26 @@ def test_narrow_layers_and_the_convs_feeding_detect_outputs_keep_their_width(tin
 @pytest.mark.parametrize("ratio", [0.0, 1.0, 1.5, -0.2])
 def test_ratio_outside_zero_one_is_rejected(tiny_checkpoint, tmp_path, ratio):
     out = tmp_path / "pruned.pt"
-    with pytest.raises(InputError, match="macs"):
+    with pytest.raises(InputError, match=rf"--macs {ratio}"):
         command(model=tiny_checkpoint, output=out, macs=ratio)
+    assert not out.exists()
+
+
+def test_cli_exits_2_naming_the_bad_value_and_the_empty_folder(tiny_checkpoint, tmp_path):
+    from typer.testing import CliRunner
+
+    from pipeline.cli import app
+
+    out = tmp_path / "pruned.pt"
+    runner = CliRunner()
+    result = runner.invoke(app, ["prune", "--model", str(tiny_checkpoint), "--macs", "1.5", "-o", str(out)])
+    assert result.exit_code == 2 and "1.5" in result.output
+    empty = tmp_path / "no-images"
+    empty.mkdir()
+    (empty / "notes.txt").write_text("no images here")
+    args = ["prune", "--model", str(tiny_checkpoint), "--macs", "0.7", "--data", str(empty), "-o", str(out)]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2 and "no images found" in result.output and "no-images" in result.output
     assert not out.exists()
 
 

@@ -8,6 +8,10 @@ head outputs line up anchor for anchor and need no adapters. Two terms, added to
 - localization: Localization Distillation (LD, Zheng et al., CVPR 2022): KL divergence between the
   teacher's and the student's DFL distributions over box-edge bins, at temperature T, weighted per
   anchor by the teacher's top class score so it concentrates where the teacher sees objects.
+
+A third, optional term matches the neck features the head reads (P3/P4/P5, FitNets-style). A pruned
+student's feature channels are a subset of the teacher's: the pruning records which ones
+(`kept_features`), so the features are compared channel for channel without adapters.
 """
 
 from __future__ import annotations
@@ -26,10 +30,19 @@ class DistillationLoss:
     the student's state_dict nor of the EMA copy the trainer saves.
     """
 
-    def __init__(self, detection_loss, teacher: nn.Module, weight: float):
+    def __init__(
+        self,
+        detection_loss,
+        teacher: nn.Module,
+        weight: float,
+        features: tuple[FeatureTaps, FeatureTaps, list[torch.Tensor | None]] | None = None,
+        feature_weight: float = 1.0,
+    ):
         self.detection_loss = detection_loss
         self.teacher = teacher.eval()
         self.weight = weight
+        self.features = features
+        self.feature_weight = feature_weight
 
     def __call__(self, preds, batch: dict) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         loss, items = self.detection_loss(preds, batch)
@@ -37,6 +50,9 @@ class DistillationLoss:
         with torch.no_grad():
             teacher = self.teacher(batch["img"])[1]  # eval mode: (decoded, raw head outputs)
         kd = self.weight * distillation_loss(student, teacher)
+        if self.features is not None:
+            student_taps, teacher_taps, kept = self.features
+            kd = kd + self.feature_weight * feature_loss(student_taps.outputs, teacher_taps.outputs, kept)
         batch_size = student["scores"].shape[0]
         return torch.cat([loss, (kd * batch_size).view(1)]), {**items, "kd_loss": kd.detach()}
 
@@ -59,3 +75,31 @@ def distillation_loss(student: dict[str, torch.Tensor], teacher: dict[str, torch
     weight = t_prob.amax(1)  # (B, A)
     box = (kl * weight).sum() / weight.sum().clamp(min=1e-6)
     return cls + box
+
+
+class FeatureTaps:
+    """Keeps the latest outputs of the layers a Detect head reads (P3/P4/P5)."""
+
+    def __init__(self, model: nn.Module):
+        head = model.model[-1]
+        self.outputs: list[torch.Tensor] = [torch.empty(0)] * len(head.f)
+        self.handles = [
+            model.model[index].register_forward_hook(self._keep(k)) for k, index in enumerate(head.f)
+        ]
+
+    def _keep(self, k: int):
+        def hook(_module, _args, output):
+            self.outputs[k] = output
+
+        return hook
+
+
+def feature_loss(
+    student: list[torch.Tensor], teacher: list[torch.Tensor], kept: list[torch.Tensor | None]
+) -> torch.Tensor:
+    """Mean over levels of the squared error on the kept channels, relative to the teacher's energy."""
+    total = student[0].new_zeros(())
+    for s, t, keep in zip(student, teacher, kept, strict=True):
+        t = t.detach() if keep is None else t.detach()[:, keep.to(t.device)]
+        total = total + (s.float() - t.float()).square().mean() / t.float().square().mean().clamp(min=1e-6)
+    return total / len(student)

@@ -9,23 +9,37 @@ YAML (e.g. `yolov8n.yaml`) still trains from scratch, with the class count taken
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
+import torch
 from torch import nn
 from ultralytics.models.yolo.detect import DetectionTrainer
 
 from pipeline.artifacts import write_atomic
-from pipeline.pruning.distill import DistillationLoss
+from pipeline.pruning.distill import DistillationLoss, FeatureTaps
 
 
 class PrunedDetectionTrainer(DetectionTrainer):
     """DetectionTrainer that keeps the given checkpoint's module; optional distillation from a teacher."""
 
-    def __init__(self, overrides: dict, teacher: nn.Module | None = None, distill_weight: float = 1.0):
+    def __init__(
+        self,
+        overrides: dict,
+        teacher: nn.Module | None = None,
+        distill_weight: float = 1.0,
+        threads: int | None = None,
+        feature_weight: float = 0.0,
+        kept_features: list[torch.Tensor | None] | None = None,
+    ):
         super().__init__(overrides=overrides)
+        # Ultralytics' select_device() leaves torch one thread short of the CPU count (1 of 2 cores here).
+        torch.set_num_threads(threads or os.cpu_count() or 1)
         self.teacher = teacher
         self.distill_weight = distill_weight
+        self.feature_weight = feature_weight
+        self.kept_features = kept_features
         if teacher is not None:
             # After the EMA copy is made, so neither the EMA nor any checkpoint ever holds the teacher.
             self.add_callback("on_pretrain_routine_end", _attach_distillation)
@@ -45,7 +59,12 @@ def _attach_distillation(trainer: PrunedDetectionTrainer) -> None:
 
     model = unwrap_model(trainer.model)
     teacher = trainer.teacher.to(trainer.device)
-    model.criterion = DistillationLoss(model.init_criterion(), teacher, trainer.distill_weight)
+    features = None
+    if trainer.feature_weight > 0 and trainer.kept_features is not None:
+        features = (FeatureTaps(model), FeatureTaps(teacher), trainer.kept_features)
+    model.criterion = DistillationLoss(
+        model.init_criterion(), teacher, trainer.distill_weight, features, trainer.feature_weight
+    )
 
 
 @contextlib.contextmanager
@@ -73,6 +92,9 @@ def train(
     device: str = "cpu",
     teacher: nn.Module | None = None,
     distill_weight: float = 1.0,
+    threads: int | None = None,
+    feature_weight: float = 0.0,
+    kept_features: list[torch.Tensor | None] | None = None,
     **train_args,
 ) -> Path:
     """Train `model` (a .pt checkpoint or a model YAML) on `data`; copy the best checkpoint to `out_path`.
@@ -93,7 +115,14 @@ def train(
         "verbose": False,
         **train_args,
     }
-    trainer = PrunedDetectionTrainer(overrides, teacher=teacher, distill_weight=distill_weight)
+    trainer = PrunedDetectionTrainer(
+        overrides,
+        teacher=teacher,
+        distill_weight=distill_weight,
+        threads=threads,
+        feature_weight=feature_weight,
+        kept_features=kept_features,
+    )
     trainer.train()
     best = trainer.best if trainer.best.is_file() else trainer.last
     return write_atomic(out_path, best.read_bytes())

@@ -15,6 +15,7 @@ import typer
 from pydantic import Field, ValidationError
 
 from pipeline.artifacts import Artifact
+from pipeline.console import console
 from pipeline.errors import InputError
 from pipeline.stages.base import Section, StageContext
 
@@ -38,6 +39,26 @@ class FinetuneConfig(Section):
         description="distill from a teacher: true = the run's unpruned input model, or a checkpoint path",
     )
     distill_weight: float = Field(1.0, gt=0, description="weight of the distillation loss")
+    feature_weight: float = Field(
+        1.0,
+        ge=0,
+        description="weight of neck-feature (P3/P4/P5) distillation on the channels pruning kept (0: off)",
+    )
+    unlabelled: Path | None = Field(
+        None,
+        description="extra images, a folder or a data.yaml whose labels are ignored: the teacher "
+        "pseudo-labels them and they are trained on with distillation (needs a teacher)",
+    )
+    holdout: float = Field(
+        0.1,
+        ge=0,
+        lt=0.5,
+        description="fraction of the labelled training images held apart to select the best epoch "
+        "(0: Ultralytics' own choice, the dataset's val split)",
+    )
+    threads: int | None = Field(
+        None, ge=1, description="torch CPU threads for training (default: every core)"
+    )
     device: str | None = Field(None, description="torch device: cpu, 0, cuda:0 (default: the run's device)")
     data: Path | None = Field(None, description="data.yaml to train on (default: the run's data)")
 
@@ -58,6 +79,8 @@ def finetune(
 
     nc = _check_model(model)
     _check_data(data, nc)
+    if config.unlabelled is not None and teacher is None:
+        raise InputError("unlabelled images need a teacher to pseudo-label them", path=config.unlabelled)
     teacher_model = _load_teacher(teacher, model) if teacher is not None else None
     args = {
         "optimizer": config.optimizer,
@@ -72,9 +95,10 @@ def finetune(
     }
     if config.lr0 is not None:
         args["lr0"] = config.lr0
+    train_data = _training_set(data, config, teacher_model, imgsz, run_dir.parent / "data")
     return train(
         model,
-        data,
+        train_data,
         out_path,
         run_dir=run_dir,
         epochs=config.epochs,
@@ -83,8 +107,57 @@ def finetune(
         device=device,
         teacher=teacher_model,
         distill_weight=config.distill_weight,
+        threads=config.threads,
+        feature_weight=config.feature_weight if teacher_model is not None else 0.0,
+        kept_features=_kept_features(model, teacher_model),
         **args,
     )
+
+
+def _training_set(data: Path, config: FinetuneConfig, teacher, imgsz: int, out_dir: Path) -> Path:
+    """The data.yaml Ultralytics trains on: labelled images minus the held-apart part, plus pseudo-labelled
+    extras; the held-apart part is its val split. Returns `data` itself when neither applies."""
+    from pipeline.checkpoints import class_names
+    from pipeline.data.dataset import load_dataset
+    from pipeline.pruning.trainset import pseudo_label, split_held_apart, unlabelled_images, write_data_yaml
+
+    if config.holdout == 0 and config.unlabelled is None:
+        return data
+    dataset = load_dataset(data)
+    train, held = split_held_apart(dataset.images("train"), config.holdout, config.seed)
+    if not held:
+        held = dataset.images("val")
+    if config.unlabelled is not None:
+        held_files = {p.resolve() for p in held}  # never train on a held-apart image, labelled or not
+        extra = [p for p in unlabelled_images(config.unlabelled) if p.resolve() not in held_files]
+        train = train + pseudo_label(teacher, extra, out_dir / "pseudo", imgsz)
+    names = dataset.names if teacher is None else class_names(teacher)
+    return write_data_yaml(out_dir, names, train, held)
+
+
+def _kept_features(student: Path, teacher):
+    """Which teacher channels the student's P3/P4/P5 features kept (recorded by pruning), if known."""
+    import torch
+
+    from pipeline.checkpoints import checkpoint_metadata, load_detection_model
+
+    if teacher is None or student.suffix != ".pt":
+        return None
+    kept = checkpoint_metadata(student).get("pruning", {}).get("kept_features")
+    if kept is not None:
+        return [torch.tensor(k) for k in kept]
+    widths = _feature_widths(load_detection_model(student))
+    if widths == _feature_widths(teacher):
+        return [None] * len(widths)  # unpruned widths: the features line up as they are
+    console.print(
+        "[yellow]warning:[/] the student's pruning record has no kept channels: no feature distillation"
+    )
+    return None
+
+
+def _feature_widths(model) -> list[int]:
+    head = model.model[-1]
+    return [conv.in_channels for conv in (branch[0].conv for branch in head.cv2)]
 
 
 def _check_model(model: Path) -> int | None:
@@ -184,6 +257,17 @@ def command(
         ),
     ] = None,
     distill_weight: Annotated[float, typer.Option(help="weight of the distillation loss")] = 1.0,
+    feature_weight: Annotated[
+        float, typer.Option(help="weight of P3/P4/P5 feature distillation (needs --teacher; 0: off)")
+    ] = 1.0,
+    unlabelled: Annotated[
+        Path | None,
+        typer.Option(help="extra unlabelled images (a folder or a data.yaml): pseudo-labelled by --teacher"),
+    ] = None,
+    holdout: Annotated[
+        float, typer.Option(help="fraction of training images held apart to pick the best epoch")
+    ] = 0.1,
+    threads: Annotated[int | None, typer.Option(help="torch CPU threads (default: every core)")] = None,
     run_dir: Annotated[
         Path | None,
         typer.Option(help="keep Ultralytics' run (results.csv, last.pt) here; default: a temp dir"),
@@ -201,10 +285,17 @@ def command(
             patience=patience,
             workers=workers,
             distill_weight=distill_weight,
+            feature_weight=feature_weight,
+            unlabelled=unlabelled,
+            holdout=holdout,
+            threads=threads,
         )
     except ValidationError as exc:
         raise InputError(
-            "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()),
+            "; ".join(
+                f"--{'-'.join(map(str, e['loc'])).replace('_', '-')} {e.get('input')!r}: {e['msg']}"
+                for e in exc.errors()
+            ),
             hint="see `edgepipe finetune --help`",
         ) from None
     with tempfile.TemporaryDirectory(prefix="edgepipe-finetune-") as tmp:

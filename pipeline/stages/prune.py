@@ -1,7 +1,10 @@
 """Prune stage: structured pruning of a YOLOv8 checkpoint to a fraction of its MACs or parameters.
 
-`steps` > 1 prunes in K geometric steps (each keeps the same fraction), optionally fine-tuning for
-`finetune_epochs_per_step` epochs after each, the iterative prune-then-fine-tune schedule.
+With data (a data.yaml or a folder of images; no labels needed) the default is data-aware pruning:
+channels chosen by what removing them costs the head's outputs, and every downstream convolution
+re-fitted to the unpruned model (`pipeline.pruning.schedule`), in a few geometric steps. Without data it
+falls back to magnitude pruning with Torch-Pruning's scheduler, which costs far more accuracy
+(docs/pruning.md). `finetune_epochs_per_step` adds fine-tuning after each magnitude step.
 """
 
 from __future__ import annotations
@@ -14,13 +17,20 @@ import typer
 from pydantic import Field, ValidationError, model_validator
 
 from pipeline.artifacts import Artifact
+from pipeline.console import console
 from pipeline.errors import InputError
 from pipeline.stages.base import Section, StageContext
 
 PRUNED_FILE = "pruned.pt"
+RECONSTRUCT_STEP = 0.75  # the default schedule removes at most a quarter of the MACs per step
 
 
 class PruneConfig(Section):
+    method: Literal["auto", "reconstruct", "magnitude"] = Field(
+        "auto",
+        description="reconstruct: data-aware selection + layer-wise reconstruction (needs data); "
+        "magnitude: weight-norm ranking only; auto: reconstruct when data is given",
+    )
     macs: float | None = Field(
         None,
         gt=0,
@@ -50,7 +60,15 @@ class PruneConfig(Section):
     isomorphic: bool = Field(
         False, description="rank channels only against groups of the same structure (isomorphic pruning)"
     )
-    steps: int = Field(1, ge=1, description="prune in this many steps to reach the target")
+    steps: int | None = Field(
+        None,
+        ge=1,
+        description="prune in this many geometric steps (default: 1 for magnitude; for reconstruct, "
+        "enough steps that none removes more than a quarter of the MACs)",
+    )
+    calib_images: int = Field(
+        32, ge=8, description="calibration images that channel costs and the reconstruction are measured on"
+    )
     finetune_epochs_per_step: int = Field(
         0, ge=0, description="fine-tuning epochs after each pruning step (needs data; 0: none)"
     )
@@ -59,7 +77,9 @@ class PruneConfig(Section):
     )
     batch: int = Field(16, ge=1, description="batch size for Taylor gradients, BatchNorm and fine-tuning")
     data: Path | None = Field(
-        None, description="data.yaml for Taylor/BatchNorm/fine-tuning (default: run data)"
+        None,
+        description="data.yaml (its train split) or a folder of images for the data-aware steps "
+        "(default: the run's data); labels are used only by Taylor importance and fine-tuning",
     )
 
     @model_validator(mode="after")
@@ -67,6 +87,12 @@ class PruneConfig(Section):
         if self.macs is not None and self.params is not None:
             raise ValueError("set macs or params, not both")
         return self
+
+    def resolved_method(self, data: Path | None) -> str:
+        """'reconstruct' or 'magnitude': auto picks reconstruct whenever calibration data is given."""
+        if self.method == "auto":
+            return "reconstruct" if data is not None else "magnitude"
+        return self.method
 
     @property
     def target(self) -> tuple[str, float]:
@@ -77,20 +103,104 @@ def prune_checkpoint(
     checkpoint: Path, out_path: Path, config: PruneConfig, *, imgsz: int, device: str, data: Path | None
 ):
     """Prune `checkpoint` as `config` says and write `out_path` atomically; returns the PruneReport."""
-    from rich.progress import Progress
-
+    # torch and Ultralytics load only when a model is pruned, not when the CLI starts.
     from pipeline.checkpoints import load_detection_model, save_checkpoint
-    from pipeline.pruning import PruneOptions, measure, prune_model
-    from pipeline.pruning.data import check_classes, train_batches
+    from pipeline.pruning import PruneReport, measure
+    from pipeline.pruning.data import check_classes
 
     model = load_detection_model(checkpoint)
-    needs_data = config.importance == "taylor" or config.finetune_epochs_per_step > 0
-    if data is None and needs_data:
-        raise InputError("this prune configuration needs data (--data D.yaml)", path=checkpoint)
-    if data is not None:
+    method = config.resolved_method(data)
+    labelled = data is not None and data.suffix in {".yaml", ".yml"}
+    needs_labels = method == "magnitude" and (
+        config.importance == "taylor" or config.finetune_epochs_per_step > 0
+    )
+    if needs_labels and not labelled:
+        raise InputError(
+            "Taylor importance and fine-tuning steps need a labelled dataset (--data D.yaml)",
+            path=data or checkpoint,
+        )
+    if method == "reconstruct" and data is None:
+        raise InputError("method 'reconstruct' needs calibration images (--data D.yaml or an image folder)")
+    if labelled:
         check_classes(data, model.model[-1].nc)
-    torch_device = _torch_device(device)
-    model.to(torch_device)
+    model.to(_torch_device(device))
+    unit, keep = config.target
+    params_before, gflops_before = measure(model, imgsz)
+    extra: dict = {"method": method, "target": {unit: keep}}
+    if method == "reconstruct":
+        outcome, steps, calibration = _prune_reconstruct(model, data, config, imgsz)
+        extra |= {"steps": steps, "calibration": calibration, "kept_features": outcome.kept_features(model)}
+    else:
+        console.print(
+            "[yellow]warning:[/] no calibration data: magnitude pruning without reconstruction, which "
+            "loses far more mAP (docs/pruning.md); give --data D.yaml or an image folder"
+        )
+        magnitude = _prune_magnitude(model, data, config, imgsz, device)
+        extra |= {"importance": config.importance, "steps": config.steps or 1}
+        extra["bn_batches"] = magnitude.bn_batches
+    params_after, gflops_after = measure(model, imgsz)
+    report = PruneReport(params_before, params_after, gflops_before, gflops_after, extra=extra)
+    save_checkpoint(model, out_path, pruning=report.as_metadata())
+    return report
+
+
+def _prune_reconstruct(model, data: Path, config: PruneConfig, imgsz: int):
+    """Data-aware selection and layer-wise reconstruction (pipeline.pruning.schedule)."""
+    import math
+
+    import torch
+    from rich.progress import Progress
+
+    from pipeline.modules import split_c2f
+    from pipeline.pruning.core import ignored_layers
+    from pipeline.pruning.schedule import Guards, prune_and_reconstruct
+
+    calibration = calibration_set(data, imgsz, config.calib_images)
+    device = next(model.parameters()).device
+    batches = [torch.from_numpy(b).to(device) for b in calibration.batches(8)]
+    unit, keep = config.target
+    steps = config.steps or max(1, math.ceil(math.log(keep) / math.log(RECONSTRUCT_STEP)))
+    split_c2f(model)
+    with Progress(console=console, transient=True) as progress:
+        task = progress.add_task("pruning", total=1.0)
+        outcome = prune_and_reconstruct(
+            model,
+            ignored_layers(model, config.protected_layers, config.protect_head),
+            batches,
+            keep,
+            Guards(config.max_layer_ratio, config.min_channels, config.round_to or 1),
+            imgsz=imgsz,
+            steps=steps,
+            unit=unit,
+            progress=lambda what, done: progress.update(task, description=what, completed=done),
+        )
+    return outcome, steps, calibration.record()
+
+
+def calibration_set(data: Path, imgsz: int, size: int):
+    """The seeded calibration sample of a data.yaml's train split or of an image folder."""
+    from pipeline.data.calibration import CalibrationSet
+    from pipeline.pruning.trainset import unlabelled_images
+
+    if data.is_dir():
+        images = unlabelled_images(data)
+        return CalibrationSet.from_files(sample(images, size), imgsz, str(data))
+    return CalibrationSet.from_dataset(data, imgsz, size=size)
+
+
+def sample(images: list[Path], size: int, seed: int = 0) -> list[Path]:
+    import random
+
+    return images if len(images) <= size else sorted(random.Random(seed).sample(images, size))
+
+
+def _prune_magnitude(model, data: Path | None, config: PruneConfig, imgsz: int, device: str):
+    """Torch-Pruning's scheduler with a weight-norm (or Taylor / BN-scale) ranking, in `steps` steps."""
+    from rich.progress import Progress
+
+    from pipeline.pruning import PruneOptions, prune_model
+    from pipeline.pruning.data import train_batches
+
     options = PruneOptions(
         importance=config.importance,
         global_pruning=config.global_pruning,
@@ -102,34 +212,29 @@ def prune_checkpoint(
         isomorphic=config.isomorphic,
         imgsz=imgsz,
     )
+    labelled = data is not None and data.suffix in {".yaml", ".yml"}
 
     def batches(count: int):
-        return (
-            (lambda: train_batches(data, imgsz, config.batch, count)) if data is not None and count else None
-        )
+        return (lambda: train_batches(data, imgsz, config.batch, count)) if labelled and count else None
 
     unit, keep = config.target
-    params_before, gflops_before = measure(model, imgsz)
-    before = params_before if unit == "params" else gflops_before
-    with Progress(transient=True) as progress:
-        for step in range(1, config.steps + 1):
-            task = progress.add_task(f"pruning step {step}/{config.steps}", total=1.0)
+    steps = config.steps or 1
+    before = count_of(model, unit, imgsz)
+    with Progress(console=console, transient=True) as progress:
+        for step in range(1, steps + 1):
+            task = progress.add_task(f"pruning step {step}/{steps}", total=1.0)
             now = count_of(model, unit, imgsz)
             report = prune_model(
                 model,
                 options,
-                **{unit: keep ** (step / config.steps) * before / now},
+                **{unit: keep ** (step / steps) * before / now},
                 gradient_batches=batches(4),
                 bn_batches=batches(config.bn_batches),
                 progress=lambda done, task=task: progress.update(task, completed=done),
             )
             if config.finetune_epochs_per_step:
-                progress.update(task, description=f"fine-tuning step {step}/{config.steps}")
+                progress.update(task, description=f"fine-tuning step {step}/{steps}")
                 model = _finetune_step(model, data, config, imgsz, device, step)
-    report.params_before, report.gflops_before = params_before, gflops_before
-    report.params_after, report.gflops_after = measure(model, imgsz)
-    report.extra = {"importance": config.importance, "target": {unit: keep}, "steps": config.steps}
-    save_checkpoint(model, out_path, pruning=report.as_metadata())
     return report
 
 
@@ -206,11 +311,22 @@ def command(
             help="keep the width of the Detect convs that feed the final box/class convs",
         ),
     ] = True,
-    steps: Annotated[int, typer.Option(help="prune in this many steps")] = 1,
+    steps: Annotated[
+        int | None, typer.Option(help="prune in this many steps (default: 1 for magnitude, auto otherwise)")
+    ] = None,
     data: Annotated[
         Path | None,
-        typer.Option(help="data.yaml: BatchNorm re-estimation and Taylor gradients use its train split"),
+        typer.Option(
+            help="data.yaml (its train split) or a folder of images: data-aware selection and "
+            "reconstruction; without it, magnitude pruning"
+        ),
     ] = None,
+    method: Annotated[
+        str, typer.Option(help="auto (reconstruct when --data is given), reconstruct or magnitude")
+    ] = "auto",
+    calib_images: Annotated[
+        int, typer.Option(help="calibration images for channel costs and the reconstruction")
+    ] = 32,
     bn_batches: Annotated[
         int, typer.Option(help="batches to re-estimate BatchNorm statistics with (needs --data; 0: skip)")
     ] = 8,
@@ -233,6 +349,8 @@ def command(
             protect_head=protect_head,
             steps=steps,
             bn_batches=bn_batches,
+            method=method,
+            calib_images=calib_images,
         )
     except ValidationError as exc:
         raise InputError(_validation_message(exc), hint="see `edgepipe prune --help`") from None
@@ -253,4 +371,7 @@ def command(
 
 
 def _validation_message(exc: ValidationError) -> str:
-    return "; ".join(f"{'.'.join(map(str, e['loc'])) or 'options'}: {e['msg']}" for e in exc.errors())
+    return "; ".join(
+        f"--{'-'.join(map(str, e['loc'])).replace('_', '-') or 'options'} {e.get('input')!r}: {e['msg']}"
+        for e in exc.errors()
+    )

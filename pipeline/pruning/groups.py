@@ -1,0 +1,85 @@
+"""Channel groups of a YOLOv8 from Torch-Pruning's dependency graph, and surgery that remembers what it kept.
+
+A group is one set of coupled channels: the convolutions that produce them (several when a residual add
+or C2f chunk ties their outputs together) and the convolutions that consume them, each at its own input
+offset (a Concat shifts them). Removing channel j of a group removes output channel j of every producer
+and the matching input channel of every consumer; Torch-Pruning's DepGraph does that surgery.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+
+@dataclass
+class ChannelGroup:
+    """One prunable set of coupled channels.
+
+    `consumers` maps each consuming Conv2d to (input channel indices, group channel of each): a channel can
+    reach one consumer at several inputs (SPPF concatenates it with its max-pooled copies).
+    """
+
+    root: nn.Conv2d
+    producers: list[nn.Conv2d]
+    consumers: dict[nn.Conv2d, tuple[torch.Tensor, torch.Tensor]]
+
+    @property
+    def size(self) -> int:
+        return self.root.out_channels
+
+
+class GroupPruner:
+    """DepGraph surgery on `model` that records, per Conv2d name, which original output channels remain."""
+
+    def __init__(self, model: nn.Module, example: torch.Tensor, ignored: Iterable[nn.Module]):
+        import torch_pruning as tp
+
+        self.model = model
+        for p in model.parameters():
+            p.requires_grad_(True)  # DepGraph traces the autograd graph
+        self.graph = tp.DependencyGraph().build_dependency(model, example_inputs=example)
+        for p in model.parameters():
+            p.requires_grad_(False)
+        self.ignored = [m for layer in ignored for m in layer.modules()]
+        self.names = {m: n for n, m in model.named_modules()}
+        self.initial = {m: m.out_channels for m in model.modules() if isinstance(m, nn.Conv2d)}
+        self.kept: dict[str, torch.Tensor] = {
+            n: torch.arange(m.out_channels) for n, m in model.named_modules() if isinstance(m, nn.Conv2d)
+        }
+
+    def groups(self) -> list[ChannelGroup]:
+        """Every prunable group, rooted at a Conv2d, with none of its producers among the ignored layers."""
+        groups = []
+        for group in self.graph.get_all_groups(ignored_layers=self.ignored, root_module_types=[nn.Conv2d]):
+            producers, consumers = [], {}
+            for item in group.items:
+                module = item.dep.target.module
+                if not isinstance(module, nn.Conv2d):
+                    continue
+                if self.graph.is_out_channel_pruning_fn(item.dep.handler):
+                    producers.append(module)
+                elif self.graph.is_in_channel_pruning_fn(item.dep.handler):
+                    consumers[module] = (torch.tensor(item.idxs), torch.tensor(item.root_idxs))
+            root = group.items[0].dep.target.module
+            groups.append(ChannelGroup(root, producers, consumers))
+        return groups
+
+    def remove(self, group: ChannelGroup, channels: list[int]) -> None:
+        """Remove `channels` (indices into the group) from every coupled layer."""
+        import torch_pruning as tp
+
+        if not channels:
+            return
+        pruning = self.graph.get_pruning_group(group.root, tp.prune_conv_out_channels, sorted(channels))
+        for item in pruning.items:
+            module = item.dep.target.module
+            if isinstance(module, nn.Conv2d) and self.graph.is_out_channel_pruning_fn(item.dep.handler):
+                name = self.names[module]
+                keep = torch.ones(len(self.kept[name]), dtype=torch.bool)
+                keep[list(item.idxs)] = False
+                self.kept[name] = self.kept[name][keep]
+        pruning.prune()

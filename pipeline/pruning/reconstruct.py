@@ -1,0 +1,304 @@
+"""Layer-wise reconstruction: re-fit a pruned YOLOv8's convolutions to reproduce its unpruned teacher.
+
+After channels are removed, every convolution downstream sees inputs that differ from the ones it was
+trained on. Following He et al. (ICCV 2017) and ThiNet (Luo et al., ICCV 2017), each convolution is
+re-fitted by ridge least squares so that, on calibration images, its output before BatchNorm matches the
+teacher's output for the channels it kept. The fit runs in execution order on the student's own
+(already repaired) activations, so each layer also corrects the drift left by the layers before it.
+
+The intercept of each fit is folded into the following BatchNorm's running mean, or into the bias of
+Detect's final convolutions, so the repaired model has exactly the unpruned architecture minus the
+removed channels. No labels are needed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+RIDGE = 1e-3  # ridge strength relative to the mean input energy; pulls the fit towards today's weights
+CONFIDENCE_FLOOR = 0.05  # weight of a background position in the head's fits (an object's is up to 1.05)
+MAX_ROWS = 8192  # im2col rows (output positions) per batch that enter a fit
+
+
+class _Captured(Exception):
+    """Raised from a hook to stop a forward pass once the tensor it needs is in hand."""
+
+
+@dataclass
+class ConvFit:
+    """How well one convolution reproduces its teacher after re-fitting (relative squared error)."""
+
+    name: str
+    error_before: float
+    error_after: float
+
+
+def layer_inputs(layer: nn.Module, outputs: Sequence[torch.Tensor | None], previous: torch.Tensor):
+    """The input of a top-level YOLOv8 layer, from the saved outputs as DetectionModel._predict_once does."""
+    if layer.f == -1:
+        return previous
+    if isinstance(layer.f, int):
+        return outputs[layer.f]
+    return [previous if j == -1 else outputs[j] for j in layer.f]
+
+
+class LayerCache:
+    """Runs a DetectionModel one top-level layer at a time over fixed batches.
+
+    Keeps the outputs that later layers read (the model's `save` list), as DetectionModel does.
+    """
+
+    def __init__(self, model: nn.Module, batches: Sequence[torch.Tensor]):
+        self.model = model
+        self.saved: list[list[torch.Tensor | None]] = [[] for _ in batches]
+        self.current: list[torch.Tensor] = list(batches)
+        self.index = 0
+
+    def inputs(self, batch: int):
+        layer = self.model.model[self.index]
+        return layer_inputs(layer, self.saved[batch], self.current[batch])
+
+    @torch.no_grad()
+    def advance(self) -> None:
+        """Run the current layer on every batch and move to the next one."""
+        layer = self.model.model[self.index]
+        keep = layer.i in self.model.save
+        for b in range(len(self.current)):
+            out = layer(self.inputs(b))
+            self.saved[b].append(out if keep else None)
+            self.current[b] = out
+        self.index += 1
+
+
+def execution_order(module: nn.Module, inputs, skip: Callable[[nn.Module], bool]) -> list[nn.Conv2d]:
+    """The module's Conv2d layers in the order one forward pass calls them."""
+    order: list[nn.Conv2d] = []
+    hooks = [
+        m.register_forward_pre_hook(lambda mod, _args: order.append(mod))
+        for m in module.modules()
+        if isinstance(m, nn.Conv2d) and not skip(m)
+    ]
+    try:
+        with torch.no_grad():
+            module(inputs)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return list(dict.fromkeys(order))
+
+
+def _patches(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
+    """(rows, Cin*kh*kw) im2col rows of `x` as `conv` sees them, laid out as conv.weight.view(Cout, -1)."""
+    if conv.kernel_size == (1, 1) and conv.stride == (1, 1) and conv.padding in ((0, 0), "valid"):
+        return x.permute(0, 2, 3, 1).reshape(-1, x.shape[1])
+    cols = F.unfold(x, conv.kernel_size, conv.dilation, conv.padding, conv.stride)
+    return cols.transpose(1, 2).reshape(-1, cols.shape[1])
+
+
+def _capture(module: nn.Module, inputs, conv: nn.Module, *, output: bool) -> torch.Tensor:
+    """The input (or output) tensor of `conv` during module(inputs); stops the forward pass there."""
+    found: list[torch.Tensor] = []
+
+    def hook(_mod, args, out=None):
+        found.append(out if output else args[0])
+        raise _Captured
+
+    handle = conv.register_forward_hook(hook) if output else conv.register_forward_pre_hook(hook)
+    try:
+        with torch.no_grad():
+            module(inputs)
+    except _Captured:
+        pass
+    finally:
+        handle.remove()
+    return found[0]
+
+
+@torch.no_grad()
+def _teacher_outputs(unit: nn.Module, inputs: list, convs: list[nn.Module]) -> list[list[torch.Tensor]]:
+    """Per conv of `convs`, its output on every batch: one forward pass of the teacher's unit per batch."""
+    outputs: list[list[torch.Tensor]] = [[] for _ in convs]
+    hooks = [
+        conv.register_forward_hook(lambda _m, _a, out, k=k: outputs[k].append(out))
+        for k, conv in enumerate(convs)
+    ]
+    try:
+        for x in inputs:
+            unit(x)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return outputs
+
+
+@torch.no_grad()
+def refit_conv(
+    conv: nn.Conv2d,
+    bn: nn.BatchNorm2d | None,
+    pairs: Iterator[tuple[torch.Tensor, torch.Tensor]],
+    ridge: float = RIDGE,
+) -> tuple[float, float]:
+    """Re-fit `conv` (and fold the intercept) so conv(x) matches `target` over the (x, target[, weight]).
+
+    `target` is the teacher's convolution output for the channels `conv` keeps; an optional weight
+    (N, 1, H, W) per output position makes it a weighted fit. Returns the relative squared error
+    (weighted alike) before and after the fit.
+    """
+    assert conv.groups == 1, "grouped convolutions are not re-fitted"
+    weight = conv.weight.reshape(conv.out_channels, -1).double()
+    d = weight.shape[1] + 1
+    gram = torch.zeros(d, d, dtype=torch.float64)
+    cross = torch.zeros(d, conv.out_channels, dtype=torch.float64)
+    target_energy = before = 0.0
+    bias = (
+        conv.bias.double() if conv.bias is not None else torch.zeros(conv.out_channels, dtype=torch.float64)
+    )
+    generator = torch.Generator().manual_seed(0)
+    for x, target, *weights in pairs:
+        rows = _patches(conv, x)
+        y = target.permute(0, 2, 3, 1).reshape(-1, conv.out_channels)
+        w = weights[0].permute(0, 2, 3, 1).reshape(-1, 1) if weights and weights[0] is not None else None
+        if rows.shape[0] > MAX_ROWS:  # high-resolution layers: a seeded sample of positions is plenty
+            pick = torch.randperm(rows.shape[0], generator=generator)[:MAX_ROWS]
+            rows, y = rows[pick], y[pick]
+            w = w[pick] if w is not None else None
+        rows = torch.cat([rows, torch.ones(rows.shape[0], 1)], 1)
+        if w is not None:  # weighted least squares: scale each row by the square root of its weight
+            rows, y = rows * w.sqrt(), y * w.sqrt()
+        gram += (rows.T @ rows).double()  # float32 products, float64 sums across batches
+        cross += (rows.T @ y).double()
+        y = y.double()
+        target_energy += float((y - y.mean(0)).square().sum())
+        before += float((rows.double() @ torch.cat([weight.T, bias.view(1, -1)], 0) - y).square().sum())
+    # Ridge towards today's weights (not towards zero): where the data say little, nothing moves.
+    current = torch.cat([weight.T, bias.view(1, -1)], 0)
+    strength = ridge * float(torch.diagonal(gram)[:-1].mean())
+    penalty = torch.full((d,), strength, dtype=torch.float64)
+    penalty[-1] = 0.0
+    solution = torch.linalg.solve(gram + torch.diag(penalty), cross + penalty.view(-1, 1) * current)
+
+    # Residual energy from the normal equations: sum (Xw - y)^2 = w'Gw - 2 w'c + y'y; computed as the
+    # difference against the old weights so y'y is not needed.
+    def residual(w: torch.Tensor) -> float:
+        return float((w * (gram @ w)).sum() - 2 * (w * cross).sum())
+
+    after = before + residual(solution) - residual(current)
+    new_weight, intercept = solution[:-1].T, solution[-1]
+    conv.weight.copy_(new_weight.reshape_as(conv.weight).to(conv.weight.dtype))
+    if conv.bias is not None:
+        conv.bias.copy_(intercept.to(conv.bias.dtype))
+    elif bn is not None:
+        bn.running_mean.sub_(intercept.to(bn.running_mean.dtype))
+    else:
+        conv.bias = nn.Parameter(intercept.to(conv.weight.dtype), requires_grad=False)
+    scale = max(target_energy, 1e-12)
+    return before / scale, max(after, 0.0) / scale
+
+
+def _units(s_layer: nn.Module, t_layer: nn.Module) -> list[tuple[nn.Module, nn.Module, int | None]]:
+    """(student part, teacher part, index of its input) fitted one after the other within a layer.
+
+    Detect's box and class branches are independent chains, each reading one pyramid level: fitting them
+    one chain at a time re-runs a chain, not the whole head, for every convolution.
+    """
+    if all(hasattr(s_layer, a) for a in ("cv2", "cv3", "nl")):
+        return [
+            (getattr(s_layer, branch)[i], getattr(t_layer, branch)[i], i)
+            for i in range(s_layer.nl)
+            for branch in ("cv2", "cv3")
+        ]
+    return [(s_layer, t_layer, None)]
+
+
+@torch.no_grad()
+def _confidence(head: nn.Module, level: int, inputs: list[torch.Tensor]) -> list[torch.Tensor]:
+    """Per position of one pyramid level, the teacher's top class probability plus a floor.
+
+    Detect's branches keep their level's grid, so these weights make every head fit concentrate on the
+    anchors where the teacher sees objects, as the mAP does, without ignoring the background.
+    """
+    return [head.cv3[level](x).sigmoid().amax(1, keepdim=True) + CONFIDENCE_FLOOR for x in inputs]
+
+
+def batchnorm_after(model: nn.Module) -> dict[nn.Conv2d, nn.BatchNorm2d]:
+    """Each Ultralytics Conv's nn.Conv2d mapped to the BatchNorm that follows it."""
+    return {
+        m.conv: m.bn
+        for m in model.modules()
+        if isinstance(getattr(m, "conv", None), nn.Conv2d)
+        and isinstance(getattr(m, "bn", None), nn.BatchNorm2d)
+    }
+
+
+@torch.no_grad()
+def reconstruct(
+    student: nn.Module,
+    teacher: nn.Module,
+    batches: Sequence[torch.Tensor],
+    kept_out: dict[str, torch.Tensor],
+    *,
+    ridge: float = RIDGE,
+    progress: Callable[[float], None] | None = None,
+) -> list[ConvFit]:
+    """Re-fit every convolution of `student` downstream of a change, in execution order, against `teacher`.
+
+    `student` is `teacher` with channels removed (same module names); `kept_out[name]` lists, for each
+    pruned Conv2d, which of the teacher's output channels it kept. Detect's DFL is left as it is.
+    """
+    student.eval()
+    teacher.eval()
+    names = {m: n for n, m in student.named_modules()}
+    teacher_modules = dict(teacher.named_modules())
+    norms = batchnorm_after(student)
+    head = student.model[-1]
+    frozen = set(head.dfl.modules()) if hasattr(head, "dfl") else set()
+    s_cache, t_cache = LayerCache(student, batches), LayerCache(teacher, batches)
+    fits: list[ConvFit] = []
+    changed = False
+    layers = len(student.model)
+    for index in range(layers):
+        s_layer, t_layer = student.model[index], teacher.model[index]
+        changed = changed or any(
+            m.weight.shape != teacher_modules[names[m]].weight.shape
+            for m in s_layer.modules()
+            if isinstance(m, nn.Conv2d)
+        )
+        if changed:
+            for s_unit, t_unit, pick in _units(s_layer, t_layer):
+
+                def unit_inputs(cache: LayerCache, b: int, pick=pick):
+                    inputs = cache.inputs(b)
+                    return inputs if pick is None else inputs[pick]
+
+                convs = execution_order(s_unit, unit_inputs(s_cache, 0), skip=lambda m: m in frozen)
+                t_inputs = [unit_inputs(t_cache, b) for b in range(len(batches))]
+                targets = _teacher_outputs(t_unit, t_inputs, [teacher_modules[names[c]] for c in convs])
+                weights = _confidence(t_layer, pick, t_inputs) if pick is not None else None
+                for conv, target in zip(convs, targets, strict=True):
+                    keep = kept_out.get(names[conv])
+
+                    def pairs(
+                        conv=conv,
+                        target=target,
+                        keep=keep,
+                        s_unit=s_unit,
+                        unit_inputs=unit_inputs,
+                        weights=weights,
+                    ):
+                        for b in range(len(batches)):
+                            x = _capture(s_unit, unit_inputs(s_cache, b), conv, output=False)
+                            y = target[b] if keep is None else target[b][:, keep]
+                            yield x, y, (weights[b] if weights is not None else None)
+
+                    before, after = refit_conv(conv, norms.get(conv), pairs(), ridge)
+                    fits.append(ConvFit(names[conv], before, after))
+        s_cache.advance()
+        t_cache.advance()
+        if progress:
+            progress((index + 1) / layers)
+    return fits

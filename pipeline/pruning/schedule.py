@@ -1,0 +1,125 @@
+"""Data-aware pruning: measure, cut, reconstruct, in a few small steps to the MACs target.
+
+Each step (1) measures every channel group's cost on calibration images (`selection`), (2) removes the
+cheapest channels globally until the step's MACs target, with Torch-Pruning's DepGraph doing the surgery
+(`groups`), and (3) re-fits every downstream convolution to the unpruned teacher (`reconstruct`). The
+steps are geometric in MACs, so each one starts from a repaired model and its measurements stay local.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from copy import deepcopy
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from pipeline.checkpoints import count_params, gflops
+from pipeline.pruning.groups import GroupPruner
+from pipeline.pruning.reconstruct import ConvFit, reconstruct
+from pipeline.pruning.selection import OutputDistortion, allocate, channel_stats, measure_groups
+
+SENSITIVITY_IMAGES = 8  # images the group costs are measured on
+SENSITIVITY_SCALE = 0.5  # ... at half the input size: 4x cheaper, and the ranking of groups holds
+STATS_IMAGES = 8  # images for the activation statistics and the MACs per layer
+
+
+@dataclass
+class Outcome:
+    """The last reconstruction's fits, and which of the teacher's output channels each Conv2d kept."""
+
+    fits: list[ConvFit]
+    kept: dict[str, torch.Tensor]
+
+    def kept_features(self, model: nn.Module) -> list[list[int]]:
+        """For each layer the Detect head reads (P3/P4/P5), the teacher channels its output kept."""
+        kept = []
+        for index in model.model[-1].f:
+            layer = model.model[index]
+            name = f"model.{index}.cv2.conv" if hasattr(layer, "cv2") else f"model.{index}.conv"
+            kept.append(self.kept[name].tolist())
+        return kept
+
+
+@dataclass(frozen=True)
+class Guards:
+    """Which channels may go at all (see core.PruneOptions)."""
+
+    max_layer_ratio: float
+    min_channels: int
+    round_to: int
+
+
+def prune_and_reconstruct(
+    model: nn.Module,
+    ignored: list[nn.Module],
+    batches: Sequence[torch.Tensor],
+    keep: float,
+    guards: Guards,
+    *,
+    imgsz: int,
+    steps: int,
+    unit: str = "macs",
+    progress: Callable[[str, float], None] | None = None,
+) -> Outcome:
+    """Prune `model` in place to `keep` of its GFLOPs (or parameters) in `steps` steps.
+
+    `batches` are letterboxed calibration images (N, 3, imgsz, imgsz) in 0..1.
+    """
+    model.eval()
+    teacher = deepcopy(model)
+    example = batches[0][:1]
+    pruner = GroupPruner(model, example, ignored)
+
+    def size() -> float:
+        return gflops(model, imgsz) if unit == "macs" else float(count_params(model))
+
+    start = size()
+    sensitivity = [
+        F.interpolate(b, scale_factor=SENSITIVITY_SCALE, mode="area")
+        for b in _images(batches, SENSITIVITY_IMAGES)
+    ]
+    statistics = _images(batches, STATS_IMAGES)
+    fits: list[ConvFit] = []
+    for step in range(1, steps + 1):
+        goal = keep ** (step / steps)
+        stats = channel_stats(model, statistics)
+        conv_total = sum(
+            s.macs if unit == "macs" else s.params_per_pair * s.cin * s.cout for s in stats.shapes.values()
+        )
+        now = size() / start
+        # Convolutions are nearly all of the GFLOPs and weights; scale the step's cut to theirs.
+        to_remove = conv_total * (1 - goal / now)
+        distortion = OutputDistortion(model, teacher, sensitivity)
+        plans = measure_groups(
+            pruner.groups(),
+            stats,
+            distortion,
+            pruner.names,
+            pruner.initial,
+            max_ratio=guards.max_layer_ratio,
+            min_channels=guards.min_channels,
+            round_to=guards.round_to,
+            progress=(lambda f, s=step: progress(f"step {s}/{steps}: measuring", f)) if progress else None,
+        )
+        cuts = allocate(plans, stats, to_remove, guards.round_to, unit)
+        for plan in plans:
+            pruner.remove(plan.group, cuts[id(plan)])
+        fits = reconstruct(
+            model,
+            teacher,
+            batches,
+            pruner.kept,
+            progress=(lambda f, s=step: progress(f"step {s}/{steps}: reconstructing", f))
+            if progress
+            else None,
+        )
+    return Outcome(fits, pruner.kept)
+
+
+def _images(batches: Sequence[torch.Tensor], count: int) -> list[torch.Tensor]:
+    """The first `count` images of `batches`, as batches of at most 4."""
+    images = torch.cat(list(batches))[:count]
+    return list(images.split(4))

@@ -1,0 +1,312 @@
+"""Data-aware channel selection: what removing channels costs the detector's outputs, and where to cut.
+
+Two measurements on calibration images, no labels:
+
+- **Within a group**, a channel's cost is the share of its consumers' output variance it carries:
+  sum over consumers of ||W[:, c]||^2 * Var(x_c), relative to that consumer's total. Only the variance
+  counts because the constant part of a removed channel is folded into the consumer's bias by the
+  reconstruction (a channel with a large constant activation is cheap to remove, not expensive).
+- **Across groups**, the cost of removing a fraction of a group is measured, not assumed: its cheapest
+  channels are replaced by their mean (what removal plus the folded intercept does) and the change of the
+  head's outputs against the unpruned teacher is scored (`head_distortion`: class and DFL box KL where
+  the teacher sees objects). Layers differ by orders of magnitude in this sensitivity, which weight norms
+  and per-layer reconstruction errors do not show.
+
+Channels are then allocated greedily: the next cut is always the one with the least measured cost per
+MAC saved, within the caps (`max_layer_ratio`, `min_channels`, `round_to`).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from pipeline.pruning.groups import ChannelGroup
+from pipeline.pruning.reconstruct import layer_inputs
+
+FRACTIONS = (0.5,)  # fractions of a group's removable channels whose cost is measured
+
+
+@dataclass
+class ConvShape:
+    """What a Conv2d costs per (input channel x output channel): MACs at its output resolution, weights."""
+
+    per_pair: int
+    cin: int
+    cout: int
+    params_per_pair: int = 1
+
+    @property
+    def macs(self) -> int:
+        return self.per_pair * self.cin * self.cout
+
+
+@dataclass
+class ChannelStats:
+    """Per Conv2d: its input channels' mean and variance over the calibration images, and its cost."""
+
+    mean: dict[nn.Conv2d, torch.Tensor] = field(default_factory=dict)
+    var: dict[nn.Conv2d, torch.Tensor] = field(default_factory=dict)
+    shapes: dict[nn.Conv2d, ConvShape] = field(default_factory=dict)
+
+
+@torch.no_grad()
+def channel_stats(model: nn.Module, batches: Sequence[torch.Tensor]) -> ChannelStats:
+    """Input-channel statistics and MAC costs of every Conv2d in `model`."""
+    sums: dict[nn.Conv2d, list] = {}
+    stats = ChannelStats()
+
+    def hook(conv, args, out):
+        x = args[0].double()
+        count = x.shape[0] * x.shape[2] * x.shape[3]
+        total = sums.setdefault(conv, [0, 0.0, 0.0])
+        total[0] += count
+        total[1] = total[1] + x.sum((0, 2, 3))
+        total[2] = total[2] + x.square().sum((0, 2, 3))
+        kh, kw = conv.kernel_size
+        stats.shapes[conv] = ConvShape(
+            kh * kw * out.shape[2] * out.shape[3] // conv.groups,
+            conv.in_channels,
+            conv.out_channels,
+            kh * kw // conv.groups,
+        )
+
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+    hooks = [c.register_forward_hook(hook) for c in convs]
+    try:
+        for batch in batches:
+            model(batch)
+    finally:
+        for h in hooks:
+            h.remove()
+    for conv, (count, s, sq) in sums.items():
+        mean = s / count
+        stats.mean[conv] = mean.float()
+        stats.var[conv] = (sq / count - mean.square()).clamp(min=0).float()
+    return stats
+
+
+def local_costs(group: ChannelGroup, stats: ChannelStats) -> torch.Tensor:
+    """Per channel of `group`: the share of its consumers' output variance it carries (summed)."""
+    cost = torch.zeros(group.size)
+    for conv, (inputs, channels) in group.consumers.items():
+        energy = conv.weight.detach().float().square().sum((0, 2, 3)) * stats.var[conv]
+        cost.index_add_(0, channels, energy[inputs] / energy.sum().clamp(min=1e-12))
+    return cost
+
+
+def layer_index(name: str) -> int:
+    """Index in model.model of a module named 'model.<i>.…'."""
+    match = re.match(r"model\.(\d+)", name)
+    if not match:
+        raise ValueError(f"not a layer of a DetectionModel: {name}")
+    return int(match.group(1))
+
+
+class OutputDistortion:
+    """The head's distillation loss against the teacher when part of the model is perturbed.
+
+    All layer outputs of the unperturbed student are cached once, so a perturbation at layer i only
+    re-runs layers i and later.
+    """
+
+    def __init__(self, student: nn.Module, teacher: nn.Module, batches: Sequence[torch.Tensor]):
+        self.student = student
+        with torch.no_grad():
+            self.targets = [teacher(b)[1] for b in batches]
+            self.outputs = [self._all_outputs(b) for b in batches]
+        self.baseline = self._loss(lambda b: self.outputs[b][-1][1])
+
+    def _all_outputs(self, batch: torch.Tensor) -> list:
+        outputs: list = []
+        x = batch
+        for layer in self.student.model:
+            x = layer(layer_inputs(layer, outputs, x))
+            outputs.append(x)
+        return outputs
+
+    def _loss(self, head_output: Callable[[int], dict]) -> float:
+        total = 0.0
+        for b, target in enumerate(self.targets):
+            total += float(head_distortion(head_output(b), target))
+        return total / len(self.targets)
+
+    @torch.no_grad()
+    def from_layer(self, start: int) -> float:
+        """The loss when layers `start` and later are re-run (perturbed by hooks the caller set)."""
+
+        def rerun(b: int) -> dict:
+            outputs = list(self.outputs[b][:start])
+            x = outputs[-1] if outputs else None
+            for layer in self.student.model[start:]:
+                x = layer(layer_inputs(layer, outputs, x))
+                outputs.append(x)
+            return x[1]
+
+        return self._loss(rerun) - self.baseline
+
+
+def head_distortion(student: dict[str, torch.Tensor], teacher: dict[str, torch.Tensor]) -> torch.Tensor:
+    """How far the student's head outputs are from the teacher's where the teacher sees objects.
+
+    Per anchor: KL of the class probabilities (per-class Bernoulli) plus the DFL box KL, averaged with the
+    teacher's top class probability as the weight, the anchors that make up the mAP. The unweighted
+    distillation loss is dominated by the thousands of background anchors.
+    """
+    t_prob = teacher["scores"].float().sigmoid().clamp(1e-6, 1 - 1e-6)
+    s_prob = student["scores"].float().sigmoid().clamp(1e-6, 1 - 1e-6)
+    cls = (t_prob * (t_prob / s_prob).log() + (1 - t_prob) * ((1 - t_prob) / (1 - s_prob)).log()).sum(1)
+    b, _, anchors = student["boxes"].shape
+    s_bins = student["boxes"].float().view(b, 4, -1, anchors).log_softmax(2)
+    t_bins = teacher["boxes"].float().view(b, 4, -1, anchors).log_softmax(2)
+    box = (t_bins.exp() * (t_bins - s_bins)).sum(2).mean(1)
+    weight = t_prob.amax(1)
+    return ((cls + box) * weight).sum() / weight.sum().clamp(min=1e-6)
+
+
+def mean_replaced(group: ChannelGroup, channels: list[int], stats: ChannelStats):
+    """Forward pre-hooks that feed each consumer the mean of `channels` instead of their activations."""
+
+    def make(conv: nn.Conv2d, idx: torch.Tensor):
+        mean = stats.mean[conv][idx].view(1, -1, 1, 1)
+
+        def hook(_mod, args):
+            x = args[0].clone()
+            x[:, idx] = mean
+            return (x,)
+
+        return hook
+
+    handles = []
+    chosen = torch.tensor(channels)
+    for conv, (inputs, roots) in group.consumers.items():
+        idx = inputs[torch.isin(roots, chosen)]
+        handles.append(conv.register_forward_pre_hook(make(conv, idx)))
+    return handles
+
+
+@dataclass
+class GroupPlan:
+    """A group, its channels cheapest first, how many it may lose, and the measured cost curve."""
+
+    group: ChannelGroup
+    order: list[int]
+    removable: int
+    curve: list[tuple[int, float]]  # (channels removed, distortion), starting at (0, 0)
+
+    def cost(self, removed: int) -> float:
+        """Piecewise-linear in the measured points, extrapolated with the last slope."""
+        points = self.curve
+        for (n0, d0), (n1, d1) in itertools.pairwise(points):
+            if removed <= n1:
+                return d0 + (d1 - d0) * (removed - n0) / max(n1 - n0, 1)
+        (n0, d0), (n1, d1) = points[-2], points[-1]
+        return d1 + (d1 - d0) * (removed - n1) / max(n1 - n0, 1)
+
+
+def removable_channels(size: int, initial: int, max_ratio: float, min_channels: int, round_to: int) -> int:
+    """How many of a group's `size` channels may still go: it keeps at least (1 - max_ratio) of its
+    `initial` channels, never fewer than min_channels, and a multiple of round_to."""
+    if initial <= min_channels:
+        return 0
+    floor = max(math.ceil(initial * (1 - max_ratio)), min_channels)
+    floor = -(-floor // round_to) * round_to
+    return max(size - floor, 0)
+
+
+def measure_groups(
+    groups: Sequence[ChannelGroup],
+    stats: ChannelStats,
+    distortion: OutputDistortion,
+    names: dict[nn.Module, str],
+    initial: dict[nn.Conv2d, int],
+    *,
+    max_ratio: float,
+    min_channels: int,
+    round_to: int,
+    progress: Callable[[float], None] | None = None,
+) -> list[GroupPlan]:
+    """Each group's channels ranked by local cost, and its measured distortion at FRACTIONS removed."""
+    plans = []
+    for k, group in enumerate(groups):
+        removable = removable_channels(group.size, initial[group.root], max_ratio, min_channels, round_to)
+        order = local_costs(group, stats).argsort().tolist()
+        curve = [(0, 0.0)]
+        if removable:
+            start = min(layer_index(names[c]) for c in group.consumers)
+            for fraction in FRACTIONS:
+                n = max(round_to, round(removable * fraction / round_to) * round_to)
+                n = min(n, removable)
+                if n <= curve[-1][0]:
+                    continue
+                handles = mean_replaced(group, order[:n], stats)
+                try:
+                    curve.append((n, max(distortion.from_layer(start), 0.0)))
+                finally:
+                    for h in handles:
+                        h.remove()
+        plans.append(GroupPlan(group, order, removable, curve))
+        if progress:
+            progress((k + 1) / len(groups))
+    return plans
+
+
+def allocate(
+    plans: Sequence[GroupPlan], stats: ChannelStats, to_remove: float, round_to: int, unit: str = "macs"
+) -> dict:
+    """Channels to cut per group: greedy by measured distortion per MAC (or parameter) saved, until
+    `to_remove` conv MACs (or weights) are gone.
+
+    Costs are tracked per convolution (input x output channels), so cutting both sides of a convolution
+    is counted once.
+    """
+
+    def per_pair(conv: nn.Conv2d) -> int:
+        shape = stats.shapes[conv]
+        return shape.per_pair if unit == "macs" else shape.params_per_pair
+
+    cin = {conv: s.cin for conv, s in stats.shapes.items()}
+    cout = {conv: s.cout for conv, s in stats.shapes.items()}
+    removed = {id(p): 0 for p in plans}
+
+    def saving(plan: GroupPlan) -> float:
+        total = 0.0
+        for conv in plan.group.producers:
+            total += per_pair(conv) * cin[conv] * round_to
+        for conv, (inputs, _) in plan.group.consumers.items():
+            total += per_pair(conv) * cout[conv] * round_to * _fan(plan, inputs)
+        return total
+
+    saved = 0.0
+    while saved < to_remove:
+        best, best_score = None, math.inf
+        for plan in plans:
+            n = removed[id(plan)]
+            if n + round_to > min(plan.removable, plan.curve[-1][0]):  # never beyond what was measured
+                continue
+            gain = saving(plan)
+            if gain <= 0:
+                continue
+            score = (plan.cost(n + round_to) - plan.cost(n)) / gain
+            if score < best_score:
+                best, best_score = plan, score
+        if best is None:
+            break
+        saved += saving(best)
+        removed[id(best)] += round_to
+        for conv in best.group.producers:
+            cout[conv] -= round_to
+        for conv, (inputs, _) in best.group.consumers.items():
+            cin[conv] -= round_to * _fan(best, inputs)
+    return {id(p): p.order[: removed[id(p)]] for p in plans}
+
+
+def _fan(plan: GroupPlan, inputs: torch.Tensor) -> int:
+    """How many inputs of one consumer each channel of the group reaches (4 in SPPF's last conv)."""
+    return len(inputs) // plan.group.size
