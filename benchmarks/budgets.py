@@ -15,8 +15,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from benchmarks.results import Result
-from pipeline.errors import InputError
-from pipeline.yamlfile import read_yaml_mapping
+from core.errors import InputError
+from core.yamlfile import read_yaml_mapping
 
 Statistic = Literal["p50", "p90", "p95", "p99", "mean", "max"]
 CRITERIA = (

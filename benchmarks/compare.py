@@ -18,7 +18,7 @@ import numpy as np
 import typer
 
 from benchmarks.results import Result, load_results
-from pipeline.errors import CheckFailed
+from core.errors import CheckFailed
 
 ALPHA = 0.01
 MIN_EFFECT = 0.03
@@ -169,7 +169,7 @@ def compare_command(
     ] = MAX_MAP_DROP,
 ) -> None:
     """Per target: did latency change beyond noise, did mAP or size change; exit 1 on a regression."""
-    from pipeline.console import console
+    from core.console import console
 
     comparisons, unpaired = compare_results(
         load_results(base), load_results(new), alpha, min_effect, max_map_drop

@@ -101,7 +101,7 @@ def history_command(
     last: Annotated[int, typer.Option("--last", min=1, help="at most this many results, newest first")] = 20,
 ) -> None:
     """Show past benchmark results from the local history (EDGEPIPE_HISTORY overrides its location)."""
-    from pipeline.console import console
+    from core.console import console
 
     results = query_results(device, target, last)
     if not results:

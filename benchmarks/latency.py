@@ -14,8 +14,9 @@ from typing import TYPE_CHECKING
 import cv2
 import numpy as np
 
-from benchmarks.accuracy import letterbox, postprocess, to_tensor
+from benchmarks.accuracy import postprocess
 from benchmarks.results import LatencyStats
+from core.letterbox import letterbox, to_tensor
 
 if TYPE_CHECKING:
     from targets.base import Runner

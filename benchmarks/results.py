@@ -8,8 +8,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from pipeline.artifacts import write_json_atomic
-from pipeline.errors import InputError
+from core.artifacts import write_json_atomic
+from core.errors import InputError
 
 SCHEMA_VERSION = 1
 

@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 
 from benchmarks import compare, history
-from pipeline.console import console, user_errors
+from core.console import console, user_errors
 from pipeline.data import synth
 from pipeline.fleet.commands import fleet_app
 from pipeline.stages import benchmark, build, export, finetune, gate, prune, report, search

@@ -12,7 +12,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
-from pipeline.errors import InputError
+from core.errors import InputError
+from core.yamlfile import read_yaml_mapping
 from pipeline.stages.base import Section
 from pipeline.stages.benchmark import BenchConfig
 from pipeline.stages.build import BuildEntry
@@ -22,7 +23,6 @@ from pipeline.stages.gate import GateConfig
 from pipeline.stages.prune import PruneConfig
 from pipeline.stages.report import ReportConfig
 from pipeline.stages.search import SearchConfig
-from pipeline.yamlfile import read_yaml_mapping
 
 
 class SynthData(Section):

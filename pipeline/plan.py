@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import partial
 from pathlib import Path
 
-from pipeline.artifacts import Artifact
+from core.artifacts import Artifact
 from pipeline.config import PipelineConfig, SynthSource
 from pipeline.runner import StagePlan
 from pipeline.stages import benchmark, build, export, finetune, gate, prune, report, search

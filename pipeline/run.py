@@ -7,11 +7,11 @@ from pathlib import Path
 
 from rich.console import Console
 
-from pipeline.artifacts import Artifact
-from pipeline.checkpoints import load_detection_model
+from core.artifacts import Artifact
+from core.checkpoints import load_detection_model
+from core.console import console as shared_console
+from core.errors import EXIT_CHECK_FAILED, EXIT_OK
 from pipeline.config import PipelineConfig, SynthSource, load_config
-from pipeline.console import console as shared_console
-from pipeline.errors import EXIT_CHECK_FAILED, EXIT_OK
 from pipeline.plan import make_plans
 from pipeline.runner import Runner, StageOutcome, StagePlan, WorkDir
 from pipeline.stages.base import RunSettings

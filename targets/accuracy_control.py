@@ -15,7 +15,8 @@ import numpy as np
 def map_on_images(
     infer: Callable[[np.ndarray], np.ndarray], images: list[Path], names: dict[int, str], imgsz: int
 ) -> float:
-    from benchmarks.accuracy import coco_detections, coco_ground_truth, coco_map, postprocess, preprocess
+    from benchmarks.accuracy import coco_detections, coco_ground_truth, coco_map, postprocess
+    from core.letterbox import preprocess
 
     detections, shapes = [], []
     for image in images:
@@ -29,7 +30,8 @@ def validation_dataset(val_yaml: str | Path, imgsz: int):
     """The val split's image paths as an nncf.Dataset; NNCF's own inference gets letterboxed tensors."""
     import nncf
 
-    from benchmarks.accuracy import labelled_images, preprocess
+    from benchmarks.accuracy import labelled_images
+    from core.letterbox import preprocess
 
     images, _, _ = labelled_images(Path(val_yaml), "val")
     return nncf.Dataset(images, lambda path: preprocess([path], imgsz)[0])

@@ -15,11 +15,11 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from pipeline.errors import InputError
+from core.errors import InputError
 
 if TYPE_CHECKING:
-    from pipeline.artifacts import Artifact
-    from pipeline.data.calibration import CalibrationSet
+    from core.artifacts import Artifact
+    from core.calibration import CalibrationSet
 
 
 @dataclass(frozen=True)

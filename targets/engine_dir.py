@@ -13,13 +13,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pipeline.artifacts import ARTIFACT_FILE, Artifact, now_iso, sha256_file, sha256_path, write_json_atomic
-from pipeline.errors import InputError
+import core
+from core.artifacts import ARTIFACT_FILE, Artifact, now_iso, sha256_file, sha256_path, write_json_atomic
+from core.errors import InputError
 
 if TYPE_CHECKING:
     import onnx
 
-    from pipeline.data.calibration import CalibrationSet
+    from core.calibration import CalibrationSet
     from targets.base import BuildInputs
 
 # Keys edgepipe adds to the ONNX metadata next to Ultralytics' own (names, imgsz, stride, batch...).
@@ -95,8 +96,6 @@ def write_engine_artifact(
     extra: dict[str, Any] | None = None,
 ) -> Artifact:
     """Write `artifact.json` (the engine directory contract) and return the directory's Artifact."""
-    import pipeline
-
     files = sorted(p for p in out_dir.rglob("*") if p.is_file() and p.name != ARTIFACT_FILE)
     meta: dict[str, Any] = {
         "kind": "engine",
@@ -118,7 +117,7 @@ def write_engine_artifact(
         "calibration": calibration.record() if calibration is not None else None,
         "params": facts.params,
         "gflops": facts.gflops,
-        "versions": {"edgepipe": pipeline.__version__, "python": platform.python_version(), **versions},
+        "versions": {"edgepipe": core.__version__, "python": platform.python_version(), **versions},
         "options": options,
         "files_sha256": {p.relative_to(out_dir).as_posix(): sha256_file(p) for p in files},
         "created_at": now_iso(),

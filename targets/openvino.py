@@ -14,14 +14,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from pipeline.errors import InputError
+from core.errors import InputError
 from targets.base import BuildInputs, RunOptions, library_status
 from targets.engine_dir import model_path, onnx_facts, write_engine_artifact
 from targets.head import head_postprocess_nodes
 
 if TYPE_CHECKING:
-    from pipeline.artifacts import Artifact
-    from pipeline.data.calibration import CalibrationSet
+    from core.artifacts import Artifact
+    from core.calibration import CalibrationSet
 
 MODEL_FILE = "model.xml"
 # The hint each engine compiles with; int8 names the precision of its float parts.

@@ -27,16 +27,16 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from pipeline.artifacts import ARTIFACT_FILE, read_artifact_dir, sha256_file, write_atomic
-from pipeline.errors import BackendUnavailable, InputError
+from core.artifacts import ARTIFACT_FILE, read_artifact_dir, sha256_file, write_atomic
+from core.errors import BackendUnavailable, InputError
 from targets.base import BuildInputs, RunOptions
 from targets.cuda_memory import cuda_library
 from targets.engine_dir import model_path, onnx_facts, write_engine_artifact
 from targets.qdq import QdqScheme, quantize_qdq
 
 if TYPE_CHECKING:
-    from pipeline.artifacts import Artifact
-    from pipeline.data.calibration import CalibrationSet
+    from core.artifacts import Artifact
+    from core.calibration import CalibrationSet
 
 MODEL_FILE = "model.engine"
 QDQ_FILE = "model.qdq.onnx"

@@ -13,12 +13,11 @@ from benchmarks.accuracy import (
     coco_map,
     evaluate,
     labelled_images,
-    letterbox,
-    load_image,
     postprocess,
 )
-from pipeline.data.dataset import load_dataset, read_labels
-from pipeline.errors import InputError
+from core.dataset import load_dataset, read_labels
+from core.errors import InputError
+from core.letterbox import letterbox, load_image
 
 README_MAP = {"coco128-val2017": 0.433, "coco128": 0.465}  # Ultralytics 8.4.190 val, ../shared/README.md
 

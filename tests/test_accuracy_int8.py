@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from pipeline.artifacts import read_artifact_dir, sha256_file
-from pipeline.data.calibration import CalibrationSet
-from pipeline.errors import InputError
+from core.artifacts import read_artifact_dir, sha256_file
+from core.calibration import CalibrationSet
+from core.errors import InputError
 from targets.accuracy_int8.search import Step, chosen_step, float_layer_schedule, run_steps
 
 IMGSZ = 64
@@ -29,7 +29,7 @@ def confident_onnx(tmp_path_factory) -> Path:
     import torch
     from conftest import tiny_detection_model
 
-    from pipeline.checkpoints import save_checkpoint
+    from core.checkpoints import save_checkpoint
     from pipeline.stages.export import export_onnx
 
     model = tiny_detection_model()
@@ -45,8 +45,9 @@ def confident_onnx(tmp_path_factory) -> Path:
 def self_labelled_val(confident_onnx: Path, synth_dataset: Path, tmp_path_factory) -> Path:
     """data.yaml over the synthetic images, labelled with the FP32 model's most confident detections
     (one confidence threshold for all images, so FP32 ranks every label above every other box)."""
-    from benchmarks.accuracy import postprocess, preprocess
-    from pipeline.data.dataset import load_dataset
+    from benchmarks.accuracy import postprocess
+    from core.dataset import load_dataset
+    from core.letterbox import preprocess
     from targets.base import RunOptions
     from targets.onnxruntime import OnnxRuntimeRunner
 
@@ -121,7 +122,7 @@ def test_onnxruntime_bound_of_one_stops_at_full_int8(
 ):
     """Through the build stage as `edgepipe run` calls it, with the val data from the run settings."""
     from benchmarks.accuracy import evaluate
-    from pipeline.artifacts import Artifact
+    from core.artifacts import Artifact
     from pipeline.stages import build
     from pipeline.stages.base import RunSettings, StageContext
     from targets.base import RunOptions, get_target

@@ -6,8 +6,8 @@ import pytest
 
 from benchmarks.history import HISTORY_ENV, query_results
 from benchmarks.results import load_results
-from pipeline.artifacts import Artifact, sha256_file
-from pipeline.errors import InputError
+from core.artifacts import Artifact, sha256_file
+from core.errors import InputError
 from pipeline.stages.base import RunSettings, StageContext
 from pipeline.stages.benchmark import BenchConfig, bench_artifact, command, parse_batches, run
 

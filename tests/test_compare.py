@@ -8,7 +8,7 @@ from factories import make_result
 
 from benchmarks.compare import compare_command, compare_results, latency_change
 from benchmarks.results import save_results
-from pipeline.errors import CheckFailed
+from core.errors import CheckFailed
 
 
 def lognormal(median: float, seed: int, n: int = 300, spread: float = 0.08) -> list[float]:

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from core.errors import InputError
 from pipeline.config import SynthSource, load_config
-from pipeline.errors import InputError
 
 
 def write(tmp_path: Path, config: dict) -> Path:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from pipeline.errors import InputError
+from core.errors import InputError
 from pipeline.stages.finetune import FinetuneConfig, command, finetune
 
 IMGSZ = 64
@@ -21,7 +21,7 @@ def teacher_and_pruned(tmp_path_factory, synth_dataset) -> tuple[Path, Path]:
     """A tiny 6-class model (the synthetic dataset's classes) and a copy pruned to 60% of its MACs."""
     from conftest import tiny_detection_model
 
-    from pipeline.checkpoints import save_checkpoint
+    from core.checkpoints import save_checkpoint
     from pipeline.stages.prune import PruneConfig, prune_checkpoint
 
     folder = tmp_path_factory.mktemp("finetune")
@@ -32,7 +32,7 @@ def teacher_and_pruned(tmp_path_factory, synth_dataset) -> tuple[Path, Path]:
 
 
 def _params(path: Path) -> int:
-    from pipeline.checkpoints import count_params, load_detection_model
+    from core.checkpoints import count_params, load_detection_model
 
     return count_params(load_detection_model(path))
 

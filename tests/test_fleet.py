@@ -23,7 +23,7 @@ import psutil
 import pytest
 import yaml
 
-from pipeline.errors import InputError
+from core.errors import InputError
 from pipeline.fleet.matrix import load_matrix
 from pipeline.fleet.resources import cell_resources, device_kind, node_kind, node_resources
 
@@ -94,8 +94,8 @@ def test_matrix_errors_name_the_file_and_key(tmp_path: Path, tiny_checkpoint: Pa
 
 
 def test_shipped_calibration_sample_keeps_its_hash_and_labels_travel(synth_dataset: Path, tmp_path: Path):
-    from pipeline.data.calibration import CalibrationSet
-    from pipeline.data.dataset import load_dataset, read_labels
+    from core.calibration import CalibrationSet
+    from core.dataset import load_dataset, read_labels
     from pipeline.fleet.tasks import pack_dataset, unpack_dataset
 
     sample = CalibrationSet.from_dataset(synth_dataset, 64, size=8, seed=3)

@@ -11,8 +11,8 @@ from junitparser import Failure, JUnitXml
 from typer.testing import CliRunner
 
 from benchmarks.results import load_results, save_results
-from pipeline.artifacts import Artifact
-from pipeline.errors import EdgepipeError
+from core.artifacts import Artifact
+from core.errors import EdgepipeError
 from pipeline.stages import gate
 from pipeline.stages.base import RunSettings, StageContext
 

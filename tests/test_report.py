@@ -15,7 +15,7 @@ from factories import JETSON, cpu_results, make_result
 from PIL import Image
 
 from benchmarks.results import save_results
-from pipeline.artifacts import Artifact
+from core.artifacts import Artifact
 from pipeline.report.summary import pareto_front
 from pipeline.stages import report
 from pipeline.stages.base import RunSettings, StageContext

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.artifacts import MANIFEST_FILE, Artifact, sha256_path
-from pipeline.errors import EdgepipeError, InputError
+from core.artifacts import MANIFEST_FILE, Artifact, sha256_path
+from core.errors import EdgepipeError, InputError
 from pipeline.runner import Runner, StagePlan, WorkDir
 from pipeline.stages.base import RunSettings, Section, StageContext
 

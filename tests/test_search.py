@@ -10,8 +10,8 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
+from core.errors import EXIT_CHECK_FAILED, CheckFailed, InputError
 from pipeline.config import load_config
-from pipeline.errors import EXIT_CHECK_FAILED, CheckFailed, InputError
 from pipeline.search.budget_expr import parse_budget
 from pipeline.search.ladder import check_ladder, ladder
 from pipeline.search.select import CandidateTiming, monotone_fit, require_choice, select, upper_bound
@@ -150,8 +150,8 @@ def tiny_model(tmp_path_factory, synth_dataset) -> Path:
     """The tiny YOLOv8 with the synthetic dataset's classes, so that its mAP can be measured."""
     from conftest import tiny_detection_model
 
-    from pipeline.checkpoints import save_checkpoint
-    from pipeline.data.dataset import load_dataset
+    from core.checkpoints import save_checkpoint
+    from core.dataset import load_dataset
 
     names = load_dataset(synth_dataset).names
     model = tiny_detection_model(nc=len(names))

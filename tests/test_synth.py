@@ -10,10 +10,10 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from pipeline.artifacts import content_sha256
-from pipeline.data.dataset import label_path, load_dataset, read_labels
+from core.artifacts import content_sha256
+from core.dataset import label_path, load_dataset, read_labels
+from core.errors import InputError
 from pipeline.data.synth import CLASS_NAMES, command, generate_dataset, visible_boxes
-from pipeline.errors import InputError
 
 
 def test_same_seed_writes_identical_files(synth_dataset: Path, tmp_path: Path):

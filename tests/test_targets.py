@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.artifacts import ARTIFACT_FILE, Artifact, read_artifact_dir, sha256_path
-from pipeline.data.calibration import CalibrationSet
-from pipeline.errors import BackendUnavailable, InputError
+from core.artifacts import ARTIFACT_FILE, Artifact, read_artifact_dir, sha256_path
+from core.calibration import CalibrationSet
+from core.errors import BackendUnavailable, InputError
 from pipeline.stages.build import BuildEntry, build_engine
 from targets.base import RunOptions, get_target
 
@@ -43,7 +43,7 @@ def images(synth_dataset: Path) -> np.ndarray:
 def torch_output(tiny_checkpoint: Path, images: np.ndarray) -> np.ndarray:
     import torch
 
-    from pipeline.checkpoints import load_detection_model
+    from core.checkpoints import load_detection_model
 
     with torch.inference_mode():
         return load_detection_model(tiny_checkpoint)(torch.from_numpy(images))[0].numpy()

@@ -17,8 +17,8 @@ import numpy as np
 import typer
 import yaml
 
-from pipeline.artifacts import atomic_output
-from pipeline.errors import InputError
+from core.artifacts import atomic_output
+from core.errors import InputError
 
 CLASS_NAMES = ("circle", "square", "triangle", "star", "ring", "cross")
 YAML_MARKER = "# edgepipe synthetic shapes"
@@ -221,8 +221,8 @@ def command(
     from rich.progress import Progress
     from rich.table import Table
 
-    from pipeline.console import console
-    from pipeline.data.dataset import load_dataset, read_labels
+    from core.console import console
+    from core.dataset import load_dataset, read_labels
 
     with Progress(console=console, transient=True) as progress:
         task = progress.add_task("drawing images", total=images)

@@ -12,8 +12,8 @@ from typing import Annotated
 
 import typer
 
-from pipeline.console import console, user_errors
-from pipeline.errors import EXIT_BAD_INPUT, CheckFailed, EdgepipeError, InputError
+from core.console import console, user_errors
+from core.errors import EXIT_BAD_INPUT, CheckFailed, EdgepipeError, InputError
 
 fleet_app = typer.Typer(
     help="Benchmark a matrix of models x targets x devices on a Ray cluster of devices.",

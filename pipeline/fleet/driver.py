@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from pipeline.errors import InputError
+from core.errors import InputError
 from pipeline.fleet.matrix import Cell, Matrix
 from pipeline.fleet.resources import can_run, cell_resources, node_kind, node_targets, require_ray
 from pipeline.fleet.tasks import CellJob, pack_dataset, run_cell
@@ -81,7 +81,7 @@ def alive_nodes(ray: Any) -> list[dict[str, Any]]:
 
 def prepare_sources(matrix: Matrix, out_dir: Path, console: Console) -> dict[str, ModelSource]:
     """ONNX per model: as given, or exported from the checkpoint (once; reused while the checkpoint holds)."""
-    from pipeline.artifacts import sha256_file
+    from core.artifacts import sha256_file
 
     sources = {}
     for model in matrix.models:
@@ -162,7 +162,7 @@ class FleetDriver:
 
     def ship_inputs(self, todo: list[CellOutcome]) -> dict[str, Any]:
         """Object refs (or shared paths) of each ONNX, calibration sample and the val split, put once."""
-        from pipeline.data.calibration import CalibrationSet
+        from core.calibration import CalibrationSet
         from targets.engine_dir import onnx_facts
 
         ship = self.matrix.data_paths == "ship"

@@ -26,11 +26,11 @@ from typing import Any, Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 
-from pipeline.errors import InputError
+from core.errors import InputError
+from core.yamlfile import read_yaml_mapping
 from pipeline.stages.base import Section
 from pipeline.stages.benchmark import BenchConfig
 from pipeline.stages.build import BuildEntry
-from pipeline.yamlfile import read_yaml_mapping
 
 
 def _build_entries(value: Any) -> Any:

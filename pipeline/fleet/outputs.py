@@ -15,8 +15,8 @@ from pathlib import Path
 
 from benchmarks.budgets import Verdict, evaluate, load_budgets
 from benchmarks.results import Result, save_results
-from pipeline.artifacts import write_atomic, write_json_atomic
-from pipeline.errors import InputError
+from core.artifacts import write_atomic, write_json_atomic
+from core.errors import InputError
 from pipeline.fleet.driver import CellOutcome
 from pipeline.fleet.matrix import Matrix
 

@@ -11,7 +11,7 @@ import re
 from types import ModuleType
 from typing import Any
 
-from pipeline.errors import BackendUnavailable
+from core.errors import BackendUnavailable
 
 DEVICE_PREFIX = "device:"
 TARGET_PREFIX = "target:"

@@ -37,7 +37,7 @@ class DatasetBundle:
 
 def pack_dataset(data_yaml: Path, split: str, files: list[Path] | None = None) -> DatasetBundle:
     """`files` (default: the whole split) with their labels; names are prefixed to keep their order."""
-    from pipeline.data.dataset import label_path, load_dataset
+    from core.dataset import label_path, load_dataset
 
     dataset = load_dataset(data_yaml)
     chosen = sorted(files) if files is not None else dataset.images(split)

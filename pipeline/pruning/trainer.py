@@ -15,7 +15,7 @@ from pathlib import Path
 from torch import nn
 from ultralytics.models.yolo.detect import DetectionTrainer
 
-from pipeline.artifacts import write_atomic
+from core.artifacts import write_atomic
 from pipeline.pruning.distill import DistillationLoss
 
 

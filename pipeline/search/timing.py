@@ -13,13 +13,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pipeline.errors import CheckFailed
+from core.errors import CheckFailed
 from pipeline.search.select import CandidateTiming
 
 if TYPE_CHECKING:
     from rich.progress import Progress
 
-    from pipeline.artifacts import Artifact
+    from core.artifacts import Artifact
 
 
 @dataclass(frozen=True)
@@ -48,7 +48,7 @@ def prune_candidate(
     source: Path, ratio: float, out: Path, round_to: int | None, imgsz: int, data: Path | None
 ):
     """The candidate checkpoint at `ratio` of the MACs (the source itself at 1.0): (path, params, gflops)."""
-    from pipeline.checkpoints import load_detection_model
+    from core.checkpoints import load_detection_model
     from pipeline.pruning import measure
     from pipeline.stages.prune import PruneConfig, prune_checkpoint
 
@@ -87,7 +87,8 @@ def time_engines(
     progress: Progress | None = None,
 ) -> tuple[dict[float, list[float]], list[str]]:
     """Samples (ms) per candidate ratio from interleaved rounds, and the machine's noise flags."""
-    from benchmarks import accuracy, latency, noise
+    from benchmarks import latency, noise
+    from core import letterbox
     from pipeline.stages.benchmark import sample_images
     from targets.base import RunOptions, get_target
 
@@ -95,7 +96,7 @@ def time_engines(
     runners = {c.ratio: get_target(c.engine.metadata["target"]).load(c.engine, options) for c in built}
     imgsz = int(built[0].engine.metadata["imgsz"])
     images = sample_images(data, "train", settings.batch)
-    tensor = accuracy.to_tensor([accuracy.letterbox(image, imgsz)[0] for image in images])
+    tensor = letterbox.to_tensor([letterbox.letterbox(image, imgsz)[0] for image in images])
     plan = latency.TimingPlan(settings.warmup, settings.iters, settings.min_seconds)
     samples: dict[float, list[float]] = {ratio: [] for ratio in runners}
     task = progress.add_task("timing", total=settings.rounds * len(runners)) if progress else None

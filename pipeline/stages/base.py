@@ -7,8 +7,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
 
-from pipeline.artifacts import Artifact
-from pipeline.errors import InputError
+from core.artifacts import Artifact
+from core.errors import InputError
 
 
 class Section(BaseModel):

@@ -14,9 +14,9 @@ import numpy as np
 import typer
 from pydantic import Field
 
-from pipeline.artifacts import Artifact, now_iso, read_artifact_dir, sha256_path
-from pipeline.console import console
-from pipeline.errors import InputError
+from core.artifacts import Artifact, now_iso, read_artifact_dir, sha256_path
+from core.console import console
+from core.errors import InputError
 from pipeline.stages.base import Section, StageContext
 
 if TYPE_CHECKING:
@@ -68,8 +68,8 @@ def resolve_artifact(path: Path, scratch: Path, imgsz: int = 640) -> Artifact:
 
 def sample_images(data_yaml: Path | None, split: str, count: int) -> list[np.ndarray]:
     """`count` BGR images for the timed loops: the split's first images, or a fixed synthetic one."""
-    from benchmarks.accuracy import load_image
-    from pipeline.data.dataset import load_dataset
+    from core.dataset import load_dataset
+    from core.letterbox import load_image
 
     if data_yaml is None:
         return [np.random.default_rng(0).integers(0, 256, SYNTHETIC_SHAPE, dtype=np.uint8)] * count
@@ -163,9 +163,10 @@ def bench_batch(
 
     Returns the Result (no mAP yet) and the loaded Runner, which can go on to measure mAP.
     """
-    from benchmarks import accuracy, latency, noise, throughput
+    from benchmarks import latency, noise, throughput
     from benchmarks.device import fingerprint, library_versions
     from benchmarks.results import Result
+    from core import letterbox
     from targets.base import RunOptions
 
     meta = artifact.metadata
@@ -183,7 +184,7 @@ def bench_batch(
 
     runner = load_runner()
     images = sample_images(data_yaml, config.split, batch)
-    tensor = accuracy.to_tensor([accuracy.letterbox(image, imgsz)[0] for image in images])
+    tensor = letterbox.to_tensor([letterbox.letterbox(image, imgsz)[0] for image in images])
     plan = latency.TimingPlan(config.warmup, config.iters, config.min_seconds)
     with noise.LoadMonitor() as load:
         step("model latency")

@@ -15,8 +15,8 @@ from typing import Annotated, Any
 import typer
 from pydantic import Field
 
-from pipeline.artifacts import Artifact, atomic_output, read_artifact_dir, sha256_path
-from pipeline.errors import BackendUnavailable, CheckFailed, InputError
+from core.artifacts import Artifact, atomic_output, read_artifact_dir, sha256_path
+from core.errors import BackendUnavailable, CheckFailed, InputError
 from pipeline.stages.base import Section, StageContext
 
 
@@ -42,7 +42,7 @@ def build_engine(
     imgsz: int | None = None,
 ) -> Artifact:
     """Check the request, draw the calibration set for INT8 and let the target write `out_dir`."""
-    from pipeline.data.calibration import CalibrationSet
+    from core.calibration import CalibrationSet
     from targets.base import BuildInputs, check_precision, get_target
     from targets.engine_dir import onnx_facts
 

@@ -16,8 +16,8 @@ import numpy as np
 import typer
 from pydantic import Field
 
-from pipeline.artifacts import Artifact, atomic_output, sha256_file
-from pipeline.errors import CheckFailed
+from core.artifacts import Artifact, atomic_output, sha256_file
+from core.errors import CheckFailed
 from pipeline.stages.base import Section, StageContext
 
 
@@ -64,7 +64,7 @@ def export_onnx(
     """Write `out_path` (atomically) with Ultralytics' ONNX exporter plus edgepipe's metadata."""
     import onnx
 
-    from pipeline.checkpoints import count_params, gflops, load_detection_model
+    from core.checkpoints import count_params, gflops, load_detection_model
     from targets.engine_dir import META_CHECKPOINT_SHA256, META_GFLOPS, META_PARAMS
 
     model = load_detection_model(checkpoint)  # clear errors for a wrong file before Ultralytics sees it
@@ -125,8 +125,8 @@ def parity_images(data: Path | None, count: int, imgsz: int) -> tuple[np.ndarray
     if data is None:
         rng = np.random.default_rng(0)
         return rng.random((count, 3, imgsz, imgsz), dtype=np.float32), "synthetic noise (no --data given)"
-    from benchmarks.accuracy import preprocess
-    from pipeline.data.dataset import load_dataset
+    from core.dataset import load_dataset
+    from core.letterbox import preprocess
 
     dataset = load_dataset(data)
     split = "val" if dataset.splits.get("val") else "train"
@@ -140,7 +140,7 @@ def check_parity(
     import onnxruntime as ort
     import torch
 
-    from pipeline.checkpoints import load_detection_model
+    from core.checkpoints import load_detection_model
 
     model = load_detection_model(checkpoint)
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])

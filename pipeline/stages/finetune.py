@@ -14,8 +14,8 @@ from typing import Annotated, Literal
 import typer
 from pydantic import Field, ValidationError
 
-from pipeline.artifacts import Artifact
-from pipeline.errors import InputError
+from core.artifacts import Artifact
+from core.errors import InputError
 from pipeline.stages.base import Section, StageContext
 
 BEST_FILE = "best.pt"
@@ -89,7 +89,7 @@ def finetune(
 
 def _check_model(model: Path) -> int | None:
     """The head's class count of a checkpoint; None for a model YAML (its nc comes from the dataset)."""
-    from pipeline.checkpoints import load_detection_model
+    from core.checkpoints import load_detection_model
 
     if model.suffix in {".yaml", ".yml"}:
         return None
@@ -97,7 +97,7 @@ def _check_model(model: Path) -> int | None:
 
 
 def _check_data(data: Path, nc: int | None) -> None:
-    from pipeline.data.dataset import load_dataset
+    from core.dataset import load_dataset
     from pipeline.pruning.data import check_classes
 
     dataset = load_dataset(data)
@@ -108,7 +108,7 @@ def _check_data(data: Path, nc: int | None) -> None:
 
 
 def _load_teacher(teacher: Path, student: Path):
-    from pipeline.checkpoints import load_detection_model
+    from core.checkpoints import load_detection_model
 
     model = load_detection_model(teacher)
     head = model.model[-1]
@@ -148,7 +148,7 @@ def run(config: FinetuneConfig, ctx: StageContext) -> dict[str, Artifact]:
 
 
 def _facts(checkpoint: Path, imgsz: int, teacher: Path | None) -> dict:
-    from pipeline.checkpoints import load_detection_model
+    from core.checkpoints import load_detection_model
     from pipeline.pruning import measure
 
     params, gflops = measure(load_detection_model(checkpoint), imgsz)

@@ -14,9 +14,9 @@ from rich.table import Table
 
 from benchmarks.budgets import Verdict, evaluate, load_budgets
 from benchmarks.results import Result, load_results
-from pipeline.artifacts import Artifact, write_atomic
-from pipeline.console import console
-from pipeline.errors import CheckFailed
+from core.artifacts import Artifact, write_atomic
+from core.console import console
+from core.errors import CheckFailed
 from pipeline.report.inputs import results_from_inputs
 from pipeline.stages.base import Section, StageContext
 

@@ -13,8 +13,8 @@ from typing import Annotated, Literal
 import typer
 from pydantic import Field, ValidationError, model_validator
 
-from pipeline.artifacts import Artifact
-from pipeline.errors import InputError
+from core.artifacts import Artifact
+from core.errors import InputError
 from pipeline.stages.base import Section, StageContext
 
 PRUNED_FILE = "pruned.pt"
@@ -79,7 +79,7 @@ def prune_checkpoint(
     """Prune `checkpoint` as `config` says and write `out_path` atomically; returns the PruneReport."""
     from rich.progress import Progress
 
-    from pipeline.checkpoints import load_detection_model, save_checkpoint
+    from core.checkpoints import load_detection_model, save_checkpoint
     from pipeline.pruning import PruneOptions, measure, prune_model
     from pipeline.pruning.data import check_classes, train_batches
 
@@ -141,7 +141,7 @@ def count_of(model, unit: str, imgsz: int) -> float:
 
 
 def _finetune_step(model, data: Path, config: PruneConfig, imgsz: int, device: str, step: int):
-    from pipeline.checkpoints import load_detection_model, save_checkpoint
+    from core.checkpoints import load_detection_model, save_checkpoint
     from pipeline.pruning.trainer import train
 
     with tempfile.TemporaryDirectory(prefix="edgepipe-prune-ft-") as tmp:

@@ -10,8 +10,8 @@ import typer
 from pydantic import Field
 
 from benchmarks.results import Result, load_results
-from pipeline.artifacts import Artifact, now_iso, write_atomic
-from pipeline.console import console
+from core.artifacts import Artifact, now_iso, write_atomic
+from core.console import console
 from pipeline.report.inputs import results_from_inputs
 from pipeline.stages.base import Section, StageContext
 
@@ -58,7 +58,7 @@ def _story_from_checkpoints(ctx: StageContext) -> dict[str, list[dict[str, Any]]
     models = {key.split(":", 1)[1]: a for key, a in ctx.inputs.items() if key.startswith("model:")}
     if not models:
         return {}
-    from pipeline.checkpoints import count_params, gflops, load_detection_model
+    from core.checkpoints import count_params, gflops, load_detection_model
 
     story = []
     for stage in sorted(models, key=lambda s: STORY_ORDER.index(s) if s in STORY_ORDER else len(STORY_ORDER)):

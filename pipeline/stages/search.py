@@ -22,9 +22,9 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from pydantic import Field, field_validator, model_validator
 
-from pipeline.artifacts import Artifact, write_atomic, write_json_atomic
-from pipeline.console import console
-from pipeline.errors import CheckFailed, InputError
+from core.artifacts import Artifact, write_atomic, write_json_atomic
+from core.console import console
+from core.errors import CheckFailed, InputError
 from pipeline.stages.base import Section, StageContext
 
 if TYPE_CHECKING:
@@ -419,7 +419,7 @@ def command(
 def print_outcome(workdir: Path, console) -> None:
     """The candidate table (when selection came from the cache, the stage printed it otherwise) and the
     final verdict of the re-benchmarked choice."""
-    from pipeline.artifacts import MANIFEST_FILE
+    from core.artifacts import MANIFEST_FILE
 
     stages = {s["label"]: s for s in json.loads((workdir / MANIFEST_FILE).read_text())["stages"]}
     select, verify = stages.get("search:select"), stages.get("search:verify")

@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pipeline.errors import InputError
+from core.errors import InputError
 from targets.accuracy_int8.layers import quantizable_groups
 from targets.accuracy_int8.quantizer import CachedQuantizer
 from targets.accuracy_int8.sensitivity import SCORE_NAME, LayerScore, probe_images, rank_layers
@@ -24,7 +24,7 @@ from targets.accuracy_int8.sensitivity import SCORE_NAME, LayerScore, probe_imag
 if TYPE_CHECKING:
     from rich.table import Table
 
-    from pipeline.data.calibration import CalibrationSet
+    from core.calibration import CalibrationSet
     from targets.qdq import QdqScheme
 
 SENSITIVITY_IMAGES = 8

@@ -21,7 +21,7 @@ from targets.accuracy_int8.quantizer import CachedQuantizer
 if TYPE_CHECKING:
     from rich.progress import Progress
 
-    from pipeline.data.calibration import CalibrationSet
+    from core.calibration import CalibrationSet
 
 SCORE_NAME = "confidence-weighted squared error of the Detect output, only this layer in INT8, vs FP32"
 
@@ -45,7 +45,7 @@ def output_error(reference: np.ndarray, candidate: np.ndarray, imgsz: int) -> fl
 
 def probe_images(calibration: CalibrationSet, count: int) -> list[np.ndarray]:
     """`count` calibration images spread evenly over the set, each a (1, 3, imgsz, imgsz) tensor."""
-    from benchmarks.accuracy import preprocess
+    from core.letterbox import preprocess
 
     files = calibration.files
     chosen = [files[i] for i in np.linspace(0, len(files) - 1, min(count, len(files))).round().astype(int)]

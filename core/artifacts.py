@@ -19,7 +19,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from pipeline.errors import InputError
+from core.errors import InputError
 
 ARTIFACT_FILE = "artifact.json"
 # Ultralytics writes label caches beside a dataset's labels: not part of the dataset's content.

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.artifacts import sha256_file
-from pipeline.data.dataset import load_dataset
-from pipeline.errors import InputError
+from core.artifacts import sha256_file
+from core.dataset import load_dataset
+from core.errors import InputError
 
 MIN_IMAGES = 8
 
@@ -58,7 +58,7 @@ class CalibrationSet:
 
     def batches(self, batch_size: int = 1) -> Iterator[np.ndarray]:
         """NCHW float32 RGB 0..1 batches, letterboxed to imgsz; a short last batch is dropped."""
-        from benchmarks.accuracy import preprocess
+        from core.letterbox import preprocess
 
         for start in range(0, len(self.files) - batch_size + 1, batch_size):
             yield preprocess(list(self.files[start : start + batch_size]), self.imgsz)[0]

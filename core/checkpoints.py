@@ -14,8 +14,8 @@ from typing import Any
 
 import torch
 
-from pipeline.artifacts import write_atomic
-from pipeline.errors import InputError
+from core.artifacts import write_atomic
+from core.errors import InputError
 
 
 def load_detection_model(path: Path | str) -> torch.nn.Module:

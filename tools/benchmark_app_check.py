@@ -7,7 +7,7 @@ in machine load hits both alike:
 The IRs come from `edgepipe build` directories (`--engine DIR`, repeatable), or are built here from
 `--model` (exported to ONNX, then built as `edgepipe build` does; int8 is calibrated on `--calib`).
 
-    python -m benchmarks.benchmark_app_check --model ../shared/models/yolov8n.pt \\
+    python -m tools.benchmark_app_check --model ../shared/models/yolov8n.pt \\
         --calib ../shared/datasets/coco128/data.yaml --threads 2 --streams 2 --markdown check.md
 """
 
@@ -26,8 +26,8 @@ from typing import Annotated
 
 import typer
 
-from pipeline.artifacts import Artifact, read_artifact_dir, sha256_path
-from pipeline.errors import CheckFailed, InputError
+from core.artifacts import Artifact, read_artifact_dir, sha256_path
+from core.errors import CheckFailed, InputError
 
 PRECISIONS = ("fp32", "bf16", "int8")
 TOLERANCE = 0.10
@@ -172,10 +172,10 @@ def measure(artifact: Artifact, settings: CheckSettings, work: Path) -> Row:
     """benchmark_app and edgepipe in alternation, `rounds` times: latency of each, then throughput of each."""
     import numpy as np
 
-    from benchmarks.accuracy import preprocess
     from benchmarks.latency import TimingPlan, latency_stats, model_latency
     from benchmarks.noise import LoadMonitor
     from benchmarks.throughput import measure_throughput
+    from core.letterbox import preprocess
     from targets.base import RunOptions, get_target
     from targets.openvino import HINTS
 
@@ -283,7 +283,7 @@ def main(
     """Compare edgepipe's latency and throughput with OpenVINO benchmark_app's; exit 1 beyond 10%."""
     from rich.table import Table
 
-    from pipeline.console import console
+    from core.console import console
 
     settings = CheckSettings(threads, streams, seconds, rounds, image)
     load_before = [round(x, 2) for x in os.getloadavg()]

@@ -7,7 +7,7 @@ from typing import Any
 
 import yaml
 
-from pipeline.errors import InputError
+from core.errors import InputError
 
 
 def read_yaml_mapping(path: Path | str, what: str, expected: str) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from collections.abc import Callable
 import typer
 from rich.console import Console
 
-from pipeline.errors import EdgepipeError
+from core.errors import EdgepipeError
 
 
 def make_console() -> Console:
