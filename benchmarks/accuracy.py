@@ -27,7 +27,7 @@ from core.letterbox import Letterbox, preprocess
 if TYPE_CHECKING:
     from rich.progress import Progress
 
-    from targets.base import Runner
+    from core.runner import Runner
 
 # Ultralytics `val` settings, so that every backend is scored the way Ultralytics scores torch.
 CONF_THRESHOLD = 0.001

@@ -19,7 +19,7 @@ from benchmarks.results import LatencyStats
 from core.letterbox import letterbox, to_tensor
 
 if TYPE_CHECKING:
-    from targets.base import Runner
+    from core.runner import Runner
 
 PERCENTILES = (50, 90, 95, 99)
 

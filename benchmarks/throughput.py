@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:
-    from targets.base import Runner
+    from core.runner import Runner
 
 WARMUP_CALLS = 2
 

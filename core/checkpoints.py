@@ -27,8 +27,7 @@ def load_detection_model(path: Path | str) -> torch.nn.Module:
         raise InputError("expected an Ultralytics .pt checkpoint", path=path)
     from ultralytics.nn.tasks import DetectionModel, torch_safe_load
 
-    import pipeline.modules  # noqa: F401  (pruned checkpoints pickle edgepipe's module classes)
-
+    # Pruned checkpoints pickle `pipeline.modules.C2fSplit`: unpickling imports that module by its name.
     try:
         ckpt, _ = torch_safe_load(str(path))
     except Exception as exc:  # torch raises many types for a damaged file

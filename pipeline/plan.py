@@ -7,7 +7,7 @@ from pathlib import Path
 
 from core.artifacts import Artifact
 from pipeline.config import PipelineConfig, SynthSource
-from pipeline.runner import StagePlan
+from pipeline.stage_runner import StagePlan
 from pipeline.stages import benchmark, build, export, finetune, gate, prune, report, search
 from pipeline.stages.base import StageContext
 

@@ -13,7 +13,7 @@ from core.console import console as shared_console
 from core.errors import EXIT_CHECK_FAILED, EXIT_OK
 from pipeline.config import PipelineConfig, SynthSource, load_config
 from pipeline.plan import make_plans
-from pipeline.runner import Runner, StageOutcome, StagePlan, WorkDir
+from pipeline.stage_runner import StageOutcome, StagePlan, StageRunner, WorkDir
 from pipeline.stages.base import RunSettings
 
 
@@ -59,7 +59,7 @@ def run_pipeline(
     with work.lock(wait_seconds=wait):
         work.clean_stale()
         data_yaml = None if isinstance(config.data, SynthSource) else config.data
-        runner = Runner(work, settings_for(config, data_yaml), console)
+        runner = StageRunner(work, settings_for(config, data_yaml), console)
 
         def follow_data(plan: StagePlan, outcome: StageOutcome) -> None:
             if plan.stage == "data":

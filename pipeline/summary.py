@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.console import Console
 from rich.table import Table
 
-from pipeline.runner import StageOutcome
+from pipeline.stage_runner import StageOutcome
 
 
 def stages_table(outcomes: list[StageOutcome]) -> Table:

@@ -11,11 +11,10 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from core.errors import InputError
 from targets.base import BuildInputs, RunOptions, library_status
 from targets.engine_dir import copy_into, model_path, onnx_facts, write_engine_artifact
+from targets.onnxruntime_runner import OnnxRuntimeRunner
 from targets.qdq import QdqScheme, quantize_qdq
 
 if TYPE_CHECKING:
@@ -105,22 +104,3 @@ class OnnxRuntimeTarget:
 
     def load(self, artifact: Artifact, options: RunOptions) -> OnnxRuntimeRunner:
         return OnnxRuntimeRunner(model_path(artifact), artifact.metadata["runtime_precision"], options)
-
-
-class OnnxRuntimeRunner:
-    def __init__(self, path: Path, precision: str, options: RunOptions):
-        import onnxruntime as ort
-
-        session_options = ort.SessionOptions()
-        if options.threads:
-            session_options.intra_op_num_threads = options.threads
-        providers = ["CPUExecutionProvider"]
-        if options.device.startswith("cuda") and "CUDAExecutionProvider" in ort.get_available_providers():
-            providers.insert(0, "CUDAExecutionProvider")
-        self.session = ort.InferenceSession(str(path), session_options, providers=providers)
-        self.input_name = self.session.get_inputs()[0].name
-        self.precision = precision
-        self.providers = self.session.get_providers()
-
-    def infer(self, images: np.ndarray) -> np.ndarray:
-        return self.session.run(None, {self.input_name: images})[0]

@@ -49,7 +49,7 @@ def self_labelled_val(confident_onnx: Path, synth_dataset: Path, tmp_path_factor
     from core.dataset import load_dataset
     from core.letterbox import preprocess
     from targets.base import RunOptions
-    from targets.onnxruntime import OnnxRuntimeRunner
+    from targets.onnxruntime_runner import OnnxRuntimeRunner
 
     root = tmp_path_factory.mktemp("self_labelled")
     (root / "images").mkdir()

@@ -23,7 +23,8 @@ if TYPE_CHECKING:
     from rich.progress import Progress
 
     from benchmarks.results import Result
-    from targets.base import Runner, Target
+    from core.runner import Runner
+    from targets.base import Target
 
 RESULTS_FILE = "results.json"
 SYNTHETIC_SHAPE = (480, 640, 3)  # a typical photo, for --no-accuracy runs without a dataset

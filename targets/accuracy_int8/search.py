@@ -173,7 +173,7 @@ def val_map(onnx_path: Path, val_data: Path, imgsz: int) -> tuple[float, float]:
     """(mAP50-95, mAP50) of an ONNX model run by ONNX Runtime: the path `edgepipe bench` measures."""
     from benchmarks.accuracy import evaluate
     from targets.base import RunOptions
-    from targets.onnxruntime import OnnxRuntimeRunner
+    from targets.onnxruntime_runner import OnnxRuntimeRunner
 
     accuracy = evaluate(OnnxRuntimeRunner(onnx_path, "int8", RunOptions()), val_data, imgsz)
     return accuracy.map50_95, accuracy.map50

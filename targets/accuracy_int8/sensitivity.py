@@ -54,7 +54,7 @@ def probe_images(calibration: CalibrationSet, count: int) -> list[np.ndarray]:
 
 def model_outputs(onnx_path: Path, images: Sequence[np.ndarray]) -> np.ndarray:
     from targets.base import RunOptions
-    from targets.onnxruntime import OnnxRuntimeRunner
+    from targets.onnxruntime_runner import OnnxRuntimeRunner
 
     runner = OnnxRuntimeRunner(onnx_path, "int8", RunOptions())
     return np.concatenate([runner.infer(image) for image in images])

@@ -156,7 +156,7 @@ def read_stage_record(directory: Path) -> dict[str, Artifact] | None:
     return {name: Artifact.model_validate(a) for name, a in data["artifacts"].items()}
 
 
-class Runner:
+class StageRunner:
     """Executes StagePlans in order against a WorkDir."""
 
     def __init__(self, workdir: WorkDir, settings: RunSettings, console: Console | None = None):

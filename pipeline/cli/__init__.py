@@ -11,9 +11,10 @@ from rich.table import Table
 
 from benchmarks import compare, history
 from core.console import console, user_errors
+from pipeline.cli import search
 from pipeline.data import synth
 from pipeline.fleet.commands import fleet_app
-from pipeline.stages import benchmark, build, export, finetune, gate, prune, report, search
+from pipeline.stages import benchmark, build, export, finetune, gate, prune, report
 
 app = typer.Typer(
     name="edgepipe",

@@ -1,0 +1,138 @@
+"""`edgepipe search`: the budget search as a command; it writes the equivalent pipeline config and runs it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from core.artifacts import MANIFEST_FILE, write_atomic
+from core.console import console
+from core.errors import InputError
+from pipeline.run import run_pipeline
+from pipeline.stages.search import SearchConfig, candidate_table
+
+
+def search_config_yaml(
+    *,
+    model: Path,
+    data: Path,
+    val: Path | None,
+    imgsz: int,
+    device: str,
+    search: SearchConfig,
+    finetune_epochs: int,
+    teacher: bool,
+) -> dict[str, Any]:
+    """The `edgepipe run` config equivalent to an `edgepipe search` command."""
+    config: dict[str, Any] = {
+        "name": model.stem,
+        "model": str(model.resolve()),
+        "data": str(data.resolve()),
+        "imgsz": imgsz,
+        "device": device,
+        "search": search.model_dump(exclude_none=True),
+        "export": {"dynamic_batch": search.batch > 1},
+        "build": [{"target": search.target, "precision": search.precision}],
+        "bench": {"batch": [search.batch]},
+        "report": {"title": f"edgepipe search: {model.name}, {search.budget} on {search.label}"},
+    }
+    if val is not None:
+        config["val"] = str(val.resolve())
+    if finetune_epochs:
+        config["finetune"] = {"epochs": finetune_epochs, "teacher": teacher}
+    return config
+
+
+def command(
+    model: Annotated[Path, typer.Option("--model", help="Ultralytics YOLOv8 .pt checkpoint to compress")],
+    data: Annotated[
+        Path, typer.Option("--data", help="data.yaml: INT8 calibration and fine-tuning (train split)")
+    ],
+    budget: Annotated[
+        str, typer.Option("--budget", help='latency budget, e.g. "p90<=12ms", "p50<8ms", "fps>=30"')
+    ],
+    output: Annotated[
+        Path, typer.Option("-o", "--output", help="work dir: cached stages, report.html, search.yaml")
+    ] = Path("search"),
+    target: Annotated[str, typer.Option(help="backend to time and build on")] = "openvino",
+    precision: Annotated[str, typer.Option(help="fp32, bf16, fp16 or int8")] = "int8",
+    batch: Annotated[int, typer.Option(min=1, help="batch size the budget applies to")] = 1,
+    candidates: Annotated[int, typer.Option(min=2, help="ladder length, from 1.0 down to --min-ratio")] = 8,
+    min_ratio: Annotated[float, typer.Option(help="the most pruned candidate's fraction of MACs")] = 0.3,
+    round_to: Annotated[int, typer.Option(min=1, help="keep channel counts multiples of this")] = 8,
+    imgsz: Annotated[int, typer.Option(help="input size in pixels (multiple of 32)")] = 640,
+    finetune_epochs: Annotated[
+        int, typer.Option(min=0, help="fine-tune the chosen model this many epochs (0: skip)")
+    ] = 10,
+    teacher: Annotated[
+        bool, typer.Option("--teacher", help="distill the fine-tuning from the unpruned model")
+    ] = False,
+    val: Annotated[
+        Path | None, typer.Option(help="data.yaml whose val split measures mAP (default: --data)")
+    ] = None,
+    margin: Annotated[float, typer.Option(help="relative headroom for timing noise, e.g. 0.05")] = 0.05,
+    rounds: Annotated[int, typer.Option(min=1, help="interleaved timing rounds per candidate")] = 3,
+    iters: Annotated[int, typer.Option(min=1, help="timed runs per candidate and round (at least)")] = 40,
+    min_seconds: Annotated[float, typer.Option(help="seconds per candidate and round (at least)")] = 1.0,
+    device: Annotated[str, typer.Option(help="torch device for pruning and fine-tuning")] = "cpu",
+) -> None:
+    """Find the least pruned model meeting a latency budget on the target; fine-tune, build and gate it."""
+    import yaml
+    from pydantic import ValidationError
+
+    try:
+        search = SearchConfig(
+            budget=budget,
+            target=target,
+            precision=precision,
+            batch=batch,
+            candidates=candidates,
+            min_ratio=min_ratio,
+            round_to=round_to,
+            margin=margin,
+            rounds=rounds,
+            iters=iters,
+            min_seconds=min_seconds,
+        )
+    except ValidationError as exc:
+        message = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'options'}: {e['msg']}" for e in exc.errors())
+        raise InputError(message, hint="see `edgepipe search --help`") from None
+    for path in (model, data, val):
+        if path is not None and not path.exists():
+            raise InputError("file not found", path=path)
+    output.mkdir(parents=True, exist_ok=True)
+    config = search_config_yaml(
+        model=model,
+        data=data,
+        val=val,
+        imgsz=imgsz,
+        device=device,
+        search=search,
+        finetune_epochs=finetune_epochs,
+        teacher=teacher,
+    )
+    config_path = output / "search.yaml"
+    write_atomic(config_path, yaml.safe_dump(config, sort_keys=False))
+    code = run_pipeline(config_path, output, console=console)
+    print_outcome(output, console)
+    console.print(f"the same as a pipeline: edgepipe run {config_path} -w {output}")
+    raise typer.Exit(code)
+
+
+def print_outcome(workdir: Path, console) -> None:
+    """The candidate table (when selection came from the cache, the stage printed it otherwise) and the
+    final verdict of the re-benchmarked choice."""
+    stages = {s["label"]: s for s in json.loads((workdir / MANIFEST_FILE).read_text())["stages"]}
+    select, verify = stages.get("search:select"), stages.get("search:verify")
+    if select and select["status"] == "cached":
+        console.print(candidate_table(json.loads(Path(select["artifacts"]["search"]["path"]).read_text())))
+    if verify:
+        verdict = json.loads(Path(verify["artifacts"]["verdict"]["path"]).read_text())
+        for check in verdict["checks"]:
+            console.print(
+                f"[bold green]budget met[/bold green] when re-benchmarked: {check['criterion']} "
+                f"{check['measured']:.2f} ms <= {check['limit']:.2f} ms ({verdict['budget']})"
+            )
