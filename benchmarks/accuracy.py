@@ -14,9 +14,10 @@ coco128; Ultralytics' rect-batched `val` gives 0.4334 and 0.4652. No COCO settin
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -77,7 +78,7 @@ def postprocess(raw: np.ndarray, boxes: list[Letterbox], imgsz: int) -> list[np.
 
 def coco_ground_truth(images: list[Path], shapes: list[tuple[int, int]], names: dict[int, str]) -> dict:
     """YOLO labels -> a COCO ground-truth dict (boxes in pixels, no crowds), image ids = list positions."""
-    annotations = []
+    annotations: list[dict[str, Any]] = []
     for image_id, (image, (h, w)) in enumerate(zip(images, shapes, strict=True)):
         for cls, cx, cy, bw, bh in read_labels(image):
             box = [(cx - bw / 2) * w, (cy - bh / 2) * h, bw * w, bh * h]
@@ -159,7 +160,7 @@ def evaluate(
     from rich.progress import track
 
     images, names, dataset_name = labelled_images(Path(data_yaml), split)
-    batches = [images[i : i + batch] for i in range(0, len(images), batch)]
+    batches: Iterable[list[Path]] = [images[i : i + batch] for i in range(0, len(images), batch)]
     description = f"mAP on {dataset_name}/{split}"
     if progress is True:
         batches = track(batches, description=description, transient=True)

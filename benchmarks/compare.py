@@ -18,6 +18,7 @@ import numpy as np
 import typer
 
 from benchmarks.results import Result, load_results
+from core.console import console
 from core.errors import CheckFailed
 
 ALPHA = 0.01
@@ -169,8 +170,6 @@ def compare_command(
     ] = MAX_MAP_DROP,
 ) -> None:
     """Per target: did latency change beyond noise, did mAP or size change; exit 1 on a regression."""
-    from core.console import console
-
     comparisons, unpaired = compare_results(
         load_results(base), load_results(new), alpha, min_effect, max_map_drop
     )

@@ -19,6 +19,7 @@ import typer
 
 from benchmarks.results import Result
 from benchmarks.table import results_table
+from core.console import console
 
 HISTORY_ENV = "EDGEPIPE_HISTORY"
 SCHEMA = """
@@ -101,8 +102,6 @@ def history_command(
     last: Annotated[int, typer.Option("--last", min=1, help="at most this many results, newest first")] = 20,
 ) -> None:
     """Show past benchmark results from the local history (EDGEPIPE_HISTORY overrides its location)."""
-    from core.console import console
-
     results = query_results(device, target, last)
     if not results:
         console.print(f"No results in {history_path()} match device={device!r} target={target!r}.")

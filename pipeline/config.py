@@ -23,6 +23,7 @@ from pipeline.stages.gate import GateConfig
 from pipeline.stages.prune import PruneConfig
 from pipeline.stages.report import ReportConfig
 from pipeline.stages.search import SearchConfig
+from targets.base import check_precision, get_target
 
 
 class SynthData(Section):
@@ -72,8 +73,6 @@ class PipelineConfig(Section):
     @classmethod
     def _known_targets_and_precisions(cls, entries: list[BuildEntry]) -> list[BuildEntry]:
         """Fail at load, before any work, rather than after a long fine-tune."""
-        from targets.base import check_precision, get_target
-
         for index, entry in enumerate(entries):
             try:
                 check_precision(get_target(entry.target), entry.precision)

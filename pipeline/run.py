@@ -15,6 +15,7 @@ from pipeline.config import PipelineConfig, SynthSource, load_config
 from pipeline.plan import make_plans
 from pipeline.stage_runner import StageOutcome, StagePlan, StageRunner, WorkDir
 from pipeline.stages.base import RunSettings
+from pipeline.summary import print_summary
 
 
 def default_workdir(config_path: Path) -> Path:
@@ -72,8 +73,6 @@ def run_pipeline(
         runner.seed("model:source", source)
         console.print(f"[bold]edgepipe run[/bold] {config_path}  [dim]work dir {work.root}[/dim]")
         outcomes = runner.execute(plans, force_from=from_stage, only=only, force=force)
-    from pipeline.summary import print_summary
-
     print_summary(outcomes, console, seconds=time.perf_counter() - started)
     gate = runner.available.get("gate")
     if gate is not None and not gate.metadata.get("passed", False):

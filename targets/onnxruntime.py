@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from core.errors import InputError
+from targets.accuracy_int8 import control_options, quantize_within_map_drop
 from targets.base import BuildInputs, RunOptions, library_status
 from targets.engine_dir import copy_into, model_path, onnx_facts, write_engine_artifact
 from targets.onnxruntime_runner import OnnxRuntimeRunner
@@ -42,7 +43,9 @@ def default_scheme() -> QdqScheme:
 def scheme_from_options(options: dict[str, Any]) -> QdqScheme:
     """The machine's default scheme, with `activations`, `method` and `op_types` overridable."""
     scheme = default_scheme()
-    overrides = {key: options[key] for key in ("activations", "method", "moving_average") if key in options}
+    overrides: dict[str, Any] = {
+        key: options[key] for key in ("activations", "method", "moving_average") if key in options
+    }
     if "op_types" in options:
         overrides["op_types"] = tuple(options["op_types"])
     return replace(scheme, **overrides)
@@ -80,8 +83,6 @@ class OnnxRuntimeTarget:
             if options.get("max_map_drop") is None:
                 float_nodes = quantize_qdq(inputs.onnx, out_dir / MODEL_FILE, calibration, scheme)
             else:
-                from targets.accuracy_int8 import control_options, quantize_within_map_drop
-
                 control = quantize_within_map_drop(
                     inputs.onnx, out_dir / MODEL_FILE, calibration, scheme, **control_options(options)
                 )

@@ -10,10 +10,11 @@ from pathlib import Path
 
 import numpy as np
 
+from core.runner import Runner
 from targets.base import RunOptions
 
 
-class OnnxRuntimeRunner:
+class OnnxRuntimeRunner(Runner):
     def __init__(self, path: Path, precision: str, options: RunOptions):
         import onnxruntime as ort
 

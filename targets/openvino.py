@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from core.errors import InputError
+from core.runner import Runner
+from targets.accuracy_control import validation_dataset, validation_fn
 from targets.base import BuildInputs, RunOptions, library_status
 from targets.engine_dir import model_path, onnx_facts, write_engine_artifact
 from targets.head import head_postprocess_nodes
@@ -125,8 +127,6 @@ def quantize(model, calibration: CalibrationSet, options: dict[str, Any], imgsz:
         return nncf.quantize(model, calibration_data, **common), record
     if not options.get("val_data"):
         raise InputError("--max-map-drop needs a validation set", hint="pass --val data.yaml")
-    from targets.accuracy_control import validation_dataset, validation_fn
-
     quantized = nncf.quantize_with_accuracy_control(
         model,
         calibration_data,
@@ -140,7 +140,7 @@ def quantize(model, calibration: CalibrationSet, options: dict[str, Any], imgsz:
     return quantized, record
 
 
-class OpenVinoRunner:
+class OpenVinoRunner(Runner):
     def __init__(self, path: Path, precision: str, options: RunOptions):
         self.path = path
         self.engine_precision = precision

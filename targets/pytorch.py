@@ -10,7 +10,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from core.artifacts import sha256_file
+from core.checkpoints import class_names, count_params, gflops, load_detection_model
 from core.errors import InputError
+from core.runner import Runner
 from targets.base import BuildInputs, RunOptions, library_status
 from targets.engine_dir import ModelFacts, copy_into, model_path, onnx_facts, write_engine_artifact
 
@@ -22,9 +25,6 @@ MODEL_FILE = "model.pt"
 
 
 def checkpoint_facts(checkpoint: Path, imgsz: int) -> ModelFacts:
-    from core.artifacts import sha256_file
-    from core.checkpoints import class_names, count_params, gflops, load_detection_model
-
     model = load_detection_model(checkpoint)
     return ModelFacts(
         imgsz=imgsz,
@@ -91,11 +91,9 @@ class TorchTarget:
         return TorchRunner(model_path(artifact), artifact.metadata["precision"], options)
 
 
-class TorchRunner:
+class TorchRunner(Runner):
     def __init__(self, path: Path, precision: str, options: RunOptions):
         import torch
-
-        from core.checkpoints import load_detection_model
 
         device = "cuda" if options.device.startswith("cuda") and torch.cuda.is_available() else "cpu"
         check_device_precision(precision, device)

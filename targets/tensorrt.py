@@ -29,6 +29,7 @@ import numpy as np
 
 from core.artifacts import ARTIFACT_FILE, read_artifact_dir, sha256_file, write_atomic
 from core.errors import BackendUnavailable, InputError
+from core.runner import Runner
 from targets.base import BuildInputs, RunOptions
 from targets.cuda_memory import cuda_library
 from targets.engine_dir import model_path, onnx_facts, write_engine_artifact
@@ -399,7 +400,7 @@ def entropy_calibrator(stream: CalibrationStream, cuda):
     return EntropyCalibrator()
 
 
-class TensorRtRunner:
+class TensorRtRunner(Runner):
     def __init__(self, path: Path, metadata: dict[str, Any], options: RunOptions):
         import tensorrt as trt
 

@@ -10,11 +10,14 @@ import typer
 from rich.table import Table
 
 from benchmarks import compare, history
+from benchmarks.device import fingerprint
 from core.console import console, user_errors
 from pipeline.cli import search
 from pipeline.data import synth
 from pipeline.fleet.commands import fleet_app
+from pipeline.run import run_pipeline
 from pipeline.stages import benchmark, build, export, finetune, gate, prune, report
+from targets.base import get_target, target_names
 
 app = typer.Typer(
     name="edgepipe",
@@ -44,8 +47,6 @@ def run_command(
     ] = 0,
 ) -> None:
     """Run the stages of CONFIG in order; stages whose inputs are unchanged are taken from the cache."""
-    from pipeline.run import run_pipeline
-
     code = run_pipeline(
         config, workdir, from_stage=from_stage, only=only, force=force, wait=wait, console=console
     )
@@ -54,9 +55,6 @@ def run_command(
 
 def device_command() -> None:
     """Print this machine's fingerprint and which targets can run here (with the reason when not)."""
-    from benchmarks.device import fingerprint
-    from targets.base import get_target, target_names
-
     info = fingerprint()
     table = Table(title=f"device: {info.get('name', 'unknown')}", show_header=False)
     for key, value in info.items():

@@ -18,6 +18,8 @@ import typer
 import yaml
 
 from core.artifacts import atomic_output
+from core.console import console
+from core.dataset import load_dataset, read_labels
 from core.errors import InputError
 
 CLASS_NAMES = ("circle", "square", "triangle", "star", "ring", "cross")
@@ -220,9 +222,6 @@ def command(
     """Generate a synthetic shapes detection dataset in YOLO layout (no download needed)."""
     from rich.progress import Progress
     from rich.table import Table
-
-    from core.console import console
-    from core.dataset import load_dataset, read_labels
 
     with Progress(console=console, transient=True) as progress:
         task = progress.add_task("drawing images", total=images)

@@ -14,15 +14,24 @@ import numpy as np
 import typer
 from pydantic import Field
 
+from benchmarks import latency, noise, throughput
+from benchmarks.accuracy import evaluate, labelled_images
+from benchmarks.device import fingerprint, library_versions
+from benchmarks.history import append_results
+from benchmarks.results import Result, save_results
+from benchmarks.table import flag_lines, results_table
+from core import letterbox
 from core.artifacts import Artifact, now_iso, read_artifact_dir, sha256_path
 from core.console import console
+from core.dataset import load_dataset
 from core.errors import InputError
+from core.letterbox import load_image
 from pipeline.stages.base import Section, StageContext
+from targets.base import BuildInputs, RunOptions, get_target
 
 if TYPE_CHECKING:
     from rich.progress import Progress
 
-    from benchmarks.results import Result
     from core.runner import Runner
     from targets.base import Target
 
@@ -45,8 +54,6 @@ class BenchConfig(Section):
 
 def resolve_artifact(path: Path, scratch: Path, imgsz: int = 640) -> Artifact:
     """A build directory as is; a plain .pt built as torch/fp32, a plain .onnx as onnxruntime/fp32."""
-    from targets.base import BuildInputs, get_target
-
     path = Path(path)
     if not path.exists():
         raise InputError(
@@ -69,9 +76,6 @@ def resolve_artifact(path: Path, scratch: Path, imgsz: int = 640) -> Artifact:
 
 def sample_images(data_yaml: Path | None, split: str, count: int) -> list[np.ndarray]:
     """`count` BGR images for the timed loops: the split's first images, or a fixed synthetic one."""
-    from core.dataset import load_dataset
-    from core.letterbox import load_image
-
     if data_yaml is None:
         return [np.random.default_rng(0).integers(0, 256, SYNTHETIC_SHAPE, dtype=np.uint8)] * count
     paths = load_dataset(data_yaml).images(split)
@@ -117,12 +121,9 @@ def bench_artifact(
 
     `imgsz` applies to a plain .pt only; build directories and ONNX files carry their own.
     """
-    from benchmarks.accuracy import evaluate, labelled_images
-    from targets.base import get_target
-
     if config.accuracy and data_yaml is None:
         raise InputError("mAP needs a dataset", hint="pass --data data.yaml, or --no-accuracy")
-    if config.accuracy:
+    if config.accuracy and data_yaml is not None:
         labelled_images(Path(data_yaml), config.split)  # fail on a dataset without labels before any work
     with tempfile.TemporaryDirectory(prefix="edgepipe-bench-") as scratch:
         artifact = resolve_artifact(Path(artifact_path), Path(scratch), imgsz)
@@ -134,7 +135,7 @@ def bench_artifact(
         for batch in batch_sizes(artifact, config.batch):
             result, runner = bench_batch(target, artifact, batch, data_yaml, config, progress)
             result.model, result.artifact_sha256 = name, measured_sha256
-            if config.accuracy:
+            if config.accuracy and data_yaml is not None:
                 if scores is None:
                     size = int(artifact.metadata["imgsz"])
                     scores = evaluate(
@@ -164,12 +165,6 @@ def bench_batch(
 
     Returns the Result (no mAP yet) and the loaded Runner, which can go on to measure mAP.
     """
-    from benchmarks import latency, noise, throughput
-    from benchmarks.device import fingerprint, library_versions
-    from benchmarks.results import Result
-    from core import letterbox
-    from targets.base import RunOptions
-
     meta = artifact.metadata
     imgsz = int(meta["imgsz"])
     label = f"{meta['target']}/{meta['precision']} batch {batch}"
@@ -228,9 +223,6 @@ def bench_batch(
 
 
 def run(config: BenchConfig, ctx: StageContext) -> dict[str, Artifact]:
-    from benchmarks.history import append_results
-    from benchmarks.results import save_results
-
     engine = ctx.input("engine")
     engine.verify()  # a swapped engine file must not be measured under the old record
     data_yaml = ctx.settings.val if config.accuracy else None
@@ -290,10 +282,6 @@ def command(
     ] = 640,
 ) -> None:
     """Measure latency (model only and end to end), throughput and mAP of an engine; write results JSON."""
-
-    from benchmarks.history import append_results
-    from benchmarks.results import save_results
-    from benchmarks.table import flag_lines, results_table
 
     if not no_accuracy and data is None:
         raise InputError("mAP needs a dataset", hint="pass --data data.yaml, or --no-accuracy")

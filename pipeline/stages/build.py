@@ -16,8 +16,12 @@ import typer
 from pydantic import Field
 
 from core.artifacts import Artifact, atomic_output, read_artifact_dir, sha256_path
+from core.calibration import CalibrationSet
 from core.errors import BackendUnavailable, CheckFailed, InputError
 from pipeline.stages.base import Section, StageContext
+from targets.accuracy_int8 import steps_table
+from targets.base import BuildInputs, check_precision, get_target
+from targets.engine_dir import onnx_facts
 
 
 class BuildEntry(Section):
@@ -42,10 +46,6 @@ def build_engine(
     imgsz: int | None = None,
 ) -> Artifact:
     """Check the request, draw the calibration set for INT8 and let the target write `out_dir`."""
-    from core.calibration import CalibrationSet
-    from targets.base import BuildInputs, check_precision, get_target
-    from targets.engine_dir import onnx_facts
-
     target = get_target(entry.target)
     check_precision(target, entry.precision)
     ok, reason = target.available()
@@ -189,8 +189,6 @@ def command(
 
 def check_accuracy_control(record: dict[str, Any], output: Path, console) -> None:
     """Print the loop's steps; a bound not met is a failed check, though the engine is kept."""
-    from targets.accuracy_int8 import steps_table
-
     console.print(steps_table(record))
     if not record["met"]:
         final = record["final"]

@@ -17,8 +17,12 @@ import typer
 from pydantic import Field
 
 from core.artifacts import Artifact, atomic_output, sha256_file
+from core.checkpoints import count_params, gflops, load_detection_model
+from core.dataset import load_dataset
 from core.errors import CheckFailed
+from core.letterbox import preprocess
 from pipeline.stages.base import Section, StageContext
+from targets.engine_dir import META_CHECKPOINT_SHA256, META_GFLOPS, META_PARAMS, onnx_facts
 
 
 class ExportConfig(Section):
@@ -64,9 +68,6 @@ def export_onnx(
     """Write `out_path` (atomically) with Ultralytics' ONNX exporter plus edgepipe's metadata."""
     import onnx
 
-    from core.checkpoints import count_params, gflops, load_detection_model
-    from targets.engine_dir import META_CHECKPOINT_SHA256, META_GFLOPS, META_PARAMS
-
     model = load_detection_model(checkpoint)  # clear errors for a wrong file before Ultralytics sees it
     facts = {
         META_PARAMS: count_params(model),
@@ -91,8 +92,7 @@ def _ultralytics_export(
 ) -> Path:
     from ultralytics import YOLO
 
-    import pipeline.modules  # noqa: F401  (pruned checkpoints pickle edgepipe's module classes)
-
+    # Pruned checkpoints pickle `pipeline.modules.C2fSplit`: unpickling imports that module by its name.
     local = work / "model.pt"  # the exporter writes beside its input, which may be read-only
     shutil.copyfile(checkpoint, local)
     exported = YOLO(str(local)).export(
@@ -125,9 +125,6 @@ def parity_images(data: Path | None, count: int, imgsz: int) -> tuple[np.ndarray
     if data is None:
         rng = np.random.default_rng(0)
         return rng.random((count, 3, imgsz, imgsz), dtype=np.float32), "synthetic noise (no --data given)"
-    from core.dataset import load_dataset
-    from core.letterbox import preprocess
-
     dataset = load_dataset(data)
     split = "val" if dataset.splits.get("val") else "train"
     images = dataset.images(split)[:count]
@@ -139,8 +136,6 @@ def check_parity(
 ) -> Parity:
     import onnxruntime as ort
     import torch
-
-    from core.checkpoints import load_detection_model
 
     model = load_detection_model(checkpoint)
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
@@ -196,8 +191,6 @@ def export_checked(
 
 
 def onnx_artifact(path: Path, imgsz: int, parity: Parity) -> Artifact:
-    from targets.engine_dir import onnx_facts
-
     facts = onnx_facts(path)
     return Artifact.from_path(
         "onnx",

@@ -3,6 +3,9 @@
 Distillation (`teacher`) adds logit distillation from the unpruned model to the detection loss: soft-target
 BCE on the class scores (Hinton et al., 2015) plus Localization Distillation on the DFL box distributions
 (Zheng et al., CVPR 2022); see pipeline/pruning/distill.py. The term shows as `kd_loss` in the progress line.
+
+`pipeline.pruning` imports torch, so it is imported inside the functions that use it: the CLI starts
+without torch.
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ import typer
 from pydantic import Field, ValidationError
 
 from core.artifacts import Artifact
+from core.checkpoints import load_detection_model
+from core.dataset import load_dataset
 from core.errors import InputError
 from pipeline.stages.base import Section, StageContext
 
@@ -89,15 +94,12 @@ def finetune(
 
 def _check_model(model: Path) -> int | None:
     """The head's class count of a checkpoint; None for a model YAML (its nc comes from the dataset)."""
-    from core.checkpoints import load_detection_model
-
     if model.suffix in {".yaml", ".yml"}:
         return None
     return load_detection_model(model).model[-1].nc
 
 
 def _check_data(data: Path, nc: int | None) -> None:
-    from core.dataset import load_dataset
     from pipeline.pruning.data import check_classes
 
     dataset = load_dataset(data)
@@ -108,8 +110,6 @@ def _check_data(data: Path, nc: int | None) -> None:
 
 
 def _load_teacher(teacher: Path, student: Path):
-    from core.checkpoints import load_detection_model
-
     model = load_detection_model(teacher)
     head = model.model[-1]
     if student.suffix == ".pt":
@@ -148,7 +148,6 @@ def run(config: FinetuneConfig, ctx: StageContext) -> dict[str, Artifact]:
 
 
 def _facts(checkpoint: Path, imgsz: int, teacher: Path | None) -> dict:
-    from core.checkpoints import load_detection_model
     from pipeline.pruning import measure
 
     params, gflops = measure(load_detection_model(checkpoint), imgsz)

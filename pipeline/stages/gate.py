@@ -18,6 +18,8 @@ from core.artifacts import Artifact, write_atomic
 from core.console import console
 from core.errors import CheckFailed
 from pipeline.report.inputs import results_from_inputs
+from pipeline.report.junit import gate_junit
+from pipeline.report.markdown import gate_markdown, gate_verdict_line
 from pipeline.stages.base import Section, StageContext
 
 
@@ -44,9 +46,6 @@ def check_budgets(
     results: list[Result], budgets: Path, junit: Path | None = None, markdown: Path | None = None
 ) -> list[Verdict]:
     """Evaluate the budgets file against the results and write the JUnit and Markdown files asked for."""
-    from pipeline.report.junit import gate_junit
-    from pipeline.report.markdown import gate_markdown
-
     verdicts = evaluate(load_budgets(budgets), results, source=budgets)
     if junit is not None:
         write_atomic(junit, gate_junit(verdicts))
@@ -108,8 +107,6 @@ def command(
     ] = None,
 ) -> None:
     """Check results against budgets: exit 0 when all hold, 1 when one breaks, 2 on unusable input."""
-    from pipeline.report.markdown import gate_verdict_line
-
     verdicts = check_budgets(load_results(*results), budgets, junit, markdown)
     console.print(verdict_table(verdicts))
     for path in (junit, markdown):

@@ -2,18 +2,24 @@
 
 `steps` > 1 prunes in K geometric steps (each keeps the same fraction), optionally fine-tuning for
 `finetune_epochs_per_step` epochs after each, the iterative prune-then-fine-tune schedule.
+
+`pipeline.pruning` imports torch, so it is imported inside the functions that use it: the CLI starts
+without torch.
 """
 
 from __future__ import annotations
 
 import tempfile
+from functools import partial
 from pathlib import Path
 from typing import Annotated, Literal
 
 import typer
 from pydantic import Field, ValidationError, model_validator
+from rich.progress import Progress, TaskID
 
 from core.artifacts import Artifact
+from core.checkpoints import load_detection_model, save_checkpoint
 from core.errors import InputError
 from pipeline.stages.base import Section, StageContext
 
@@ -77,9 +83,6 @@ def prune_checkpoint(
     checkpoint: Path, out_path: Path, config: PruneConfig, *, imgsz: int, device: str, data: Path | None
 ):
     """Prune `checkpoint` as `config` says and write `out_path` atomically; returns the PruneReport."""
-    from rich.progress import Progress
-
-    from core.checkpoints import load_detection_model, save_checkpoint
     from pipeline.pruning import PruneOptions, measure, prune_model
     from pipeline.pruning.data import check_classes, train_batches
 
@@ -121,9 +124,9 @@ def prune_checkpoint(
                 **{unit: keep ** (step / config.steps) * before / now},
                 gradient_batches=batches(4),
                 bn_batches=batches(config.bn_batches),
-                progress=lambda done, task=task: progress.update(task, completed=done),
+                progress=partial(_advance, progress, task),
             )
-            if config.finetune_epochs_per_step:
+            if config.finetune_epochs_per_step and data is not None:
                 progress.update(task, description=f"fine-tuning step {step}/{config.steps}")
                 model = _finetune_step(model, data, config, imgsz, device, step)
     report.params_before, report.gflops_before = params_before, gflops_before
@@ -140,8 +143,11 @@ def count_of(model, unit: str, imgsz: int) -> float:
     return params if unit == "params" else gflops
 
 
+def _advance(progress: Progress, task: TaskID, done: float) -> None:
+    progress.update(task, completed=done)
+
+
 def _finetune_step(model, data: Path, config: PruneConfig, imgsz: int, device: str, step: int):
-    from core.checkpoints import load_detection_model, save_checkpoint
     from pipeline.pruning.trainer import train
 
     with tempfile.TemporaryDirectory(prefix="edgepipe-prune-ft-") as tmp:

@@ -11,8 +11,12 @@ from pydantic import Field
 
 from benchmarks.results import Result, load_results
 from core.artifacts import Artifact, now_iso, write_atomic
+from core.checkpoints import count_params, gflops, load_detection_model
 from core.console import console
+from pipeline.report.html import report_html
 from pipeline.report.inputs import results_from_inputs
+from pipeline.report.markdown import report_markdown
+from pipeline.report.summary import stage_stories, summarize
 from pipeline.stages.base import Section, StageContext
 
 STORY_ORDER = ("source", "prune", "finetune")
@@ -40,10 +44,6 @@ def write_report(
 
     `search` is the search.json of `edgepipe search`, whose table and plot get a section of their own.
     """
-    from pipeline.report.html import report_html
-    from pipeline.report.markdown import report_markdown
-    from pipeline.report.summary import stage_stories, summarize
-
     devices = summarize(results, baseline)
     stories = stories or stage_stories(results)
     html = report_html(title, devices, stories, results, baseline, now_iso(), search)
@@ -58,8 +58,6 @@ def _story_from_checkpoints(ctx: StageContext) -> dict[str, list[dict[str, Any]]
     models = {key.split(":", 1)[1]: a for key, a in ctx.inputs.items() if key.startswith("model:")}
     if not models:
         return {}
-    from core.checkpoints import count_params, gflops, load_detection_model
-
     story = []
     for stage in sorted(models, key=lambda s: STORY_ORDER.index(s) if s in STORY_ORDER else len(STORY_ORDER)):
         artifact = models[stage]
@@ -80,8 +78,6 @@ def _story_from_checkpoints(ctx: StageContext) -> dict[str, list[dict[str, Any]]
 
 
 def run(config: ReportConfig, ctx: StageContext) -> dict[str, Artifact]:
-    from pipeline.report.summary import stage_stories
-
     results = results_from_inputs(ctx.inputs)
     stories = stage_stories(results) or _story_from_checkpoints(ctx)
     search = json.loads(ctx.inputs["search"].path.read_text()) if "search" in ctx.inputs else None

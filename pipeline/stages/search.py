@@ -15,22 +15,31 @@ from __future__ import annotations
 import json
 import shutil
 from dataclasses import asdict
-from functools import partial
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pydantic import Field, field_validator, model_validator
 
+from benchmarks.budgets import Budget, evaluate
+from benchmarks.device import device_name, fingerprint
+from benchmarks.results import load_results
 from core.artifacts import Artifact, write_atomic, write_json_atomic
 from core.console import console
 from core.errors import CheckFailed, InputError
+from pipeline.report.plots import search_ladder
+from pipeline.report.search import candidate_rows, summary_line
+from pipeline.search.budget_expr import parse_budget
+from pipeline.search.ladder import check_ladder, ladder
+from pipeline.search.select import CandidateTiming, require_choice, select
+from pipeline.search.timing import TimingSettings, time_ladder
 from pipeline.stages.base import Section, StageContext
+from pipeline.stages.benchmark import bench_progress
+from pipeline.stages.prune import PruneConfig, prune_checkpoint
+from targets.base import check_precision, get_target
 
 if TYPE_CHECKING:
     from rich.table import Table
 
     from pipeline.search.budget_expr import LatencyBudget
-    from pipeline.stage_runner import StagePlan
 
 TIMINGS_FILE = "timings.json"
 SEARCH_FILE = "search.json"
@@ -38,10 +47,6 @@ PLOT_FILE = "search.png"
 CHOICE_FILE = "choice.json"
 VERDICT_FILE = "verdict.json"
 PRUNED_FILE = "pruned.pt"
-TIMING_LIBS = ("torch", "ultralytics", "torch-pruning", "onnx", "onnxslim", "onnxruntime", "openvino", "nncf")
-# What the timed candidates depend on; the budget, confidence and margin only steer the cheap selection.
-TIMING_FIELDS = {"target", "precision", "batch", "ratios", "candidates", "min_ratio", "round_to"}
-TIMING_FIELDS |= {"calib_images", "warmup", "iters", "min_seconds", "rounds", "threads"}
 
 
 class SearchConfig(Section):
@@ -71,8 +76,6 @@ class SearchConfig(Section):
     @field_validator("budget")
     @classmethod
     def _readable_budget(cls, value: str) -> str:
-        from pipeline.search.budget_expr import parse_budget
-
         try:
             parse_budget(value)
         except InputError as exc:
@@ -81,9 +84,6 @@ class SearchConfig(Section):
 
     @model_validator(mode="after")
     def _known_target_and_ladder(self) -> SearchConfig:
-        from pipeline.search.ladder import check_ladder
-        from targets.base import check_precision, get_target
-
         try:
             check_precision(get_target(self.target), self.precision)
             if self.ratios is not None:
@@ -93,15 +93,11 @@ class SearchConfig(Section):
         return self
 
     def ladder(self) -> list[float]:
-        from pipeline.search.ladder import check_ladder, ladder
-
         return (
             check_ladder(self.ratios) if self.ratios is not None else ladder(self.candidates, self.min_ratio)
         )
 
     def parsed_budget(self) -> LatencyBudget:
-        from pipeline.search.budget_expr import parse_budget
-
         return parse_budget(self.budget, self.batch)
 
     @property
@@ -109,19 +105,8 @@ class SearchConfig(Section):
         return f"{self.target}/{self.precision}"
 
 
-def _prune_defaults() -> dict[str, Any]:
-    """The prune stage's defaults shape every candidate, so they belong in the timing stage's cache key."""
-    from pipeline.stages.prune import PruneConfig
-
-    return PruneConfig().model_dump(mode="json")
-
-
 def run_timing(config: SearchConfig, ctx: StageContext) -> dict[str, Artifact]:
     """Build and time every candidate of the ladder; write timings.json."""
-    from benchmarks.device import device_name, fingerprint
-    from pipeline.search.timing import TimingSettings, time_ladder
-    from pipeline.stages.benchmark import bench_progress
-
     if config.precision == "int8" and ctx.settings.data is None:
         raise InputError("an int8 search calibrates on the train split: set `data` in the config")
     settings = TimingSettings(
@@ -153,9 +138,6 @@ def run_timing(config: SearchConfig, ctx: StageContext) -> dict[str, Artifact]:
 
 def run_select(config: SearchConfig, ctx: StageContext) -> dict[str, Artifact]:
     """Choose from the recorded timings; write search.json, its plot and choice.json (the ratio alone)."""
-    from pipeline.report.plots import search_ladder
-    from pipeline.search.select import CandidateTiming, require_choice, select
-
     timings = json.loads(ctx.input("timings").path.read_text())
     selection = select(
         [CandidateTiming.from_dict(c) for c in timings["candidates"]],
@@ -182,8 +164,6 @@ def run_prune(config: SearchConfig, ctx: StageContext) -> dict[str, Artifact]:
     """Prune the chosen ratio properly (the prune stage's defaults, BatchNorm re-estimated on the data)."""
     from rich.console import Console
 
-    from pipeline.stages.prune import PruneConfig, prune_checkpoint
-
     choice = json.loads(ctx.input("choice").path.read_text())
     source, out = ctx.input("model").path, ctx.out_dir / PRUNED_FILE
     if choice["ratio"] >= 1.0:  # the model as given already meets the budget
@@ -209,9 +189,6 @@ def run_prune(config: SearchConfig, ctx: StageContext) -> dict[str, Artifact]:
 
 def run_verify(config: SearchConfig, ctx: StageContext) -> dict[str, Artifact]:
     """Gate the benchmarked choice against the budget (plain statistic of the final benchmark)."""
-    from benchmarks.budgets import Budget, evaluate
-    from benchmarks.results import load_results
-
     budget = config.parsed_budget()
     results = [r for r in load_results(ctx.input("results").path) if r.batch == config.batch]
     gate = Budget(
@@ -235,66 +212,8 @@ def run_verify(config: SearchConfig, ctx: StageContext) -> dict[str, Artifact]:
     return {"verdict": Artifact.from_path("search-verdict", path, passed=True)}
 
 
-def plans(
-    config: SearchConfig, *, data_needs: dict[str, str], data_reads: tuple[Path, ...]
-) -> list[StagePlan]:
-    """The three stages that replace `prune`: time (no budget in its key), select (the budget), prune."""
-    from pipeline.stage_runner import StagePlan
-
-    timing_key = {"search": config.model_dump(include=TIMING_FIELDS), "prune": _prune_defaults()}
-    select_key = config.model_dump(include={"budget", "batch", "confidence", "margin"})
-    prune_key = {"round_to": config.round_to, "prune": _prune_defaults()}
-    training = ("torch", "ultralytics", "torch-pruning")
-    time = StagePlan(
-        "search:time",
-        "search",
-        partial(run_timing, config),
-        timing_key,
-        needs={"model": "model", **data_needs},
-        provides={"timings": "search:timings"},
-        libraries=TIMING_LIBS,
-        reads=data_reads,
-    )
-    choose = StagePlan(
-        "search:select",
-        "search",
-        partial(run_select, config),
-        select_key,
-        needs={"timings": "search:timings"},
-        provides={"search": "search", "choice": "search:choice"},
-        libraries=("scipy", "matplotlib"),
-    )
-    prune = StagePlan(
-        "search:prune",
-        "search",
-        partial(run_prune, config),
-        prune_key,
-        needs={"model": "model", "choice": "search:choice", **data_needs},
-        provides={"model": "model"},
-        libraries=training,
-        reads=data_reads,
-    )
-    return [time, choose, prune]
-
-
-def verify_plan(config: SearchConfig) -> StagePlan:
-    """After the benchmark of the search's target/precision: gate it against the budget."""
-    from pipeline.stage_runner import StagePlan
-
-    return StagePlan(
-        "search:verify",
-        "gate",
-        partial(run_verify, config),
-        config.model_dump(include={"budget", "batch", "target", "precision"}),
-        needs={"results": f"results:{config.label}"},
-        provides={"verdict": "search:verdict"},
-    )
-
-
 def candidate_table(search: dict[str, Any]) -> Table:
     from rich.table import Table
-
-    from pipeline.report.search import candidate_rows, summary_line
 
     header, rows = candidate_rows(search)
     table = Table(title=f"budget search: {search['budget']['text']}", caption=summary_line(search))
