@@ -28,6 +28,7 @@ class Runner(Protocol):
     def close(self) -> None:
         """Release what the Runner holds (sessions, compiled models, device buffers); the default holds
         nothing that garbage collection does not free."""
+        return None
 
     def __enter__(self: R) -> R:
         return self

@@ -8,13 +8,12 @@ inputs: outputs live in the work dir) must exist before any work starts.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
-from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 
 from core.errors import InputError
-from core.yamlfile import read_yaml_mapping
-from pipeline.stages.base import Section
+from core.yamlfile import read_yaml_model
+from pipeline.stages.base import Section, check_imgsz
 from pipeline.stages.benchmark import BenchConfig
 from pipeline.stages.build import BuildEntry
 from pipeline.stages.export import ExportConfig
@@ -83,14 +82,10 @@ class PipelineConfig(Section):
     @field_validator("imgsz")
     @classmethod
     def _multiple_of_stride(cls, value: int) -> int:
-        if value % 32:
-            raise ValueError(f"must be a multiple of 32 (the model's largest stride), got {value}")
-        return value
-
-
-def _format_location(loc: tuple[Any, ...]) -> str:
-    parts = [str(p) for p in loc if not (isinstance(p, str) and p in {"Path", "SynthSource"})]
-    return ".".join(p if not p.isdigit() else f"[{p}]" for p in parts).replace(".[", "[")
+        try:
+            return check_imgsz(value)
+        except InputError as exc:
+            raise ValueError(str(exc)) from None
 
 
 def _resolve_paths(model: BaseModel, base: Path, file: Path, where: str = "") -> None:
@@ -118,22 +113,13 @@ def _exists(path: Path) -> bool:
 
 def load_config(path: Path | str) -> PipelineConfig:
     path = Path(path)
-    raw = read_yaml_mapping(path, "config file", "a mapping of sections (model, data, prune, ...)")
-    try:
-        config = PipelineConfig.model_validate(raw)
-    except ValidationError as exc:
-        lines = []
-        for error in exc.errors():
-            key = _format_location(error["loc"]) or "(top level)"
-            got = error.get("input")
-            detail = error["msg"]
-            if error["type"] == "extra_forbidden":
-                detail = "unknown key (check its spelling against `edgepipe run --help` and the README)"
-            elif error["type"] == "missing":
-                detail = "required key is missing"
-            elif got is not None and not isinstance(got, dict):
-                detail += f" (got {got!r})"
-            lines.append(f"key '{key}': {detail}")
-        raise InputError("invalid config:\n  " + "\n  ".join(lines), path=path) from None
+    config = read_yaml_model(
+        path,
+        PipelineConfig,
+        what="config file",
+        expected="a mapping of sections (model, data, prune, ...)",
+        invalid="invalid config",
+        hint="docs/config.md lists every key",
+    )
     _resolve_paths(config, path.parent.resolve(), path)
     return config

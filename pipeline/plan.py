@@ -1,25 +1,26 @@
-"""Turn a PipelineConfig into the ordered StagePlans the runner executes."""
+"""Turn a PipelineConfig into the ordered StagePlans the stage runner executes: the wiring of stages."""
 
 from __future__ import annotations
 
-from functools import partial
 from pathlib import Path
 from typing import Any
 
 from core.artifacts import Artifact
 from pipeline.config import PipelineConfig, SynthSource
 from pipeline.data.synth import generate_dataset
+from pipeline.search.timing import TimingSettings
 from pipeline.stage_runner import StagePlan
 from pipeline.stages import benchmark, build, export, finetune, gate, prune, report, search
 from pipeline.stages.base import StageContext
+from pipeline.stages.stage import bind
 
 TRAINING_LIBS = ("torch", "ultralytics", "torch-pruning")
 EXPORT_LIBS = ("torch", "ultralytics", "onnx", "onnxslim")
 BACKEND_LIBS = ("torch", "onnx", "onnxruntime", "openvino", "nncf")
 TIMING_LIBS = ("torch", "ultralytics", "torch-pruning", "onnx", "onnxslim", "onnxruntime", "openvino", "nncf")
-# What the timed candidates depend on; the budget, confidence and margin only steer the cheap selection.
-TIMING_FIELDS = {"target", "precision", "batch", "ratios", "candidates", "min_ratio", "round_to"}
-TIMING_FIELDS |= {"calib_images", "warmup", "iters", "min_seconds", "rounds", "threads"}
+# What the timed candidates depend on: the ladder and the timing settings; the budget, confidence and
+# margin only steer the cheap selection.
+TIMING_FIELDS = {"ratios", "candidates", "min_ratio", *TimingSettings.__dataclass_fields__}
 
 
 def _synth_stage(section: SynthSource, ctx: StageContext) -> dict[str, Artifact]:
@@ -48,7 +49,7 @@ def search_plans(
     time = StagePlan(
         "search:time",
         "search",
-        partial(search.run_timing, config),
+        bind(search.run_timing, config),
         timing_key,
         needs={"model": "model", **data_needs},
         provides={"timings": "search:timings"},
@@ -58,7 +59,7 @@ def search_plans(
     choose = StagePlan(
         "search:select",
         "search",
-        partial(search.run_select, config),
+        bind(search.run_select, config),
         select_key,
         needs={"timings": "search:timings"},
         provides={"search": "search", "choice": "search:choice"},
@@ -67,7 +68,7 @@ def search_plans(
     prune = StagePlan(
         "search:prune",
         "search",
-        partial(search.run_prune, config),
+        bind(search.run_prune, config),
         prune_key,
         needs={"model": "model", "choice": "search:choice", **data_needs},
         provides={"model": "model"},
@@ -82,7 +83,7 @@ def search_verify_plan(config: search.SearchConfig) -> StagePlan:
     return StagePlan(
         "search:verify",
         "gate",
-        partial(search.run_verify, config),
+        bind(search.run_verify, config),
         config.model_dump(include={"budget", "batch", "target", "precision"}),
         needs={"results": f"results:{config.label}"},
         provides={"verdict": "search:verdict"},
@@ -97,9 +98,7 @@ def make_plans(config: PipelineConfig) -> list[StagePlan]:
     val = config.val or (None if isinstance(config.data, SynthSource) else config.data)
     val_reads: tuple[Path, ...] = (val,) if val else ()
     if synth is not None:
-        plans.append(
-            StagePlan("data", "data", partial(_synth_stage, synth), synth, provides={"data": "data"})
-        )
+        plans.append(StagePlan("data", "data", bind(_synth_stage, synth), synth, provides={"data": "data"}))
         data_needs = {"data": "data"}
     else:
         data_needs = {}
@@ -108,7 +107,7 @@ def make_plans(config: PipelineConfig) -> list[StagePlan]:
             StagePlan(
                 "prune",
                 "prune",
-                partial(prune.run, config.prune),
+                bind(prune.run, config.prune),
                 config.prune,
                 needs={"model": "model", **data_needs},
                 provides={"model": "model"},
@@ -124,7 +123,7 @@ def make_plans(config: PipelineConfig) -> list[StagePlan]:
             StagePlan(
                 "finetune",
                 "finetune",
-                partial(finetune.run, config.finetune),
+                bind(finetune.run, config.finetune),
                 config.finetune,
                 needs={"model": "model", **teacher, **data_needs},
                 provides={"model": "model"},
@@ -139,7 +138,7 @@ def make_plans(config: PipelineConfig) -> list[StagePlan]:
             StagePlan(
                 "export",
                 "export",
-                partial(export.run, section),
+                bind(export.run, section),
                 section,
                 needs={"model": "model", **data_needs},
                 provides={"onnx": "onnx"},
@@ -156,7 +155,7 @@ def make_plans(config: PipelineConfig) -> list[StagePlan]:
             StagePlan(
                 f"build:{label}",
                 "build",
-                partial(build.run, entry),
+                bind(build.run, entry),
                 entry,
                 needs=needs,
                 provides={"engine": f"engine:{label}"},
@@ -171,7 +170,7 @@ def make_plans(config: PipelineConfig) -> list[StagePlan]:
                 StagePlan(
                     f"bench:{label}",
                     "bench",
-                    partial(benchmark.run, config.bench),
+                    bind(benchmark.run, config.bench),
                     config.bench,
                     needs={"engine": f"engine:{label}", **data_needs},
                     provides={"results": f"results:{label}"},
@@ -194,7 +193,7 @@ def make_plans(config: PipelineConfig) -> list[StagePlan]:
             StagePlan(
                 "report",
                 "report",
-                partial(report.run, config.report),
+                bind(report.run, config.report),
                 config.report,
                 needs={**results_needs, **story_needs},
                 provides={"report": "report"},
@@ -206,7 +205,7 @@ def make_plans(config: PipelineConfig) -> list[StagePlan]:
             StagePlan(
                 "gate",
                 "gate",
-                partial(gate.run, config.gate),
+                bind(gate.run, config.gate),
                 config.gate,
                 needs=results_needs,
                 provides={"gate": "gate"},

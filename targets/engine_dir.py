@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import core
 from core.artifacts import ARTIFACT_FILE, Artifact, now_iso, sha256_file, sha256_path, write_json_atomic
+from core.engine_record import EngineRecord
 from core.errors import InputError
 
 if TYPE_CHECKING:
@@ -95,9 +96,12 @@ def write_engine_artifact(
     versions: dict[str, str],
     extra: dict[str, Any] | None = None,
 ) -> Artifact:
-    """Write `artifact.json` (the engine directory contract) and return the directory's Artifact."""
+    """Write the engine record (`artifact.json`, `core.engine_record`) and return the directory's Artifact.
+
+    `extra` holds the target's own sections; a key of the record given there replaces it.
+    """
     files = sorted(p for p in out_dir.rglob("*") if p.is_file() and p.name != ARTIFACT_FILE)
-    meta: dict[str, Any] = {
+    fields: dict[str, Any] = {
         "kind": "engine",
         "target": target,
         "precision": precision,
@@ -123,6 +127,7 @@ def write_engine_artifact(
         "created_at": now_iso(),
         **(extra or {}),
     }
+    meta = EngineRecord.model_validate(fields).as_metadata()
     write_json_atomic(out_dir / ARTIFACT_FILE, meta)
     return Artifact(kind="engine", path=out_dir.resolve(), sha256=sha256_path(out_dir), metadata=meta)
 

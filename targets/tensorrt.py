@@ -27,7 +27,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from core.artifacts import ARTIFACT_FILE, read_artifact_dir, sha256_file, write_atomic
+from core.artifacts import ARTIFACT_FILE, sha256_file, write_atomic
+from core.engine_record import read_artifact_dir
 from core.errors import BackendUnavailable, InputError
 from core.runner import Runner
 from targets.base import BuildInputs, RunOptions

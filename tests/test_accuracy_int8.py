@@ -15,8 +15,9 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from core.artifacts import read_artifact_dir, sha256_file
+from core.artifacts import sha256_file
 from core.calibration import CalibrationSet
+from core.engine_record import read_artifact_dir
 from core.errors import InputError
 from targets.accuracy_int8.search import Step, chosen_step, float_layer_schedule, run_steps
 

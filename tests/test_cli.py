@@ -60,3 +60,21 @@ def test_missing_input_is_a_message_and_exit_2(tmp_path, monkeypatch, args):
     assert result.exit_code == 2, result.output
     assert "error:" in result.output and "missing" in result.output
     assert not any(p.name in {"r.json", "m.onnx"} for p in tmp_path.iterdir())
+
+
+@pytest.mark.parametrize(
+    ("args", "named"),
+    [
+        (("prune", "--model", "m.pt", "--macs", "1.5"), ["--macs", "1.5"]),
+        (("bench", "--artifact", "missing.onnx", "-o", "r.json"), ["missing.onnx", "not found"]),
+        (("build", "--onnx", "m.onnx", "--calib-size", "0"), ["--calib-size", "0"]),
+        (("export", "--model", "m.pt", "--imgsz", "100"), ["--imgsz", "100"]),
+    ],
+)
+def test_bad_option_is_one_message_naming_the_value_and_exit_2(tmp_path, monkeypatch, args, named):
+    monkeypatch.chdir(tmp_path)
+    result = invoke(*args)
+    assert result.exit_code == 2, result.output
+    first = result.output.splitlines()[0]
+    assert first.startswith("error:") and all(fragment in first for fragment in named), result.output
+    assert "Traceback" not in result.output

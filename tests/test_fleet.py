@@ -73,7 +73,7 @@ def test_matrix_errors_name_the_file_and_key(tmp_path: Path, tiny_checkpoint: Pa
             }
         )
     )
-    with pytest.raises(InputError, match=r"bench\.iterz: Extra inputs"):
+    with pytest.raises(InputError, match=r"bench\.iterz.: unknown key; did you mean `iters`"):
         load_matrix(path)
     path.write_text(
         yaml.safe_dump(

@@ -8,8 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core.artifacts import ARTIFACT_FILE, Artifact, read_artifact_dir, sha256_path
+from core.artifacts import ARTIFACT_FILE, Artifact, sha256_path
 from core.calibration import CalibrationSet
+from core.engine_record import read_artifact_dir
 from core.errors import BackendUnavailable, InputError
 from pipeline.stages.build import BuildEntry, build_engine
 from targets.base import RunOptions, get_target

@@ -125,8 +125,8 @@ def test_tensorrt_engine_builds_and_runs(precision, tiny_onnx, tiny_checkpoint, 
     pytest.importorskip("tensorrt")
     import torch
 
-    from core.artifacts import read_artifact_dir
     from core.checkpoints import load_detection_model
+    from core.engine_record import read_artifact_dir
     from pipeline.stages.build import BuildEntry, build_engine
     from targets.base import RunOptions
 

@@ -30,8 +30,9 @@ from benchmarks.device import fingerprint, library_versions
 from benchmarks.latency import TimingPlan, latency_stats, model_latency
 from benchmarks.noise import LoadMonitor
 from benchmarks.throughput import measure_throughput
-from core.artifacts import Artifact, read_artifact_dir, sha256_path
+from core.artifacts import Artifact, sha256_path
 from core.console import console
+from core.engine_record import read_artifact_dir
 from core.errors import CheckFailed, InputError
 from core.letterbox import preprocess
 from pipeline.stages.build import BuildEntry, build_engine

@@ -11,6 +11,7 @@ import typer
 from core.artifacts import MANIFEST_FILE, write_atomic
 from core.console import console
 from core.errors import InputError
+from core.validation import validation_error
 from pipeline.run import run_pipeline
 from pipeline.stages.search import SearchConfig, candidate_table
 
@@ -98,8 +99,9 @@ def command(
             min_seconds=min_seconds,
         )
     except ValidationError as exc:
-        message = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'options'}: {e['msg']}" for e in exc.errors())
-        raise InputError(message, hint="see `edgepipe search --help`") from None
+        raise validation_error(
+            exc, what="invalid options", model=SearchConfig, options=True, hint="see `edgepipe search --help`"
+        ) from None
     for path in (model, data, val):
         if path is not None and not path.exists():
             raise InputError("file not found", path=path)

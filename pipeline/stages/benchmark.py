@@ -21,9 +21,10 @@ from benchmarks.history import append_results
 from benchmarks.results import Result, save_results
 from benchmarks.table import flag_lines, results_table
 from core import letterbox
-from core.artifacts import Artifact, now_iso, read_artifact_dir, sha256_path
+from core.artifacts import Artifact, now_iso, sha256_path
 from core.console import console
 from core.dataset import load_dataset
+from core.engine_record import read_artifact_dir
 from core.errors import InputError
 from core.letterbox import load_image
 from pipeline.stages.base import Section, StageContext
@@ -52,13 +53,18 @@ class BenchConfig(Section):
     device: str = Field("cpu", description="where to run: cpu, cuda, cuda:0 (torch, TensorRT)")
 
 
-def resolve_artifact(path: Path, scratch: Path, imgsz: int = 640) -> Artifact:
-    """A build directory as is; a plain .pt built as torch/fp32, a plain .onnx as onnxruntime/fp32."""
+def check_artifact_exists(path: Path) -> Path:
     path = Path(path)
     if not path.exists():
         raise InputError(
             "artifact not found", path=path, hint="pass a directory from `edgepipe build`, a .pt or an .onnx"
         )
+    return path
+
+
+def resolve_artifact(path: Path, scratch: Path, imgsz: int = 640) -> Artifact:
+    """A build directory as is; a plain .pt built as torch/fp32, a plain .onnx as onnxruntime/fp32."""
+    path = check_artifact_exists(path)
     if path.is_dir():
         meta = read_artifact_dir(path)
         if meta.get("kind") != "engine":
@@ -283,6 +289,7 @@ def command(
 ) -> None:
     """Measure latency (model only and end to end), throughput and mAP of an engine; write results JSON."""
 
+    check_artifact_exists(artifact)  # before any complaint about the other options
     if not no_accuracy and data is None:
         raise InputError("mAP needs a dataset", hint="pass --data data.yaml, or --no-accuracy")
     config = BenchConfig(

@@ -13,15 +13,18 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from pydantic import Field
+from pydantic import Field, ValidationError, model_validator
 
-from core.artifacts import Artifact, atomic_output, read_artifact_dir, sha256_path
+from core.artifacts import Artifact, atomic_output, sha256_path
 from core.calibration import CalibrationSet
+from core.engine_record import read_artifact_dir
 from core.errors import BackendUnavailable, CheckFailed, InputError
+from core.validation import validation_error
 from pipeline.stages.base import Section, StageContext
 from targets.accuracy_int8 import steps_table
 from targets.base import BuildInputs, check_precision, get_target
 from targets.engine_dir import onnx_facts
+from targets.options import check_options
 
 
 class BuildEntry(Section):
@@ -32,7 +35,17 @@ class BuildEntry(Section):
     max_map_drop: float | None = Field(
         None, ge=0, description="INT8: largest allowed absolute mAP50-95 drop vs fp32 (accuracy-aware mode)"
     )
-    options: dict[str, Any] = Field(default_factory=dict, description="target-specific build options")
+    options: dict[str, Any] = Field(
+        default_factory=dict, description="target-specific build options (docs/config.md lists each target's)"
+    )
+
+    @model_validator(mode="after")
+    def _known_options(self) -> BuildEntry:
+        try:
+            check_options(self.target, self.options)
+        except InputError as exc:
+            raise ValueError(str(exc)) from None
+        return self
 
 
 def build_engine(
@@ -161,14 +174,19 @@ def command(
         options["qdq_onnx"] = str(qdq_onnx.resolve())
     if max_steps is not None:
         options["max_steps"] = max_steps
-    entry = BuildEntry(
-        target=target,
-        precision=precision,
-        calib_size=calib_size,
-        calib_seed=calib_seed,
-        max_map_drop=max_map_drop,
-        options=options,
-    )
+    try:
+        entry = BuildEntry(
+            target=target,
+            precision=precision,
+            calib_size=calib_size,
+            calib_seed=calib_seed,
+            max_map_drop=max_map_drop,
+            options=options,
+        )
+    except ValidationError as exc:
+        raise validation_error(
+            exc, what="invalid options", model=BuildEntry, options=True, hint="see `edgepipe build --help`"
+        ) from None
     console = Console(stderr=True)
     started = time.perf_counter()
     # The accuracy-driven loop shows its own progress bars and step lines instead of a spinner.

@@ -19,9 +19,9 @@ from pydantic import Field
 from core.artifacts import Artifact, atomic_output, sha256_file
 from core.checkpoints import count_params, gflops, load_detection_model
 from core.dataset import load_dataset
-from core.errors import CheckFailed
+from core.errors import CheckFailed, InputError
 from core.letterbox import preprocess
-from pipeline.stages.base import Section, StageContext
+from pipeline.stages.base import Section, StageContext, check_imgsz
 from targets.engine_dir import META_CHECKPOINT_SHA256, META_GFLOPS, META_PARAMS, onnx_facts
 
 
@@ -227,6 +227,10 @@ def command(
     ] = 0.05,
 ) -> None:
     """Export a checkpoint to ONNX and check it against PyTorch."""
+    try:
+        check_imgsz(imgsz)
+    except InputError as exc:
+        raise InputError(f"--imgsz {exc}", hint="use 640, 320 or another multiple of 32") from None
     config = ExportConfig(
         opset=opset,
         simplify=simplify,

@@ -21,6 +21,7 @@ from core.artifacts import Artifact
 from core.checkpoints import load_detection_model
 from core.dataset import load_dataset
 from core.errors import InputError
+from core.validation import validation_error
 from pipeline.stages.base import Section, StageContext
 
 BEST_FILE = "best.pt"
@@ -202,8 +203,11 @@ def command(
             distill_weight=distill_weight,
         )
     except ValidationError as exc:
-        raise InputError(
-            "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()),
+        raise validation_error(
+            exc,
+            what="invalid options",
+            model=FinetuneConfig,
+            options=True,
             hint="see `edgepipe finetune --help`",
         ) from None
     with tempfile.TemporaryDirectory(prefix="edgepipe-finetune-") as tmp:

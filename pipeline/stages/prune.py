@@ -21,6 +21,7 @@ from rich.progress import Progress, TaskID
 from core.artifacts import Artifact
 from core.checkpoints import load_detection_model, save_checkpoint
 from core.errors import InputError
+from core.validation import validation_error
 from pipeline.stages.base import Section, StageContext
 
 PRUNED_FILE = "pruned.pt"
@@ -241,7 +242,9 @@ def command(
             bn_batches=bn_batches,
         )
     except ValidationError as exc:
-        raise InputError(_validation_message(exc), hint="see `edgepipe prune --help`") from None
+        raise validation_error(
+            exc, what="invalid options", model=PruneConfig, options=True, hint="see `edgepipe prune --help`"
+        ) from None
     report = prune_checkpoint(model, output, config, imgsz=imgsz, device=device, data=data)
     table = Table(title=f"pruned {model.name} -> {output}")
     for column in ("", "before", "after", "after / before"):
@@ -256,7 +259,3 @@ def command(
         f"{report.gflops_ratio:.3f}",
     )
     Console().print(table)
-
-
-def _validation_message(exc: ValidationError) -> str:
-    return "; ".join(f"{'.'.join(map(str, e['loc'])) or 'options'}: {e['msg']}" for e in exc.errors())
