@@ -1,15 +1,10 @@
-"""The one rich Console every command prints through, and how errors reach the user."""
+"""The one rich Console every command prints through."""
 
 from __future__ import annotations
 
-import functools
 import sys
-from collections.abc import Callable
 
-import typer
 from rich.console import Console
-
-from core.errors import EdgepipeError
 
 
 def make_console() -> Console:
@@ -18,20 +13,3 @@ def make_console() -> Console:
 
 
 console = make_console()
-
-
-def user_errors(fn: Callable[..., None]) -> Callable[..., None]:
-    """EdgepipeErrors become a red message and their exit code (1 check failed, 2 bad input), no traceback."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except EdgepipeError as exc:
-            console.print(f"[bold red]error:[/bold red] {exc}")
-            raise typer.Exit(exc.exit_code) from None
-        except KeyboardInterrupt:
-            console.print("[yellow]interrupted[/yellow]: completed stages are kept; run again to resume")
-            raise typer.Exit(130) from None
-
-    return wrapper

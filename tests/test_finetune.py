@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from core.errors import InputError
-from pipeline.stages.finetune import FinetuneConfig, command, finetune
+from pipeline.cli.finetune import command
+from pipeline.stages.finetune import FinetuneConfig, finetune
 
 IMGSZ = 64
 

@@ -29,7 +29,7 @@ from pipeline.fleet.resources import cell_resources, device_kind, node_kind, nod
 
 RAY = Path(sys.executable).with_name("ray")
 HEAD = "127.0.0.1:6379"  # the namespace is private: this port is free in it
-FLEET = [sys.executable, "-c", "from pipeline.fleet.commands import fleet_app; fleet_app()"]
+FLEET = [sys.executable, "-c", "from pipeline.cli.fleet import fleet_app; fleet_app()"]
 
 
 def test_resources_make_one_slot_per_device_and_pin_kind_and_target():

@@ -11,8 +11,9 @@ import pytest
 import torch
 
 from core.errors import InputError
+from pipeline.cli.prune import command
 from pipeline.stages.base import RunSettings, StageContext
-from pipeline.stages.prune import PruneConfig, command, run
+from pipeline.stages.prune import PruneConfig, run
 
 IMGSZ = 64
 

@@ -13,7 +13,8 @@ from typer.testing import CliRunner
 from core.artifacts import content_sha256
 from core.dataset import label_path, load_dataset, read_labels
 from core.errors import InputError
-from pipeline.data.synth import CLASS_NAMES, command, generate_dataset, visible_boxes
+from pipeline.cli.data import command
+from pipeline.data.synth import CLASS_NAMES, generate_dataset, visible_boxes
 
 
 def test_same_seed_writes_identical_files(synth_dataset: Path, tmp_path: Path):

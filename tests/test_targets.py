@@ -180,7 +180,7 @@ def test_int8_without_calibration_data(tiny_onnx, tmp_path):
 
 
 def test_corrupt_onnx_leaves_nothing_behind(tmp_path):
-    from pipeline.stages import build
+    from pipeline.cli import build
 
     corrupt = tmp_path / "bad.onnx"
     corrupt.write_bytes(b"\x08\x07garbage" * 10)

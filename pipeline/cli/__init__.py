@@ -1,23 +1,31 @@
-"""The `edgepipe` command line: `run` chains the stages from one config; each stage is also a command."""
+"""The `edgepipe` command line: `run` chains the stages from one config; each stage is also a command.
+
+One module per command; each builds the stage's config model from its options and calls the stage's
+work, so the command line adds no behaviour of its own.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
-from typing import Annotated
 
 import typer
-from rich.table import Table
 
-from benchmarks import compare, history
-from benchmarks.device import fingerprint
-from core.console import console, user_errors
-from pipeline.cli import search
-from pipeline.data import synth
-from pipeline.fleet.commands import fleet_app
-from pipeline.run import run_pipeline
-from pipeline.stages import benchmark, build, export, finetune, gate, prune, report
-from targets.base import get_target, target_names
+from pipeline.cli import (
+    bench,
+    build,
+    compare,
+    data,
+    export,
+    finetune,
+    fleet,
+    gate,
+    history,
+    prune,
+    report,
+    run,
+    search,
+)
+from pipeline.cli.errors import user_errors
 
 app = typer.Typer(
     name="edgepipe",
@@ -30,69 +38,19 @@ data_app = typer.Typer(help="Datasets: make the embedded synthetic dataset.", no
 app.add_typer(data_app, name="data")
 
 
-def run_command(
-    config: Annotated[Path, typer.Argument(help="pipeline YAML (see examples/quickstart.yaml)")],
-    workdir: Annotated[
-        Path | None, typer.Option("--workdir", "-w", help="work dir; default .edgepipe/<config name>")
-    ] = None,
-    from_stage: Annotated[
-        str | None, typer.Option("--from", help="re-run this stage and every stage after it")
-    ] = None,
-    only: Annotated[
-        str | None, typer.Option("--only", help="run only this stage (earlier ones cached)")
-    ] = None,
-    force: Annotated[bool, typer.Option("--force", help="re-run every stage, ignoring the cache")] = False,
-    wait: Annotated[
-        float, typer.Option("--wait", help="seconds to wait for another run holding the work dir")
-    ] = 0,
-) -> None:
-    """Run the stages of CONFIG in order; stages whose inputs are unchanged are taken from the cache."""
-    code = run_pipeline(
-        config, workdir, from_stage=from_stage, only=only, force=force, wait=wait, console=console
-    )
-    raise typer.Exit(code)
-
-
-def device_command() -> None:
-    """Print this machine's fingerprint and which targets can run here (with the reason when not)."""
-    info = fingerprint()
-    table = Table(title=f"device: {info.get('name', 'unknown')}", show_header=False)
-    for key, value in info.items():
-        if key == "versions" or value in (None, [], {}):
-            continue
-        if isinstance(value, dict):
-            for sub, item in value.items():
-                if item not in (None, [], {}):
-                    table.add_row(
-                        f"{key}.{sub}", ", ".join(map(str, item)) if isinstance(item, list) else str(item)
-                    )
-        else:
-            table.add_row(key, ", ".join(map(str, value)) if isinstance(value, list) else str(value))
-    console.print(table)
-    targets = Table(title="targets")
-    for column in ("target", "available", "precisions", "reason"):
-        targets.add_column(column)
-    for name in target_names():
-        target = get_target(name)
-        ok, reason = target.available()
-        mark = "[green]yes[/green]" if ok else "[red]no[/red]"
-        targets.add_row(name, mark, ", ".join(target.precisions), reason)
-    console.print(targets)
-
-
 def register(typer_app: typer.Typer, name: str, fn: Callable[..., None]) -> None:
     typer_app.command(name)(user_errors(fn))
 
 
-register(app, "run", run_command)
-register(app, "device", device_command)
+register(app, "run", run.run_command)
+register(app, "device", run.device_command)
 for _name, _module in (
     ("search", search),
     ("prune", prune),
     ("finetune", finetune),
     ("export", export),
     ("build", build),
-    ("bench", benchmark),
+    ("bench", bench),
     ("report", report),
     ("gate", gate),
 ):
@@ -101,8 +59,8 @@ for _name, _module in (
 
 register(app, "compare", compare.compare_command)
 register(app, "history", history.history_command)
-register(data_app, "synth", synth.command)
-app.add_typer(fleet_app, name="fleet")
+register(data_app, "synth", data.command)
+app.add_typer(fleet.fleet_app, name="fleet")
 
 
 def main() -> None:

@@ -11,7 +11,7 @@ import typer
 from core.artifacts import MANIFEST_FILE, write_atomic
 from core.console import console
 from core.errors import InputError
-from core.validation import validation_error
+from pipeline.cli.options import config_from_options, default, option
 from pipeline.run import run_pipeline
 from pipeline.stages.search import SearchConfig, candidate_table
 
@@ -52,18 +52,18 @@ def command(
     data: Annotated[
         Path, typer.Option("--data", help="data.yaml: INT8 calibration and fine-tuning (train split)")
     ],
-    budget: Annotated[
-        str, typer.Option("--budget", help='latency budget, e.g. "p90<=12ms", "p50<8ms", "fps>=30"')
-    ],
+    budget: Annotated[str, option(SearchConfig, "budget", "--budget")],
     output: Annotated[
         Path, typer.Option("-o", "--output", help="work dir: cached stages, report.html, search.yaml")
     ] = Path("search"),
-    target: Annotated[str, typer.Option(help="backend to time and build on")] = "openvino",
-    precision: Annotated[str, typer.Option(help="fp32, bf16, fp16 or int8")] = "int8",
-    batch: Annotated[int, typer.Option(min=1, help="batch size the budget applies to")] = 1,
-    candidates: Annotated[int, typer.Option(min=2, help="ladder length, from 1.0 down to --min-ratio")] = 8,
-    min_ratio: Annotated[float, typer.Option(help="the most pruned candidate's fraction of MACs")] = 0.3,
-    round_to: Annotated[int, typer.Option(min=1, help="keep channel counts multiples of this")] = 8,
+    target: Annotated[str, option(SearchConfig, "target")] = default(SearchConfig, "target"),
+    precision: Annotated[str, option(SearchConfig, "precision")] = default(SearchConfig, "precision"),
+    batch: Annotated[int, option(SearchConfig, "batch", min=1)] = default(SearchConfig, "batch"),
+    candidates: Annotated[int, option(SearchConfig, "candidates", min=2)] = default(
+        SearchConfig, "candidates"
+    ),
+    min_ratio: Annotated[float, option(SearchConfig, "min_ratio")] = default(SearchConfig, "min_ratio"),
+    round_to: Annotated[int, option(SearchConfig, "round_to", min=1)] = default(SearchConfig, "round_to"),
     imgsz: Annotated[int, typer.Option(help="input size in pixels (multiple of 32)")] = 640,
     finetune_epochs: Annotated[
         int, typer.Option(min=0, help="fine-tune the chosen model this many epochs (0: skip)")
@@ -74,34 +74,30 @@ def command(
     val: Annotated[
         Path | None, typer.Option(help="data.yaml whose val split measures mAP (default: --data)")
     ] = None,
-    margin: Annotated[float, typer.Option(help="relative headroom for timing noise, e.g. 0.05")] = 0.05,
-    rounds: Annotated[int, typer.Option(min=1, help="interleaved timing rounds per candidate")] = 3,
-    iters: Annotated[int, typer.Option(min=1, help="timed runs per candidate and round (at least)")] = 40,
-    min_seconds: Annotated[float, typer.Option(help="seconds per candidate and round (at least)")] = 1.0,
+    margin: Annotated[float, option(SearchConfig, "margin")] = default(SearchConfig, "margin"),
+    rounds: Annotated[int, option(SearchConfig, "rounds", min=1)] = default(SearchConfig, "rounds"),
+    iters: Annotated[int, option(SearchConfig, "iters", min=1)] = default(SearchConfig, "iters"),
+    min_seconds: Annotated[float, option(SearchConfig, "min_seconds")] = default(SearchConfig, "min_seconds"),
     device: Annotated[str, typer.Option(help="torch device for pruning and fine-tuning")] = "cpu",
 ) -> None:
     """Find the least pruned model meeting a latency budget on the target; fine-tune, build and gate it."""
     import yaml
-    from pydantic import ValidationError
 
-    try:
-        search = SearchConfig(
-            budget=budget,
-            target=target,
-            precision=precision,
-            batch=batch,
-            candidates=candidates,
-            min_ratio=min_ratio,
-            round_to=round_to,
-            margin=margin,
-            rounds=rounds,
-            iters=iters,
-            min_seconds=min_seconds,
-        )
-    except ValidationError as exc:
-        raise validation_error(
-            exc, what="invalid options", model=SearchConfig, options=True, hint="see `edgepipe search --help`"
-        ) from None
+    search = config_from_options(
+        SearchConfig,
+        "search",
+        budget=budget,
+        target=target,
+        precision=precision,
+        batch=batch,
+        candidates=candidates,
+        min_ratio=min_ratio,
+        round_to=round_to,
+        margin=margin,
+        rounds=rounds,
+        iters=iters,
+        min_seconds=min_seconds,
+    )
     for path in (model, data, val):
         if path is not None and not path.exists():
             raise InputError("file not found", path=path)

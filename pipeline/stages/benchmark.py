@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING
 
 import numpy as np
-import typer
 from pydantic import Field
 
 from benchmarks import latency, noise, throughput
@@ -19,10 +18,8 @@ from benchmarks.accuracy import evaluate, labelled_images
 from benchmarks.device import fingerprint, library_versions
 from benchmarks.history import append_results
 from benchmarks.results import Result, save_results
-from benchmarks.table import flag_lines, results_table
 from core import letterbox
 from core.artifacts import Artifact, now_iso, sha256_path
-from core.console import console
 from core.dataset import load_dataset
 from core.engine_record import read_artifact_dir
 from core.errors import InputError
@@ -247,70 +244,3 @@ def bench_progress() -> Progress:
     return Progress(
         SpinnerColumn(), "{task.description}", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()
     )
-
-
-def parse_batches(text: str) -> list[int]:
-    try:
-        batches = [int(part) for part in text.split(",") if part.strip()]
-    except ValueError as exc:
-        raise InputError(f"--batch takes comma-separated integers like 1,8; got {text!r}") from exc
-    if not batches or min(batches) < 1:
-        raise InputError(f"--batch needs positive batch sizes; got {text!r}")
-    return batches
-
-
-def command(
-    artifact: Annotated[
-        Path, typer.Option("--artifact", "-a", help="build directory, or a plain .pt (torch) or .onnx")
-    ],
-    output: Annotated[Path, typer.Option("--output", "-o", help="results JSON to write")] = Path(
-        "results.json"
-    ),
-    data: Annotated[Path | None, typer.Option("--data", help="data.yaml whose split measures mAP")] = None,
-    no_accuracy: Annotated[bool, typer.Option("--no-accuracy", help="measure speed only, no mAP")] = False,
-    batch: Annotated[str, typer.Option("--batch", help="batch sizes, comma-separated, e.g. 1,8")] = "1",
-    warmup: Annotated[int, typer.Option("--warmup", min=0, help="untimed runs before timing")] = 10,
-    iters: Annotated[int, typer.Option("--iters", min=1, help="at least this many timed runs")] = 100,
-    min_seconds: Annotated[
-        float, typer.Option("--min-seconds", min=0, help="and at least this many seconds of timed runs")
-    ] = 2.0,
-    streams: Annotated[int, typer.Option("--streams", min=1, help="concurrent requests for throughput")] = 1,
-    throughput_seconds: Annotated[
-        float, typer.Option("--throughput-seconds", min=0.1, help="duration of the throughput measurement")
-    ] = 3.0,
-    threads: Annotated[
-        int | None, typer.Option("--threads", min=1, help="inference threads (default: backend's choice)")
-    ] = None,
-    split: Annotated[str, typer.Option("--split", help="dataset split that measures mAP")] = "val",
-    device: Annotated[str, typer.Option("--device", help="cpu, cuda or cuda:N")] = "cpu",
-    imgsz: Annotated[
-        int, typer.Option("--imgsz", min=32, help="input size when --artifact is a plain .pt")
-    ] = 640,
-) -> None:
-    """Measure latency (model only and end to end), throughput and mAP of an engine; write results JSON."""
-
-    check_artifact_exists(artifact)  # before any complaint about the other options
-    if not no_accuracy and data is None:
-        raise InputError("mAP needs a dataset", hint="pass --data data.yaml, or --no-accuracy")
-    config = BenchConfig(
-        batch=parse_batches(batch),
-        warmup=warmup,
-        iters=iters,
-        min_seconds=min_seconds,
-        streams=streams,
-        throughput_seconds=throughput_seconds,
-        threads=threads,
-        accuracy=not no_accuracy,
-        split=split,
-        device=device,
-    )
-    with bench_progress() as progress:
-        results = bench_artifact(
-            artifact, None if no_accuracy else data, config, progress=progress, imgsz=imgsz
-        )
-    save_results(output, results)
-    history = append_results(results)
-    console.print(results_table(results, f"edgepipe bench {artifact}"))
-    for line in flag_lines(results):
-        console.print(f"[yellow]flag[/] {line}")
-    console.print(f"wrote {output} (history: {history})")

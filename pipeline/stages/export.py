@@ -10,18 +10,16 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
 
 import numpy as np
-import typer
 from pydantic import Field
 
 from core.artifacts import Artifact, atomic_output, sha256_file
 from core.checkpoints import count_params, gflops, load_detection_model
 from core.dataset import load_dataset
-from core.errors import CheckFailed, InputError
+from core.errors import CheckFailed
 from core.letterbox import preprocess
-from pipeline.stages.base import Section, StageContext, check_imgsz
+from pipeline.stages.base import Section, StageContext
 from targets.engine_dir import META_CHECKPOINT_SHA256, META_GFLOPS, META_PARAMS, onnx_facts
 
 
@@ -209,34 +207,3 @@ def run(config: ExportConfig, ctx: StageContext) -> dict[str, Artifact]:
     data = ctx.settings.val or ctx.settings.data
     path, parity = export_checked(checkpoint, ctx.out_dir / "model.onnx", ctx.settings.imgsz, config, data)
     return {"onnx": onnx_artifact(path, ctx.settings.imgsz, parity)}
-
-
-def command(
-    model: Annotated[Path, typer.Option("--model", help="Ultralytics .pt checkpoint to export")],
-    output: Annotated[Path, typer.Option("-o", "--output", help="ONNX file to write")] = Path("model.onnx"),
-    imgsz: Annotated[int, typer.Option(help="square input size in pixels")] = 640,
-    opset: Annotated[int, typer.Option(help="ONNX opset version")] = 17,
-    dynamic_batch: Annotated[bool, typer.Option("--dynamic-batch", help="dynamic batch dimension")] = False,
-    simplify: Annotated[bool, typer.Option("--simplify/--no-simplify", help="simplify with onnxslim")] = True,
-    data: Annotated[
-        Path | None, typer.Option(help="data.yaml whose val images the parity check uses (default: noise)")
-    ] = None,
-    tolerance: Annotated[float, typer.Option(help="largest allowed score difference vs PyTorch")] = 1e-3,
-    box_tolerance: Annotated[
-        float, typer.Option(help="largest allowed box difference vs PyTorch, px")
-    ] = 0.05,
-) -> None:
-    """Export a checkpoint to ONNX and check it against PyTorch."""
-    try:
-        check_imgsz(imgsz)
-    except InputError as exc:
-        raise InputError(f"--imgsz {exc}", hint="use 640, 320 or another multiple of 32") from None
-    config = ExportConfig(
-        opset=opset,
-        simplify=simplify,
-        dynamic_batch=dynamic_batch,
-        parity_tolerance=tolerance,
-        parity_box_tolerance=box_tolerance,
-    )
-    path, _ = export_checked(model, output, imgsz, config, data)
-    typer.echo(f"wrote {path} (sha256 {sha256_file(path)[:12]})")

@@ -10,18 +10,15 @@ without torch.
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Literal
 
-import typer
-from pydantic import Field, ValidationError
+from pydantic import Field
 
 from core.artifacts import Artifact
 from core.checkpoints import load_detection_model
 from core.dataset import load_dataset
 from core.errors import InputError
-from core.validation import validation_error
 from pipeline.stages.base import Section, StageContext
 
 BEST_FILE = "best.pt"
@@ -153,72 +150,3 @@ def _facts(checkpoint: Path, imgsz: int, teacher: Path | None) -> dict:
 
     params, gflops = measure(load_detection_model(checkpoint), imgsz)
     return {"params": params, "gflops": round(gflops, 3), "teacher": str(teacher) if teacher else None}
-
-
-def command(
-    model: Annotated[
-        Path,
-        typer.Option(
-            "--model", help="checkpoint to fine-tune (pruned or not), or a model YAML to train from scratch"
-        ),
-    ],
-    data: Annotated[Path, typer.Option(help="dataset YAML with train and val splits")],
-    epochs: Annotated[int, typer.Option(help="training epochs")] = 10,
-    output: Annotated[Path, typer.Option("-o", "--output", help="best checkpoint to write")] = Path(
-        BEST_FILE
-    ),
-    imgsz: Annotated[int, typer.Option(help="training image size")] = 640,
-    batch: Annotated[int, typer.Option(help="images per batch")] = 16,
-    device: Annotated[str, typer.Option(help="torch device: cpu, 0, cuda:0")] = "cpu",
-    lr0: Annotated[
-        float | None, typer.Option(help="initial learning rate (default: Ultralytics' choice)")
-    ] = None,
-    optimizer: Annotated[str, typer.Option(help="auto, SGD, Adam, AdamW, ...")] = "auto",
-    patience: Annotated[int, typer.Option(help="early-stopping patience in epochs")] = 100,
-    workers: Annotated[int, typer.Option(help="dataloader workers")] = 4,
-    teacher: Annotated[
-        Path | None,
-        typer.Option(
-            help="unpruned checkpoint to distill from: soft-target BCE on class scores (Hinton et al. 2015) "
-            "+ Localization Distillation on DFL boxes (Zheng et al., CVPR 2022)"
-        ),
-    ] = None,
-    distill_weight: Annotated[float, typer.Option(help="weight of the distillation loss")] = 1.0,
-    run_dir: Annotated[
-        Path | None,
-        typer.Option(help="keep Ultralytics' run (results.csv, last.pt) here; default: a temp dir"),
-    ] = None,
-) -> None:
-    """Fine-tune a (pruned) YOLOv8 checkpoint with Ultralytics' trainer, keeping its architecture."""
-    from rich.console import Console
-
-    try:
-        config = FinetuneConfig(
-            epochs=epochs,
-            batch=batch,
-            lr0=lr0,
-            optimizer=optimizer,
-            patience=patience,
-            workers=workers,
-            distill_weight=distill_weight,
-        )
-    except ValidationError as exc:
-        raise validation_error(
-            exc,
-            what="invalid options",
-            model=FinetuneConfig,
-            options=True,
-            hint="see `edgepipe finetune --help`",
-        ) from None
-    with tempfile.TemporaryDirectory(prefix="edgepipe-finetune-") as tmp:
-        path = finetune(
-            model,
-            data,
-            output,
-            config,
-            imgsz=imgsz,
-            device=device,
-            run_dir=run_dir or Path(tmp) / RUN_DIR,
-            teacher=teacher,
-        )
-    Console().print(f"wrote {path}")

@@ -12,16 +12,14 @@ from __future__ import annotations
 import tempfile
 from functools import partial
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Literal
 
-import typer
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, model_validator
 from rich.progress import Progress, TaskID
 
 from core.artifacts import Artifact
 from core.checkpoints import load_detection_model, save_checkpoint
 from core.errors import InputError
-from core.validation import validation_error
 from pipeline.stages.base import Section, StageContext
 
 PRUNED_FILE = "pruned.pt"
@@ -180,82 +178,3 @@ def run(config: PruneConfig, ctx: StageContext) -> dict[str, Artifact]:
         checkpoint, out, config, imgsz=ctx.settings.imgsz, device=ctx.settings.device, data=data
     )
     return {"model": Artifact.from_path("checkpoint", out, **report.as_metadata())}
-
-
-def command(
-    model: Annotated[Path, typer.Option("--model", help="Ultralytics YOLOv8 .pt checkpoint to prune")],
-    output: Annotated[Path, typer.Option("-o", "--output", help="pruned checkpoint to write")] = Path(
-        PRUNED_FILE
-    ),
-    macs: Annotated[
-        float | None, typer.Option(help="fraction of MACs to keep, 0 < x < 1 (default 0.5)")
-    ] = None,
-    params: Annotated[
-        float | None, typer.Option(help="fraction of parameters to keep instead of MACs")
-    ] = None,
-    importance: Annotated[
-        str, typer.Option(help="channel importance: l1, l2, taylor (needs --data) or bn-scale")
-    ] = "l2",
-    global_pruning: Annotated[
-        bool, typer.Option("--global/--local", help="rank channels across layers, or prune each layer alike")
-    ] = True,
-    round_to: Annotated[int, typer.Option(help="keep channel counts multiples of this")] = 8,
-    max_layer_ratio: Annotated[
-        float, typer.Option(help="largest fraction of one layer's channels that may go")
-    ] = 0.5,
-    min_channels: Annotated[
-        int, typer.Option(help="layers this narrow keep every channel; wider ones never drop below it")
-    ] = 32,
-    protect_head: Annotated[
-        bool,
-        typer.Option(
-            "--protect-head/--prune-head",
-            help="keep the width of the Detect convs that feed the final box/class convs",
-        ),
-    ] = True,
-    steps: Annotated[int, typer.Option(help="prune in this many steps")] = 1,
-    data: Annotated[
-        Path | None,
-        typer.Option(help="data.yaml: BatchNorm re-estimation and Taylor gradients use its train split"),
-    ] = None,
-    bn_batches: Annotated[
-        int, typer.Option(help="batches to re-estimate BatchNorm statistics with (needs --data; 0: skip)")
-    ] = 8,
-    imgsz: Annotated[int, typer.Option(help="input size for GFLOPs and data batches")] = 640,
-    device: Annotated[str, typer.Option(help="torch device: cpu, 0, cuda:0")] = "cpu",
-) -> None:
-    """Prune a YOLOv8 checkpoint to a fraction of its MACs with Torch-Pruning's dependency graph."""
-    from rich.console import Console
-    from rich.table import Table
-
-    try:
-        config = PruneConfig(
-            macs=macs,
-            params=params,
-            importance=importance,
-            global_pruning=global_pruning,
-            round_to=round_to,
-            max_layer_ratio=max_layer_ratio,
-            min_channels=min_channels,
-            protect_head=protect_head,
-            steps=steps,
-            bn_batches=bn_batches,
-        )
-    except ValidationError as exc:
-        raise validation_error(
-            exc, what="invalid options", model=PruneConfig, options=True, hint="see `edgepipe prune --help`"
-        ) from None
-    report = prune_checkpoint(model, output, config, imgsz=imgsz, device=device, data=data)
-    table = Table(title=f"pruned {model.name} -> {output}")
-    for column in ("", "before", "after", "after / before"):
-        table.add_column(column, justify="right")
-    table.add_row(
-        "params", f"{report.params_before:,}", f"{report.params_after:,}", f"{report.params_ratio:.3f}"
-    )
-    table.add_row(
-        f"GFLOPs @{imgsz}",
-        f"{report.gflops_before:.2f}",
-        f"{report.gflops_after:.2f}",
-        f"{report.gflops_ratio:.3f}",
-    )
-    Console().print(table)

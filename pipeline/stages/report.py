@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
-import typer
 from pydantic import Field
 
-from benchmarks.results import Result, load_results
+from benchmarks.results import Result
 from core.artifacts import Artifact, now_iso, write_atomic
 from core.checkpoints import count_params, gflops, load_detection_model
-from core.console import console
 from pipeline.report.html import report_html
 from pipeline.report.inputs import results_from_inputs
 from pipeline.report.markdown import report_markdown
@@ -90,20 +88,3 @@ def run(config: ReportConfig, ctx: StageContext) -> dict[str, Artifact]:
         search=search,
     )
     return {"report": Artifact.from_path("report", html, markdown=markdown.name)}
-
-
-def command(
-    results: Annotated[list[Path], typer.Argument(help="results JSON files written by `edgepipe bench`")],
-    output: Annotated[
-        Path, typer.Option("--output", "-o", help="the HTML file to write; the Markdown goes beside it (.md)")
-    ] = Path("report.html"),
-    baseline: Annotated[
-        str, typer.Option("--baseline", help="target/precision the mAP drop is measured against")
-    ] = "torch/fp32",
-    title: Annotated[str, typer.Option("--title", help="the report's heading")] = "edgepipe report",
-) -> None:
-    """Write a self-contained HTML report (tables, latency-vs-mAP Pareto plot, latency CDFs) and report.md."""
-    loaded = load_results(*results)
-    with console.status("rendering the report"):
-        html, markdown = write_report(loaded, output, baseline=baseline, title=title)
-    console.print(f"report: [bold]{html}[/bold]\nmarkdown: {markdown}")

@@ -13,8 +13,9 @@ from typing import Annotated
 import typer
 
 from benchmarks.device import fingerprint
-from core.console import console, user_errors
+from core.console import console
 from core.errors import EXIT_BAD_INPUT, CheckFailed, EdgepipeError, InputError
+from pipeline.cli.errors import user_errors
 from pipeline.fleet.driver import run_matrix
 from pipeline.fleet.matrix import load_matrix
 from pipeline.fleet.outputs import write_outputs

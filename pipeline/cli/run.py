@@ -1,0 +1,64 @@
+"""`edgepipe run`: every stage of one config, cached; and `edgepipe device`: what this machine can run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from benchmarks.device import fingerprint
+from core.console import console
+from pipeline.run import run_pipeline
+from targets.base import get_target, target_names
+
+
+def run_command(
+    config: Annotated[Path, typer.Argument(help="pipeline YAML (see examples/quickstart.yaml)")],
+    workdir: Annotated[
+        Path | None, typer.Option("--workdir", "-w", help="work dir; default .edgepipe/<config name>")
+    ] = None,
+    from_stage: Annotated[
+        str | None, typer.Option("--from", help="re-run this stage and every stage after it")
+    ] = None,
+    only: Annotated[
+        str | None, typer.Option("--only", help="run only this stage (earlier ones cached)")
+    ] = None,
+    force: Annotated[bool, typer.Option("--force", help="re-run every stage, ignoring the cache")] = False,
+    wait: Annotated[
+        float, typer.Option("--wait", help="seconds to wait for another run holding the work dir")
+    ] = 0,
+) -> None:
+    """Run the stages of CONFIG in order; stages whose inputs are unchanged are taken from the cache."""
+    code = run_pipeline(
+        config, workdir, from_stage=from_stage, only=only, force=force, wait=wait, console=console
+    )
+    raise typer.Exit(code)
+
+
+def device_command() -> None:
+    """Print this machine's fingerprint and which targets can run here (with the reason when not)."""
+    info = fingerprint()
+    table = Table(title=f"device: {info.get('name', 'unknown')}", show_header=False)
+    for key, value in info.items():
+        if key == "versions" or value in (None, [], {}):
+            continue
+        if isinstance(value, dict):
+            for sub, item in value.items():
+                if item not in (None, [], {}):
+                    table.add_row(
+                        f"{key}.{sub}", ", ".join(map(str, item)) if isinstance(item, list) else str(item)
+                    )
+        else:
+            table.add_row(key, ", ".join(map(str, value)) if isinstance(value, list) else str(value))
+    console.print(table)
+    targets = Table(title="targets")
+    for column in ("target", "available", "precisions", "reason"):
+        targets.add_column(column)
+    for name in target_names():
+        target = get_target(name)
+        ok, reason = target.available()
+        mark = "[green]yes[/green]" if ok else "[red]no[/red]"
+        targets.add_row(name, mark, ", ".join(target.precisions), reason)
+    console.print(targets)
