@@ -38,7 +38,7 @@ class CalibrationSet:
             raise InputError(
                 f"calibration needs at least {MIN_IMAGES} images, found {len(files)}",
                 path=dataset,
-                hint="point --calib at a data.yaml whose train split holds more images",
+                hint="point --data at a data.yaml whose train split holds more images",
             )
         digest = hashlib.sha256(f"imgsz={imgsz};size={len(files)}".encode())
         for file in files:

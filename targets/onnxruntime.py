@@ -78,7 +78,7 @@ class OnnxRuntimeTarget:
             copy_into(inputs.onnx, out_dir, MODEL_FILE)
         else:
             if calibration is None:
-                raise InputError("int8 needs a calibration set", hint="pass --calib data.yaml")
+                raise InputError("int8 needs a calibration set", hint="pass --data data.yaml")
             scheme = scheme_from_options(options)
             if options.get("max_map_drop") is None:
                 float_nodes = quantize_qdq(inputs.onnx, out_dir / MODEL_FILE, calibration, scheme)

@@ -75,7 +75,7 @@ class OpenVinoTarget:
         extra: dict[str, Any] = {}
         if precision == "int8":
             if calibration is None:
-                raise InputError("int8 needs a calibration set", hint="pass --calib data.yaml")
+                raise InputError("int8 needs a calibration set", hint="pass --data data.yaml")
             import nncf
 
             versions["nncf"] = nncf.__version__

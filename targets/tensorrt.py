@@ -159,7 +159,7 @@ def make_host_qdq(
 ) -> QdqSource:
     """Quantize here: plain, or accuracy-driven when `options` has `max_map_drop` (needs `val_data`)."""
     if calibration is None:
-        raise InputError("int8 needs a calibration set", hint="pass --calib data.yaml")
+        raise InputError("int8 needs a calibration set", hint="pass --data data.yaml")
     if options.get("max_map_drop") is None:
         return QdqSource(make_qdq_onnx(onnx_path, calibration, out_path), calibration=calibration.record())
     from targets.accuracy_int8 import control_options, quantize_within_map_drop
@@ -286,7 +286,7 @@ class TensorRtTarget:
             qdq = qdq_source(inputs.onnx, calibration, options, source)
         elif int8_mode == "calibrator":
             if calibration is None:
-                raise InputError("int8 needs a calibration set", hint="pass --calib data.yaml")
+                raise InputError("int8 needs a calibration set", hint="pass --data data.yaml")
             stream = CalibrationStream(calibration, facts.batch or 1, out_dir / CACHE_FILE)
         elif int8_mode is not None:
             raise InputError(f"unknown int8_mode {int8_mode!r}; use 'qdq' or 'calibrator'")

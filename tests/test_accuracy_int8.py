@@ -151,7 +151,7 @@ def unmet_qdq_dir(confident_onnx, synth_dataset, self_labelled_val, tmp_path_fac
     out = tmp_path_factory.mktemp("unmet") / "qdq"
     result = cli(
         "build", "--onnx", str(confident_onnx), "--target", "tensorrt", "--precision", "int8",
-        "--qdq-only", "--calib", str(synth_dataset), "--calib-size", "16", "--val", str(self_labelled_val),
+        "--qdq-only", "--data", str(synth_dataset), "--calib-size", "16", "--val", str(self_labelled_val),
         "--max-map-drop", "0", "--max-steps", "1", "-o", str(out),
     )  # fmt: skip
     return out, result

@@ -162,7 +162,7 @@ def tiny_model(tmp_path_factory, synth_dataset) -> Path:
 def search_cli(model: Path, data: Path, out: Path, budget: str):
     from pipeline.cli import app
 
-    args = ["search", "--model", str(model), "--data", str(data), "--budget", budget, "-o", str(out)]
+    args = ["search", "--model", str(model), "--data", str(data), "--budget", budget, "-w", str(out)]
     args += ["--target", "onnxruntime", "--precision", "fp32", "--imgsz", "64", "--candidates", "3"]
     args += ["--min-ratio", "0.6", "--round-to", "2", "--finetune-epochs", "0"]
     args += ["--rounds", "2", "--iters", "5", "--min-seconds", "0.05"]

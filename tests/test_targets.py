@@ -172,7 +172,7 @@ def test_missing_library_says_how_to_install(tiny_onnx, tiny_checkpoint, synth_d
 
 
 def test_int8_without_calibration_data(tiny_onnx, tmp_path):
-    with pytest.raises(InputError, match="--calib"):
+    with pytest.raises(InputError, match="--data"):
         build_engine(
             BuildEntry(target="onnxruntime", precision="int8"),
             tmp_path / "engine", onnx=tiny_onnx, checkpoint=None, calib_data=None, val_data=None,

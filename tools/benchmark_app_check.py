@@ -9,6 +9,9 @@ The IRs come from `edgepipe build` directories (`--engine DIR`, repeatable), or 
 
     python -m tools.benchmark_app_check --model ../shared/models/yolov8n.pt \\
         --calib ../shared/datasets/coco128/data.yaml --threads 2 --streams 2 --markdown check.md
+
+One script of about 320 lines, kept whole: it is run by hand, and its parts (running benchmark_app, building
+the IRs, the interleaved rounds, the Markdown table) serve only this comparison.
 """
 
 from __future__ import annotations

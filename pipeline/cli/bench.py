@@ -12,7 +12,7 @@ from benchmarks.results import save_results
 from benchmarks.table import flag_lines, results_table
 from core.console import console
 from core.errors import InputError
-from pipeline.cli.options import config_from_options, default, option
+from pipeline.cli.options import config_from_options, default, option, renamed
 from pipeline.stages.benchmark import BenchConfig, bench_artifact, bench_progress, check_artifact_exists
 
 
@@ -33,7 +33,7 @@ def command(
     output: Annotated[Path, typer.Option("--output", "-o", help="results JSON to write")] = Path(
         "results.json"
     ),
-    data: Annotated[Path | None, typer.Option("--data", help="data.yaml whose split measures mAP")] = None,
+    val: Annotated[Path | None, typer.Option("--val", help="data.yaml whose split measures mAP")] = None,
     no_accuracy: Annotated[bool, typer.Option("--no-accuracy", help="measure speed only, no mAP")] = False,
     batch: Annotated[str, typer.Option("--batch", help="batch sizes, comma-separated, e.g. 1,8")] = "1",
     warmup: Annotated[int, option(BenchConfig, "warmup", "--warmup", min=0)] = default(BenchConfig, "warmup"),
@@ -52,6 +52,7 @@ def command(
     ),
     split: Annotated[str, option(BenchConfig, "split", "--split")] = default(BenchConfig, "split"),
     device: Annotated[str, option(BenchConfig, "device", "--device")] = default(BenchConfig, "device"),
+    data: Annotated[Path | None, typer.Option("--data", hidden=True, help="deprecated: --val")] = None,
     imgsz: Annotated[
         int, typer.Option("--imgsz", min=32, help="input size when --artifact is a plain .pt")
     ] = 640,
@@ -59,8 +60,9 @@ def command(
     """Measure latency (model only and end to end), throughput and mAP of an engine; write results JSON."""
 
     check_artifact_exists(artifact)  # before any complaint about the other options
+    data = renamed(val, data, command="bench", old_name="--data", new_name="--val")
     if not no_accuracy and data is None:
-        raise InputError("mAP needs a dataset", hint="pass --data data.yaml, or --no-accuracy")
+        raise InputError("mAP needs a dataset", hint="pass --val data.yaml, or --no-accuracy")
     config = config_from_options(
         BenchConfig,
         "bench",

@@ -12,7 +12,7 @@ import typer
 from core.artifacts import atomic_output, sha256_path
 from core.engine_record import read_artifact_dir
 from core.errors import CheckFailed, InputError
-from pipeline.cli.options import config_from_options, default, option
+from pipeline.cli.options import config_from_options, default, option, renamed
 from pipeline.stages.build import BuildEntry, build_engine
 from targets.accuracy_int8 import steps_table
 
@@ -50,7 +50,7 @@ def command(
     ] = None,
     target: Annotated[str, typer.Option(help="torch, onnxruntime, openvino or tensorrt")] = "onnxruntime",
     precision: Annotated[str, option(BuildEntry, "precision")] = default(BuildEntry, "precision"),
-    calib: Annotated[Path | None, typer.Option(help="data.yaml whose train images calibrate INT8")] = None,
+    data: Annotated[Path | None, typer.Option(help="data.yaml whose train images calibrate INT8")] = None,
     calib_size: Annotated[int, option(BuildEntry, "calib_size")] = default(BuildEntry, "calib_size"),
     calib_seed: Annotated[int, option(BuildEntry, "calib_seed")] = default(BuildEntry, "calib_seed"),
     max_map_drop: Annotated[float | None, option(BuildEntry, "max_map_drop")] = default(
@@ -70,6 +70,7 @@ def command(
         typer.Option(help="tensorrt int8: compile this Q/DQ ONNX (or the --qdq-only directory) as is"),
     ] = None,
     imgsz: Annotated[int, typer.Option(help="input size for the torch target without --onnx")] = 640,
+    calib: Annotated[Path | None, typer.Option("--calib", hidden=True, help="deprecated: --data")] = None,
     output: Annotated[Path, typer.Option("-o", "--output", help="engine directory to write")] = Path(
         "engine"
     ),
@@ -77,6 +78,7 @@ def command(
     """Build an engine directory for one target and precision."""
     from rich.console import Console
 
+    data = renamed(data, calib, command="build", old_name="--calib", new_name="--data")
     if onnx is None and model is None:
         raise InputError("nothing to build from", hint="pass --onnx model.onnx (and --model M.pt for torch)")
     if (qdq_only or qdq_onnx) and target != "tensorrt":
@@ -101,7 +103,7 @@ def command(
     # The accuracy-driven loop shows its own progress bars and step lines instead of a spinner.
     spinner = console.status(f"building {target}/{precision}") if max_map_drop is None else nullcontext()
     with atomic_output(output) as staged, spinner:
-        build_engine(entry, staged, onnx=onnx, checkpoint=model, calib_data=calib, val_data=val, imgsz=imgsz)
+        build_engine(entry, staged, onnx=onnx, checkpoint=model, calib_data=data, val_data=val, imgsz=imgsz)
     meta = read_artifact_dir(output)
     console.print(summary_table(meta, output, time.perf_counter() - started))
     typer.echo(f"wrote {output} (sha256 {sha256_path(output)[:12]})")

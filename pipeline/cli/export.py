@@ -9,7 +9,7 @@ import typer
 
 from core.artifacts import sha256_file
 from core.errors import InputError
-from pipeline.cli.options import config_from_options, default, option
+from pipeline.cli.options import config_from_options, default, option, renamed
 from pipeline.stages.base import check_imgsz
 from pipeline.stages.export import ExportConfig, export_checked
 
@@ -25,9 +25,10 @@ def command(
     simplify: Annotated[bool, option(ExportConfig, "simplify", "--simplify/--no-simplify")] = default(
         ExportConfig, "simplify"
     ),
-    data: Annotated[
+    val: Annotated[
         Path | None, typer.Option(help="data.yaml whose val images the parity check uses (default: noise)")
     ] = None,
+    data: Annotated[Path | None, typer.Option("--data", hidden=True, help="deprecated: --val")] = None,
     tolerance: Annotated[float, option(ExportConfig, "parity_tolerance")] = default(
         ExportConfig, "parity_tolerance"
     ),
@@ -49,5 +50,6 @@ def command(
         parity_tolerance=tolerance,
         parity_box_tolerance=box_tolerance,
     )
-    path, _ = export_checked(model, output, imgsz, config, data)
+    val = renamed(val, data, command="export", old_name="--data", new_name="--val")
+    path, _ = export_checked(model, output, imgsz, config, val)
     typer.echo(f"wrote {path} (sha256 {sha256_file(path)[:12]})")

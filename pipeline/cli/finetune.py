@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from pipeline.cli.options import config_from_options, default, option
+from pipeline.cli.options import DEVICE_HELP, config_from_options, default, option, torch_device
 from pipeline.stages.finetune import BEST_FILE, RUN_DIR, FinetuneConfig, finetune
 
 
@@ -26,7 +26,7 @@ def command(
     ),
     imgsz: Annotated[int, typer.Option(help="training image size")] = 640,
     batch: Annotated[int, option(FinetuneConfig, "batch")] = default(FinetuneConfig, "batch"),
-    device: Annotated[str, typer.Option(help="torch device: cpu, 0, cuda:0")] = "cpu",
+    device: Annotated[str, typer.Option(help=DEVICE_HELP)] = "cpu",
     lr0: Annotated[float | None, option(FinetuneConfig, "lr0")] = default(FinetuneConfig, "lr0"),
     optimizer: Annotated[str, option(FinetuneConfig, "optimizer")] = default(FinetuneConfig, "optimizer"),
     patience: Annotated[int, option(FinetuneConfig, "patience")] = default(FinetuneConfig, "patience"),
@@ -49,6 +49,7 @@ def command(
     """Fine-tune a (pruned) YOLOv8 checkpoint with Ultralytics' trainer, keeping its architecture."""
     from rich.console import Console
 
+    device = torch_device(device, "finetune")
     config = config_from_options(
         FinetuneConfig,
         "finetune",

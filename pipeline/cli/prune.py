@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from pipeline.cli.options import config_from_options, default, option
+from pipeline.cli.options import DEVICE_HELP, config_from_options, default, option, torch_device
 from pipeline.stages.prune import PRUNED_FILE, PruneConfig, prune_checkpoint
 
 
@@ -38,12 +38,13 @@ def command(
     ] = None,
     bn_batches: Annotated[int, option(PruneConfig, "bn_batches")] = default(PruneConfig, "bn_batches"),
     imgsz: Annotated[int, typer.Option(help="input size for GFLOPs and data batches")] = 640,
-    device: Annotated[str, typer.Option(help="torch device: cpu, 0, cuda:0")] = "cpu",
+    device: Annotated[str, typer.Option(help=DEVICE_HELP)] = "cpu",
 ) -> None:
     """Prune a YOLOv8 checkpoint to a fraction of its MACs with Torch-Pruning's dependency graph."""
     from rich.console import Console
     from rich.table import Table
 
+    device = torch_device(device, "prune")
     config = config_from_options(
         PruneConfig,
         "prune",

@@ -11,7 +11,7 @@ import typer
 from core.artifacts import MANIFEST_FILE, write_atomic
 from core.console import console
 from core.errors import InputError
-from pipeline.cli.options import config_from_options, default, option
+from pipeline.cli.options import DEVICE_HELP, config_from_options, default, option, renamed, torch_device
 from pipeline.run import run_pipeline
 from pipeline.stages.search import SearchConfig, candidate_table
 
@@ -53,9 +53,13 @@ def command(
         Path, typer.Option("--data", help="data.yaml: INT8 calibration and fine-tuning (train split)")
     ],
     budget: Annotated[str, option(SearchConfig, "budget", "--budget")],
-    output: Annotated[
-        Path, typer.Option("-o", "--output", help="work dir: cached stages, report.html, search.yaml")
-    ] = Path("search"),
+    workdir: Annotated[
+        Path | None,
+        typer.Option(
+            "-w", "--workdir", help="work dir: cached stages, report.html, search.yaml [default: search]"
+        ),
+    ] = None,
+    output: Annotated[Path | None, typer.Option("-o", "--output", hidden=True, help="deprecated: -w")] = None,
     target: Annotated[str, option(SearchConfig, "target")] = default(SearchConfig, "target"),
     precision: Annotated[str, option(SearchConfig, "precision")] = default(SearchConfig, "precision"),
     batch: Annotated[int, option(SearchConfig, "batch", min=1)] = default(SearchConfig, "batch"),
@@ -78,11 +82,14 @@ def command(
     rounds: Annotated[int, option(SearchConfig, "rounds", min=1)] = default(SearchConfig, "rounds"),
     iters: Annotated[int, option(SearchConfig, "iters", min=1)] = default(SearchConfig, "iters"),
     min_seconds: Annotated[float, option(SearchConfig, "min_seconds")] = default(SearchConfig, "min_seconds"),
-    device: Annotated[str, typer.Option(help="torch device for pruning and fine-tuning")] = "cpu",
+    device: Annotated[str, typer.Option(help=f"pruning and fine-tuning: {DEVICE_HELP}")] = "cpu",
 ) -> None:
     """Find the least pruned model meeting a latency budget on the target; fine-tune, build and gate it."""
     import yaml
 
+    output = renamed(workdir, output, command="search", old_name="-o/--output", new_name="-w/--workdir")
+    output = output or Path("search")
+    device = torch_device(device, "search")
     search = config_from_options(
         SearchConfig,
         "search",

@@ -4,6 +4,9 @@ Ray retries a cell whose node or worker died (`max_retries`); a cell that raised
 another node of the same kind when there is one. A cell that no live node can take (its kind is gone, or
 never joined) waits `node_wait` seconds for one to join, then counts as failed. Results go to the history
 as each cell finishes, so a later failure or an interrupt loses nothing.
+
+One module of about 330 lines: shipping the inputs, placing, retrying and gathering cells all work on the
+same driver state (the live nodes, the outstanding refs), which a split would have to pass around.
 """
 
 from __future__ import annotations

@@ -66,7 +66,7 @@ def build_engine(
     calibration = None
     if entry.precision == "int8" and not options.get("qdq_onnx"):  # a given Q/DQ ONNX is calibrated
         if calib_data is None:
-            raise InputError("int8 needs calibration images", hint="pass --calib data.yaml (its train split)")
+            raise InputError("int8 needs calibration images", hint="pass --data data.yaml (its train split)")
         calibration = CalibrationSet.from_dataset(
             calib_data, imgsz or 640, entry.calib_size, entry.calib_seed
         )
