@@ -7,8 +7,10 @@ option (`--macs`), what is wrong and the value given; an unknown key gets the ne
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import types
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Union, get_args, get_origin
 
@@ -33,6 +35,15 @@ def validation_error(
     single = options if one_line is None else one_line
     message = f"{what}: " + "; ".join(lines) if single else f"{what}:\n  " + "\n  ".join(lines)
     return InputError(message, path=path, hint=hint)
+
+
+@contextlib.contextmanager
+def reported_by_pydantic() -> Iterator[None]:
+    """Inside a pydantic validator: an InputError becomes the ValueError pydantic reports under the key."""
+    try:
+        yield
+    except InputError as exc:
+        raise ValueError(str(exc)) from None
 
 
 def describe(error: Any, model: type[BaseModel] | None = None, options: bool = False) -> str:

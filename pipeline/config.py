@@ -12,6 +12,7 @@ from pathlib import Path
 from pydantic import BaseModel, Field, field_validator, model_validator
 
 from core.errors import InputError
+from core.validation import reported_by_pydantic
 from core.yamlfile import read_yaml_model
 from pipeline.stages.base import Section, check_imgsz
 from pipeline.stages.benchmark import BenchConfig
@@ -82,10 +83,8 @@ class PipelineConfig(Section):
     @field_validator("imgsz")
     @classmethod
     def _multiple_of_stride(cls, value: int) -> int:
-        try:
+        with reported_by_pydantic():
             return check_imgsz(value)
-        except InputError as exc:
-            raise ValueError(str(exc)) from None
 
 
 def _resolve_paths(model: BaseModel, base: Path, file: Path, where: str = "") -> None:

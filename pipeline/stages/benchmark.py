@@ -125,7 +125,7 @@ def bench_artifact(
     `imgsz` applies to a plain .pt only; build directories and ONNX files carry their own.
     """
     if config.accuracy and data_yaml is None:
-        raise InputError("mAP needs a dataset", hint="pass --data data.yaml, or --no-accuracy")
+        raise InputError("mAP needs a dataset", hint="pass --val data.yaml, or --no-accuracy")
     if config.accuracy and data_yaml is not None:
         labelled_images(Path(data_yaml), config.split)  # fail on a dataset without labels before any work
     with tempfile.TemporaryDirectory(prefix="edgepipe-bench-") as scratch:
@@ -138,12 +138,13 @@ def bench_artifact(
         for batch in batch_sizes(artifact, config.batch):
             result, runner = bench_batch(target, artifact, batch, data_yaml, config, progress)
             result.model, result.artifact_sha256 = name, measured_sha256
-            if config.accuracy and data_yaml is not None:
-                if scores is None:
+            with runner:  # closed once this batch size is measured
+                if config.accuracy and data_yaml is not None and scores is None:
                     size = int(artifact.metadata["imgsz"])
                     scores = evaluate(
                         runner, data_yaml, size, config.split, batch, progress=progress or False
                     )
+            if scores is not None:
                 result.map50_95, result.map50 = scores.map50_95, scores.map50
                 result.dataset, result.letterbox = scores.dataset, scores.letterbox
             results.append(result)

@@ -15,6 +15,7 @@ from pydantic import Field, model_validator
 from core.artifacts import Artifact
 from core.calibration import CalibrationSet
 from core.errors import BackendUnavailable, InputError
+from core.validation import reported_by_pydantic
 from pipeline.stages.base import Section, StageContext
 from targets.base import BuildInputs, check_precision, get_target
 from targets.engine_dir import onnx_facts
@@ -35,10 +36,8 @@ class BuildEntry(Section):
 
     @model_validator(mode="after")
     def _known_options(self) -> BuildEntry:
-        try:
+        with reported_by_pydantic():
             check_options(self.target, self.options)
-        except InputError as exc:
-            raise ValueError(str(exc)) from None
         return self
 
 

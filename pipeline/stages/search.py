@@ -25,6 +25,7 @@ from benchmarks.results import load_results
 from core.artifacts import Artifact, write_atomic, write_json_atomic
 from core.console import console
 from core.errors import CheckFailed, InputError
+from core.validation import reported_by_pydantic
 from pipeline.report.plots import search_ladder
 from pipeline.report.search import candidate_rows, summary_line
 from pipeline.search.budget_expr import parse_budget
@@ -76,20 +77,16 @@ class SearchConfig(Section):
     @field_validator("budget")
     @classmethod
     def _readable_budget(cls, value: str) -> str:
-        try:
+        with reported_by_pydantic():
             parse_budget(value)
-        except InputError as exc:
-            raise ValueError(str(exc)) from None
         return value
 
     @model_validator(mode="after")
     def _known_target_and_ladder(self) -> SearchConfig:
-        try:
+        with reported_by_pydantic():
             check_precision(get_target(self.target), self.precision)
             if self.ratios is not None:
                 check_ladder(self.ratios)
-        except InputError as exc:
-            raise ValueError(str(exc)) from None
         return self
 
     def ladder(self) -> list[float]:
