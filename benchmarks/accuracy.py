@@ -14,66 +14,21 @@ coco128; Ultralytics' rect-batched `val` gives 0.4334 and 0.4652. No COCO settin
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-import cv2
 import numpy as np
 
-from pipeline.data.dataset import label_path, load_dataset, read_labels
-from pipeline.errors import InputError
+from core.dataset import label_path, load_dataset, read_labels
+from core.errors import InputError
+from core.letterbox import Letterbox, preprocess
 
 if TYPE_CHECKING:
     from rich.progress import Progress
 
-    from targets.base import Runner
-
-PAD_VALUE = 114  # Ultralytics' letterbox grey
-
-
-@dataclass(frozen=True)
-class Letterbox:
-    """How an image was fitted into the square input: scale, then padding (left, top)."""
-
-    scale: float
-    pad: tuple[float, float]
-    shape: tuple[int, int]  # original (h, w)
-
-
-def load_image(path: Path) -> np.ndarray:
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if image is None:
-        raise InputError("cannot read image", path=path)
-    return image
-
-
-def letterbox(image_bgr: np.ndarray, imgsz: int) -> tuple[np.ndarray, Letterbox]:
-    """Resize keeping aspect ratio, pad to imgsz x imgsz centred: Ultralytics' LetterBox(auto=False)."""
-    h, w = image_bgr.shape[:2]
-    scale = min(imgsz / h, imgsz / w)
-    new_w, new_h = round(w * scale), round(h * scale)
-    if (new_w, new_h) != (w, h):
-        image_bgr = cv2.resize(image_bgr, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
-    dw, dh = (imgsz - new_w) / 2, (imgsz - new_h) / 2
-    top, bottom = round(dh - 0.1), round(dh + 0.1)
-    left, right = round(dw - 0.1), round(dw + 0.1)
-    padded = cv2.copyMakeBorder(
-        image_bgr, top, bottom, left, right, cv2.BORDER_CONSTANT, value=(PAD_VALUE,) * 3
-    )
-    return padded, Letterbox(scale=scale, pad=(left, top), shape=(h, w))
-
-
-def to_tensor(images_bgr: list[np.ndarray]) -> np.ndarray:
-    """Letterboxed BGR uint8 HWC images -> one RGB float32 NCHW batch in 0..1."""
-    batch = np.stack(images_bgr)[..., ::-1].transpose(0, 3, 1, 2)
-    return np.ascontiguousarray(batch, dtype=np.float32) / 255.0
-
-
-def preprocess(paths: list[Path], imgsz: int) -> tuple[np.ndarray, list[Letterbox]]:
-    boxed = [letterbox(load_image(p), imgsz) for p in paths]
-    return to_tensor([b[0] for b in boxed]), [b[1] for b in boxed]
-
+    from core.runner import Runner
 
 # Ultralytics `val` settings, so that every backend is scored the way Ultralytics scores torch.
 CONF_THRESHOLD = 0.001
@@ -123,7 +78,7 @@ def postprocess(raw: np.ndarray, boxes: list[Letterbox], imgsz: int) -> list[np.
 
 def coco_ground_truth(images: list[Path], shapes: list[tuple[int, int]], names: dict[int, str]) -> dict:
     """YOLO labels -> a COCO ground-truth dict (boxes in pixels, no crowds), image ids = list positions."""
-    annotations = []
+    annotations: list[dict[str, Any]] = []
     for image_id, (image, (h, w)) in enumerate(zip(images, shapes, strict=True)):
         for cls, cx, cy, bw, bh in read_labels(image):
             box = [(cx - bw / 2) * w, (cy - bh / 2) * h, bw * w, bh * h]
@@ -205,7 +160,7 @@ def evaluate(
     from rich.progress import track
 
     images, names, dataset_name = labelled_images(Path(data_yaml), split)
-    batches = [images[i : i + batch] for i in range(0, len(images), batch)]
+    batches: Iterable[list[Path]] = [images[i : i + batch] for i in range(0, len(images), batch)]
     description = f"mAP on {dataset_name}/{split}"
     if progress is True:
         batches = track(batches, description=description, transient=True)

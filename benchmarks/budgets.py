@@ -10,13 +10,13 @@ from __future__ import annotations
 import fnmatch
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from benchmarks.results import Result
-from pipeline.errors import InputError
-from pipeline.yamlfile import read_yaml_mapping
+from core.errors import InputError
+from core.yamlfile import read_yaml_model
 
 Statistic = Literal["p50", "p90", "p95", "p99", "mean", "max"]
 CRITERIA = (
@@ -92,33 +92,14 @@ def _glob(value: str, pattern: str) -> bool:
 def load_budgets(path: Path | str) -> list[Budget]:
     """Read and validate a budgets YAML; errors name the file, the entry index and the key."""
     path = Path(path)
-    raw = read_yaml_mapping(path, "budgets file", "a mapping with a `budgets:` list")
-    try:
-        return BudgetsFile.model_validate(raw).budgets
-    except ValidationError as exc:
-        lines = [f"{_location(error['loc'])}: {_describe(error)}" for error in exc.errors()]
-        raise InputError(
-            "invalid budgets:\n  " + "\n  ".join(lines),
-            path=path,
-            hint="see the budgets format in the README (device, target, batch and the max_/min_ criteria)",
-        ) from None
-
-
-def _location(loc: tuple[Any, ...]) -> str:
-    text = ""
-    for part in loc:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
-    return text or "(top level)"
-
-
-def _describe(error: Any) -> str:
-    if error["type"] == "extra_forbidden":
-        return f"unknown key; known keys: {', '.join(Budget.model_fields)}"
-    if error["type"] == "missing":
-        return "required key is missing"
-    if error["type"] == "literal_error":
-        return f"unknown statistic {error['input']!r}; use p50, p90, p95, p99, mean or max"
-    return error["msg"].removeprefix("Value error, ")
+    return read_yaml_model(
+        path,
+        BudgetsFile,
+        what="budgets file",
+        expected="a mapping with a `budgets:` list",
+        invalid="invalid budgets",
+        hint="docs/config.md lists every budget key (device, target, batch and the max_/min_ criteria)",
+    ).budgets
 
 
 @dataclass(frozen=True)

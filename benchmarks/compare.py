@@ -12,13 +12,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated
 
 import numpy as np
-import typer
 
-from benchmarks.results import Result, load_results
-from pipeline.errors import CheckFailed
+from benchmarks.results import Result
 
 ALPHA = 0.01
 MIN_EFFECT = 0.03
@@ -152,34 +149,3 @@ def comparison_table(comparisons: list[Comparison], base: Path, new: Path):
         if c.size_change is not None:
             table.add_row(target, str(c.key[2]), "size", "", "", f"{c.size_change:+.1%}", "", "")
     return table
-
-
-def compare_command(
-    base: Annotated[Path, typer.Argument(help="results JSON of the baseline (from `edgepipe bench`)")],
-    new: Annotated[Path, typer.Argument(help="results JSON to check against the baseline")],
-    alpha: Annotated[
-        float, typer.Option("--alpha", min=0, max=1, help="significance level of the U test")
-    ] = ALPHA,
-    min_effect: Annotated[
-        float, typer.Option("--min-effect", min=0, help="smallest relative change of the median that counts")
-    ] = MIN_EFFECT,
-    max_map_drop: Annotated[
-        float,
-        typer.Option("--max-map-drop", min=0, help="largest absolute mAP50-95 drop that is no regression"),
-    ] = MAX_MAP_DROP,
-) -> None:
-    """Per target: did latency change beyond noise, did mAP or size change; exit 1 on a regression."""
-    from pipeline.console import console
-
-    comparisons, unpaired = compare_results(
-        load_results(base), load_results(new), alpha, min_effect, max_map_drop
-    )
-    console.print(comparison_table(comparisons, base, new))
-    for note in unpaired + [f"{'/'.join(map(str, c.key))}: {n}" for c in comparisons for n in c.notes]:
-        console.print(f"[yellow]note[/]: {note}")
-    regressions = [f"{'/'.join(map(str, c.key))}: {r}" for c in comparisons for r in c.regressions]
-    if not comparisons:
-        console.print("[yellow]No (target, precision, batch) pair appears in both files.[/]")
-    if regressions:
-        raise CheckFailed("regression beyond noise:\n  " + "\n  ".join(regressions))
-    console.print("[green]No regression beyond noise.[/]")

@@ -13,12 +13,8 @@ from collections.abc import Iterable
 from contextlib import closing
 from fnmatch import fnmatch
 from pathlib import Path
-from typing import Annotated
-
-import typer
 
 from benchmarks.results import Result
-from benchmarks.table import results_table
 
 HISTORY_ENV = "EDGEPIPE_HISTORY"
 SCHEMA = """
@@ -91,20 +87,3 @@ def query_results(
             if last is not None and len(found) >= last:
                 break
     return found
-
-
-def history_command(
-    device: Annotated[str, typer.Option("--device", help="glob on the device name, e.g. 'Jetson*'")] = "*",
-    target: Annotated[
-        str, typer.Option("--target", help="glob on 'target' or 'target/precision', e.g. 'openvino/*'")
-    ] = "*",
-    last: Annotated[int, typer.Option("--last", min=1, help="at most this many results, newest first")] = 20,
-) -> None:
-    """Show past benchmark results from the local history (EDGEPIPE_HISTORY overrides its location)."""
-    from pipeline.console import console
-
-    results = query_results(device, target, last)
-    if not results:
-        console.print(f"No results in {history_path()} match device={device!r} target={target!r}.")
-        return
-    console.print(results_table(results, f"edgepipe history ({history_path()})", context=True))

@@ -14,11 +14,12 @@ from typing import TYPE_CHECKING
 import cv2
 import numpy as np
 
-from benchmarks.accuracy import letterbox, postprocess, to_tensor
+from benchmarks.accuracy import postprocess
 from benchmarks.results import LatencyStats
+from core.letterbox import letterbox, to_tensor
 
 if TYPE_CHECKING:
-    from targets.base import Runner
+    from core.runner import Runner
 
 PERCENTILES = (50, 90, 95, 99)
 
@@ -89,7 +90,9 @@ def encode_images(images_bgr: list[np.ndarray]) -> list[bytes]:
 def end_to_end(runner: Runner, encoded: list[bytes], imgsz: int) -> list[np.ndarray]:
     """One application step: decode, letterbox, infer, NMS and rescale to the original images."""
     decoded = [cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) for data in encoded]
-    boxed = [letterbox(image, imgsz) for image in decoded]
+    boxed = [letterbox(image, imgsz) for image in decoded if image is not None]
+    if len(boxed) != len(encoded):
+        raise ValueError("cannot decode an encoded image")
     raw = runner.infer(to_tensor([b[0] for b in boxed]))
     return postprocess(raw, [b[1] for b in boxed], imgsz)
 

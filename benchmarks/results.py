@@ -8,8 +8,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from pipeline.artifacts import write_json_atomic
-from pipeline.errors import InputError
+from core.artifacts import write_json_atomic
+from core.errors import InputError
+from core.validation import validation_error
 
 SCHEMA_VERSION = 1
 
@@ -98,5 +99,5 @@ def load_results(*paths: Path) -> list[Result]:
         try:
             results.extend(ResultsFile.model_validate(raw).results)
         except ValidationError as exc:
-            raise InputError(f"invalid result record: {exc}", path=path) from exc
+            raise validation_error(exc, what="invalid results file", model=ResultsFile, path=path) from None
     return results

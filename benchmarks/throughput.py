@@ -1,6 +1,6 @@
 """Throughput: images per second at a batch size, with one or several concurrent requests (streams).
 
-A Runner with its own `throughput(batch, streams, seconds)` method measures itself (OpenVINO's async
+A Runner whose `throughput(batch, streams, seconds)` returns a figure measures itself (OpenVINO's async
 infer queue with the THROUGHPUT hint; later TensorRT contexts or torch CUDA streams). Otherwise we run
 one Runner per stream, each loaded with RunOptions(streams=...), in threads for a fixed duration: the
 backends release the GIL while they infer.
@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:
-    from targets.base import Runner
+    from core.runner import Runner
 
 WARMUP_CALLS = 2
 
@@ -29,9 +29,9 @@ def measure_throughput(
     load_runner: Callable[[], Runner] | None = None,
 ) -> float:
     """Images per second with `streams` concurrent requests; `load_runner` makes the extra runners."""
-    own = getattr(runner, "throughput", None)
-    if callable(own):
-        return float(own(batch, streams, seconds))
+    own = runner.throughput(batch, streams, seconds)
+    if own is not None:
+        return float(own)
     if streams > 1 and load_runner is None:
         raise ValueError("several streams need `load_runner` to make one runner per stream")
     runners = [runner] + [load_runner() for _ in range(streams - 1)] if load_runner else [runner]

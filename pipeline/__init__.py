@@ -1,7 +1,5 @@
 """edgepipe: take an Ultralytics YOLOv8 detector to edge devices and prove it is fast enough to ship."""
 
-from pipeline.offline import configure_offline
+from core import __version__  # importing core also sets the offline environment Ultralytics reads
 
-configure_offline()
-
-__version__ = "0.1.0"
+__all__ = ["__version__"]

@@ -8,12 +8,13 @@ inputs: outputs live in the work dir) must exist before any work starts.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
-from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 
-from pipeline.errors import InputError
-from pipeline.stages.base import Section
+from core.errors import InputError
+from core.validation import reported_by_pydantic
+from core.yamlfile import read_yaml_model
+from pipeline.stages.base import Section, check_imgsz
 from pipeline.stages.benchmark import BenchConfig
 from pipeline.stages.build import BuildEntry
 from pipeline.stages.export import ExportConfig
@@ -22,7 +23,7 @@ from pipeline.stages.gate import GateConfig
 from pipeline.stages.prune import PruneConfig
 from pipeline.stages.report import ReportConfig
 from pipeline.stages.search import SearchConfig
-from pipeline.yamlfile import read_yaml_mapping
+from targets.base import check_precision, get_target
 
 
 class SynthData(Section):
@@ -72,8 +73,6 @@ class PipelineConfig(Section):
     @classmethod
     def _known_targets_and_precisions(cls, entries: list[BuildEntry]) -> list[BuildEntry]:
         """Fail at load, before any work, rather than after a long fine-tune."""
-        from targets.base import check_precision, get_target
-
         for index, entry in enumerate(entries):
             try:
                 check_precision(get_target(entry.target), entry.precision)
@@ -84,14 +83,8 @@ class PipelineConfig(Section):
     @field_validator("imgsz")
     @classmethod
     def _multiple_of_stride(cls, value: int) -> int:
-        if value % 32:
-            raise ValueError(f"must be a multiple of 32 (the model's largest stride), got {value}")
-        return value
-
-
-def _format_location(loc: tuple[Any, ...]) -> str:
-    parts = [str(p) for p in loc if not (isinstance(p, str) and p in {"Path", "SynthSource"})]
-    return ".".join(p if not p.isdigit() else f"[{p}]" for p in parts).replace(".[", "[")
+        with reported_by_pydantic():
+            return check_imgsz(value)
 
 
 def _resolve_paths(model: BaseModel, base: Path, file: Path, where: str = "") -> None:
@@ -119,22 +112,13 @@ def _exists(path: Path) -> bool:
 
 def load_config(path: Path | str) -> PipelineConfig:
     path = Path(path)
-    raw = read_yaml_mapping(path, "config file", "a mapping of sections (model, data, prune, ...)")
-    try:
-        config = PipelineConfig.model_validate(raw)
-    except ValidationError as exc:
-        lines = []
-        for error in exc.errors():
-            key = _format_location(error["loc"]) or "(top level)"
-            got = error.get("input")
-            detail = error["msg"]
-            if error["type"] == "extra_forbidden":
-                detail = "unknown key (check its spelling against `edgepipe run --help` and the README)"
-            elif error["type"] == "missing":
-                detail = "required key is missing"
-            elif got is not None and not isinstance(got, dict):
-                detail += f" (got {got!r})"
-            lines.append(f"key '{key}': {detail}")
-        raise InputError("invalid config:\n  " + "\n  ".join(lines), path=path) from None
+    config = read_yaml_model(
+        path,
+        PipelineConfig,
+        what="config file",
+        expected="a mapping of sections (model, data, prune, ...)",
+        invalid="invalid config",
+        hint="docs/config.md lists every key",
+    )
     _resolve_paths(config, path.parent.resolve(), path)
     return config

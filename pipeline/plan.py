@@ -1,24 +1,29 @@
-"""Turn a PipelineConfig into the ordered StagePlans the runner executes."""
+"""Turn a PipelineConfig into the ordered StagePlans the stage runner executes: the wiring of stages."""
 
 from __future__ import annotations
 
-from functools import partial
 from pathlib import Path
+from typing import Any
 
-from pipeline.artifacts import Artifact
+from core.artifacts import Artifact
 from pipeline.config import PipelineConfig, SynthSource
-from pipeline.runner import StagePlan
+from pipeline.data.synth import generate_dataset
+from pipeline.search.timing import TimingSettings
+from pipeline.stage_runner import StagePlan
 from pipeline.stages import benchmark, build, export, finetune, gate, prune, report, search
 from pipeline.stages.base import StageContext
+from pipeline.stages.stage import bind
 
 TRAINING_LIBS = ("torch", "ultralytics", "torch-pruning")
 EXPORT_LIBS = ("torch", "ultralytics", "onnx", "onnxslim")
 BACKEND_LIBS = ("torch", "onnx", "onnxruntime", "openvino", "nncf")
+TIMING_LIBS = ("torch", "ultralytics", "torch-pruning", "onnx", "onnxslim", "onnxruntime", "openvino", "nncf")
+# What the timed candidates depend on: the ladder and the timing settings; the budget, confidence and
+# margin only steer the cheap selection.
+TIMING_FIELDS = {"ratios", "candidates", "min_ratio", *TimingSettings.__dataclass_fields__}
 
 
 def _synth_stage(section: SynthSource, ctx: StageContext) -> dict[str, Artifact]:
-    from pipeline.data.synth import generate_dataset
-
     data_yaml = generate_dataset(
         ctx.out_dir / "synth", images=section.synth.images, seed=section.synth.seed, imgsz=section.synth.imgsz
     )
@@ -29,19 +34,71 @@ def build_label(entry: build.BuildEntry) -> str:
     return f"{entry.target}/{entry.precision}"
 
 
+def _prune_defaults() -> dict[str, Any]:
+    """The prune stage's defaults shape every candidate, so they belong in the timing stage's cache key."""
+    return prune.PruneConfig().model_dump(mode="json")
+
+
+def search_plans(
+    config: search.SearchConfig, *, data_needs: dict[str, str], data_reads: tuple[Path, ...]
+) -> list[StagePlan]:
+    """The three stages that replace `prune`: time (no budget in its key), select (the budget), prune."""
+    timing_key = {"search": config.model_dump(include=TIMING_FIELDS), "prune": _prune_defaults()}
+    select_key = config.model_dump(include={"budget", "batch", "confidence", "margin"})
+    prune_key = {"round_to": config.round_to, "prune": _prune_defaults()}
+    time = StagePlan(
+        "search:time",
+        "search",
+        bind(search.run_timing, config),
+        timing_key,
+        needs={"model": "model", **data_needs},
+        provides={"timings": "search:timings"},
+        libraries=TIMING_LIBS,
+        reads=data_reads,
+    )
+    choose = StagePlan(
+        "search:select",
+        "search",
+        bind(search.run_select, config),
+        select_key,
+        needs={"timings": "search:timings"},
+        provides={"search": "search", "choice": "search:choice"},
+        libraries=("scipy", "matplotlib"),
+    )
+    prune = StagePlan(
+        "search:prune",
+        "search",
+        bind(search.run_prune, config),
+        prune_key,
+        needs={"model": "model", "choice": "search:choice", **data_needs},
+        provides={"model": "model"},
+        libraries=TRAINING_LIBS,
+        reads=data_reads,
+    )
+    return [time, choose, prune]
+
+
+def search_verify_plan(config: search.SearchConfig) -> StagePlan:
+    """After the benchmark of the search's target/precision: gate it against the budget."""
+    return StagePlan(
+        "search:verify",
+        "gate",
+        bind(search.run_verify, config),
+        config.model_dump(include={"budget", "batch", "target", "precision"}),
+        needs={"results": f"results:{config.label}"},
+        provides={"verdict": "search:verdict"},
+    )
+
+
 def make_plans(config: PipelineConfig) -> list[StagePlan]:
     """Stages in order: only those whose section is present run; the model flows through them."""
     plans: list[StagePlan] = []
-    synth = isinstance(config.data, SynthSource)
-    data_reads: tuple[Path, ...] = () if synth else (config.data,)
-    val = config.val or (None if synth else config.data)
+    synth = config.data if isinstance(config.data, SynthSource) else None
+    data_reads: tuple[Path, ...] = () if isinstance(config.data, SynthSource) else (config.data,)
+    val = config.val or (None if isinstance(config.data, SynthSource) else config.data)
     val_reads: tuple[Path, ...] = (val,) if val else ()
-    if synth:
-        plans.append(
-            StagePlan(
-                "data", "data", partial(_synth_stage, config.data), config.data, provides={"data": "data"}
-            )
-        )
+    if synth is not None:
+        plans.append(StagePlan("data", "data", bind(_synth_stage, synth), synth, provides={"data": "data"}))
         data_needs = {"data": "data"}
     else:
         data_needs = {}
@@ -50,7 +107,7 @@ def make_plans(config: PipelineConfig) -> list[StagePlan]:
             StagePlan(
                 "prune",
                 "prune",
-                partial(prune.run, config.prune),
+                bind(prune.run, config.prune),
                 config.prune,
                 needs={"model": "model", **data_needs},
                 provides={"model": "model"},
@@ -59,14 +116,14 @@ def make_plans(config: PipelineConfig) -> list[StagePlan]:
             )
         )
     if config.search:
-        plans += search.plans(config.search, data_needs=data_needs, data_reads=data_reads)
+        plans += search_plans(config.search, data_needs=data_needs, data_reads=data_reads)
     if config.finetune:
         teacher = {"teacher": "model:source"} if config.finetune.teacher else {}
         plans.append(
             StagePlan(
                 "finetune",
                 "finetune",
-                partial(finetune.run, config.finetune),
+                bind(finetune.run, config.finetune),
                 config.finetune,
                 needs={"model": "model", **teacher, **data_needs},
                 provides={"model": "model"},
@@ -81,7 +138,7 @@ def make_plans(config: PipelineConfig) -> list[StagePlan]:
             StagePlan(
                 "export",
                 "export",
-                partial(export.run, section),
+                bind(export.run, section),
                 section,
                 needs={"model": "model", **data_needs},
                 provides={"onnx": "onnx"},
@@ -98,7 +155,7 @@ def make_plans(config: PipelineConfig) -> list[StagePlan]:
             StagePlan(
                 f"build:{label}",
                 "build",
-                partial(build.run, entry),
+                bind(build.run, entry),
                 entry,
                 needs=needs,
                 provides={"engine": f"engine:{label}"},
@@ -113,7 +170,7 @@ def make_plans(config: PipelineConfig) -> list[StagePlan]:
                 StagePlan(
                     f"bench:{label}",
                     "bench",
-                    partial(benchmark.run, config.bench),
+                    bind(benchmark.run, config.bench),
                     config.bench,
                     needs={"engine": f"engine:{label}", **data_needs},
                     provides={"results": f"results:{label}"},
@@ -122,7 +179,7 @@ def make_plans(config: PipelineConfig) -> list[StagePlan]:
                 )
             )
     if config.search and config.bench:
-        plans.append(search.verify_plan(config.search))
+        plans.append(search_verify_plan(config.search))
     results_needs = {f"results:{build_label(e)}": f"results:{build_label(e)}" for e in config.build}
     story_needs = {"model:source": "model:source"}
     if config.prune:
@@ -136,7 +193,7 @@ def make_plans(config: PipelineConfig) -> list[StagePlan]:
             StagePlan(
                 "report",
                 "report",
-                partial(report.run, config.report),
+                bind(report.run, config.report),
                 config.report,
                 needs={**results_needs, **story_needs},
                 provides={"report": "report"},
@@ -148,7 +205,7 @@ def make_plans(config: PipelineConfig) -> list[StagePlan]:
             StagePlan(
                 "gate",
                 "gate",
-                partial(gate.run, config.gate),
+                bind(gate.run, config.gate),
                 config.gate,
                 needs=results_needs,
                 provides={"gate": "gate"},

@@ -7,14 +7,15 @@ from pathlib import Path
 
 from rich.console import Console
 
-from pipeline.artifacts import Artifact
-from pipeline.checkpoints import load_detection_model
+from core.artifacts import Artifact
+from core.checkpoints import load_detection_model
+from core.console import console as shared_console
+from core.errors import EXIT_CHECK_FAILED, EXIT_OK
 from pipeline.config import PipelineConfig, SynthSource, load_config
-from pipeline.console import console as shared_console
-from pipeline.errors import EXIT_CHECK_FAILED, EXIT_OK
 from pipeline.plan import make_plans
-from pipeline.runner import Runner, StageOutcome, StagePlan, WorkDir
+from pipeline.stage_runner import StageOutcome, StagePlan, StageRunner, WorkDir
 from pipeline.stages.base import RunSettings
+from pipeline.summary import print_summary
 
 
 def default_workdir(config_path: Path) -> Path:
@@ -59,7 +60,7 @@ def run_pipeline(
     with work.lock(wait_seconds=wait):
         work.clean_stale()
         data_yaml = None if isinstance(config.data, SynthSource) else config.data
-        runner = Runner(work, settings_for(config, data_yaml), console)
+        runner = StageRunner(work, settings_for(config, data_yaml), console)
 
         def follow_data(plan: StagePlan, outcome: StageOutcome) -> None:
             if plan.stage == "data":
@@ -72,8 +73,6 @@ def run_pipeline(
         runner.seed("model:source", source)
         console.print(f"[bold]edgepipe run[/bold] {config_path}  [dim]work dir {work.root}[/dim]")
         outcomes = runner.execute(plans, force_from=from_stage, only=only, force=force)
-    from pipeline.summary import print_summary
-
     print_summary(outcomes, console, seconds=time.perf_counter() - started)
     gate = runner.available.get("gate")
     if gate is not None and not gate.metadata.get("passed", False):

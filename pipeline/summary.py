@@ -5,7 +5,9 @@ from __future__ import annotations
 from rich.console import Console
 from rich.table import Table
 
-from pipeline.runner import StageOutcome
+from benchmarks.results import load_results
+from benchmarks.table import results_table
+from pipeline.stage_runner import StageOutcome
 
 
 def stages_table(outcomes: list[StageOutcome]) -> Table:
@@ -20,9 +22,6 @@ def stages_table(outcomes: list[StageOutcome]) -> Table:
 
 
 def print_summary(outcomes: list[StageOutcome], console: Console, seconds: float) -> None:
-    from benchmarks.results import load_results
-    from benchmarks.table import results_table
-
     console.print(stages_table(outcomes))
     ran = sum(o.status == "ran" for o in outcomes)
     if ran == 0:

@@ -11,12 +11,13 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.accuracy import coco_detections, coco_ground_truth, coco_map, labelled_images, postprocess
+from core.letterbox import preprocess
+
 
 def map_on_images(
     infer: Callable[[np.ndarray], np.ndarray], images: list[Path], names: dict[int, str], imgsz: int
 ) -> float:
-    from benchmarks.accuracy import coco_detections, coco_ground_truth, coco_map, postprocess, preprocess
-
     detections, shapes = [], []
     for image in images:
         tensor, boxes = preprocess([image], imgsz)
@@ -29,16 +30,12 @@ def validation_dataset(val_yaml: str | Path, imgsz: int):
     """The val split's image paths as an nncf.Dataset; NNCF's own inference gets letterboxed tensors."""
     import nncf
 
-    from benchmarks.accuracy import labelled_images, preprocess
-
     images, _, _ = labelled_images(Path(val_yaml), "val")
     return nncf.Dataset(images, lambda path: preprocess([path], imgsz)[0])
 
 
 def validation_fn(val_yaml: str | Path, imgsz: int) -> Callable[[object, Iterable[Path]], float]:
     """`fn(compiled_model, image_paths) -> mAP50-95` for nncf.quantize_with_accuracy_control."""
-    from benchmarks.accuracy import labelled_images
-
     _, names, _ = labelled_images(Path(val_yaml), "val")
 
     def validate(compiled_model, images: Iterable[Path]) -> float:

@@ -1,9 +1,8 @@
-"""The Target and Runner protocols and the registry of backends.
+"""The Target protocol and the registry of backends.
 
 A Target turns an exported model into a device-specific engine directory (`build`) and loads that
-directory into a Runner (`load`). A Runner maps a preprocessed NCHW float32 batch (RGB, 0..1,
-letterboxed) to the raw output of Ultralytics' Detect head, shaped (N, 4 + classes, anchors), boxes as
-xywh in input pixels. Decoding, NMS, metrics and timing live once in `benchmarks/`.
+directory into a Runner (`load`, the protocol in `core.runner`). Decoding, NMS, metrics and timing live
+once in `benchmarks/`.
 """
 
 from __future__ import annotations
@@ -11,15 +10,14 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol
 
-import numpy as np
-
-from pipeline.errors import InputError
+from core.errors import InputError
+from core.runner import Runner
 
 if TYPE_CHECKING:
-    from pipeline.artifacts import Artifact
-    from pipeline.data.calibration import CalibrationSet
+    from core.artifacts import Artifact
+    from core.calibration import CalibrationSet
 
 
 @dataclass(frozen=True)
@@ -39,13 +37,6 @@ class RunOptions:
     batch: int = 1
     device: str = "cpu"
     extra: dict[str, Any] = field(default_factory=dict)
-
-
-@runtime_checkable
-class Runner(Protocol):
-    precision: str  # the precision that actually runs, e.g. "fp32", "bf16", "int8+bf16"
-
-    def infer(self, images: np.ndarray) -> np.ndarray: ...
 
 
 class Target(Protocol):

@@ -13,13 +13,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pipeline.artifacts import ARTIFACT_FILE, Artifact, now_iso, sha256_file, sha256_path, write_json_atomic
-from pipeline.errors import InputError
+import core
+from core.artifacts import ARTIFACT_FILE, Artifact, now_iso, sha256_file, sha256_path, write_json_atomic
+from core.engine_record import EngineRecord
+from core.errors import InputError
 
 if TYPE_CHECKING:
     import onnx
 
-    from pipeline.data.calibration import CalibrationSet
+    from core.calibration import CalibrationSet
     from targets.base import BuildInputs
 
 # Keys edgepipe adds to the ONNX metadata next to Ultralytics' own (names, imgsz, stride, batch...).
@@ -94,11 +96,12 @@ def write_engine_artifact(
     versions: dict[str, str],
     extra: dict[str, Any] | None = None,
 ) -> Artifact:
-    """Write `artifact.json` (the engine directory contract) and return the directory's Artifact."""
-    import pipeline
+    """Write the engine record (`artifact.json`, `core.engine_record`) and return the directory's Artifact.
 
+    `extra` holds the target's own sections; a key of the record given there replaces it.
+    """
     files = sorted(p for p in out_dir.rglob("*") if p.is_file() and p.name != ARTIFACT_FILE)
-    meta: dict[str, Any] = {
+    fields: dict[str, Any] = {
         "kind": "engine",
         "target": target,
         "precision": precision,
@@ -118,12 +121,13 @@ def write_engine_artifact(
         "calibration": calibration.record() if calibration is not None else None,
         "params": facts.params,
         "gflops": facts.gflops,
-        "versions": {"edgepipe": pipeline.__version__, "python": platform.python_version(), **versions},
+        "versions": {"edgepipe": core.__version__, "python": platform.python_version(), **versions},
         "options": options,
         "files_sha256": {p.relative_to(out_dir).as_posix(): sha256_file(p) for p in files},
         "created_at": now_iso(),
         **(extra or {}),
     }
+    meta = EngineRecord.model_validate(fields).as_metadata()
     write_json_atomic(out_dir / ARTIFACT_FILE, meta)
     return Artifact(kind="engine", path=out_dir.resolve(), sha256=sha256_path(out_dir), metadata=meta)
 

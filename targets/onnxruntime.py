@@ -11,16 +11,16 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
-from pipeline.errors import InputError
+from core.errors import InputError
+from targets.accuracy_int8 import control_options, quantize_within_map_drop
 from targets.base import BuildInputs, RunOptions, library_status
 from targets.engine_dir import copy_into, model_path, onnx_facts, write_engine_artifact
+from targets.onnxruntime_runner import OnnxRuntimeRunner
 from targets.qdq import QdqScheme, quantize_qdq
 
 if TYPE_CHECKING:
-    from pipeline.artifacts import Artifact
-    from pipeline.data.calibration import CalibrationSet
+    from core.artifacts import Artifact
+    from core.calibration import CalibrationSet
 
 MODEL_FILE = "model.onnx"
 
@@ -43,7 +43,9 @@ def default_scheme() -> QdqScheme:
 def scheme_from_options(options: dict[str, Any]) -> QdqScheme:
     """The machine's default scheme, with `activations`, `method` and `op_types` overridable."""
     scheme = default_scheme()
-    overrides = {key: options[key] for key in ("activations", "method", "moving_average") if key in options}
+    overrides: dict[str, Any] = {
+        key: options[key] for key in ("activations", "method", "moving_average") if key in options
+    }
     if "op_types" in options:
         overrides["op_types"] = tuple(options["op_types"])
     return replace(scheme, **overrides)
@@ -76,13 +78,11 @@ class OnnxRuntimeTarget:
             copy_into(inputs.onnx, out_dir, MODEL_FILE)
         else:
             if calibration is None:
-                raise InputError("int8 needs a calibration set", hint="pass --calib data.yaml")
+                raise InputError("int8 needs a calibration set", hint="pass --data data.yaml")
             scheme = scheme_from_options(options)
             if options.get("max_map_drop") is None:
                 float_nodes = quantize_qdq(inputs.onnx, out_dir / MODEL_FILE, calibration, scheme)
             else:
-                from targets.accuracy_int8 import control_options, quantize_within_map_drop
-
                 control = quantize_within_map_drop(
                     inputs.onnx, out_dir / MODEL_FILE, calibration, scheme, **control_options(options)
                 )
@@ -105,22 +105,3 @@ class OnnxRuntimeTarget:
 
     def load(self, artifact: Artifact, options: RunOptions) -> OnnxRuntimeRunner:
         return OnnxRuntimeRunner(model_path(artifact), artifact.metadata["runtime_precision"], options)
-
-
-class OnnxRuntimeRunner:
-    def __init__(self, path: Path, precision: str, options: RunOptions):
-        import onnxruntime as ort
-
-        session_options = ort.SessionOptions()
-        if options.threads:
-            session_options.intra_op_num_threads = options.threads
-        providers = ["CPUExecutionProvider"]
-        if options.device.startswith("cuda") and "CUDAExecutionProvider" in ort.get_available_providers():
-            providers.insert(0, "CUDAExecutionProvider")
-        self.session = ort.InferenceSession(str(path), session_options, providers=providers)
-        self.input_name = self.session.get_inputs()[0].name
-        self.precision = precision
-        self.providers = self.session.get_providers()
-
-    def infer(self, images: np.ndarray) -> np.ndarray:
-        return self.session.run(None, {self.input_name: images})[0]

@@ -14,14 +14,16 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from pipeline.errors import InputError
+from core.errors import InputError
+from core.runner import Runner
+from targets.accuracy_control import validation_dataset, validation_fn
 from targets.base import BuildInputs, RunOptions, library_status
 from targets.engine_dir import model_path, onnx_facts, write_engine_artifact
 from targets.head import head_postprocess_nodes
 
 if TYPE_CHECKING:
-    from pipeline.artifacts import Artifact
-    from pipeline.data.calibration import CalibrationSet
+    from core.artifacts import Artifact
+    from core.calibration import CalibrationSet
 
 MODEL_FILE = "model.xml"
 # The hint each engine compiles with; int8 names the precision of its float parts.
@@ -73,7 +75,7 @@ class OpenVinoTarget:
         extra: dict[str, Any] = {}
         if precision == "int8":
             if calibration is None:
-                raise InputError("int8 needs a calibration set", hint="pass --calib data.yaml")
+                raise InputError("int8 needs a calibration set", hint="pass --data data.yaml")
             import nncf
 
             versions["nncf"] = nncf.__version__
@@ -125,8 +127,6 @@ def quantize(model, calibration: CalibrationSet, options: dict[str, Any], imgsz:
         return nncf.quantize(model, calibration_data, **common), record
     if not options.get("val_data"):
         raise InputError("--max-map-drop needs a validation set", hint="pass --val data.yaml")
-    from targets.accuracy_control import validation_dataset, validation_fn
-
     quantized = nncf.quantize_with_accuracy_control(
         model,
         calibration_data,
@@ -140,7 +140,7 @@ def quantize(model, calibration: CalibrationSet, options: dict[str, Any], imgsz:
     return quantized, record
 
 
-class OpenVinoRunner:
+class OpenVinoRunner(Runner):
     def __init__(self, path: Path, precision: str, options: RunOptions):
         self.path = path
         self.engine_precision = precision

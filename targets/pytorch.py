@@ -10,21 +10,21 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from pipeline.errors import InputError
+from core.artifacts import sha256_file
+from core.checkpoints import class_names, count_params, gflops, load_detection_model
+from core.errors import InputError
+from core.runner import Runner
 from targets.base import BuildInputs, RunOptions, library_status
 from targets.engine_dir import ModelFacts, copy_into, model_path, onnx_facts, write_engine_artifact
 
 if TYPE_CHECKING:
-    from pipeline.artifacts import Artifact
-    from pipeline.data.calibration import CalibrationSet
+    from core.artifacts import Artifact
+    from core.calibration import CalibrationSet
 
 MODEL_FILE = "model.pt"
 
 
 def checkpoint_facts(checkpoint: Path, imgsz: int) -> ModelFacts:
-    from pipeline.artifacts import sha256_file
-    from pipeline.checkpoints import class_names, count_params, gflops, load_detection_model
-
     model = load_detection_model(checkpoint)
     return ModelFacts(
         imgsz=imgsz,
@@ -91,11 +91,9 @@ class TorchTarget:
         return TorchRunner(model_path(artifact), artifact.metadata["precision"], options)
 
 
-class TorchRunner:
+class TorchRunner(Runner):
     def __init__(self, path: Path, precision: str, options: RunOptions):
         import torch
-
-        from pipeline.checkpoints import load_detection_model
 
         device = "cuda" if options.device.startswith("cuda") and torch.cuda.is_available() else "cpu"
         check_device_precision(precision, device)

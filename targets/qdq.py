@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from targets.head import onnx_head_postprocess_nodes
 
 if TYPE_CHECKING:
-    from pipeline.data.calibration import CalibrationSet
+    from core.calibration import CalibrationSet
 
 
 @dataclass(frozen=True)

@@ -27,16 +27,18 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from pipeline.artifacts import ARTIFACT_FILE, read_artifact_dir, sha256_file, write_atomic
-from pipeline.errors import BackendUnavailable, InputError
+from core.artifacts import ARTIFACT_FILE, sha256_file, write_atomic
+from core.engine_record import read_artifact_dir
+from core.errors import BackendUnavailable, InputError
+from core.runner import Runner
 from targets.base import BuildInputs, RunOptions
 from targets.cuda_memory import cuda_library
 from targets.engine_dir import model_path, onnx_facts, write_engine_artifact
 from targets.qdq import QdqScheme, quantize_qdq
 
 if TYPE_CHECKING:
-    from pipeline.artifacts import Artifact
-    from pipeline.data.calibration import CalibrationSet
+    from core.artifacts import Artifact
+    from core.calibration import CalibrationSet
 
 MODEL_FILE = "model.engine"
 QDQ_FILE = "model.qdq.onnx"
@@ -157,7 +159,7 @@ def make_host_qdq(
 ) -> QdqSource:
     """Quantize here: plain, or accuracy-driven when `options` has `max_map_drop` (needs `val_data`)."""
     if calibration is None:
-        raise InputError("int8 needs a calibration set", hint="pass --calib data.yaml")
+        raise InputError("int8 needs a calibration set", hint="pass --data data.yaml")
     if options.get("max_map_drop") is None:
         return QdqSource(make_qdq_onnx(onnx_path, calibration, out_path), calibration=calibration.record())
     from targets.accuracy_int8 import control_options, quantize_within_map_drop
@@ -284,7 +286,7 @@ class TensorRtTarget:
             qdq = qdq_source(inputs.onnx, calibration, options, source)
         elif int8_mode == "calibrator":
             if calibration is None:
-                raise InputError("int8 needs a calibration set", hint="pass --calib data.yaml")
+                raise InputError("int8 needs a calibration set", hint="pass --data data.yaml")
             stream = CalibrationStream(calibration, facts.batch or 1, out_dir / CACHE_FILE)
         elif int8_mode is not None:
             raise InputError(f"unknown int8_mode {int8_mode!r}; use 'qdq' or 'calibrator'")
@@ -399,7 +401,7 @@ def entropy_calibrator(stream: CalibrationStream, cuda):
     return EntropyCalibrator()
 
 
-class TensorRtRunner:
+class TensorRtRunner(Runner):
     def __init__(self, path: Path, metadata: dict[str, Any], options: RunOptions):
         import tensorrt as trt
 

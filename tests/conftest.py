@@ -27,7 +27,7 @@ def tiny_detection_model(nc: int = 3, width: float = 0.125):
 
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory) -> Path:
-    from pipeline.checkpoints import save_checkpoint
+    from core.checkpoints import save_checkpoint
 
     path = tmp_path_factory.mktemp("tiny") / "tiny.pt"
     return save_checkpoint(tiny_detection_model(), path)

@@ -13,12 +13,12 @@ from benchmarks.accuracy import (
     coco_map,
     evaluate,
     labelled_images,
-    letterbox,
-    load_image,
     postprocess,
 )
-from pipeline.data.dataset import load_dataset, read_labels
-from pipeline.errors import InputError
+from core.dataset import load_dataset, read_labels
+from core.errors import InputError
+from core.letterbox import letterbox, load_image
+from core.runner import Runner
 
 README_MAP = {"coco128-val2017": 0.433, "coco128": 0.465}  # Ultralytics 8.4.190 val, ../shared/README.md
 
@@ -60,7 +60,7 @@ def test_coco_map_of_ground_truth_itself_is_one(synth_dataset):
     assert coco_map(gt, []) == (0.0, 0.0)
 
 
-class OracleRunner:
+class OracleRunner(Runner):
     """Answers each batch with its images' ground truth, in letterbox pixels: mAP must come out 1."""
 
     precision = "fp32"

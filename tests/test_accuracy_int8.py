@@ -15,9 +15,10 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from pipeline.artifacts import read_artifact_dir, sha256_file
-from pipeline.data.calibration import CalibrationSet
-from pipeline.errors import InputError
+from core.artifacts import sha256_file
+from core.calibration import CalibrationSet
+from core.engine_record import read_artifact_dir
+from core.errors import InputError
 from targets.accuracy_int8.search import Step, chosen_step, float_layer_schedule, run_steps
 
 IMGSZ = 64
@@ -29,7 +30,7 @@ def confident_onnx(tmp_path_factory) -> Path:
     import torch
     from conftest import tiny_detection_model
 
-    from pipeline.checkpoints import save_checkpoint
+    from core.checkpoints import save_checkpoint
     from pipeline.stages.export import export_onnx
 
     model = tiny_detection_model()
@@ -45,10 +46,11 @@ def confident_onnx(tmp_path_factory) -> Path:
 def self_labelled_val(confident_onnx: Path, synth_dataset: Path, tmp_path_factory) -> Path:
     """data.yaml over the synthetic images, labelled with the FP32 model's most confident detections
     (one confidence threshold for all images, so FP32 ranks every label above every other box)."""
-    from benchmarks.accuracy import postprocess, preprocess
-    from pipeline.data.dataset import load_dataset
+    from benchmarks.accuracy import postprocess
+    from core.dataset import load_dataset
+    from core.letterbox import preprocess
     from targets.base import RunOptions
-    from targets.onnxruntime import OnnxRuntimeRunner
+    from targets.onnxruntime_runner import OnnxRuntimeRunner
 
     root = tmp_path_factory.mktemp("self_labelled")
     (root / "images").mkdir()
@@ -121,7 +123,7 @@ def test_onnxruntime_bound_of_one_stops_at_full_int8(
 ):
     """Through the build stage as `edgepipe run` calls it, with the val data from the run settings."""
     from benchmarks.accuracy import evaluate
-    from pipeline.artifacts import Artifact
+    from core.artifacts import Artifact
     from pipeline.stages import build
     from pipeline.stages.base import RunSettings, StageContext
     from targets.base import RunOptions, get_target
@@ -149,7 +151,7 @@ def unmet_qdq_dir(confident_onnx, synth_dataset, self_labelled_val, tmp_path_fac
     out = tmp_path_factory.mktemp("unmet") / "qdq"
     result = cli(
         "build", "--onnx", str(confident_onnx), "--target", "tensorrt", "--precision", "int8",
-        "--qdq-only", "--calib", str(synth_dataset), "--calib-size", "16", "--val", str(self_labelled_val),
+        "--qdq-only", "--data", str(synth_dataset), "--calib-size", "16", "--val", str(self_labelled_val),
         "--max-map-drop", "0", "--max-steps", "1", "-o", str(out),
     )  # fmt: skip
     return out, result

@@ -6,10 +6,11 @@ import pytest
 
 from benchmarks.history import HISTORY_ENV, query_results
 from benchmarks.results import load_results
-from pipeline.artifacts import Artifact, sha256_file
-from pipeline.errors import InputError
+from core.artifacts import Artifact, sha256_file
+from core.errors import InputError
+from pipeline.cli.bench import command, parse_batches
 from pipeline.stages.base import RunSettings, StageContext
-from pipeline.stages.benchmark import BenchConfig, bench_artifact, command, parse_batches, run
+from pipeline.stages.benchmark import BenchConfig, bench_artifact, run
 
 QUICK = {"warmup": 1, "iters": 5, "min_seconds": 0.0, "throughput_seconds": 0.2, "threads": 1}
 

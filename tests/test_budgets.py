@@ -6,7 +6,7 @@ import pytest
 from factories import JETSON, cpu_results, make_result
 
 from benchmarks.budgets import Budget, evaluate, load_budgets
-from pipeline.errors import InputError
+from core.errors import InputError
 
 
 def write(tmp_path, text: str):

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.data.calibration import MIN_IMAGES, CalibrationSet
-from pipeline.errors import InputError
+from core.calibration import MIN_IMAGES, CalibrationSet
+from core.errors import InputError
 
 
 def test_same_seed_same_files_and_hash(synth_dataset: Path):
@@ -43,13 +43,13 @@ def test_hash_covers_image_size_and_contents(synth_dataset: Path, tmp_path: Path
 
 def test_takes_every_image_when_the_split_is_smaller(synth_dataset: Path):
     calibration = CalibrationSet.from_dataset(synth_dataset, imgsz=64, size=10_000)
-    from pipeline.data.dataset import load_dataset
+    from core.dataset import load_dataset
 
     assert list(calibration.files) == load_dataset(synth_dataset).images("train")
 
 
 def test_batches_are_letterboxed_nchw_float(synth_dataset: Path):
-    from benchmarks.accuracy import preprocess
+    from core.letterbox import preprocess
 
     calibration = CalibrationSet.from_dataset(synth_dataset, imgsz=64, size=9)
     batches = list(calibration.batches(4))

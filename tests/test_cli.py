@@ -60,3 +60,46 @@ def test_missing_input_is_a_message_and_exit_2(tmp_path, monkeypatch, args):
     assert result.exit_code == 2, result.output
     assert "error:" in result.output and "missing" in result.output
     assert not any(p.name in {"r.json", "m.onnx"} for p in tmp_path.iterdir())
+
+
+@pytest.mark.parametrize(
+    ("args", "named"),
+    [
+        (("prune", "--model", "m.pt", "--macs", "1.5"), ["--macs", "1.5"]),
+        (("bench", "--artifact", "missing.onnx", "-o", "r.json"), ["missing.onnx", "not found"]),
+        (("build", "--onnx", "m.onnx", "--calib-size", "0"), ["--calib-size", "0"]),
+        (("export", "--model", "m.pt", "--imgsz", "100"), ["--imgsz", "100"]),
+    ],
+)
+def test_bad_option_is_one_message_naming_the_value_and_exit_2(tmp_path, monkeypatch, args, named):
+    monkeypatch.chdir(tmp_path)
+    result = invoke(*args)
+    assert result.exit_code == 2, result.output
+    first = result.output.splitlines()[0]
+    assert first.startswith("error:") and all(fragment in first for fragment in named), result.output
+    assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize(
+    ("args", "old", "new"),
+    [
+        (("export", "--model", "missing.pt", "--data", "v.yaml"), "--data", "--val"),
+        (("build", "--onnx", "missing.onnx", "--calib", "d.yaml"), "--calib", "--data"),
+        (
+            ("search", "--model", "missing.pt", "--data", "d.yaml", "--budget", "p90<=5ms", "-o", "s"),
+            "-o",
+            "-w",
+        ),
+        (("prune", "--model", "missing.pt", "--device", "0"), "--device 0", "--device cuda:0"),
+    ],
+)
+def test_old_spellings_still_work_with_a_deprecation_warning(tmp_path, monkeypatch, args, old, new):
+    monkeypatch.chdir(tmp_path)
+    result = invoke(*args)
+    assert "deprecated" in result.output and old in result.output and new in result.output, result.output
+    assert result.exit_code == 2 and "error:" in result.output  # and the command went on to read its input
+
+
+def test_device_has_one_syntax():
+    result = invoke("prune", "--model", "m.pt", "--device", "gpu0")
+    assert result.exit_code == 2 and "--device takes cpu, cuda or cuda:N, got 'gpu0'" in result.output

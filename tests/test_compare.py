@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 from factories import make_result
 
-from benchmarks.compare import compare_command, compare_results, latency_change
+from benchmarks.compare import compare_results, latency_change
 from benchmarks.results import save_results
-from pipeline.errors import CheckFailed
+from core.errors import CheckFailed
+from pipeline.cli.compare import compare_command
 
 
 def lognormal(median: float, seed: int, n: int = 300, spread: float = 0.08) -> list[float]:

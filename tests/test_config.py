@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from core.errors import InputError
 from pipeline.config import SynthSource, load_config
-from pipeline.errors import InputError
 
 
 def write(tmp_path: Path, config: dict) -> Path:
@@ -83,3 +83,26 @@ def test_quickstart_config_is_valid():
     config = load_config(repo / "examples" / "quickstart.yaml")
     assert {e.target for e in config.build} >= {"torch", "onnxruntime", "openvino"}
     assert config.prune is not None and config.finetune is not None and config.gate is not None
+
+
+def test_unknown_key_suggests_the_nearest_valid_one(tmp_path, minimal):
+    minimal["bench"] = {"min_second": 2}
+    with pytest.raises(InputError, match=r"'bench.min_second': unknown key; did you mean `min_seconds`\?"):
+        load_config(write(tmp_path, minimal))
+
+
+def test_unknown_target_option_suggests_the_nearest_valid_one(tmp_path, minimal):
+    minimal["build"] = [{"target": "onnxruntime", "precision": "int8", "options": {"activation": "QInt8"}}]
+    with pytest.raises(
+        InputError, match=r"build\[0\].*'activation': unknown key; did you mean `activations`"
+    ):
+        load_config(write(tmp_path, minimal))
+
+
+def test_yaml_error_names_the_file_and_the_line(tmp_path):
+    path = tmp_path / "pipeline.yaml"
+    path.write_text("model: m.pt\ndata: [\n")
+    with pytest.raises(InputError) as err:
+        load_config(path)
+    message = str(err.value)
+    assert message.startswith(f"{path}: invalid YAML at line 3") and "<unicode string>" not in message

@@ -188,7 +188,7 @@ def test_torch_pins_satisfy_pyproject_and_the_makefile(dockerfile):
 
 def test_dockerignore_keeps_what_the_images_copy():
     ignored = {line.strip().rstrip("/") for line in (REPO / ".dockerignore").read_text().splitlines()}
-    for needed in ("pyproject.toml", "README.md", "pipeline", "targets", "benchmarks"):
+    for needed in ("pyproject.toml", "README.md", "core", "pipeline", "targets", "benchmarks"):
         assert needed not in ignored
     assert {".venv", ".git"} <= ignored
 

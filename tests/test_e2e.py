@@ -10,10 +10,10 @@ import yaml
 from typer.testing import CliRunner
 
 from benchmarks.results import load_results
-from pipeline.checkpoints import count_params, load_detection_model
+from core.checkpoints import count_params, load_detection_model
+from core.dataset import load_dataset
 from pipeline.cli import app
 from pipeline.config import load_config
-from pipeline.data.dataset import load_dataset
 
 pytestmark = pytest.mark.slow
 
@@ -22,7 +22,7 @@ pytestmark = pytest.mark.slow
 def tiny_pipeline(tmp_path_factory, synth_dataset) -> Path:
     from conftest import tiny_detection_model
 
-    from pipeline.checkpoints import save_checkpoint
+    from core.checkpoints import save_checkpoint
 
     root = tmp_path_factory.mktemp("e2e")
     names = load_dataset(synth_dataset).names

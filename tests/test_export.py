@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.artifacts import Artifact
-from pipeline.errors import CheckFailed, InputError
+from core.artifacts import Artifact
+from core.errors import CheckFailed, InputError
 from pipeline.stages import export
 from pipeline.stages.base import RunSettings, StageContext
 from pipeline.stages.export import ExportConfig, export_checked, export_onnx, parity_images

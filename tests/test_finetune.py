@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from pipeline.errors import InputError
-from pipeline.stages.finetune import FinetuneConfig, command, finetune
+from core.errors import InputError
+from pipeline.cli.finetune import command
+from pipeline.stages.finetune import FinetuneConfig, finetune
 
 IMGSZ = 64
 
@@ -21,7 +22,7 @@ def teacher_and_pruned(tmp_path_factory, synth_dataset) -> tuple[Path, Path]:
     """A tiny 6-class model (the synthetic dataset's classes) and a copy pruned to 60% of its MACs."""
     from conftest import tiny_detection_model
 
-    from pipeline.checkpoints import save_checkpoint
+    from core.checkpoints import save_checkpoint
     from pipeline.stages.prune import PruneConfig, prune_checkpoint
 
     folder = tmp_path_factory.mktemp("finetune")
@@ -32,7 +33,7 @@ def teacher_and_pruned(tmp_path_factory, synth_dataset) -> tuple[Path, Path]:
 
 
 def _params(path: Path) -> int:
-    from pipeline.checkpoints import count_params, load_detection_model
+    from core.checkpoints import count_params, load_detection_model
 
     return count_params(load_detection_model(path))
 
@@ -141,7 +142,7 @@ def test_reconstructed_student_distils_features_and_trains_on_pseudo_labelled_im
     images pseudo-labelled by the teacher, and checkpoint selection on held-apart training images."""
     from conftest import tiny_detection_model
 
-    from pipeline.checkpoints import checkpoint_metadata, save_checkpoint
+    from core.checkpoints import checkpoint_metadata, save_checkpoint
     from pipeline.stages.prune import PruneConfig, prune_checkpoint
 
     teacher = save_checkpoint(tiny_detection_model(nc=6), tmp_path / "teacher.pt")

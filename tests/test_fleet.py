@@ -23,13 +23,13 @@ import psutil
 import pytest
 import yaml
 
-from pipeline.errors import InputError
+from core.errors import InputError
 from pipeline.fleet.matrix import load_matrix
 from pipeline.fleet.resources import cell_resources, device_kind, node_kind, node_resources
 
 RAY = Path(sys.executable).with_name("ray")
 HEAD = "127.0.0.1:6379"  # the namespace is private: this port is free in it
-FLEET = [sys.executable, "-c", "from pipeline.fleet.commands import fleet_app; fleet_app()"]
+FLEET = [sys.executable, "-c", "from pipeline.cli.fleet import fleet_app; fleet_app()"]
 
 
 def test_resources_make_one_slot_per_device_and_pin_kind_and_target():
@@ -73,7 +73,7 @@ def test_matrix_errors_name_the_file_and_key(tmp_path: Path, tiny_checkpoint: Pa
             }
         )
     )
-    with pytest.raises(InputError, match=r"bench\.iterz: Extra inputs"):
+    with pytest.raises(InputError, match=r"bench\.iterz.: unknown key; did you mean `iters`"):
         load_matrix(path)
     path.write_text(
         yaml.safe_dump(
@@ -94,8 +94,8 @@ def test_matrix_errors_name_the_file_and_key(tmp_path: Path, tiny_checkpoint: Pa
 
 
 def test_shipped_calibration_sample_keeps_its_hash_and_labels_travel(synth_dataset: Path, tmp_path: Path):
-    from pipeline.data.calibration import CalibrationSet
-    from pipeline.data.dataset import load_dataset, read_labels
+    from core.calibration import CalibrationSet
+    from core.dataset import load_dataset, read_labels
     from pipeline.fleet.tasks import pack_dataset, unpack_dataset
 
     sample = CalibrationSet.from_dataset(synth_dataset, 64, size=8, seed=3)

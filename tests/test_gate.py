@@ -11,13 +11,14 @@ from junitparser import Failure, JUnitXml
 from typer.testing import CliRunner
 
 from benchmarks.results import load_results, save_results
-from pipeline.artifacts import Artifact
-from pipeline.errors import EdgepipeError
+from core.artifacts import Artifact
+from core.errors import EdgepipeError
+from pipeline.cli import gate as gate_cli
 from pipeline.stages import gate
 from pipeline.stages.base import RunSettings, StageContext
 
 app = typer.Typer()
-app.command("gate")(gate.command)
+app.command("gate")(gate_cli.command)
 app.command("version")(lambda: None)  # a second command keeps `gate` a subcommand, as in edgepipe's CLI
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 from factories import CPU, JETSON, make_result
 
-from benchmarks.history import HISTORY_ENV, append_results, history_command, history_path, query_results
+from benchmarks.history import HISTORY_ENV, append_results, history_path, query_results
+from pipeline.cli.history import history_command
 
 
 @pytest.fixture

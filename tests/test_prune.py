@@ -10,15 +10,16 @@ from pathlib import Path
 import pytest
 import torch
 
-from pipeline.errors import InputError
+from core.errors import InputError
+from pipeline.cli.prune import command
 from pipeline.stages.base import RunSettings, StageContext
-from pipeline.stages.prune import PruneConfig, command, run
+from pipeline.stages.prune import PruneConfig, run
 
 IMGSZ = 64
 
 
 def _load(path: Path):
-    from pipeline.checkpoints import load_detection_model
+    from core.checkpoints import load_detection_model
 
     return load_detection_model(path)
 
@@ -26,7 +27,7 @@ def _load(path: Path):
 def _tiny_checkpoint(tmp_path: Path, nc: int) -> Path:
     from conftest import tiny_detection_model
 
-    from pipeline.checkpoints import save_checkpoint
+    from core.checkpoints import save_checkpoint
 
     return save_checkpoint(tiny_detection_model(nc=nc), tmp_path / f"tiny{nc}.pt")
 
@@ -65,7 +66,7 @@ def test_pruning_meets_macs_target_and_prunes_both_c2f_halves(tiny_checkpoint):
 
 
 def test_prune_stage_writes_checkpoint_that_reloads_in_a_fresh_process(tiny_checkpoint, tmp_path):
-    from pipeline.artifacts import Artifact
+    from core.artifacts import Artifact
 
     ctx = StageContext(
         out_dir=tmp_path,

@@ -15,7 +15,8 @@ from factories import JETSON, cpu_results, make_result
 from PIL import Image
 
 from benchmarks.results import save_results
-from pipeline.artifacts import Artifact
+from core.artifacts import Artifact
+from pipeline.cli import report as report_cli
 from pipeline.report.summary import pareto_front
 from pipeline.stages import report
 from pipeline.stages.base import RunSettings, StageContext
@@ -105,7 +106,7 @@ def test_report_command_writes_html_and_markdown(tmp_path):
     from typer.testing import CliRunner
 
     app = typer.Typer()
-    app.command("report")(report.command)
+    app.command("report")(report_cli.command)
     app.command("version")(lambda: None)
     results = save_results(tmp_path / "results.json", cpu_results())
     outcome = CliRunner().invoke(app, ["report", str(results), "-o", str(tmp_path / "r.html"), "--baseline",

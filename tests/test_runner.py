@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.artifacts import MANIFEST_FILE, Artifact, sha256_path
-from pipeline.errors import EdgepipeError, InputError
-from pipeline.runner import Runner, StagePlan, WorkDir
+from core.artifacts import MANIFEST_FILE, Artifact, sha256_path
+from core.errors import EdgepipeError, InputError
+from pipeline.stage_runner import StagePlan, StageRunner, WorkDir
 from pipeline.stages.base import RunSettings, Section, StageContext
 
 SETTINGS = RunSettings(imgsz=64, device="cpu", data=None, val=None)
@@ -57,11 +57,11 @@ def plans(calls: list[str], factor: int = 2, second_factor: int = 3) -> list[Sta
     ]
 
 
-def run(tmp_path: Path, calls: list[str], **kwargs) -> Runner:
+def run(tmp_path: Path, calls: list[str], **kwargs) -> StageRunner:
     source = tmp_path / "source.txt"
     if not source.exists():
         source.write_text("7")
-    runner = Runner(WorkDir(tmp_path / "work"), SETTINGS)
+    runner = StageRunner(WorkDir(tmp_path / "work"), SETTINGS)
     runner.seed("number", Artifact.from_path("number", source))
     with runner.workdir.lock():
         runner.workdir.clean_stale()
@@ -119,7 +119,7 @@ def test_crashed_stage_leaves_no_output_and_resumes(tmp_path):
     work = WorkDir(tmp_path / "work")
     good = plans([])[0]
     bad = StagePlan("export", "export", crash, {"x": 1}, needs={"number": "number"})
-    runner = Runner(work, SETTINGS)
+    runner = StageRunner(work, SETTINGS)
     runner.seed("number", Artifact.from_path("number", source))
     with pytest.raises(RuntimeError, match="boom"):
         runner.execute([good, bad])
@@ -142,7 +142,7 @@ def test_manifest_lists_artifacts_with_sha256(tmp_path):
 def test_tampered_input_is_refused(tmp_path):
     runner = run(tmp_path, [])
     runner.available["number"].path.write_text("999")
-    runner2 = Runner(runner.workdir, SETTINGS)
+    runner2 = StageRunner(runner.workdir, SETTINGS)
     runner2.seed("number", runner.available["number"])
     with pytest.raises(InputError, match="sha256 changed"):
         runner2.execute(plans([])[:1])
@@ -173,7 +173,7 @@ def test_second_run_on_a_locked_workdir_fails_clearly(tmp_path):
 
 
 def test_data_fingerprint_follows_labels_but_not_trainer_caches(tmp_path):
-    from pipeline.runner import fingerprint_data
+    from pipeline.stage_runner import fingerprint_data
 
     (tmp_path / "labels").mkdir()
     (tmp_path / "labels" / "a.txt").write_text("0 0.5 0.5 0.1 0.1\n")

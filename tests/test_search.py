@@ -10,8 +10,8 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
+from core.errors import EXIT_CHECK_FAILED, CheckFailed, InputError
 from pipeline.config import load_config
-from pipeline.errors import EXIT_CHECK_FAILED, CheckFailed, InputError
 from pipeline.search.budget_expr import parse_budget
 from pipeline.search.ladder import check_ladder, ladder
 from pipeline.search.select import CandidateTiming, monotone_fit, require_choice, select, upper_bound
@@ -150,8 +150,8 @@ def tiny_model(tmp_path_factory, synth_dataset) -> Path:
     """The tiny YOLOv8 with the synthetic dataset's classes, so that its mAP can be measured."""
     from conftest import tiny_detection_model
 
-    from pipeline.checkpoints import save_checkpoint
-    from pipeline.data.dataset import load_dataset
+    from core.checkpoints import save_checkpoint
+    from core.dataset import load_dataset
 
     names = load_dataset(synth_dataset).names
     model = tiny_detection_model(nc=len(names))
@@ -162,7 +162,7 @@ def tiny_model(tmp_path_factory, synth_dataset) -> Path:
 def search_cli(model: Path, data: Path, out: Path, budget: str):
     from pipeline.cli import app
 
-    args = ["search", "--model", str(model), "--data", str(data), "--budget", budget, "-o", str(out)]
+    args = ["search", "--model", str(model), "--data", str(data), "--budget", budget, "-w", str(out)]
     args += ["--target", "onnxruntime", "--precision", "fp32", "--imgsz", "64", "--candidates", "3"]
     args += ["--min-ratio", "0.6", "--round-to", "2", "--finetune-epochs", "0"]
     args += ["--rounds", "2", "--iters", "5", "--min-seconds", "0.05"]

@@ -10,10 +10,11 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from pipeline.artifacts import content_sha256
-from pipeline.data.dataset import label_path, load_dataset, read_labels
-from pipeline.data.synth import CLASS_NAMES, command, generate_dataset, visible_boxes
-from pipeline.errors import InputError
+from core.artifacts import content_sha256
+from core.dataset import label_path, load_dataset, read_labels
+from core.errors import InputError
+from pipeline.cli.data import command
+from pipeline.data.synth import CLASS_NAMES, generate_dataset, visible_boxes
 
 
 def test_same_seed_writes_identical_files(synth_dataset: Path, tmp_path: Path):

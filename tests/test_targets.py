@@ -8,9 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.artifacts import ARTIFACT_FILE, Artifact, read_artifact_dir, sha256_path
-from pipeline.data.calibration import CalibrationSet
-from pipeline.errors import BackendUnavailable, InputError
+from core.artifacts import ARTIFACT_FILE, Artifact, sha256_path
+from core.calibration import CalibrationSet
+from core.engine_record import read_artifact_dir
+from core.errors import BackendUnavailable, InputError
 from pipeline.stages.build import BuildEntry, build_engine
 from targets.base import RunOptions, get_target
 
@@ -43,7 +44,7 @@ def images(synth_dataset: Path) -> np.ndarray:
 def torch_output(tiny_checkpoint: Path, images: np.ndarray) -> np.ndarray:
     import torch
 
-    from pipeline.checkpoints import load_detection_model
+    from core.checkpoints import load_detection_model
 
     with torch.inference_mode():
         return load_detection_model(tiny_checkpoint)(torch.from_numpy(images))[0].numpy()
@@ -171,7 +172,7 @@ def test_missing_library_says_how_to_install(tiny_onnx, tiny_checkpoint, synth_d
 
 
 def test_int8_without_calibration_data(tiny_onnx, tmp_path):
-    with pytest.raises(InputError, match="--calib"):
+    with pytest.raises(InputError, match="--data"):
         build_engine(
             BuildEntry(target="onnxruntime", precision="int8"),
             tmp_path / "engine", onnx=tiny_onnx, checkpoint=None, calib_data=None, val_data=None,
@@ -179,7 +180,7 @@ def test_int8_without_calibration_data(tiny_onnx, tmp_path):
 
 
 def test_corrupt_onnx_leaves_nothing_behind(tmp_path):
-    from pipeline.stages import build
+    from pipeline.cli import build
 
     corrupt = tmp_path / "bad.onnx"
     corrupt.write_bytes(b"\x08\x07garbage" * 10)

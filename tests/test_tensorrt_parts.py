@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.data.calibration import CalibrationSet
-from pipeline.errors import InputError
+from core.calibration import CalibrationSet
+from core.errors import InputError
 from targets import tensorrt as trt_target
 
 IMGSZ = 64
@@ -125,8 +125,8 @@ def test_tensorrt_engine_builds_and_runs(precision, tiny_onnx, tiny_checkpoint, 
     pytest.importorskip("tensorrt")
     import torch
 
-    from pipeline.artifacts import read_artifact_dir
-    from pipeline.checkpoints import load_detection_model
+    from core.checkpoints import load_detection_model
+    from core.engine_record import read_artifact_dir
     from pipeline.stages.build import BuildEntry, build_engine
     from targets.base import RunOptions
 

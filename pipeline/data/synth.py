@@ -10,15 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
 
 import cv2
 import numpy as np
-import typer
 import yaml
 
-from pipeline.artifacts import atomic_output
-from pipeline.errors import InputError
+from core.artifacts import atomic_output
+from core.errors import InputError
 
 CLASS_NAMES = ("circle", "square", "triangle", "star", "ring", "cross")
 YAML_MARKER = "# edgepipe synthetic shapes"
@@ -208,37 +206,3 @@ def generate_dataset(
         )
         (tmp / "data.yaml").write_text(header + yaml.safe_dump(spec, sort_keys=False))
     return out_dir / "data.yaml"
-
-
-def command(
-    out: Annotated[Path, typer.Option("--out", "-o", help="Folder to write the dataset into.")],
-    images: Annotated[int, typer.Option(help="Number of images, train and val together.")] = 600,
-    seed: Annotated[int, typer.Option(help="Random seed: the same seed writes byte-identical files.")] = 0,
-    imgsz: Annotated[int, typer.Option(help="Square image size in pixels.")] = 320,
-    val_fraction: Annotated[float, typer.Option(help="Share of the images kept for the val split.")] = 0.2,
-) -> None:
-    """Generate a synthetic shapes detection dataset in YOLO layout (no download needed)."""
-    from rich.progress import Progress
-    from rich.table import Table
-
-    from pipeline.console import console
-    from pipeline.data.dataset import load_dataset, read_labels
-
-    with Progress(console=console, transient=True) as progress:
-        task = progress.add_task("drawing images", total=images)
-        data_yaml = generate_dataset(
-            out, images, seed, imgsz, val_fraction, on_image=lambda: progress.advance(task)
-        )
-    dataset = load_dataset(data_yaml)
-    table = Table(title=f"synthetic dataset {data_yaml}")
-    table.add_column("class")
-    for split in dataset.splits:
-        table.add_column(split, justify="right")
-    counts = {
-        split: np.bincount([row[0] for img in paths for row in read_labels(img)], minlength=dataset.nc)
-        for split, paths in dataset.splits.items()
-    }
-    table.add_row("images", *(str(len(paths)) for paths in dataset.splits.values()), end_section=True)
-    for cls, name in dataset.names.items():
-        table.add_row(name, *(str(counts[split][cls]) for split in dataset.splits))
-    console.print(table)

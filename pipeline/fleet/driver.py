@@ -4,6 +4,9 @@ Ray retries a cell whose node or worker died (`max_retries`); a cell that raised
 another node of the same kind when there is one. A cell that no live node can take (its kind is gone, or
 never joined) waits `node_wait` seconds for one to join, then counts as failed. Results go to the history
 as each cell finishes, so a later failure or an interrupt loses nothing.
+
+One module of about 330 lines: shipping the inputs, placing, retrying and gathering cells all work on the
+same driver state (the live nodes, the outstanding refs), which a split would have to pass around.
 """
 
 from __future__ import annotations
@@ -16,16 +19,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from pipeline.errors import InputError
+from benchmarks.history import append_results, query_results
+from benchmarks.results import Result
+from core.artifacts import sha256_file
+from core.calibration import CalibrationSet
+from core.errors import InputError
 from pipeline.fleet.matrix import Cell, Matrix
 from pipeline.fleet.resources import can_run, cell_resources, node_kind, node_targets, require_ray
 from pipeline.fleet.tasks import CellJob, pack_dataset, run_cell
+from pipeline.stages.export import ExportConfig, export_checked
+from targets.engine_dir import META_CHECKPOINT_SHA256, load_onnx, onnx_facts
 
 if TYPE_CHECKING:
     from rich.console import Console
     from rich.progress import Progress
 
-    from benchmarks.results import Result
 
 Status = Literal["measured", "in history", "failed"]
 POLL_SECONDS = 1.0
@@ -81,13 +89,11 @@ def alive_nodes(ray: Any) -> list[dict[str, Any]]:
 
 def prepare_sources(matrix: Matrix, out_dir: Path, console: Console) -> dict[str, ModelSource]:
     """ONNX per model: as given, or exported from the checkpoint (once; reused while the checkpoint holds)."""
-    from pipeline.artifacts import sha256_file
-
     sources = {}
     for model in matrix.models:
         sha = sha256_file(model.source)
         onnx = model.onnx or export_once(
-            model.checkpoint, out_dir / "models", model.label, model.imgsz, sha, matrix, console
+            model.source, out_dir / "models", model.label, model.imgsz, sha, matrix, console
         )
         sources[model.label] = ModelSource(onnx, sha, {"file": str(model.source), "sha256": sha})
     return sources
@@ -96,9 +102,6 @@ def prepare_sources(matrix: Matrix, out_dir: Path, console: Console) -> dict[str
 def export_once(
     checkpoint: Path, folder: Path, name: str, imgsz: int, sha: str, matrix: Matrix, console: Console
 ) -> Path:
-    from pipeline.stages.export import ExportConfig, export_checked
-    from targets.engine_dir import META_CHECKPOINT_SHA256, load_onnx
-
     path = folder / f"{name}-{imgsz}.onnx"
     if path.is_file():
         props = {p.key: p.value for p in load_onnx(path).metadata_props}
@@ -111,8 +114,6 @@ def export_once(
 
 def measured_cells(keys: set[str]) -> dict[str, list[Result]]:
     """The newest history results of each cell key (one per batch size)."""
-    from benchmarks.history import query_results
-
     found: dict[str, dict[int, Result]] = {}
     for result in query_results():  # newest first
         key = (getattr(result, "fleet", None) or {}).get("cell")
@@ -162,14 +163,11 @@ class FleetDriver:
 
     def ship_inputs(self, todo: list[CellOutcome]) -> dict[str, Any]:
         """Object refs (or shared paths) of each ONNX, calibration sample and the val split, put once."""
-        from pipeline.data.calibration import CalibrationSet
-        from targets.engine_dir import onnx_facts
-
         ship = self.matrix.data_paths == "ship"
         inputs: dict[str, Any] = {}
         for name in {o.cell.model for o in todo}:
             inputs[f"onnx:{name}"] = self.ray.put(self.sources[name].onnx.read_bytes())
-        if self.matrix.bench.accuracy and todo:
+        if self.matrix.bench.accuracy and todo and self.matrix.data is not None:
             split = self.matrix.bench.split
             data = pack_dataset(self.matrix.data, split) if ship else self.matrix.data
             inputs["data"] = self.ray.put(data)
@@ -178,6 +176,8 @@ class FleetDriver:
             key = self.calibration_key(outcome)
             if entry.precision != "int8" or key in inputs:
                 continue
+            if self.matrix.calibration is None:
+                raise InputError("an int8 cell needs `calibration` (a data.yaml) in the matrix")
             if ship:
                 imgsz = onnx_facts(self.sources[outcome.cell.model].onnx).imgsz
                 sample = CalibrationSet.from_dataset(
@@ -197,7 +197,7 @@ class FleetDriver:
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
         cell = outcome.cell
-        strategy = "DEFAULT"
+        strategy: Any = "DEFAULT"  # or a NodeAffinitySchedulingStrategy
         if avoid:
             others = [
                 node["NodeID"]
@@ -230,9 +230,6 @@ class FleetDriver:
         self.pending[ref] = outcome
 
     def collect(self, ref: Any, outcome: CellOutcome) -> None:
-        from benchmarks.history import append_results
-        from benchmarks.results import Result
-
         try:
             report = self.ray.get(ref)
         except self.ray.exceptions.RayError as exc:  # the node or worker died more often than max_retries

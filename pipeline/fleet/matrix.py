@@ -24,13 +24,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from pipeline.errors import InputError
+from core.errors import InputError
+from core.yamlfile import read_yaml_model
 from pipeline.stages.base import Section
 from pipeline.stages.benchmark import BenchConfig
 from pipeline.stages.build import BuildEntry
-from pipeline.yamlfile import read_yaml_mapping
 
 
 def _build_entries(value: Any) -> Any:
@@ -162,24 +162,15 @@ class Cell:
 def load_matrix(path: Path | str) -> Matrix:
     """Read and validate MATRIX.yaml; errors name the file and the key; paths become absolute."""
     path = Path(path)
-    raw = read_yaml_mapping(path, "matrix file", "a mapping with `models`, `targets` and `devices`")
-    try:
-        matrix = Matrix.model_validate(raw)
-    except ValidationError as exc:
-        lines = [_describe(error) for error in exc.errors()]
-        raise InputError(
-            "invalid matrix:\n  " + "\n  ".join(lines), path=path, hint="see docs/fleet.md for the format"
-        ) from None
+    matrix = read_yaml_model(
+        path,
+        Matrix,
+        what="matrix file",
+        expected="a mapping with `models`, `targets` and `devices`",
+        invalid="invalid matrix",
+        hint="see docs/fleet.md for the format",
+    )
     return _resolve_paths(matrix, path)
-
-
-def _describe(error: Any) -> str:
-    """'bench.iterz: Extra inputs are not permitted'; whole-matrix checks name their key themselves."""
-    where = ""
-    for part in error["loc"]:
-        where += f"[{part}]" if isinstance(part, int) else (f".{part}" if where else str(part))
-    message = error["msg"].removeprefix("Value error, ")
-    return f"{where}: {message}" if where else message
 
 
 def _resolve_paths(matrix: Matrix, path: Path) -> Matrix:

@@ -15,10 +15,14 @@ from pathlib import Path
 
 from benchmarks.budgets import Verdict, evaluate, load_budgets
 from benchmarks.results import Result, save_results
-from pipeline.artifacts import write_atomic, write_json_atomic
-from pipeline.errors import InputError
+from core.artifacts import write_atomic, write_json_atomic
+from core.errors import InputError
 from pipeline.fleet.driver import CellOutcome
 from pipeline.fleet.matrix import Matrix
+from pipeline.report.junit import gate_junit as budgets_junit
+from pipeline.report.markdown import gate_markdown as budgets_markdown
+from pipeline.report.markdown import table
+from pipeline.stages.report import write_report
 
 
 @dataclass(frozen=True)
@@ -66,9 +70,6 @@ def write_fleet_report(
     results: list[Result], failed: list[CellOutcome], html_path: Path, baseline: str
 ) -> None:
     """`edgepipe report`'s page for all devices, with the cells that could not be measured appended."""
-    from pipeline.report.markdown import table
-    from pipeline.stages.report import write_report
-
     title = "edgepipe fleet report" + (f" ({len(failed)} cells could not be measured)" if failed else "")
     html_path, markdown_path = write_report(results, html_path, baseline=baseline, title=title)
     if not failed:
@@ -106,8 +107,6 @@ def run_gate(budgets: Path | None, results: list[Result]) -> GateOutcome:
 
 def gate_junit(gate: GateOutcome, outcomes: list[CellOutcome]) -> str:
     """The budgets' JUnit suites, then a suite with one testcase per cell (an error when not measured)."""
-    from pipeline.report.junit import gate_junit as budgets_junit
-
     root = ET.fromstring(budgets_junit(gate.verdicts, suite="edgepipe fleet gate").encode())
     failed = [o for o in outcomes if o.status == "failed"]
     suite = ET.SubElement(
@@ -133,9 +132,6 @@ def gate_junit(gate: GateOutcome, outcomes: list[CellOutcome]) -> str:
 
 
 def gate_markdown(gate: GateOutcome, failed: list[CellOutcome]) -> str:
-    from pipeline.report.markdown import gate_markdown as budgets_markdown
-    from pipeline.report.markdown import table
-
     parts = [budgets_markdown(gate.verdicts) if gate.verdicts else "No budgets were checked.\n"]
     if gate.unchecked:
         parts.append(

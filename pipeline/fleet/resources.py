@@ -11,7 +11,8 @@ import re
 from types import ModuleType
 from typing import Any
 
-from pipeline.errors import BackendUnavailable
+from core.errors import BackendUnavailable
+from targets.base import get_target, target_names
 
 DEVICE_PREFIX = "device:"
 TARGET_PREFIX = "target:"
@@ -44,8 +45,6 @@ def device_kind(fingerprint: dict[str, Any], override: str | None = None) -> str
 
 def available_targets() -> list[str]:
     """The targets whose library works on this machine."""
-    from targets.base import get_target, target_names
-
     return [name for name in target_names() if get_target(name).available()[0]]
 
 

@@ -17,8 +17,9 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from pipeline.stages.benchmark import BenchConfig
-from pipeline.stages.build import BuildEntry
+from core.dataset import label_path, load_dataset
+from pipeline.stages.benchmark import BenchConfig, bench_artifact
+from pipeline.stages.build import BuildEntry, build_engine
 
 if TYPE_CHECKING:
     from benchmarks.results import Result
@@ -37,8 +38,6 @@ class DatasetBundle:
 
 def pack_dataset(data_yaml: Path, split: str, files: list[Path] | None = None) -> DatasetBundle:
     """`files` (default: the whole split) with their labels; names are prefixed to keep their order."""
-    from pipeline.data.dataset import label_path, load_dataset
-
     dataset = load_dataset(data_yaml)
     chosen = sorted(files) if files is not None else dataset.images(split)
     images: dict[str, bytes] = {}
@@ -118,9 +117,6 @@ def run_cell(
 def build_and_bench(
     job: CellJob, onnx: bytes, calibration: DatasetBundle | Path | None, data: DatasetBundle | Path | None
 ) -> list[Result]:
-    from pipeline.stages.benchmark import bench_artifact
-    from pipeline.stages.build import build_engine
-
     with tempfile.TemporaryDirectory(prefix="edgepipe-fleet-") as scratch:
         work = Path(scratch)
         onnx_path = work / job.onnx_name

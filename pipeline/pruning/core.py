@@ -26,8 +26,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from pipeline.checkpoints import count_params, gflops
-from pipeline.errors import CheckFailed
+from core.checkpoints import count_params, gflops
+from core.errors import CheckFailed
 from pipeline.modules import split_c2f
 from pipeline.pruning.importance import LayerCap, accumulate_gradients, make_importance
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import torch
 
-from pipeline.data.dataset import load_dataset
-from pipeline.errors import InputError
+from core.dataset import load_dataset
+from core.errors import InputError
 
 
 def check_classes(data: Path, nc: int) -> None:

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pipeline.checkpoints import count_params, gflops
+from core.checkpoints import count_params, gflops
 from pipeline.pruning.groups import GroupPruner
 from pipeline.pruning.reconstruct import ConvFit, reconstruct
 from pipeline.pruning.selection import OutputDistortion, allocate, channel_stats, measure_groups

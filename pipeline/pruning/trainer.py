@@ -17,7 +17,7 @@ import torch
 from torch import nn
 from ultralytics.models.yolo.detect import DetectionTrainer
 
-from pipeline.artifacts import write_atomic
+from core.artifacts import write_atomic
 from pipeline.pruning.distill import DistillationLoss, FeatureTaps
 
 

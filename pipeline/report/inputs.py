@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from benchmarks.results import Result, load_results
-from pipeline.artifacts import Artifact
-from pipeline.errors import InputError
+from core.artifacts import Artifact
+from core.errors import InputError
 
 
 def results_from_inputs(inputs: dict[str, Artifact]) -> list[Result]:

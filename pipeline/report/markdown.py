@@ -6,6 +6,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from benchmarks.budgets import Check, Verdict
+from pipeline.report.search import candidate_rows, summary_line
 from pipeline.report.summary import DeviceSummary, fmt
 
 
@@ -93,7 +94,10 @@ def report_markdown(
         ]
         parts += [table(["stage", "params (M)", "GFLOPs", "mAP50-95"], rows), ""]
     if search is not None:
-        from pipeline.report.search import search_markdown
-
         parts += search_markdown(search)
     return "\n".join(parts)
+
+
+def search_markdown(search: dict[str, Any]) -> list[str]:
+    header, rows = candidate_rows(search)
+    return ["## Budget search", "", summary_line(search), "", table(header, rows), ""]

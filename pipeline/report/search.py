@@ -52,10 +52,3 @@ def search_html(search: dict[str, Any], image: str) -> str:
         f"<div class='scroll'><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>"
         f"<div class='plots'>{image}</div></section>"
     )
-
-
-def search_markdown(search: dict[str, Any]) -> list[str]:
-    from pipeline.report.markdown import table
-
-    header, rows = candidate_rows(search)
-    return ["## Budget search", "", summary_line(search), "", table(header, rows), ""]

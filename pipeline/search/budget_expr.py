@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from pipeline.errors import InputError
+from core.errors import InputError
 
 LATENCY_STATISTICS = ("p50", "p90", "p95", "p99", "mean")
 EXPRESSION = re.compile(

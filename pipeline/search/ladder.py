@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from pipeline.errors import InputError
+from core.errors import InputError
 
 
 def ladder(candidates: int, min_ratio: float) -> list[float]:

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.errors import CheckFailed
+from core.errors import CheckFailed
 from pipeline.search.budget_expr import LatencyBudget
 
 

@@ -4,22 +4,35 @@ A candidate is pruned (with the prune stage's defaults at its MACs ratio, no Bat
 weights do not matter here), exported, built for the target (INT8 calibrated on a handful of images) and
 loaded. All candidates are then timed in interleaved rounds, so that a burst of load on a shared machine
 lands on every candidate alike instead of on whichever happened to be timed at that moment.
+
+`pipeline.pruning` imports torch, so it is imported inside the functions that use it: the CLI starts
+without torch.
 """
 
 from __future__ import annotations
 
 import tempfile
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pipeline.errors import CheckFailed
+from benchmarks import latency, noise
+from benchmarks.noise import spread_flag
+from core import letterbox
+from core.checkpoints import load_detection_model
+from core.errors import CheckFailed
 from pipeline.search.select import CandidateTiming
+from pipeline.stages.benchmark import sample_images
+from pipeline.stages.build import BuildEntry, build_engine
+from pipeline.stages.export import export_onnx
+from pipeline.stages.prune import PruneConfig, prune_checkpoint
+from targets.base import RunOptions, get_target
 
 if TYPE_CHECKING:
     from rich.progress import Progress
 
-    from pipeline.artifacts import Artifact
+    from core.artifacts import Artifact
 
 
 @dataclass(frozen=True)
@@ -48,9 +61,7 @@ def prune_candidate(
     source: Path, ratio: float, out: Path, round_to: int | None, imgsz: int, data: Path | None
 ):
     """The candidate checkpoint at `ratio` of the MACs (the source itself at 1.0): (path, params, gflops)."""
-    from pipeline.checkpoints import load_detection_model
     from pipeline.pruning import measure
-    from pipeline.stages.prune import PruneConfig, prune_checkpoint
 
     if ratio >= 1.0:
         params, gflops = measure(load_detection_model(source), imgsz)
@@ -63,9 +74,6 @@ def prune_candidate(
 def build_candidate(
     source: Path, ratio: float, work: Path, settings: TimingSettings, imgsz: int, data: Path | None
 ) -> BuiltCandidate:
-    from pipeline.stages.build import BuildEntry, build_engine
-    from pipeline.stages.export import export_onnx
-
     work.mkdir(parents=True, exist_ok=True)
     checkpoint, params, gflops = prune_candidate(
         source, ratio, work / "pruned.pt", settings.round_to, imgsz, data
@@ -87,15 +95,11 @@ def time_engines(
     progress: Progress | None = None,
 ) -> tuple[dict[float, list[float]], list[str]]:
     """Samples (ms) per candidate ratio from interleaved rounds, and the machine's noise flags."""
-    from benchmarks import accuracy, latency, noise
-    from pipeline.stages.benchmark import sample_images
-    from targets.base import RunOptions, get_target
-
     options = RunOptions(threads=settings.threads, batch=settings.batch)
     runners = {c.ratio: get_target(c.engine.metadata["target"]).load(c.engine, options) for c in built}
     imgsz = int(built[0].engine.metadata["imgsz"])
     images = sample_images(data, "train", settings.batch)
-    tensor = accuracy.to_tensor([accuracy.letterbox(image, imgsz)[0] for image in images])
+    tensor = letterbox.to_tensor([letterbox.letterbox(image, imgsz)[0] for image in images])
     plan = latency.TimingPlan(settings.warmup, settings.iters, settings.min_seconds)
     samples: dict[float, list[float]] = {ratio: [] for ratio in runners}
     task = progress.add_task("timing", total=settings.rounds * len(runners)) if progress else None
@@ -104,7 +108,7 @@ def time_engines(
             for ratio, runner in runners.items():
                 if progress is not None and task is not None:
                     progress.update(task, description=f"timing round {round_index + 1}: ratio {ratio}")
-                samples[ratio] += latency.time_calls(lambda runner=runner: runner.infer(tensor), plan)
+                samples[ratio] += latency.time_calls(partial(runner.infer, tensor), plan)
                 if progress is not None and task is not None:
                     progress.advance(task)
     return samples, load.flags()
@@ -121,8 +125,6 @@ def time_ladder(
 ) -> tuple[list[CandidateTiming], list[str]]:
     """Build every candidate (least pruned first), then time them all; a ratio pruning cannot reach (and
     every smaller one) is recorded with the reason instead of samples."""
-    from benchmarks.noise import spread_flag
-
     timings: list[CandidateTiming] = []
     out_of_reach: str | None = None  # why pruning stopped short of a ratio: every smaller one fails alike
     with tempfile.TemporaryDirectory(prefix="edgepipe-search-") as tmp:

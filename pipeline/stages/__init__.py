@@ -1,2 +1,3 @@
-"""Pipeline stages. Each module declares its config section (a pydantic model), a `run(config, ctx)`
-that maps input artifacts to output artifacts in `ctx.out_dir`, and a typer `command` for the CLI."""
+"""Pipeline stages. Each module declares its config section (a pydantic model) and its work, a
+`run(config, ctx)` that maps input artifacts to output artifacts in `ctx.out_dir` (the Stage protocol of
+`pipeline/stages/stage.py`); the commands that call them live in `pipeline/cli/`."""

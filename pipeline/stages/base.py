@@ -7,8 +7,15 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
 
-from pipeline.artifacts import Artifact
-from pipeline.errors import InputError
+from core.artifacts import Artifact
+from core.errors import InputError
+
+
+def check_imgsz(value: int) -> int:
+    """An input size the model can take: a positive multiple of its largest stride, 32."""
+    if value < 32 or value % 32:
+        raise InputError(f"must be a multiple of 32 (the model's largest stride), got {value}")
+    return value
 
 
 class Section(BaseModel):

@@ -8,22 +8,30 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING
 
 import numpy as np
-import typer
 from pydantic import Field
 
-from pipeline.artifacts import Artifact, now_iso, read_artifact_dir, sha256_path
-from pipeline.console import console
-from pipeline.errors import InputError
+from benchmarks import latency, noise, throughput
+from benchmarks.accuracy import evaluate, labelled_images
+from benchmarks.device import fingerprint, library_versions
+from benchmarks.history import append_results
+from benchmarks.results import Result, save_results
+from core import letterbox
+from core.artifacts import Artifact, now_iso, sha256_path
+from core.dataset import load_dataset
+from core.engine_record import read_artifact_dir
+from core.errors import InputError
+from core.letterbox import load_image
 from pipeline.stages.base import Section, StageContext
+from targets.base import BuildInputs, RunOptions, get_target
 
 if TYPE_CHECKING:
     from rich.progress import Progress
 
-    from benchmarks.results import Result
-    from targets.base import Runner, Target
+    from core.runner import Runner
+    from targets.base import Target
 
 RESULTS_FILE = "results.json"
 SYNTHETIC_SHAPE = (480, 640, 3)  # a typical photo, for --no-accuracy runs without a dataset
@@ -42,15 +50,18 @@ class BenchConfig(Section):
     device: str = Field("cpu", description="where to run: cpu, cuda, cuda:0 (torch, TensorRT)")
 
 
-def resolve_artifact(path: Path, scratch: Path, imgsz: int = 640) -> Artifact:
-    """A build directory as is; a plain .pt built as torch/fp32, a plain .onnx as onnxruntime/fp32."""
-    from targets.base import BuildInputs, get_target
-
+def check_artifact_exists(path: Path) -> Path:
     path = Path(path)
     if not path.exists():
         raise InputError(
             "artifact not found", path=path, hint="pass a directory from `edgepipe build`, a .pt or an .onnx"
         )
+    return path
+
+
+def resolve_artifact(path: Path, scratch: Path, imgsz: int = 640) -> Artifact:
+    """A build directory as is; a plain .pt built as torch/fp32, a plain .onnx as onnxruntime/fp32."""
+    path = check_artifact_exists(path)
     if path.is_dir():
         meta = read_artifact_dir(path)
         if meta.get("kind") != "engine":
@@ -68,9 +79,6 @@ def resolve_artifact(path: Path, scratch: Path, imgsz: int = 640) -> Artifact:
 
 def sample_images(data_yaml: Path | None, split: str, count: int) -> list[np.ndarray]:
     """`count` BGR images for the timed loops: the split's first images, or a fixed synthetic one."""
-    from benchmarks.accuracy import load_image
-    from pipeline.data.dataset import load_dataset
-
     if data_yaml is None:
         return [np.random.default_rng(0).integers(0, 256, SYNTHETIC_SHAPE, dtype=np.uint8)] * count
     paths = load_dataset(data_yaml).images(split)
@@ -116,12 +124,9 @@ def bench_artifact(
 
     `imgsz` applies to a plain .pt only; build directories and ONNX files carry their own.
     """
-    from benchmarks.accuracy import evaluate, labelled_images
-    from targets.base import get_target
-
     if config.accuracy and data_yaml is None:
-        raise InputError("mAP needs a dataset", hint="pass --data data.yaml, or --no-accuracy")
-    if config.accuracy:
+        raise InputError("mAP needs a dataset", hint="pass --val data.yaml, or --no-accuracy")
+    if config.accuracy and data_yaml is not None:
         labelled_images(Path(data_yaml), config.split)  # fail on a dataset without labels before any work
     with tempfile.TemporaryDirectory(prefix="edgepipe-bench-") as scratch:
         artifact = resolve_artifact(Path(artifact_path), Path(scratch), imgsz)
@@ -133,12 +138,13 @@ def bench_artifact(
         for batch in batch_sizes(artifact, config.batch):
             result, runner = bench_batch(target, artifact, batch, data_yaml, config, progress)
             result.model, result.artifact_sha256 = name, measured_sha256
-            if config.accuracy:
-                if scores is None:
+            with runner:  # closed once this batch size is measured
+                if config.accuracy and data_yaml is not None and scores is None:
                     size = int(artifact.metadata["imgsz"])
                     scores = evaluate(
                         runner, data_yaml, size, config.split, batch, progress=progress or False
                     )
+            if scores is not None:
                 result.map50_95, result.map50 = scores.map50_95, scores.map50
                 result.dataset, result.letterbox = scores.dataset, scores.letterbox
             results.append(result)
@@ -163,11 +169,6 @@ def bench_batch(
 
     Returns the Result (no mAP yet) and the loaded Runner, which can go on to measure mAP.
     """
-    from benchmarks import accuracy, latency, noise, throughput
-    from benchmarks.device import fingerprint, library_versions
-    from benchmarks.results import Result
-    from targets.base import RunOptions
-
     meta = artifact.metadata
     imgsz = int(meta["imgsz"])
     label = f"{meta['target']}/{meta['precision']} batch {batch}"
@@ -183,7 +184,7 @@ def bench_batch(
 
     runner = load_runner()
     images = sample_images(data_yaml, config.split, batch)
-    tensor = accuracy.to_tensor([accuracy.letterbox(image, imgsz)[0] for image in images])
+    tensor = letterbox.to_tensor([letterbox.letterbox(image, imgsz)[0] for image in images])
     plan = latency.TimingPlan(config.warmup, config.iters, config.min_seconds)
     with noise.LoadMonitor() as load:
         step("model latency")
@@ -226,9 +227,6 @@ def bench_batch(
 
 
 def run(config: BenchConfig, ctx: StageContext) -> dict[str, Artifact]:
-    from benchmarks.history import append_results
-    from benchmarks.results import save_results
-
     engine = ctx.input("engine")
     engine.verify()  # a swapped engine file must not be measured under the old record
     data_yaml = ctx.settings.val if config.accuracy else None
@@ -247,73 +245,3 @@ def bench_progress() -> Progress:
     return Progress(
         SpinnerColumn(), "{task.description}", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()
     )
-
-
-def parse_batches(text: str) -> list[int]:
-    try:
-        batches = [int(part) for part in text.split(",") if part.strip()]
-    except ValueError as exc:
-        raise InputError(f"--batch takes comma-separated integers like 1,8; got {text!r}") from exc
-    if not batches or min(batches) < 1:
-        raise InputError(f"--batch needs positive batch sizes; got {text!r}")
-    return batches
-
-
-def command(
-    artifact: Annotated[
-        Path, typer.Option("--artifact", "-a", help="build directory, or a plain .pt (torch) or .onnx")
-    ],
-    output: Annotated[Path, typer.Option("--output", "-o", help="results JSON to write")] = Path(
-        "results.json"
-    ),
-    data: Annotated[Path | None, typer.Option("--data", help="data.yaml whose split measures mAP")] = None,
-    no_accuracy: Annotated[bool, typer.Option("--no-accuracy", help="measure speed only, no mAP")] = False,
-    batch: Annotated[str, typer.Option("--batch", help="batch sizes, comma-separated, e.g. 1,8")] = "1",
-    warmup: Annotated[int, typer.Option("--warmup", min=0, help="untimed runs before timing")] = 10,
-    iters: Annotated[int, typer.Option("--iters", min=1, help="at least this many timed runs")] = 100,
-    min_seconds: Annotated[
-        float, typer.Option("--min-seconds", min=0, help="and at least this many seconds of timed runs")
-    ] = 2.0,
-    streams: Annotated[int, typer.Option("--streams", min=1, help="concurrent requests for throughput")] = 1,
-    throughput_seconds: Annotated[
-        float, typer.Option("--throughput-seconds", min=0.1, help="duration of the throughput measurement")
-    ] = 3.0,
-    threads: Annotated[
-        int | None, typer.Option("--threads", min=1, help="inference threads (default: backend's choice)")
-    ] = None,
-    split: Annotated[str, typer.Option("--split", help="dataset split that measures mAP")] = "val",
-    device: Annotated[str, typer.Option("--device", help="cpu, cuda or cuda:N")] = "cpu",
-    imgsz: Annotated[
-        int, typer.Option("--imgsz", min=32, help="input size when --artifact is a plain .pt")
-    ] = 640,
-) -> None:
-    """Measure latency (model only and end to end), throughput and mAP of an engine; write results JSON."""
-
-    from benchmarks.history import append_results
-    from benchmarks.results import save_results
-    from benchmarks.table import flag_lines, results_table
-
-    if not no_accuracy and data is None:
-        raise InputError("mAP needs a dataset", hint="pass --data data.yaml, or --no-accuracy")
-    config = BenchConfig(
-        batch=parse_batches(batch),
-        warmup=warmup,
-        iters=iters,
-        min_seconds=min_seconds,
-        streams=streams,
-        throughput_seconds=throughput_seconds,
-        threads=threads,
-        accuracy=not no_accuracy,
-        split=split,
-        device=device,
-    )
-    with bench_progress() as progress:
-        results = bench_artifact(
-            artifact, None if no_accuracy else data, config, progress=progress, imgsz=imgsz
-        )
-    save_results(output, results)
-    history = append_results(results)
-    console.print(results_table(results, f"edgepipe bench {artifact}"))
-    for line in flag_lines(results):
-        console.print(f"[yellow]flag[/] {line}")
-    console.print(f"wrote {output} (history: {history})")

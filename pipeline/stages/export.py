@@ -10,15 +10,17 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
 
 import numpy as np
-import typer
 from pydantic import Field
 
-from pipeline.artifacts import Artifact, atomic_output, sha256_file
-from pipeline.errors import CheckFailed
+from core.artifacts import Artifact, atomic_output, sha256_file
+from core.checkpoints import count_params, gflops, load_detection_model
+from core.dataset import load_dataset
+from core.errors import CheckFailed
+from core.letterbox import preprocess
 from pipeline.stages.base import Section, StageContext
+from targets.engine_dir import META_CHECKPOINT_SHA256, META_GFLOPS, META_PARAMS, onnx_facts
 
 
 class ExportConfig(Section):
@@ -64,9 +66,6 @@ def export_onnx(
     """Write `out_path` (atomically) with Ultralytics' ONNX exporter plus edgepipe's metadata."""
     import onnx
 
-    from pipeline.checkpoints import count_params, gflops, load_detection_model
-    from targets.engine_dir import META_CHECKPOINT_SHA256, META_GFLOPS, META_PARAMS
-
     model = load_detection_model(checkpoint)  # clear errors for a wrong file before Ultralytics sees it
     facts = {
         META_PARAMS: count_params(model),
@@ -91,8 +90,7 @@ def _ultralytics_export(
 ) -> Path:
     from ultralytics import YOLO
 
-    import pipeline.modules  # noqa: F401  (pruned checkpoints pickle edgepipe's module classes)
-
+    # Pruned checkpoints pickle `pipeline.modules.C2fSplit`: unpickling imports that module by its name.
     local = work / "model.pt"  # the exporter writes beside its input, which may be read-only
     shutil.copyfile(checkpoint, local)
     exported = YOLO(str(local)).export(
@@ -125,9 +123,6 @@ def parity_images(data: Path | None, count: int, imgsz: int) -> tuple[np.ndarray
     if data is None:
         rng = np.random.default_rng(0)
         return rng.random((count, 3, imgsz, imgsz), dtype=np.float32), "synthetic noise (no --data given)"
-    from benchmarks.accuracy import preprocess
-    from pipeline.data.dataset import load_dataset
-
     dataset = load_dataset(data)
     split = "val" if dataset.splits.get("val") else "train"
     images = dataset.images(split)[:count]
@@ -139,8 +134,6 @@ def check_parity(
 ) -> Parity:
     import onnxruntime as ort
     import torch
-
-    from pipeline.checkpoints import load_detection_model
 
     model = load_detection_model(checkpoint)
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
@@ -196,8 +189,6 @@ def export_checked(
 
 
 def onnx_artifact(path: Path, imgsz: int, parity: Parity) -> Artifact:
-    from targets.engine_dir import onnx_facts
-
     facts = onnx_facts(path)
     return Artifact.from_path(
         "onnx",
@@ -216,30 +207,3 @@ def run(config: ExportConfig, ctx: StageContext) -> dict[str, Artifact]:
     data = ctx.settings.val or ctx.settings.data
     path, parity = export_checked(checkpoint, ctx.out_dir / "model.onnx", ctx.settings.imgsz, config, data)
     return {"onnx": onnx_artifact(path, ctx.settings.imgsz, parity)}
-
-
-def command(
-    model: Annotated[Path, typer.Option("--model", help="Ultralytics .pt checkpoint to export")],
-    output: Annotated[Path, typer.Option("-o", "--output", help="ONNX file to write")] = Path("model.onnx"),
-    imgsz: Annotated[int, typer.Option(help="square input size in pixels")] = 640,
-    opset: Annotated[int, typer.Option(help="ONNX opset version")] = 17,
-    dynamic_batch: Annotated[bool, typer.Option("--dynamic-batch", help="dynamic batch dimension")] = False,
-    simplify: Annotated[bool, typer.Option("--simplify/--no-simplify", help="simplify with onnxslim")] = True,
-    data: Annotated[
-        Path | None, typer.Option(help="data.yaml whose val images the parity check uses (default: noise)")
-    ] = None,
-    tolerance: Annotated[float, typer.Option(help="largest allowed score difference vs PyTorch")] = 1e-3,
-    box_tolerance: Annotated[
-        float, typer.Option(help="largest allowed box difference vs PyTorch, px")
-    ] = 0.05,
-) -> None:
-    """Export a checkpoint to ONNX and check it against PyTorch."""
-    config = ExportConfig(
-        opset=opset,
-        simplify=simplify,
-        dynamic_batch=dynamic_batch,
-        parity_tolerance=tolerance,
-        parity_box_tolerance=box_tolerance,
-    )
-    path, _ = export_checked(model, output, imgsz, config, data)
-    typer.echo(f"wrote {path} (sha256 {sha256_file(path)[:12]})")

@@ -3,20 +3,23 @@
 Distillation (`teacher`) adds logit distillation from the unpruned model to the detection loss: soft-target
 BCE on the class scores (Hinton et al., 2015) plus Localization Distillation on the DFL box distributions
 (Zheng et al., CVPR 2022); see pipeline/pruning/distill.py. The term shows as `kd_loss` in the progress line.
+
+`pipeline.pruning` imports torch, so it is imported inside the functions that use it: the CLI starts
+without torch.
 """
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Literal
 
-import typer
-from pydantic import Field, ValidationError
+from pydantic import Field
 
-from pipeline.artifacts import Artifact
-from pipeline.console import console
-from pipeline.errors import InputError
+from core.artifacts import Artifact
+from core.checkpoints import load_detection_model
+from core.console import console
+from core.dataset import load_dataset
+from core.errors import InputError
 from pipeline.stages.base import Section, StageContext
 
 BEST_FILE = "best.pt"
@@ -117,8 +120,8 @@ def finetune(
 def _training_set(data: Path, config: FinetuneConfig, teacher, imgsz: int, out_dir: Path) -> Path:
     """The data.yaml Ultralytics trains on: labelled images minus the held-apart part, plus pseudo-labelled
     extras; the held-apart part is its val split. Returns `data` itself when neither applies."""
-    from pipeline.checkpoints import class_names
-    from pipeline.data.dataset import load_dataset
+    from core.checkpoints import class_names
+    from core.dataset import load_dataset
     from pipeline.pruning.trainset import pseudo_label, split_held_apart, unlabelled_images, write_data_yaml
 
     if config.holdout == 0 and config.unlabelled is None:
@@ -139,7 +142,7 @@ def _kept_features(student: Path, teacher):
     """Which teacher channels the student's P3/P4/P5 features kept (recorded by pruning), if known."""
     import torch
 
-    from pipeline.checkpoints import checkpoint_metadata, load_detection_model
+    from core.checkpoints import checkpoint_metadata, load_detection_model
 
     if teacher is None or student.suffix != ".pt":
         return None
@@ -162,15 +165,12 @@ def _feature_widths(model) -> list[int]:
 
 def _check_model(model: Path) -> int | None:
     """The head's class count of a checkpoint; None for a model YAML (its nc comes from the dataset)."""
-    from pipeline.checkpoints import load_detection_model
-
     if model.suffix in {".yaml", ".yml"}:
         return None
     return load_detection_model(model).model[-1].nc
 
 
 def _check_data(data: Path, nc: int | None) -> None:
-    from pipeline.data.dataset import load_dataset
     from pipeline.pruning.data import check_classes
 
     dataset = load_dataset(data)
@@ -181,8 +181,6 @@ def _check_data(data: Path, nc: int | None) -> None:
 
 
 def _load_teacher(teacher: Path, student: Path):
-    from pipeline.checkpoints import load_detection_model
-
     model = load_detection_model(teacher)
     head = model.model[-1]
     if student.suffix == ".pt":
@@ -221,92 +219,7 @@ def run(config: FinetuneConfig, ctx: StageContext) -> dict[str, Artifact]:
 
 
 def _facts(checkpoint: Path, imgsz: int, teacher: Path | None) -> dict:
-    from pipeline.checkpoints import load_detection_model
     from pipeline.pruning import measure
 
     params, gflops = measure(load_detection_model(checkpoint), imgsz)
     return {"params": params, "gflops": round(gflops, 3), "teacher": str(teacher) if teacher else None}
-
-
-def command(
-    model: Annotated[
-        Path,
-        typer.Option(
-            "--model", help="checkpoint to fine-tune (pruned or not), or a model YAML to train from scratch"
-        ),
-    ],
-    data: Annotated[Path, typer.Option(help="dataset YAML with train and val splits")],
-    epochs: Annotated[int, typer.Option(help="training epochs")] = 10,
-    output: Annotated[Path, typer.Option("-o", "--output", help="best checkpoint to write")] = Path(
-        BEST_FILE
-    ),
-    imgsz: Annotated[int, typer.Option(help="training image size")] = 640,
-    batch: Annotated[int, typer.Option(help="images per batch")] = 16,
-    device: Annotated[str, typer.Option(help="torch device: cpu, 0, cuda:0")] = "cpu",
-    lr0: Annotated[
-        float | None, typer.Option(help="initial learning rate (default: Ultralytics' choice)")
-    ] = None,
-    optimizer: Annotated[str, typer.Option(help="auto, SGD, Adam, AdamW, ...")] = "auto",
-    patience: Annotated[int, typer.Option(help="early-stopping patience in epochs")] = 100,
-    workers: Annotated[int, typer.Option(help="dataloader workers")] = 4,
-    teacher: Annotated[
-        Path | None,
-        typer.Option(
-            help="unpruned checkpoint to distill from: soft-target BCE on class scores (Hinton et al. 2015) "
-            "+ Localization Distillation on DFL boxes (Zheng et al., CVPR 2022)"
-        ),
-    ] = None,
-    distill_weight: Annotated[float, typer.Option(help="weight of the distillation loss")] = 1.0,
-    feature_weight: Annotated[
-        float, typer.Option(help="weight of P3/P4/P5 feature distillation (needs --teacher; 0: off)")
-    ] = 1.0,
-    unlabelled: Annotated[
-        Path | None,
-        typer.Option(help="extra unlabelled images (a folder or a data.yaml): pseudo-labelled by --teacher"),
-    ] = None,
-    holdout: Annotated[
-        float, typer.Option(help="fraction of training images held apart to pick the best epoch")
-    ] = 0.1,
-    threads: Annotated[int | None, typer.Option(help="torch CPU threads (default: every core)")] = None,
-    run_dir: Annotated[
-        Path | None,
-        typer.Option(help="keep Ultralytics' run (results.csv, last.pt) here; default: a temp dir"),
-    ] = None,
-) -> None:
-    """Fine-tune a (pruned) YOLOv8 checkpoint with Ultralytics' trainer, keeping its architecture."""
-    from rich.console import Console
-
-    try:
-        config = FinetuneConfig(
-            epochs=epochs,
-            batch=batch,
-            lr0=lr0,
-            optimizer=optimizer,
-            patience=patience,
-            workers=workers,
-            distill_weight=distill_weight,
-            feature_weight=feature_weight,
-            unlabelled=unlabelled,
-            holdout=holdout,
-            threads=threads,
-        )
-    except ValidationError as exc:
-        raise InputError(
-            "; ".join(
-                f"--{'-'.join(map(str, e['loc'])).replace('_', '-')} {e.get('input')!r}: {e['msg']}"
-                for e in exc.errors()
-            ),
-            hint="see `edgepipe finetune --help`",
-        ) from None
-    with tempfile.TemporaryDirectory(prefix="edgepipe-finetune-") as tmp:
-        path = finetune(
-            model,
-            data,
-            output,
-            config,
-            imgsz=imgsz,
-            device=device,
-            run_dir=run_dir or Path(tmp) / RUN_DIR,
-            teacher=teacher,
-        )
-    Console().print(f"wrote {path}")

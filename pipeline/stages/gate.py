@@ -6,18 +6,16 @@ Exit codes (via the CLI): 0 every budget holds, 1 one breaks (CheckFailed), 2 un
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
 
-import typer
 from pydantic import Field, field_validator
 from rich.table import Table
 
 from benchmarks.budgets import Verdict, evaluate, load_budgets
-from benchmarks.results import Result, load_results
-from pipeline.artifacts import Artifact, write_atomic
-from pipeline.console import console
-from pipeline.errors import CheckFailed
+from benchmarks.results import Result
+from core.artifacts import Artifact, write_atomic
 from pipeline.report.inputs import results_from_inputs
+from pipeline.report.junit import gate_junit
+from pipeline.report.markdown import gate_markdown
 from pipeline.stages.base import Section, StageContext
 
 
@@ -44,9 +42,6 @@ def check_budgets(
     results: list[Result], budgets: Path, junit: Path | None = None, markdown: Path | None = None
 ) -> list[Verdict]:
     """Evaluate the budgets file against the results and write the JUnit and Markdown files asked for."""
-    from pipeline.report.junit import gate_junit
-    from pipeline.report.markdown import gate_markdown
-
     verdicts = evaluate(load_budgets(budgets), results, source=budgets)
     if junit is not None:
         write_atomic(junit, gate_junit(verdicts))
@@ -95,30 +90,3 @@ def verdict_table(verdicts: list[Verdict]) -> Table:
                 end_section=i == len(verdict.checks) - 1,
             )
     return table
-
-
-def command(
-    results: Annotated[list[Path], typer.Argument(help="results JSON files written by `edgepipe bench`")],
-    budgets: Annotated[
-        Path, typer.Option("--budgets", "-b", help="budgets YAML (see examples/budgets.yaml)")
-    ],
-    junit: Annotated[Path | None, typer.Option("--junit", help="write a JUnit XML file for CI")] = None,
-    markdown: Annotated[
-        Path | None, typer.Option("--markdown", help="write a Markdown summary (for a pull-request comment)")
-    ] = None,
-) -> None:
-    """Check results against budgets: exit 0 when all hold, 1 when one breaks, 2 on unusable input."""
-    from pipeline.report.markdown import gate_verdict_line
-
-    verdicts = check_budgets(load_results(*results), budgets, junit, markdown)
-    console.print(verdict_table(verdicts))
-    for path in (junit, markdown):
-        if path is not None:
-            console.print(f"wrote {path}")
-    line = gate_verdict_line(verdicts).replace("**", "")
-    broken = [v for v in verdicts if not v.passed]
-    if broken:
-        raise CheckFailed(
-            line.removeprefix("❌ "), hint="the table above shows each broken budget and its margin"
-        )
-    console.print(f"[bold green]{line}[/bold green]")

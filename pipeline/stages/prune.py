@@ -5,20 +5,25 @@ channels chosen by what removing them costs the head's outputs, and every downst
 re-fitted to the unpruned model (`pipeline.pruning.schedule`), in a few geometric steps. Without data it
 falls back to magnitude pruning with Torch-Pruning's scheduler, which costs far more accuracy
 (docs/pruning.md). `finetune_epochs_per_step` adds fine-tuning after each magnitude step.
+
+`pipeline.pruning` imports torch, so it is imported inside the functions that use it: the CLI starts
+without torch.
 """
 
 from __future__ import annotations
 
 import tempfile
+from functools import partial
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Literal
 
-import typer
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, model_validator
+from rich.progress import Progress, TaskID
 
-from pipeline.artifacts import Artifact
-from pipeline.console import console
-from pipeline.errors import InputError
+from core.artifacts import Artifact
+from core.checkpoints import load_detection_model, save_checkpoint
+from core.console import console
+from core.errors import InputError
 from pipeline.stages.base import Section, StageContext
 
 PRUNED_FILE = "pruned.pt"
@@ -103,8 +108,6 @@ def prune_checkpoint(
     checkpoint: Path, out_path: Path, config: PruneConfig, *, imgsz: int, device: str, data: Path | None
 ):
     """Prune `checkpoint` as `config` says and write `out_path` atomically; returns the PruneReport."""
-    # torch and Ultralytics load only when a model is pruned, not when the CLI starts.
-    from pipeline.checkpoints import load_detection_model, save_checkpoint
     from pipeline.pruning import PruneReport, measure
     from pipeline.pruning.data import check_classes
 
@@ -179,7 +182,7 @@ def _prune_reconstruct(model, data: Path, config: PruneConfig, imgsz: int):
 
 def calibration_set(data: Path, imgsz: int, size: int):
     """The seeded calibration sample of a data.yaml's train split or of an image folder."""
-    from pipeline.data.calibration import CalibrationSet
+    from core.calibration import CalibrationSet
     from pipeline.pruning.trainset import unlabelled_images
 
     if data.is_dir():
@@ -230,7 +233,7 @@ def _prune_magnitude(model, data: Path | None, config: PruneConfig, imgsz: int, 
                 **{unit: keep ** (step / steps) * before / now},
                 gradient_batches=batches(4),
                 bn_batches=batches(config.bn_batches),
-                progress=lambda done, task=task: progress.update(task, completed=done),
+                progress=partial(_advance, progress, task),
             )
             if config.finetune_epochs_per_step:
                 progress.update(task, description=f"fine-tuning step {step}/{steps}")
@@ -245,8 +248,11 @@ def count_of(model, unit: str, imgsz: int) -> float:
     return params if unit == "params" else gflops
 
 
+def _advance(progress: Progress, task: TaskID, done: float) -> None:
+    progress.update(task, completed=done)
+
+
 def _finetune_step(model, data: Path, config: PruneConfig, imgsz: int, device: str, step: int):
-    from pipeline.checkpoints import load_detection_model, save_checkpoint
     from pipeline.pruning.trainer import train
 
     with tempfile.TemporaryDirectory(prefix="edgepipe-prune-ft-") as tmp:
@@ -278,100 +284,3 @@ def run(config: PruneConfig, ctx: StageContext) -> dict[str, Artifact]:
         checkpoint, out, config, imgsz=ctx.settings.imgsz, device=ctx.settings.device, data=data
     )
     return {"model": Artifact.from_path("checkpoint", out, **report.as_metadata())}
-
-
-def command(
-    model: Annotated[Path, typer.Option("--model", help="Ultralytics YOLOv8 .pt checkpoint to prune")],
-    output: Annotated[Path, typer.Option("-o", "--output", help="pruned checkpoint to write")] = Path(
-        PRUNED_FILE
-    ),
-    macs: Annotated[
-        float | None, typer.Option(help="fraction of MACs to keep, 0 < x < 1 (default 0.5)")
-    ] = None,
-    params: Annotated[
-        float | None, typer.Option(help="fraction of parameters to keep instead of MACs")
-    ] = None,
-    importance: Annotated[
-        str, typer.Option(help="channel importance: l1, l2, taylor (needs --data) or bn-scale")
-    ] = "l2",
-    global_pruning: Annotated[
-        bool, typer.Option("--global/--local", help="rank channels across layers, or prune each layer alike")
-    ] = True,
-    round_to: Annotated[int, typer.Option(help="keep channel counts multiples of this")] = 8,
-    max_layer_ratio: Annotated[
-        float, typer.Option(help="largest fraction of one layer's channels that may go")
-    ] = 0.5,
-    min_channels: Annotated[
-        int, typer.Option(help="layers this narrow keep every channel; wider ones never drop below it")
-    ] = 32,
-    protect_head: Annotated[
-        bool,
-        typer.Option(
-            "--protect-head/--prune-head",
-            help="keep the width of the Detect convs that feed the final box/class convs",
-        ),
-    ] = True,
-    steps: Annotated[
-        int | None, typer.Option(help="prune in this many steps (default: 1 for magnitude, auto otherwise)")
-    ] = None,
-    data: Annotated[
-        Path | None,
-        typer.Option(
-            help="data.yaml (its train split) or a folder of images: data-aware selection and "
-            "reconstruction; without it, magnitude pruning"
-        ),
-    ] = None,
-    method: Annotated[
-        str, typer.Option(help="auto (reconstruct when --data is given), reconstruct or magnitude")
-    ] = "auto",
-    calib_images: Annotated[
-        int, typer.Option(help="calibration images for channel costs and the reconstruction")
-    ] = 32,
-    bn_batches: Annotated[
-        int, typer.Option(help="batches to re-estimate BatchNorm statistics with (needs --data; 0: skip)")
-    ] = 8,
-    imgsz: Annotated[int, typer.Option(help="input size for GFLOPs and data batches")] = 640,
-    device: Annotated[str, typer.Option(help="torch device: cpu, 0, cuda:0")] = "cpu",
-) -> None:
-    """Prune a YOLOv8 checkpoint to a fraction of its MACs with Torch-Pruning's dependency graph."""
-    from rich.console import Console
-    from rich.table import Table
-
-    try:
-        config = PruneConfig(
-            macs=macs,
-            params=params,
-            importance=importance,
-            global_pruning=global_pruning,
-            round_to=round_to,
-            max_layer_ratio=max_layer_ratio,
-            min_channels=min_channels,
-            protect_head=protect_head,
-            steps=steps,
-            bn_batches=bn_batches,
-            method=method,
-            calib_images=calib_images,
-        )
-    except ValidationError as exc:
-        raise InputError(_validation_message(exc), hint="see `edgepipe prune --help`") from None
-    report = prune_checkpoint(model, output, config, imgsz=imgsz, device=device, data=data)
-    table = Table(title=f"pruned {model.name} -> {output}")
-    for column in ("", "before", "after", "after / before"):
-        table.add_column(column, justify="right")
-    table.add_row(
-        "params", f"{report.params_before:,}", f"{report.params_after:,}", f"{report.params_ratio:.3f}"
-    )
-    table.add_row(
-        f"GFLOPs @{imgsz}",
-        f"{report.gflops_before:.2f}",
-        f"{report.gflops_after:.2f}",
-        f"{report.gflops_ratio:.3f}",
-    )
-    Console().print(table)
-
-
-def _validation_message(exc: ValidationError) -> str:
-    return "; ".join(
-        f"--{'-'.join(map(str, e['loc'])).replace('_', '-') or 'options'} {e.get('input')!r}: {e['msg']}"
-        for e in exc.errors()
-    )

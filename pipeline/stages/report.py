@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
-import typer
 from pydantic import Field
 
-from benchmarks.results import Result, load_results
-from pipeline.artifacts import Artifact, now_iso, write_atomic
-from pipeline.console import console
+from benchmarks.results import Result
+from core.artifacts import Artifact, now_iso, write_atomic
+from core.checkpoints import count_params, gflops, load_detection_model
+from pipeline.report.html import report_html
 from pipeline.report.inputs import results_from_inputs
+from pipeline.report.markdown import report_markdown
+from pipeline.report.summary import stage_stories, summarize
 from pipeline.stages.base import Section, StageContext
 
 STORY_ORDER = ("source", "prune", "finetune")
@@ -40,10 +42,6 @@ def write_report(
 
     `search` is the search.json of `edgepipe search`, whose table and plot get a section of their own.
     """
-    from pipeline.report.html import report_html
-    from pipeline.report.markdown import report_markdown
-    from pipeline.report.summary import stage_stories, summarize
-
     devices = summarize(results, baseline)
     stories = stories or stage_stories(results)
     html = report_html(title, devices, stories, results, baseline, now_iso(), search)
@@ -58,8 +56,6 @@ def _story_from_checkpoints(ctx: StageContext) -> dict[str, list[dict[str, Any]]
     models = {key.split(":", 1)[1]: a for key, a in ctx.inputs.items() if key.startswith("model:")}
     if not models:
         return {}
-    from pipeline.checkpoints import count_params, gflops, load_detection_model
-
     story = []
     for stage in sorted(models, key=lambda s: STORY_ORDER.index(s) if s in STORY_ORDER else len(STORY_ORDER)):
         artifact = models[stage]
@@ -80,8 +76,6 @@ def _story_from_checkpoints(ctx: StageContext) -> dict[str, list[dict[str, Any]]
 
 
 def run(config: ReportConfig, ctx: StageContext) -> dict[str, Artifact]:
-    from pipeline.report.summary import stage_stories
-
     results = results_from_inputs(ctx.inputs)
     stories = stage_stories(results) or _story_from_checkpoints(ctx)
     search = json.loads(ctx.inputs["search"].path.read_text()) if "search" in ctx.inputs else None
@@ -94,20 +88,3 @@ def run(config: ReportConfig, ctx: StageContext) -> dict[str, Artifact]:
         search=search,
     )
     return {"report": Artifact.from_path("report", html, markdown=markdown.name)}
-
-
-def command(
-    results: Annotated[list[Path], typer.Argument(help="results JSON files written by `edgepipe bench`")],
-    output: Annotated[
-        Path, typer.Option("--output", "-o", help="the HTML file to write; the Markdown goes beside it (.md)")
-    ] = Path("report.html"),
-    baseline: Annotated[
-        str, typer.Option("--baseline", help="target/precision the mAP drop is measured against")
-    ] = "torch/fp32",
-    title: Annotated[str, typer.Option("--title", help="the report's heading")] = "edgepipe report",
-) -> None:
-    """Write a self-contained HTML report (tables, latency-vs-mAP Pareto plot, latency CDFs) and report.md."""
-    loaded = load_results(*results)
-    with console.status("rendering the report"):
-        html, markdown = write_report(loaded, output, baseline=baseline, title=title)
-    console.print(f"report: [bold]{html}[/bold]\nmarkdown: {markdown}")

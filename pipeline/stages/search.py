@@ -15,22 +15,31 @@ from __future__ import annotations
 import json
 import shutil
 from dataclasses import asdict
-from functools import partial
-from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Any
 
-import typer
 from pydantic import Field, field_validator, model_validator
 
-from pipeline.artifacts import Artifact, write_atomic, write_json_atomic
-from pipeline.console import console
-from pipeline.errors import CheckFailed, InputError
+from benchmarks.budgets import Budget, evaluate
+from benchmarks.device import device_name, fingerprint
+from benchmarks.results import load_results
+from core.artifacts import Artifact, write_atomic, write_json_atomic
+from core.console import console
+from core.errors import CheckFailed, InputError
+from core.validation import reported_by_pydantic
+from pipeline.report.plots import search_ladder
+from pipeline.report.search import candidate_rows, summary_line
+from pipeline.search.budget_expr import parse_budget
+from pipeline.search.ladder import check_ladder, ladder
+from pipeline.search.select import CandidateTiming, require_choice, select
+from pipeline.search.timing import TimingSettings, time_ladder
 from pipeline.stages.base import Section, StageContext
+from pipeline.stages.benchmark import bench_progress
+from pipeline.stages.prune import PruneConfig, prune_checkpoint
+from targets.base import check_precision, get_target
 
 if TYPE_CHECKING:
     from rich.table import Table
 
-    from pipeline.runner import StagePlan
     from pipeline.search.budget_expr import LatencyBudget
 
 TIMINGS_FILE = "timings.json"
@@ -39,10 +48,6 @@ PLOT_FILE = "search.png"
 CHOICE_FILE = "choice.json"
 VERDICT_FILE = "verdict.json"
 PRUNED_FILE = "pruned.pt"
-TIMING_LIBS = ("torch", "ultralytics", "torch-pruning", "onnx", "onnxslim", "onnxruntime", "openvino", "nncf")
-# What the timed candidates depend on; the budget, confidence and margin only steer the cheap selection.
-TIMING_FIELDS = {"target", "precision", "batch", "ratios", "candidates", "min_ratio", "round_to"}
-TIMING_FIELDS |= {"calib_images", "warmup", "iters", "min_seconds", "rounds", "threads"}
 
 
 class SearchConfig(Section):
@@ -72,37 +77,24 @@ class SearchConfig(Section):
     @field_validator("budget")
     @classmethod
     def _readable_budget(cls, value: str) -> str:
-        from pipeline.search.budget_expr import parse_budget
-
-        try:
+        with reported_by_pydantic():
             parse_budget(value)
-        except InputError as exc:
-            raise ValueError(str(exc)) from None
         return value
 
     @model_validator(mode="after")
     def _known_target_and_ladder(self) -> SearchConfig:
-        from pipeline.search.ladder import check_ladder
-        from targets.base import check_precision, get_target
-
-        try:
+        with reported_by_pydantic():
             check_precision(get_target(self.target), self.precision)
             if self.ratios is not None:
                 check_ladder(self.ratios)
-        except InputError as exc:
-            raise ValueError(str(exc)) from None
         return self
 
     def ladder(self) -> list[float]:
-        from pipeline.search.ladder import check_ladder, ladder
-
         return (
             check_ladder(self.ratios) if self.ratios is not None else ladder(self.candidates, self.min_ratio)
         )
 
     def parsed_budget(self) -> LatencyBudget:
-        from pipeline.search.budget_expr import parse_budget
-
         return parse_budget(self.budget, self.batch)
 
     @property
@@ -110,19 +102,8 @@ class SearchConfig(Section):
         return f"{self.target}/{self.precision}"
 
 
-def _prune_defaults() -> dict[str, Any]:
-    """The prune stage's defaults shape every candidate, so they belong in the timing stage's cache key."""
-    from pipeline.stages.prune import PruneConfig
-
-    return PruneConfig().model_dump(mode="json")
-
-
 def run_timing(config: SearchConfig, ctx: StageContext) -> dict[str, Artifact]:
     """Build and time every candidate of the ladder; write timings.json."""
-    from benchmarks.device import device_name, fingerprint
-    from pipeline.search.timing import TimingSettings, time_ladder
-    from pipeline.stages.benchmark import bench_progress
-
     if config.precision == "int8" and ctx.settings.data is None:
         raise InputError("an int8 search calibrates on the train split: set `data` in the config")
     settings = TimingSettings(
@@ -154,9 +135,6 @@ def run_timing(config: SearchConfig, ctx: StageContext) -> dict[str, Artifact]:
 
 def run_select(config: SearchConfig, ctx: StageContext) -> dict[str, Artifact]:
     """Choose from the recorded timings; write search.json, its plot and choice.json (the ratio alone)."""
-    from pipeline.report.plots import search_ladder
-    from pipeline.search.select import CandidateTiming, require_choice, select
-
     timings = json.loads(ctx.input("timings").path.read_text())
     selection = select(
         [CandidateTiming.from_dict(c) for c in timings["candidates"]],
@@ -183,8 +161,6 @@ def run_prune(config: SearchConfig, ctx: StageContext) -> dict[str, Artifact]:
     """Prune the chosen ratio properly (the prune stage's defaults, BatchNorm re-estimated on the data)."""
     from rich.console import Console
 
-    from pipeline.stages.prune import PruneConfig, prune_checkpoint
-
     choice = json.loads(ctx.input("choice").path.read_text())
     source, out = ctx.input("model").path, ctx.out_dir / PRUNED_FILE
     if choice["ratio"] >= 1.0:  # the model as given already meets the budget
@@ -210,9 +186,6 @@ def run_prune(config: SearchConfig, ctx: StageContext) -> dict[str, Artifact]:
 
 def run_verify(config: SearchConfig, ctx: StageContext) -> dict[str, Artifact]:
     """Gate the benchmarked choice against the budget (plain statistic of the final benchmark)."""
-    from benchmarks.budgets import Budget, evaluate
-    from benchmarks.results import load_results
-
     budget = config.parsed_budget()
     results = [r for r in load_results(ctx.input("results").path) if r.batch == config.batch]
     gate = Budget(
@@ -236,66 +209,8 @@ def run_verify(config: SearchConfig, ctx: StageContext) -> dict[str, Artifact]:
     return {"verdict": Artifact.from_path("search-verdict", path, passed=True)}
 
 
-def plans(
-    config: SearchConfig, *, data_needs: dict[str, str], data_reads: tuple[Path, ...]
-) -> list[StagePlan]:
-    """The three stages that replace `prune`: time (no budget in its key), select (the budget), prune."""
-    from pipeline.runner import StagePlan
-
-    timing_key = {"search": config.model_dump(include=TIMING_FIELDS), "prune": _prune_defaults()}
-    select_key = config.model_dump(include={"budget", "batch", "confidence", "margin"})
-    prune_key = {"round_to": config.round_to, "prune": _prune_defaults()}
-    training = ("torch", "ultralytics", "torch-pruning")
-    time = StagePlan(
-        "search:time",
-        "search",
-        partial(run_timing, config),
-        timing_key,
-        needs={"model": "model", **data_needs},
-        provides={"timings": "search:timings"},
-        libraries=TIMING_LIBS,
-        reads=data_reads,
-    )
-    choose = StagePlan(
-        "search:select",
-        "search",
-        partial(run_select, config),
-        select_key,
-        needs={"timings": "search:timings"},
-        provides={"search": "search", "choice": "search:choice"},
-        libraries=("scipy", "matplotlib"),
-    )
-    prune = StagePlan(
-        "search:prune",
-        "search",
-        partial(run_prune, config),
-        prune_key,
-        needs={"model": "model", "choice": "search:choice", **data_needs},
-        provides={"model": "model"},
-        libraries=training,
-        reads=data_reads,
-    )
-    return [time, choose, prune]
-
-
-def verify_plan(config: SearchConfig) -> StagePlan:
-    """After the benchmark of the search's target/precision: gate it against the budget."""
-    from pipeline.runner import StagePlan
-
-    return StagePlan(
-        "search:verify",
-        "gate",
-        partial(run_verify, config),
-        config.model_dump(include={"budget", "batch", "target", "precision"}),
-        needs={"results": f"results:{config.label}"},
-        provides={"verdict": "search:verdict"},
-    )
-
-
 def candidate_table(search: dict[str, Any]) -> Table:
     from rich.table import Table
-
-    from pipeline.report.search import candidate_rows, summary_line
 
     header, rows = candidate_rows(search)
     table = Table(title=f"budget search: {search['budget']['text']}", caption=summary_line(search))
@@ -305,130 +220,3 @@ def candidate_table(search: dict[str, Any]) -> Table:
         style = "bold green" if row[0].endswith("★") else ("dim" if row[-1] != "yes" else None)
         table.add_row(*row, style=style)
     return table
-
-
-def search_config_yaml(
-    *,
-    model: Path,
-    data: Path,
-    val: Path | None,
-    imgsz: int,
-    device: str,
-    search: SearchConfig,
-    finetune_epochs: int,
-    teacher: bool,
-) -> dict[str, Any]:
-    """The `edgepipe run` config equivalent to an `edgepipe search` command."""
-    config: dict[str, Any] = {
-        "name": model.stem,
-        "model": str(model.resolve()),
-        "data": str(data.resolve()),
-        "imgsz": imgsz,
-        "device": device,
-        "search": search.model_dump(exclude_none=True),
-        "export": {"dynamic_batch": search.batch > 1},
-        "build": [{"target": search.target, "precision": search.precision}],
-        "bench": {"batch": [search.batch]},
-        "report": {"title": f"edgepipe search: {model.name}, {search.budget} on {search.label}"},
-    }
-    if val is not None:
-        config["val"] = str(val.resolve())
-    if finetune_epochs:
-        config["finetune"] = {"epochs": finetune_epochs, "teacher": teacher}
-    return config
-
-
-def command(
-    model: Annotated[Path, typer.Option("--model", help="Ultralytics YOLOv8 .pt checkpoint to compress")],
-    data: Annotated[
-        Path, typer.Option("--data", help="data.yaml: INT8 calibration and fine-tuning (train split)")
-    ],
-    budget: Annotated[
-        str, typer.Option("--budget", help='latency budget, e.g. "p90<=12ms", "p50<8ms", "fps>=30"')
-    ],
-    output: Annotated[
-        Path, typer.Option("-o", "--output", help="work dir: cached stages, report.html, search.yaml")
-    ] = Path("search"),
-    target: Annotated[str, typer.Option(help="backend to time and build on")] = "openvino",
-    precision: Annotated[str, typer.Option(help="fp32, bf16, fp16 or int8")] = "int8",
-    batch: Annotated[int, typer.Option(min=1, help="batch size the budget applies to")] = 1,
-    candidates: Annotated[int, typer.Option(min=2, help="ladder length, from 1.0 down to --min-ratio")] = 8,
-    min_ratio: Annotated[float, typer.Option(help="the most pruned candidate's fraction of MACs")] = 0.3,
-    round_to: Annotated[int, typer.Option(min=1, help="keep channel counts multiples of this")] = 8,
-    imgsz: Annotated[int, typer.Option(help="input size in pixels (multiple of 32)")] = 640,
-    finetune_epochs: Annotated[
-        int, typer.Option(min=0, help="fine-tune the chosen model this many epochs (0: skip)")
-    ] = 10,
-    teacher: Annotated[
-        bool, typer.Option("--teacher", help="distill the fine-tuning from the unpruned model")
-    ] = False,
-    val: Annotated[
-        Path | None, typer.Option(help="data.yaml whose val split measures mAP (default: --data)")
-    ] = None,
-    margin: Annotated[float, typer.Option(help="relative headroom for timing noise, e.g. 0.05")] = 0.05,
-    rounds: Annotated[int, typer.Option(min=1, help="interleaved timing rounds per candidate")] = 3,
-    iters: Annotated[int, typer.Option(min=1, help="timed runs per candidate and round (at least)")] = 40,
-    min_seconds: Annotated[float, typer.Option(help="seconds per candidate and round (at least)")] = 1.0,
-    device: Annotated[str, typer.Option(help="torch device for pruning and fine-tuning")] = "cpu",
-) -> None:
-    """Find the least pruned model meeting a latency budget on the target; fine-tune, build and gate it."""
-    import yaml
-    from pydantic import ValidationError
-
-    from pipeline.run import run_pipeline
-
-    try:
-        search = SearchConfig(
-            budget=budget,
-            target=target,
-            precision=precision,
-            batch=batch,
-            candidates=candidates,
-            min_ratio=min_ratio,
-            round_to=round_to,
-            margin=margin,
-            rounds=rounds,
-            iters=iters,
-            min_seconds=min_seconds,
-        )
-    except ValidationError as exc:
-        message = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'options'}: {e['msg']}" for e in exc.errors())
-        raise InputError(message, hint="see `edgepipe search --help`") from None
-    for path in (model, data, val):
-        if path is not None and not path.exists():
-            raise InputError("file not found", path=path)
-    output.mkdir(parents=True, exist_ok=True)
-    config = search_config_yaml(
-        model=model,
-        data=data,
-        val=val,
-        imgsz=imgsz,
-        device=device,
-        search=search,
-        finetune_epochs=finetune_epochs,
-        teacher=teacher,
-    )
-    config_path = output / "search.yaml"
-    write_atomic(config_path, yaml.safe_dump(config, sort_keys=False))
-    code = run_pipeline(config_path, output, console=console)
-    print_outcome(output, console)
-    console.print(f"the same as a pipeline: edgepipe run {config_path} -w {output}")
-    raise typer.Exit(code)
-
-
-def print_outcome(workdir: Path, console) -> None:
-    """The candidate table (when selection came from the cache, the stage printed it otherwise) and the
-    final verdict of the re-benchmarked choice."""
-    from pipeline.artifacts import MANIFEST_FILE
-
-    stages = {s["label"]: s for s in json.loads((workdir / MANIFEST_FILE).read_text())["stages"]}
-    select, verify = stages.get("search:select"), stages.get("search:verify")
-    if select and select["status"] == "cached":
-        console.print(candidate_table(json.loads(Path(select["artifacts"]["search"]["path"]).read_text())))
-    if verify:
-        verdict = json.loads(Path(verify["artifacts"]["verdict"]["path"]).read_text())
-        for check in verdict["checks"]:
-            console.print(
-                f"[bold green]budget met[/bold green] when re-benchmarked: {check['criterion']} "
-                f"{check['measured']:.2f} ms <= {check['limit']:.2f} ms ({verdict['budget']})"
-            )

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from targets.qdq import QdqScheme, quantize_qdq
 
 if TYPE_CHECKING:
-    from pipeline.data.calibration import CalibrationSet
+    from core.calibration import CalibrationSet
 
 
 @dataclass(frozen=True)

@@ -16,15 +16,18 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pipeline.errors import InputError
+from benchmarks.accuracy import evaluate
+from core.errors import InputError
 from targets.accuracy_int8.layers import quantizable_groups
 from targets.accuracy_int8.quantizer import CachedQuantizer
 from targets.accuracy_int8.sensitivity import SCORE_NAME, LayerScore, probe_images, rank_layers
+from targets.base import RunOptions
+from targets.onnxruntime_runner import OnnxRuntimeRunner
 
 if TYPE_CHECKING:
     from rich.table import Table
 
-    from pipeline.data.calibration import CalibrationSet
+    from core.calibration import CalibrationSet
     from targets.qdq import QdqScheme
 
 SENSITIVITY_IMAGES = 8
@@ -171,10 +174,6 @@ def quantize_within_map_drop(
 
 def val_map(onnx_path: Path, val_data: Path, imgsz: int) -> tuple[float, float]:
     """(mAP50-95, mAP50) of an ONNX model run by ONNX Runtime: the path `edgepipe bench` measures."""
-    from benchmarks.accuracy import evaluate
-    from targets.base import RunOptions
-    from targets.onnxruntime import OnnxRuntimeRunner
-
     accuracy = evaluate(OnnxRuntimeRunner(onnx_path, "int8", RunOptions()), val_data, imgsz)
     return accuracy.map50_95, accuracy.map50
 

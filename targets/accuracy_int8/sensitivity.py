@@ -15,13 +15,16 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from core.letterbox import preprocess
 from targets.accuracy_int8.layers import LayerGroup
 from targets.accuracy_int8.quantizer import CachedQuantizer
+from targets.base import RunOptions
+from targets.onnxruntime_runner import OnnxRuntimeRunner
 
 if TYPE_CHECKING:
     from rich.progress import Progress
 
-    from pipeline.data.calibration import CalibrationSet
+    from core.calibration import CalibrationSet
 
 SCORE_NAME = "confidence-weighted squared error of the Detect output, only this layer in INT8, vs FP32"
 
@@ -45,17 +48,12 @@ def output_error(reference: np.ndarray, candidate: np.ndarray, imgsz: int) -> fl
 
 def probe_images(calibration: CalibrationSet, count: int) -> list[np.ndarray]:
     """`count` calibration images spread evenly over the set, each a (1, 3, imgsz, imgsz) tensor."""
-    from benchmarks.accuracy import preprocess
-
     files = calibration.files
     chosen = [files[i] for i in np.linspace(0, len(files) - 1, min(count, len(files))).round().astype(int)]
     return [preprocess([file], calibration.imgsz)[0] for file in chosen]
 
 
 def model_outputs(onnx_path: Path, images: Sequence[np.ndarray]) -> np.ndarray:
-    from targets.base import RunOptions
-    from targets.onnxruntime import OnnxRuntimeRunner
-
     runner = OnnxRuntimeRunner(onnx_path, "int8", RunOptions())
     return np.concatenate([runner.infer(image) for image in images])
 

@@ -1,7 +1,8 @@
 """Load, check and save Ultralytics YOLOv8 detector checkpoints.
 
 Pickled checkpoints run code when loaded: edgepipe loads only files the user named and records each
-artifact's sha256 so a swapped file is noticed before it is used.
+artifact's sha256 so a swapped file is noticed before it is used. torch and Ultralytics are imported
+inside the functions, so that importing this module (and the CLI above it) stays cheap.
 """
 
 from __future__ import annotations
@@ -10,15 +11,16 @@ import io
 from copy import deepcopy
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
+from core.artifacts import write_atomic
+from core.errors import InputError
 
-from pipeline.artifacts import write_atomic
-from pipeline.errors import InputError
+if TYPE_CHECKING:
+    from ultralytics.nn.tasks import DetectionModel
 
 
-def load_detection_model(path: Path | str) -> torch.nn.Module:
+def load_detection_model(path: Path | str) -> DetectionModel:
     """The float32 DetectionModel in eval mode, or an InputError that says what the file is instead."""
     path = Path(path)
     if not path.is_file():
@@ -27,8 +29,7 @@ def load_detection_model(path: Path | str) -> torch.nn.Module:
         raise InputError("expected an Ultralytics .pt checkpoint", path=path)
     from ultralytics.nn.tasks import DetectionModel, torch_safe_load
 
-    import pipeline.modules  # noqa: F401  (pruned checkpoints pickle edgepipe's module classes)
-
+    # Pruned checkpoints pickle `pipeline.modules.C2fSplit`: unpickling imports that module by its name.
     try:
         ckpt, _ = torch_safe_load(str(path))
     except Exception as exc:  # torch raises many types for a damaged file
@@ -52,30 +53,29 @@ def checkpoint_metadata(path: Path | str) -> dict[str, Any]:
     """What edgepipe recorded in a checkpoint (`edgepipe` key): pruning report, kept channels, ..."""
     from ultralytics.nn.tasks import torch_safe_load
 
-    import pipeline.modules  # noqa: F401  (pruned checkpoints pickle edgepipe's module classes)
-
     ckpt, _ = torch_safe_load(str(path))
     return dict(ckpt.get("edgepipe") or {}) if isinstance(ckpt, dict) else {}
 
 
-def class_names(model: torch.nn.Module) -> dict[int, str]:
+def class_names(model: DetectionModel) -> dict[int, str]:
     names = getattr(model, "names", None) or {i: str(i) for i in range(model.model[-1].nc)}
     return dict(enumerate(names)) if isinstance(names, list) else dict(names)
 
 
-def count_params(model: torch.nn.Module) -> int:
+def count_params(model: DetectionModel) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def gflops(model: torch.nn.Module, imgsz: int = 640) -> float:
+def gflops(model: DetectionModel, imgsz: int = 640) -> float:
     """GFLOPs of one image at imgsz, counted as Ultralytics counts them (on a fused copy: 8.7 for yolov8n)."""
     from ultralytics.utils.torch_utils import get_flops
 
     return get_flops(deepcopy(model).fuse(verbose=False), imgsz)
 
 
-def save_checkpoint(model: torch.nn.Module, path: Path, **metadata: Any) -> Path:
+def save_checkpoint(model: DetectionModel, path: Path, **metadata: Any) -> Path:
     """Write an Ultralytics-loadable checkpoint atomically; `metadata` lands under the `edgepipe` key."""
+    import torch
     from ultralytics import __version__ as ultralytics_version
 
     snapshot = deepcopy(model).half().to(memory_format=torch.contiguous_format)

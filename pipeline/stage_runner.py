@@ -23,7 +23,7 @@ from filelock import FileLock, Timeout
 from pydantic import BaseModel
 from rich.console import Console
 
-from pipeline.artifacts import (
+from core.artifacts import (
     MANIFEST_FILE,
     TRAINER_CACHES,
     Artifact,
@@ -32,8 +32,8 @@ from pipeline.artifacts import (
     sha256_path,
     write_json_atomic,
 )
-from pipeline.console import console as shared_console
-from pipeline.errors import EdgepipeError, InputError
+from core.console import console as shared_console
+from core.errors import EdgepipeError, InputError
 from pipeline.stages.base import RunSettings, StageContext
 
 STAGE_RECORD = "stage.json"
@@ -156,7 +156,7 @@ def read_stage_record(directory: Path) -> dict[str, Artifact] | None:
     return {name: Artifact.model_validate(a) for name, a in data["artifacts"].items()}
 
 
-class Runner:
+class StageRunner:
     """Executes StagePlans in order against a WorkDir."""
 
     def __init__(self, workdir: WorkDir, settings: RunSettings, console: Console | None = None):

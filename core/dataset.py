@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline.errors import InputError
-from pipeline.yamlfile import read_yaml_mapping
+from core.errors import InputError
+from core.yamlfile import read_yaml_mapping
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 
@@ -47,7 +47,7 @@ def read_labels(image: Path) -> list[tuple[int, float, float, float, float]]:
     path = label_path(image)
     if not path.is_file():
         return []
-    rows = []
+    rows: list[tuple[int, float, float, float, float]] = []
     for number, line in enumerate(path.read_text().splitlines(), 1):
         fields = line.split()
         if not fields:
@@ -55,10 +55,10 @@ def read_labels(image: Path) -> list[tuple[int, float, float, float, float]]:
         if len(fields) != 5:
             raise InputError(f"line {number}: expected 'class cx cy w h', got {line!r}", path=path)
         try:
-            cls, *box = int(fields[0]), *map(float, fields[1:])
+            cls, cx, cy, w, h = int(fields[0]), *map(float, fields[1:])
         except ValueError as exc:
             raise InputError(f"line {number}: {exc}", path=path) from exc
-        rows.append((cls, *box))
+        rows.append((cls, cx, cy, w, h))
     return rows
 
 

@@ -7,8 +7,11 @@ in machine load hits both alike:
 The IRs come from `edgepipe build` directories (`--engine DIR`, repeatable), or are built here from
 `--model` (exported to ONNX, then built as `edgepipe build` does; int8 is calibrated on `--calib`).
 
-    python -m benchmarks.benchmark_app_check --model ../shared/models/yolov8n.pt \\
+    python -m tools.benchmark_app_check --model ../shared/models/yolov8n.pt \\
         --calib ../shared/datasets/coco128/data.yaml --threads 2 --streams 2 --markdown check.md
+
+One script of about 320 lines, kept whole: it is run by hand, and its parts (running benchmark_app, building
+the IRs, the interleaved rounds, the Markdown table) serve only this comparison.
 """
 
 from __future__ import annotations
@@ -26,8 +29,19 @@ from typing import Annotated
 
 import typer
 
-from pipeline.artifacts import Artifact, read_artifact_dir, sha256_path
-from pipeline.errors import CheckFailed, InputError
+from benchmarks.device import fingerprint, library_versions
+from benchmarks.latency import TimingPlan, latency_stats, model_latency
+from benchmarks.noise import LoadMonitor
+from benchmarks.throughput import measure_throughput
+from core.artifacts import Artifact, sha256_path
+from core.console import console
+from core.engine_record import read_artifact_dir
+from core.errors import CheckFailed, InputError
+from core.letterbox import preprocess
+from pipeline.stages.build import BuildEntry, build_engine
+from pipeline.stages.export import export_onnx
+from targets.base import RunOptions, get_target
+from targets.openvino import HINTS
 
 PRECISIONS = ("fp32", "bf16", "int8")
 TOLERANCE = 0.10
@@ -141,9 +155,6 @@ def parse_benchmark_app(text: str) -> AppRun:
 
 def build_irs(model: Path, calib: Path | None, work: Path) -> dict[str, Artifact]:
     """Export `model` to ONNX and build an OpenVINO engine per precision, as `edgepipe build` does."""
-    from pipeline.stages.build import BuildEntry, build_engine
-    from pipeline.stages.export import export_onnx
-
     onnx = export_onnx(model, work / "model.onnx")
     engines = {}
     for precision in PRECISIONS:
@@ -171,13 +182,6 @@ def load_engines(directories: list[Path]) -> dict[str, Artifact]:
 def measure(artifact: Artifact, settings: CheckSettings, work: Path) -> Row:
     """benchmark_app and edgepipe in alternation, `rounds` times: latency of each, then throughput of each."""
     import numpy as np
-
-    from benchmarks.accuracy import preprocess
-    from benchmarks.latency import TimingPlan, latency_stats, model_latency
-    from benchmarks.noise import LoadMonitor
-    from benchmarks.throughput import measure_throughput
-    from targets.base import RunOptions, get_target
-    from targets.openvino import HINTS
 
     meta = artifact.metadata
     imgsz, xml = int(meta["imgsz"]), artifact.path / meta["model_file"]
@@ -252,8 +256,6 @@ def markdown(rows: list[Row], conditions: str) -> str:
 
 
 def conditions_line(settings: CheckSettings, load_before: list[float] | None) -> str:
-    from benchmarks.device import fingerprint, library_versions
-
     fp = fingerprint(threads=settings.threads)
 
     def loads(values: list[float] | None) -> str:
@@ -282,8 +284,6 @@ def main(
 ) -> None:
     """Compare edgepipe's latency and throughput with OpenVINO benchmark_app's; exit 1 beyond 10%."""
     from rich.table import Table
-
-    from pipeline.console import console
 
     settings = CheckSettings(threads, streams, seconds, rounds, image)
     load_before = [round(x, 2) for x in os.getloadavg()]

@@ -1,29 +1,17 @@
-"""The `edgepipe` command line: `run` chains the stages from one config; each stage is also a command."""
+"""`edgepipe run`: every stage of one config, cached; and `edgepipe device`: what this machine can run."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.table import Table
 
-from benchmarks import compare, history
-from pipeline.console import console, user_errors
-from pipeline.data import synth
-from pipeline.fleet.commands import fleet_app
-from pipeline.stages import benchmark, build, export, finetune, gate, prune, report, search
-
-app = typer.Typer(
-    name="edgepipe",
-    help="Prune, fine-tune, export, build, benchmark and gate YOLOv8 detectors for edge devices.",
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    add_completion=False,
-)
-data_app = typer.Typer(help="Datasets: make the embedded synthetic dataset.", no_args_is_help=True)
-app.add_typer(data_app, name="data")
+from benchmarks.device import fingerprint
+from core.console import console
+from pipeline.run import run_pipeline
+from targets.base import get_target, target_names
 
 
 def run_command(
@@ -43,8 +31,6 @@ def run_command(
     ] = 0,
 ) -> None:
     """Run the stages of CONFIG in order; stages whose inputs are unchanged are taken from the cache."""
-    from pipeline.run import run_pipeline
-
     code = run_pipeline(
         config, workdir, from_stage=from_stage, only=only, force=force, wait=wait, console=console
     )
@@ -53,9 +39,6 @@ def run_command(
 
 def device_command() -> None:
     """Print this machine's fingerprint and which targets can run here (with the reason when not)."""
-    from benchmarks.device import fingerprint
-    from targets.base import get_target, target_names
-
     info = fingerprint()
     table = Table(title=f"device: {info.get('name', 'unknown')}", show_header=False)
     for key, value in info.items():
@@ -79,32 +62,3 @@ def device_command() -> None:
         mark = "[green]yes[/green]" if ok else "[red]no[/red]"
         targets.add_row(name, mark, ", ".join(target.precisions), reason)
     console.print(targets)
-
-
-def register(typer_app: typer.Typer, name: str, fn: Callable[..., None]) -> None:
-    typer_app.command(name)(user_errors(fn))
-
-
-register(app, "run", run_command)
-register(app, "device", device_command)
-for _name, _module in (
-    ("search", search),
-    ("prune", prune),
-    ("finetune", finetune),
-    ("export", export),
-    ("build", build),
-    ("bench", benchmark),
-    ("report", report),
-    ("gate", gate),
-):
-    register(app, _name, _module.command)
-
-
-register(app, "compare", compare.compare_command)
-register(app, "history", history.history_command)
-register(data_app, "synth", synth.command)
-app.add_typer(fleet_app, name="fleet")
-
-
-def main() -> None:
-    app()

@@ -12,8 +12,14 @@ from typing import Annotated
 
 import typer
 
-from pipeline.console import console, user_errors
-from pipeline.errors import EXIT_BAD_INPUT, CheckFailed, EdgepipeError, InputError
+from benchmarks.device import fingerprint
+from core.console import console
+from core.errors import EXIT_BAD_INPUT, CheckFailed, EdgepipeError, InputError
+from pipeline.cli.errors import user_errors
+from pipeline.fleet.driver import run_matrix
+from pipeline.fleet.matrix import load_matrix
+from pipeline.fleet.outputs import write_outputs
+from pipeline.fleet.resources import available_targets, device_kind, node_resources, require_ray
 
 fleet_app = typer.Typer(
     help="Benchmark a matrix of models x targets x devices on a Ray cluster of devices.",
@@ -75,9 +81,6 @@ def join_command(
     """Join this device to the fleet: a Ray worker node advertising its kind, targets and one bench slot."""
     from rich.table import Table
 
-    from benchmarks.device import fingerprint
-    from pipeline.fleet.resources import available_targets, device_kind, node_resources, require_ray
-
     require_ray()
     info = fingerprint()
     resources = node_resources(device_kind(info, kind), available_targets())
@@ -118,10 +121,6 @@ def run_command(
 
     Exit 0: every cell measured and every budget holds; 1: a budget broken; 2: a cell could not be measured.
     """
-    from pipeline.fleet.driver import run_matrix
-    from pipeline.fleet.matrix import load_matrix
-    from pipeline.fleet.outputs import write_outputs
-
     spec = load_matrix(matrix)
     outcomes = run_matrix(
         spec, address, output, force=force, retries=retries, node_wait=node_wait, console=console

@@ -19,7 +19,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from pipeline.errors import InputError
+from core.errors import InputError
 
 ARTIFACT_FILE = "artifact.json"
 # Ultralytics writes label caches beside a dataset's labels: not part of the dataset's content.
@@ -148,14 +148,3 @@ def _remove(path: Path) -> None:
     else:
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
-
-
-def read_artifact_dir(directory: Path) -> dict[str, Any]:
-    """Read the `artifact.json` that `edgepipe build` writes into an engine directory."""
-    meta_file = Path(directory) / ARTIFACT_FILE
-    if not meta_file.is_file():
-        raise InputError(f"not an edgepipe build directory (no {ARTIFACT_FILE})", path=directory)
-    try:
-        return json.loads(meta_file.read_text())
-    except json.JSONDecodeError as exc:
-        raise InputError(f"invalid JSON: {exc}", path=meta_file) from exc

@@ -1,23 +1,14 @@
-"""The one rich Console every command prints through, and how errors reach the user."""
+"""How errors reach the user: an EdgepipeError is a red message and its exit code, never a traceback."""
 
 from __future__ import annotations
 
 import functools
-import sys
 from collections.abc import Callable
 
 import typer
-from rich.console import Console
 
-from pipeline.errors import EdgepipeError
-
-
-def make_console() -> Console:
-    # A terminal reports its own width; a pipe or CI log would fall back to 80 columns and fold tables.
-    return Console() if sys.stdout.isatty() else Console(width=160)
-
-
-console = make_console()
+from core.console import console
+from core.errors import EdgepipeError
 
 
 def user_errors(fn: Callable[..., None]) -> Callable[..., None]:

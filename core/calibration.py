@@ -12,12 +12,14 @@ import random
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from pipeline.artifacts import sha256_file
-from pipeline.data.dataset import load_dataset
-from pipeline.errors import InputError
+from core.artifacts import sha256_file
+from core.dataset import load_dataset
+from core.errors import InputError
+from core.letterbox import preprocess
 
 MIN_IMAGES = 8
 
@@ -30,13 +32,13 @@ class CalibrationSet:
     sha256: str
 
     @classmethod
-    def from_files(cls, files: list[Path], imgsz: int, dataset: str) -> CalibrationSet:
-        files = tuple(Path(f) for f in files)
+    def from_files(cls, paths: list[Path], imgsz: int, dataset: str) -> CalibrationSet:
+        files = tuple(Path(f) for f in paths)
         if len(files) < MIN_IMAGES:
             raise InputError(
                 f"calibration needs at least {MIN_IMAGES} images, found {len(files)}",
                 path=dataset,
-                hint="point --calib at a data.yaml whose train split holds more images",
+                hint="point --data at a data.yaml whose train split holds more images",
             )
         digest = hashlib.sha256(f"imgsz={imgsz};size={len(files)}".encode())
         for file in files:
@@ -58,14 +60,12 @@ class CalibrationSet:
 
     def batches(self, batch_size: int = 1) -> Iterator[np.ndarray]:
         """NCHW float32 RGB 0..1 batches, letterboxed to imgsz; a short last batch is dropped."""
-        from benchmarks.accuracy import preprocess
-
         for start in range(0, len(self.files) - batch_size + 1, batch_size):
             yield preprocess(list(self.files[start : start + batch_size]), self.imgsz)[0]
 
     def __iter__(self) -> Iterator[np.ndarray]:
         return self.batches(1)
 
-    def record(self) -> dict[str, object]:
+    def record(self) -> dict[str, Any]:
         """What an engine's artifact.json stores about its calibration."""
         return {"sha256": self.sha256, "images": len(self.files), "dataset": self.dataset}

@@ -1,0 +1,67 @@
+"""The `edgepipe` command line: `run` chains the stages from one config; each stage is also a command.
+
+One module per command; each builds the stage's config model from its options and calls the stage's
+work, so the command line adds no behaviour of its own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import typer
+
+from pipeline.cli import (
+    bench,
+    build,
+    compare,
+    data,
+    export,
+    finetune,
+    fleet,
+    gate,
+    history,
+    prune,
+    report,
+    run,
+    search,
+)
+from pipeline.cli.errors import user_errors
+
+app = typer.Typer(
+    name="edgepipe",
+    help="Prune, fine-tune, export, build, benchmark and gate YOLOv8 detectors for edge devices.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+data_app = typer.Typer(help="Datasets: make the embedded synthetic dataset.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+
+def register(typer_app: typer.Typer, name: str, fn: Callable[..., None]) -> None:
+    typer_app.command(name)(user_errors(fn))
+
+
+register(app, "run", run.run_command)
+register(app, "device", run.device_command)
+for _name, _module in (
+    ("search", search),
+    ("prune", prune),
+    ("finetune", finetune),
+    ("export", export),
+    ("build", build),
+    ("bench", bench),
+    ("report", report),
+    ("gate", gate),
+):
+    register(app, _name, _module.command)
+
+
+register(app, "compare", compare.compare_command)
+register(app, "history", history.history_command)
+register(data_app, "synth", data.command)
+app.add_typer(fleet.fleet_app, name="fleet")
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,89 @@
+"""`edgepipe bench`: latency, throughput and mAP of an engine, written as results JSON."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from benchmarks.history import append_results
+from benchmarks.results import save_results
+from benchmarks.table import flag_lines, results_table
+from core.console import console
+from core.errors import InputError
+from pipeline.cli.options import config_from_options, default, option, renamed
+from pipeline.stages.benchmark import BenchConfig, bench_artifact, bench_progress, check_artifact_exists
+
+
+def parse_batches(text: str) -> list[int]:
+    try:
+        batches = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError as exc:
+        raise InputError(f"--batch takes comma-separated integers like 1,8; got {text!r}") from exc
+    if not batches or min(batches) < 1:
+        raise InputError(f"--batch needs positive batch sizes; got {text!r}")
+    return batches
+
+
+def command(
+    artifact: Annotated[
+        Path, typer.Option("--artifact", "-a", help="build directory, or a plain .pt (torch) or .onnx")
+    ],
+    output: Annotated[Path, typer.Option("--output", "-o", help="results JSON to write")] = Path(
+        "results.json"
+    ),
+    val: Annotated[Path | None, typer.Option("--val", help="data.yaml whose split measures mAP")] = None,
+    no_accuracy: Annotated[bool, typer.Option("--no-accuracy", help="measure speed only, no mAP")] = False,
+    batch: Annotated[str, typer.Option("--batch", help="batch sizes, comma-separated, e.g. 1,8")] = "1",
+    warmup: Annotated[int, option(BenchConfig, "warmup", "--warmup", min=0)] = default(BenchConfig, "warmup"),
+    iters: Annotated[int, option(BenchConfig, "iters", "--iters", min=1)] = default(BenchConfig, "iters"),
+    min_seconds: Annotated[float, option(BenchConfig, "min_seconds", "--min-seconds", min=0)] = default(
+        BenchConfig, "min_seconds"
+    ),
+    streams: Annotated[int, option(BenchConfig, "streams", "--streams", min=1)] = default(
+        BenchConfig, "streams"
+    ),
+    throughput_seconds: Annotated[
+        float, option(BenchConfig, "throughput_seconds", "--throughput-seconds", min=0.1)
+    ] = default(BenchConfig, "throughput_seconds"),
+    threads: Annotated[int | None, option(BenchConfig, "threads", "--threads", min=1)] = default(
+        BenchConfig, "threads"
+    ),
+    split: Annotated[str, option(BenchConfig, "split", "--split")] = default(BenchConfig, "split"),
+    device: Annotated[str, option(BenchConfig, "device", "--device")] = default(BenchConfig, "device"),
+    data: Annotated[Path | None, typer.Option("--data", hidden=True, help="deprecated: --val")] = None,
+    imgsz: Annotated[
+        int, typer.Option("--imgsz", min=32, help="input size when --artifact is a plain .pt")
+    ] = 640,
+) -> None:
+    """Measure latency (model only and end to end), throughput and mAP of an engine; write results JSON."""
+
+    check_artifact_exists(artifact)  # before any complaint about the other options
+    data = renamed(val, data, command="bench", old_name="--data", new_name="--val")
+    if not no_accuracy and data is None:
+        raise InputError("mAP needs a dataset", hint="pass --val data.yaml, or --no-accuracy")
+    config = config_from_options(
+        BenchConfig,
+        "bench",
+        batch=parse_batches(batch),
+        warmup=warmup,
+        iters=iters,
+        min_seconds=min_seconds,
+        streams=streams,
+        throughput_seconds=throughput_seconds,
+        threads=threads,
+        accuracy=not no_accuracy,
+        split=split,
+        device=device,
+    )
+    with bench_progress() as progress:
+        results = bench_artifact(
+            artifact, None if no_accuracy else data, config, progress=progress, imgsz=imgsz
+        )
+    save_results(output, results)
+    history = append_results(results)
+    console.print(results_table(results, f"edgepipe bench {artifact}"))
+    for line in flag_lines(results):
+        console.print(f"[yellow]flag[/] {line}")
+    console.print(f"wrote {output} (history: {history})")

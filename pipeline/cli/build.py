@@ -1,0 +1,131 @@
+"""`edgepipe build`: one engine directory for a target and precision."""
+
+from __future__ import annotations
+
+import time
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from core.artifacts import atomic_output, sha256_path
+from core.engine_record import read_artifact_dir
+from core.errors import CheckFailed, InputError
+from pipeline.cli.options import config_from_options, default, option, renamed
+from pipeline.stages.build import BuildEntry, build_engine
+from targets.accuracy_int8 import steps_table
+
+
+def summary_table(meta: dict[str, Any], directory: Path, seconds: float):
+    from rich.table import Table
+
+    size = sum(p.stat().st_size for p in directory.rglob("*") if p.is_file()) / 1e6
+    table = Table(title=f"engine {directory}", show_header=False)
+    table.add_column(style="bold")
+    table.add_column()
+    calib = meta.get("calibration")
+    rows = {
+        "target": meta["target"],
+        "precision (requested)": meta["precision"],
+        "precision (runs as)": meta["runtime_precision"],
+        "input": f"{meta['batch'] or 'dynamic'} x 3 x {meta['imgsz']} x {meta['imgsz']}",
+        "size": f"{size:.2f} MB",
+        "build time": f"{seconds:.1f} s",
+        "calibration": (
+            f"{calib['images']} images of {calib['dataset']} (sha256 {calib['sha256'][:12]})"
+            if calib
+            else "none"
+        ),
+    }
+    for key, value in rows.items():
+        table.add_row(key, str(value))
+    return table
+
+
+def command(
+    onnx: Annotated[Path | None, typer.Option(help="ONNX written by `edgepipe export`")] = None,
+    model: Annotated[
+        Path | None, typer.Option(help="the .pt checkpoint (what the torch target runs)")
+    ] = None,
+    target: Annotated[str, typer.Option(help="torch, onnxruntime, openvino or tensorrt")] = "onnxruntime",
+    precision: Annotated[str, option(BuildEntry, "precision")] = default(BuildEntry, "precision"),
+    data: Annotated[Path | None, typer.Option(help="data.yaml whose train images calibrate INT8")] = None,
+    calib_size: Annotated[int, option(BuildEntry, "calib_size")] = default(BuildEntry, "calib_size"),
+    calib_seed: Annotated[int, option(BuildEntry, "calib_seed")] = default(BuildEntry, "calib_seed"),
+    max_map_drop: Annotated[float | None, option(BuildEntry, "max_map_drop")] = default(
+        BuildEntry, "max_map_drop"
+    ),
+    val: Annotated[Path | None, typer.Option(help="data.yaml whose val split measures mAP")] = None,
+    max_steps: Annotated[
+        int | None,
+        typer.Option(help="--max-map-drop on onnxruntime/tensorrt: most checkpoints after full INT8"),
+    ] = None,
+    qdq_only: Annotated[
+        bool,
+        typer.Option(help="tensorrt int8: write only the Q/DQ ONNX and its record here (no TensorRT needed)"),
+    ] = False,
+    qdq_onnx: Annotated[
+        Path | None,
+        typer.Option(help="tensorrt int8: compile this Q/DQ ONNX (or the --qdq-only directory) as is"),
+    ] = None,
+    imgsz: Annotated[int, typer.Option(help="input size for the torch target without --onnx")] = 640,
+    calib: Annotated[Path | None, typer.Option("--calib", hidden=True, help="deprecated: --data")] = None,
+    output: Annotated[Path, typer.Option("-o", "--output", help="engine directory to write")] = Path(
+        "engine"
+    ),
+) -> None:
+    """Build an engine directory for one target and precision."""
+    from rich.console import Console
+
+    data = renamed(data, calib, command="build", old_name="--calib", new_name="--data")
+    if onnx is None and model is None:
+        raise InputError("nothing to build from", hint="pass --onnx model.onnx (and --model M.pt for torch)")
+    if (qdq_only or qdq_onnx) and target != "tensorrt":
+        raise InputError("--qdq-only and --qdq-onnx are options of --target tensorrt")
+    options: dict[str, Any] = {"qdq_only": qdq_only} if qdq_only else {}
+    if qdq_onnx is not None:
+        options["qdq_onnx"] = str(qdq_onnx.resolve())
+    if max_steps is not None:
+        options["max_steps"] = max_steps
+    entry = config_from_options(
+        BuildEntry,
+        "build",
+        target=target,
+        precision=precision,
+        calib_size=calib_size,
+        calib_seed=calib_seed,
+        max_map_drop=max_map_drop,
+        options=options,
+    )
+    console = Console(stderr=True)
+    started = time.perf_counter()
+    # The accuracy-driven loop shows its own progress bars and step lines instead of a spinner.
+    spinner = console.status(f"building {target}/{precision}") if max_map_drop is None else nullcontext()
+    with atomic_output(output) as staged, spinner:
+        build_engine(entry, staged, onnx=onnx, checkpoint=model, calib_data=data, val_data=val, imgsz=imgsz)
+    meta = read_artifact_dir(output)
+    console.print(summary_table(meta, output, time.perf_counter() - started))
+    typer.echo(f"wrote {output} (sha256 {sha256_path(output)[:12]})")
+    if meta.get("made_for") == "tensorrt":
+        typer.echo(
+            f"compile it on the device: edgepipe build --onnx {onnx} --target tensorrt --precision int8 "
+            f"--qdq-onnx {output} -o engine"
+        )
+    if meta.get("accuracy_control") and "steps" in meta["accuracy_control"]:
+        check_accuracy_control(meta["accuracy_control"], output, console)
+
+
+def check_accuracy_control(record: dict[str, Any], output: Path, console) -> None:
+    """Print the loop's steps; a bound not met is a failed check, though the engine is kept."""
+    console.print(steps_table(record))
+    if not record["met"]:
+        final = record["final"]
+        raise CheckFailed(
+            f"mAP50-95 drop {final['drop']:.4f} is above --max-map-drop {record['max_map_drop']} after "
+            f"{len(record['steps'])} steps; kept the best model found (mAP50-95 {final['map50_95']:.4f}, "
+            f"{final['float_layers']} of {record['layer_groups']} layer groups in float), labelled "
+            "accuracy_control.met = false",
+            path=output,
+            hint="allow a larger drop, more steps (--max-steps), or calibrate on more images (--calib-size)",
+        )

@@ -1,0 +1,42 @@
+"""`edgepipe compare`: two results files side by side, with a regression threshold."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from benchmarks.compare import ALPHA, MAX_MAP_DROP, MIN_EFFECT, compare_results, comparison_table
+from benchmarks.results import load_results
+from core.console import console
+from core.errors import CheckFailed
+
+
+def compare_command(
+    base: Annotated[Path, typer.Argument(help="results JSON of the baseline (from `edgepipe bench`)")],
+    new: Annotated[Path, typer.Argument(help="results JSON to check against the baseline")],
+    alpha: Annotated[
+        float, typer.Option("--alpha", min=0, max=1, help="significance level of the U test")
+    ] = ALPHA,
+    min_effect: Annotated[
+        float, typer.Option("--min-effect", min=0, help="smallest relative change of the median that counts")
+    ] = MIN_EFFECT,
+    max_map_drop: Annotated[
+        float,
+        typer.Option("--max-map-drop", min=0, help="largest absolute mAP50-95 drop that is no regression"),
+    ] = MAX_MAP_DROP,
+) -> None:
+    """Per target: did latency change beyond noise, did mAP or size change; exit 1 on a regression."""
+    comparisons, unpaired = compare_results(
+        load_results(base), load_results(new), alpha, min_effect, max_map_drop
+    )
+    console.print(comparison_table(comparisons, base, new))
+    for note in unpaired + [f"{'/'.join(map(str, c.key))}: {n}" for c in comparisons for n in c.notes]:
+        console.print(f"[yellow]note[/]: {note}")
+    regressions = [f"{'/'.join(map(str, c.key))}: {r}" for c in comparisons for r in c.regressions]
+    if not comparisons:
+        console.print("[yellow]No (target, precision, batch) pair appears in both files.[/]")
+    if regressions:
+        raise CheckFailed("regression beyond noise:\n  " + "\n  ".join(regressions))
+    console.print("[green]No regression beyond noise.[/]")

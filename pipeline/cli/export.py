@@ -1,0 +1,55 @@
+"""`edgepipe export`: a checkpoint to a checked ONNX."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from core.artifacts import sha256_file
+from core.errors import InputError
+from pipeline.cli.options import config_from_options, default, option, renamed
+from pipeline.stages.base import check_imgsz
+from pipeline.stages.export import ExportConfig, export_checked
+
+
+def command(
+    model: Annotated[Path, typer.Option("--model", help="Ultralytics .pt checkpoint to export")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="ONNX file to write")] = Path("model.onnx"),
+    imgsz: Annotated[int, typer.Option(help="square input size in pixels")] = 640,
+    opset: Annotated[int, option(ExportConfig, "opset")] = default(ExportConfig, "opset"),
+    dynamic_batch: Annotated[bool, option(ExportConfig, "dynamic_batch", "--dynamic-batch")] = default(
+        ExportConfig, "dynamic_batch"
+    ),
+    simplify: Annotated[bool, option(ExportConfig, "simplify", "--simplify/--no-simplify")] = default(
+        ExportConfig, "simplify"
+    ),
+    val: Annotated[
+        Path | None, typer.Option(help="data.yaml whose val images the parity check uses (default: noise)")
+    ] = None,
+    data: Annotated[Path | None, typer.Option("--data", hidden=True, help="deprecated: --val")] = None,
+    tolerance: Annotated[float, option(ExportConfig, "parity_tolerance")] = default(
+        ExportConfig, "parity_tolerance"
+    ),
+    box_tolerance: Annotated[float, option(ExportConfig, "parity_box_tolerance")] = default(
+        ExportConfig, "parity_box_tolerance"
+    ),
+) -> None:
+    """Export a checkpoint to ONNX and check it against PyTorch."""
+    try:
+        check_imgsz(imgsz)
+    except InputError as exc:
+        raise InputError(f"--imgsz {exc}", hint="use 640, 320 or another multiple of 32") from None
+    config = config_from_options(
+        ExportConfig,
+        "export",
+        opset=opset,
+        simplify=simplify,
+        dynamic_batch=dynamic_batch,
+        parity_tolerance=tolerance,
+        parity_box_tolerance=box_tolerance,
+    )
+    val = renamed(val, data, command="export", old_name="--data", new_name="--val")
+    path, _ = export_checked(model, output, imgsz, config, val)
+    typer.echo(f"wrote {path} (sha256 {sha256_file(path)[:12]})")

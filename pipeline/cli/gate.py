@@ -1,0 +1,39 @@
+"""`edgepipe gate`: results against budgets, exit 0 or 1, with JUnit XML and Markdown."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from benchmarks.results import load_results
+from core.console import console
+from core.errors import CheckFailed
+from pipeline.report.markdown import gate_verdict_line
+from pipeline.stages.gate import check_budgets, verdict_table
+
+
+def command(
+    results: Annotated[list[Path], typer.Argument(help="results JSON files written by `edgepipe bench`")],
+    budgets: Annotated[
+        Path, typer.Option("--budgets", "-b", help="budgets YAML (see examples/budgets.yaml)")
+    ],
+    junit: Annotated[Path | None, typer.Option("--junit", help="write a JUnit XML file for CI")] = None,
+    markdown: Annotated[
+        Path | None, typer.Option("--markdown", help="write a Markdown summary (for a pull-request comment)")
+    ] = None,
+) -> None:
+    """Check results against budgets: exit 0 when all hold, 1 when one breaks, 2 on unusable input."""
+    verdicts = check_budgets(load_results(*results), budgets, junit, markdown)
+    console.print(verdict_table(verdicts))
+    for path in (junit, markdown):
+        if path is not None:
+            console.print(f"wrote {path}")
+    line = gate_verdict_line(verdicts).replace("**", "")
+    broken = [v for v in verdicts if not v.passed]
+    if broken:
+        raise CheckFailed(
+            line.removeprefix("❌ "), hint="the table above shows each broken budget and its margin"
+        )
+    console.print(f"[bold green]{line}[/bold green]")

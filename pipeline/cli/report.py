@@ -1,0 +1,30 @@
+"""`edgepipe report`: the HTML and Markdown report of results files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from benchmarks.results import load_results
+from core.console import console
+from pipeline.cli.options import default, option
+from pipeline.stages.report import ReportConfig, write_report
+
+
+def command(
+    results: Annotated[list[Path], typer.Argument(help="results JSON files written by `edgepipe bench`")],
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="the HTML file to write; the Markdown goes beside it (.md)")
+    ] = Path("report.html"),
+    baseline: Annotated[str, option(ReportConfig, "baseline", "--baseline")] = default(
+        ReportConfig, "baseline"
+    ),
+    title: Annotated[str, option(ReportConfig, "title", "--title")] = default(ReportConfig, "title"),
+) -> None:
+    """Write a self-contained HTML report (tables, latency-vs-mAP Pareto plot, latency CDFs) and report.md."""
+    loaded = load_results(*results)
+    with console.status("rendering the report"):
+        html, markdown = write_report(loaded, output, baseline=baseline, title=title)
+    console.print(f"report: [bold]{html}[/bold]\nmarkdown: {markdown}")

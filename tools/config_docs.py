@@ -1,0 +1,84 @@
+"""Write docs/config.md, every key of the pipeline YAML, the targets' build options and the budgets YAML,
+from the pydantic models that validate them: `python -m tools.config_docs` (tests/test_docs.py fails when
+the page is out of date)."""
+
+from __future__ import annotations
+
+import types
+from pathlib import Path
+from typing import Any, Union, get_args, get_origin
+
+from pydantic import BaseModel
+from pydantic_core import PydanticUndefined
+
+from benchmarks.budgets import Budget
+from pipeline.config import PipelineConfig
+from targets.options import OPTIONS
+
+PAGE = Path(__file__).resolve().parents[1] / "docs" / "config.md"
+HEADER = """# Configuration keys
+
+Generated from the pydantic models that validate each file (`python -m tools.config_docs`); a key not
+listed here is an error, and the error names the nearest valid key. Relative paths in a pipeline config
+are resolved against the config file's folder.
+"""
+
+
+def _type_name(annotation: Any) -> str:
+    if annotation is type(None):
+        return "null"
+    origin = get_origin(annotation)
+    if origin in (Union, types.UnionType):
+        return " or ".join(_type_name(arg) for arg in get_args(annotation))
+    if origin in (list, tuple):
+        return f"list of {_type_name(get_args(annotation)[0])}"
+    if origin is dict:
+        return "mapping"
+    if str(origin).endswith("Literal"):
+        return " or ".join(f"`{value}`" for value in get_args(annotation))
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return "section"
+    return getattr(annotation, "__name__", str(annotation))
+
+
+def _default(field: Any) -> str:
+    if field.default is PydanticUndefined and field.default_factory is None:
+        return "required"
+    value = field.default_factory() if field.default_factory is not None else field.default
+    return "none" if value is None else f"`{value!r}`"
+
+
+def _models_in(annotation: Any) -> list[type[BaseModel]]:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    return [model for arg in get_args(annotation) for model in _models_in(arg)]
+
+
+def section(model: type[BaseModel], prefix: str, title: str) -> list[str]:
+    """A table of `model`'s keys, then one for each nested section, depth first."""
+    lines = [f"## {title}", "", "| key | type | default | meaning |", "|---|---|---|---|"]
+    nested: list[tuple[type[BaseModel], str]] = []
+    for name, field in model.model_fields.items():
+        key = f"{prefix}{name}"
+        meaning = (field.description or "").replace("|", "\\|")
+        lines.append(f"| `{key}` | {_type_name(field.annotation)} | {_default(field)} | {meaning} |")
+        for inner in _models_in(field.annotation):
+            list_like = get_origin(field.annotation) is list
+            nested.append((inner, f"{key}[]." if list_like else f"{key}."))
+    lines.append("")
+    for inner, inner_prefix in nested:
+        lines += section(inner, inner_prefix, f"`{inner_prefix.rstrip('.')}`")
+    return lines
+
+
+def render() -> str:
+    lines = [HEADER, *section(PipelineConfig, "", "Pipeline config (`edgepipe run CONFIG`)")]
+    for target, model in OPTIONS.items():
+        lines += section(model, "", f"`build[].options` for target `{target}`")
+    lines += section(Budget, "", "Budgets file: each entry of `budgets:` (`edgepipe gate --budgets`)")
+    return "\n".join(lines).rstrip() + "\n"
+
+
+if __name__ == "__main__":
+    PAGE.write_text(render())
+    print(f"wrote {PAGE}")
