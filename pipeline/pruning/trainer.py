@@ -34,8 +34,12 @@ class PrunedDetectionTrainer(DetectionTrainer):
         kept_features: list[torch.Tensor | None] | None = None,
     ):
         super().__init__(overrides=overrides)
-        # Ultralytics' select_device() leaves torch one thread short of the CPU count (1 of 2 cores here).
-        torch.set_num_threads(threads or os.cpu_count() or 1)
+        # Ultralytics' select_device() leaves torch one thread short of the CPU count (1 of 2 cores here),
+        # and runs again in the validator: set the count back at every epoch and after training.
+        self.threads = threads or os.cpu_count() or 1
+        torch.set_num_threads(self.threads)
+        self.add_callback("on_train_epoch_start", lambda t: torch.set_num_threads(t.threads))
+        self.add_callback("on_train_end", lambda t: torch.set_num_threads(t.threads))
         self.teacher = teacher
         self.distill_weight = distill_weight
         self.feature_weight = feature_weight
