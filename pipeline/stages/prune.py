@@ -274,9 +274,16 @@ def _finetune_step(model, data: Path, config: PruneConfig, imgsz: int, device: s
 
 
 def _torch_device(device: str):
+    """Ultralytics' device selection, without the one-core-short CPU thread count it sets."""
+    import os
+
+    import torch
     from ultralytics.utils.torch_utils import select_device
 
-    return select_device(device, verbose=False)
+    threads = torch.get_num_threads()
+    selected = select_device(device, verbose=False)
+    torch.set_num_threads(max(threads, os.cpu_count() or 1))
+    return selected
 
 
 def run(config: PruneConfig, ctx: StageContext) -> dict[str, Artifact]:
