@@ -29,7 +29,7 @@ def test_reconstruction_lowers_the_output_error_against_plain_removal():
     consumer.bias.copy_(stack[2].bias)
     plain = float((consumer(hidden[:, keep]) - target).square().sum())
 
-    before, after = refit_conv(consumer, None, iter([(hidden[:, keep], target)]))
+    before, after = refit_conv(consumer, None, iter([(hidden[:, keep], target, None)]))
     refitted = float((consumer(hidden[:, keep]) - target).square().sum())
 
     energy = float((target - target.mean((0, 2, 3), keepdim=True)).square().sum())
@@ -46,6 +46,6 @@ def test_intercept_is_folded_into_batchnorm():
     original_bn = deepcopy(bn)
     x = torch.rand(5, 4, 8, 8)
     target = conv(x) + 3.0  # needs an intercept that the bias-free conv cannot hold
-    refit_conv(conv, bn, iter([(x, target)]))
+    refit_conv(conv, bn, iter([(x, target, None)]))
     assert conv.bias is None  # the architecture is unchanged
     assert torch.allclose(bn(conv(x)), original_bn(target), atol=1e-3)

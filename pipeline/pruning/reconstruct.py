@@ -140,7 +140,7 @@ def _teacher_outputs(unit: nn.Module, inputs: list, convs: list[nn.Module]) -> l
 def refit_conv(
     conv: nn.Conv2d,
     bn: nn.BatchNorm2d | None,
-    pairs: Iterator[tuple[torch.Tensor, torch.Tensor]],
+    pairs: Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]],
     ridge: float = RIDGE,
 ) -> tuple[float, float]:
     """Re-fit `conv` (and fold the intercept) so conv(x) matches `target` over the (x, target[, weight]).
@@ -159,10 +159,10 @@ def refit_conv(
         conv.bias.double() if conv.bias is not None else torch.zeros(conv.out_channels, dtype=torch.float64)
     )
     generator = torch.Generator().manual_seed(0)
-    for x, target, *weights in pairs:
+    for x, target, weight in pairs:
         rows = _patches(conv, x)
         y = target.permute(0, 2, 3, 1).reshape(-1, conv.out_channels)
-        w = weights[0].permute(0, 2, 3, 1).reshape(-1, 1) if weights and weights[0] is not None else None
+        w = weight.permute(0, 2, 3, 1).reshape(-1, 1) if weight is not None else None
         if rows.shape[0] > MAX_ROWS:  # high-resolution layers: a seeded sample of positions is plenty
             pick = torch.randperm(rows.shape[0], generator=generator)[:MAX_ROWS]
             rows, y = rows[pick], y[pick]

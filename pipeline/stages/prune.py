@@ -113,24 +113,26 @@ def prune_checkpoint(
 
     model = load_detection_model(checkpoint)
     method = config.resolved_method(data)
-    labelled = data is not None and data.suffix in {".yaml", ".yml"}
+    labels = labelled_dataset(data)
     needs_labels = method == "magnitude" and (
         config.importance == "taylor" or config.finetune_epochs_per_step > 0
     )
-    if needs_labels and not labelled:
+    if needs_labels and labels is None:
         raise InputError(
             "Taylor importance and fine-tuning steps need a labelled dataset (--data D.yaml)",
             path=data or checkpoint,
         )
-    if method == "reconstruct" and data is None:
-        raise InputError("method 'reconstruct' needs calibration images (--data D.yaml or an image folder)")
-    if labelled:
-        check_classes(data, model.model[-1].nc)
+    if labels is not None:
+        check_classes(labels, model.model[-1].nc)
     model.to(_torch_device(device))
     unit, keep = config.target
     params_before, gflops_before = measure(model, imgsz)
     extra: dict = {"method": method, "target": {unit: keep}}
     if method == "reconstruct":
+        if data is None:
+            raise InputError(
+                "method 'reconstruct' needs calibration images (--data D.yaml or an image folder)"
+            )
         outcome, steps, calibration = _prune_reconstruct(model, data, config, imgsz)
         extra |= {"steps": steps, "calibration": calibration, "kept_features": outcome.kept_features(model)}
     else:
@@ -180,6 +182,11 @@ def _prune_reconstruct(model, data: Path, config: PruneConfig, imgsz: int):
     return outcome, steps, calibration.record()
 
 
+def labelled_dataset(data: Path | None) -> Path | None:
+    """`data` when it is a data.yaml (labels available), None for an image folder or no data."""
+    return data if data is not None and data.suffix in {".yaml", ".yml"} else None
+
+
 def calibration_set(data: Path, imgsz: int, size: int):
     """The seeded calibration sample of a data.yaml's train split or of an image folder."""
     from core.calibration import CalibrationSet
@@ -218,10 +225,12 @@ def _prune_magnitude(model, data: Path | None, config: PruneConfig, imgsz: int, 
         isomorphic=config.isomorphic,
         imgsz=imgsz,
     )
-    labelled = data is not None and data.suffix in {".yaml", ".yml"}
+    labels = labelled_dataset(data)
 
     def batches(count: int):
-        return (lambda: train_batches(data, imgsz, config.batch, count)) if labelled and count else None
+        if labels is None or not count:
+            return None
+        return lambda: train_batches(labels, imgsz, config.batch, count)
 
     unit, keep = config.target
     steps = config.steps or 1
@@ -238,9 +247,9 @@ def _prune_magnitude(model, data: Path | None, config: PruneConfig, imgsz: int, 
                 bn_batches=batches(config.bn_batches),
                 progress=partial(_advance, progress, task),
             )
-            if config.finetune_epochs_per_step:
+            if config.finetune_epochs_per_step and labels is not None:
                 progress.update(task, description=f"fine-tuning step {step}/{steps}")
-                model = _finetune_step(model, data, config, imgsz, device, step)
+                model = _finetune_step(model, labels, config, imgsz, device, step)
     return model, report
 
 
