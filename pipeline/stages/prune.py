@@ -154,7 +154,6 @@ def _prune_reconstruct(model, data: Path, config: PruneConfig, imgsz: int):
     import math
 
     import torch
-    from rich.progress import Progress
 
     from pipeline.modules import split_c2f
     from pipeline.pruning.core import ignored_layers
@@ -209,7 +208,6 @@ def _prune_magnitude(model, data: Path | None, config: PruneConfig, imgsz: int, 
 
     Returns the model (a fine-tuning step replaces it) and the last step's report.
     """
-    from rich.progress import Progress
 
     from pipeline.pruning import PruneOptions, prune_model
     from pipeline.pruning.data import train_batches
