@@ -159,10 +159,10 @@ def refit_conv(
         conv.bias.double() if conv.bias is not None else torch.zeros(conv.out_channels, dtype=torch.float64)
     )
     generator = torch.Generator().manual_seed(0)
-    for x, target, weight in pairs:
+    for x, target, position_weight in pairs:
         rows = _patches(conv, x)
         y = target.permute(0, 2, 3, 1).reshape(-1, conv.out_channels)
-        w = weight.permute(0, 2, 3, 1).reshape(-1, 1) if weight is not None else None
+        w = position_weight.permute(0, 2, 3, 1).reshape(-1, 1) if position_weight is not None else None
         if rows.shape[0] > MAX_ROWS:  # high-resolution layers: a seeded sample of positions is plenty
             pick = torch.randperm(rows.shape[0], generator=generator)[:MAX_ROWS]
             rows, y = rows[pick], y[pick]
