@@ -41,6 +41,7 @@ class Accuracy:
     map50_95: float
     map50: float
     images: int
+    total_images: int  # of the split: more than `images` when only a subset measured mAP
     dataset: str
     letterbox: str  # e.g. "square 640x640": mAP is only comparable between like letterboxes
 
@@ -151,15 +152,19 @@ def evaluate(
     split: str = "val",
     batch: int = 1,
     progress: bool | Progress = True,
+    max_images: int | None = None,
 ) -> Accuracy:
     """mAP50-95 and mAP50 of `runner` on a dataset split: square letterbox, Ultralytics NMS, COCO metric.
 
+    `max_images`: only the split's first images (a quick, partial mAP).
     A last partial batch is padded by repeating its final image, so fixed-batch engines work too.
     `progress`: True shows its own bar, a rich Progress gets a task added, False shows nothing.
     """
     from rich.progress import track
 
     images, names, dataset_name = labelled_images(Path(data_yaml), split)
+    total = len(images)
+    images = images[:max_images] if max_images is not None else images
     batches: Iterable[list[Path]] = [images[i : i + batch] for i in range(0, len(images), batch)]
     description = f"mAP on {dataset_name}/{split}"
     if progress is True:
@@ -176,4 +181,4 @@ def evaluate(
         detections.extend(postprocess(raw, boxes, imgsz))
         shapes.extend(box.shape for box in boxes)
     map50_95, map50 = coco_map(coco_ground_truth(images, shapes, names), coco_detections(detections))
-    return Accuracy(map50_95, map50, len(images), dataset_name, square_letterbox_name(imgsz))
+    return Accuracy(map50_95, map50, len(images), total, dataset_name, square_letterbox_name(imgsz))

@@ -1,7 +1,8 @@
 """Budgets: what a device must achieve for a target to ship, and their evaluation against results.
 
 A budgets YAML (a public contract) holds entries matched by a glob on the device name and a glob on
-`target/precision` (the requested precision), optionally a batch size, each with one or more criteria.
+the engine's name (`target/precision` as configured, or as it ran: `openvino/int8+fp32`), optionally a
+batch size, each with one or more criteria.
 Evaluation yields one `Verdict` per (budget, matching result), made of one `Check` per criterion.
 """
 
@@ -24,6 +25,7 @@ CRITERIA = (
     "max_e2e_latency_ms",
     "min_throughput_ips",
     "max_size_mb",
+    "max_memory_mb",
     "min_map50_95",
     "max_map_drop",
 )
@@ -46,12 +48,18 @@ class Budget(BaseModel):
     )
     min_throughput_ips: float | None = Field(None, gt=0, description="minimum images per second")
     max_size_mb: float | None = Field(None, gt=0, description="maximum engine size in MB")
+    max_memory_mb: float | None = Field(
+        None, gt=0, description="maximum peak resident memory the engine adds when loaded and run, in MB"
+    )
     min_map50_95: float | None = Field(None, ge=0, le=1, description="minimum mAP50-95")
     max_map_drop: float | None = Field(
         None, ge=0, le=1, description="maximum absolute mAP50-95 drop against `baseline`"
     )
     baseline: str | None = Field(
         None, description="target/precision glob whose result on the same device and batch is the reference"
+    )
+    allow_partial_map: bool = Field(
+        False, description="accept a mAP measured on a subset of the split (bench --max-images/--fraction)"
     )
 
     @model_validator(mode="after")
@@ -74,7 +82,7 @@ class Budget(BaseModel):
     def matches(self, result: Result) -> bool:
         return (
             _glob(result.device_name, self.device)
-            and _glob(result.key, self.target)
+            and result.matches(self.target)
             and (self.batch is None or result.batch == self.batch)
         )
 
@@ -178,9 +186,7 @@ class Verdict:
 
 def find_baseline(results: list[Result], pattern: str, device: str, batch: int) -> Result | None:
     """The newest result matching `pattern` on `device` at `batch`, or None."""
-    candidates = [
-        r for r in results if r.device_name == device and r.batch == batch and _glob(r.key, pattern)
-    ]
+    candidates = [r for r in results if r.device_name == device and r.batch == batch and r.matches(pattern)]
     return max(candidates, key=lambda r: r.created_at, default=None)
 
 
@@ -222,6 +228,10 @@ def _checks(
         checks.append(Check("throughput", "img/s", budget.min_throughput_ips, result.throughput_ips, False))
     if budget.max_size_mb is not None:
         checks.append(Check("size", "MB", budget.max_size_mb, result.size_mb, upper=True))
+    if budget.max_memory_mb is not None:
+        checks.append(Check("memory", "MB", budget.max_memory_mb, result.memory_mb, upper=True))
+    if budget.min_map50_95 is not None or budget.max_map_drop is not None:
+        check_full_map(index, budget, result, source)
     if budget.min_map50_95 is not None:
         checks.append(Check("mAP50-95", "", budget.min_map50_95, result.map50_95, upper=False))
     if budget.max_map_drop is not None and budget.baseline is not None:
@@ -233,8 +243,20 @@ def _checks(
                 path=source,
                 hint="benchmark the baseline on the same device and batch, and pass its results to gate",
             )
+        check_full_map(index, budget, base, source)
         drop = None
         if base.map50_95 is not None and result.map50_95 is not None:
             drop = base.map50_95 - result.map50_95
         checks.append(Check(f"mAP50-95 drop vs {base.key}", "", budget.max_map_drop, drop, upper=True))
     return checks
+
+
+def check_full_map(index: int, budget: Budget, result: Result, source: Path | None) -> None:
+    """A partial mAP (a subset of the split) never passes for a full one unless the budget allows it."""
+    if result.map_partial and not budget.allow_partial_map:
+        raise InputError(
+            f"budgets[{index}] ({budget.label}): the mAP of {result.key} batch {result.batch} was measured "
+            f"on {result.map_images} images only (a partial mAP), and this budget checks mAP",
+            path=source,
+            hint="bench without --max-images/--fraction, or set `allow_partial_map: true` in the budget",
+        )

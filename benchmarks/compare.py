@@ -1,6 +1,11 @@
 """Compare two results files: did latency change beyond noise, did mAP or size change?
 
-Results are paired by (target, precision, batch). A latency change counts only when both hold:
+Results are paired by (target, precision as configured, batch). A pair is judged only when its two
+results are comparable: timed on the same kind of input images, and mAP on the same dataset and
+letterbox (or in neither); `refuse_unjudgeable` turns a file with no pair, or a pair that is not
+comparable, into an InputError (exit 2), since a check that judges nothing would pass anything.
+
+A latency change counts only when both hold:
 - the Mann-Whitney U test on the raw samples rejects "same distribution" at `alpha`, and
 - the medians differ by at least `min_effect` (relative).
 Consecutive latency samples are not independent (caches, clocks, other processes), which makes the
@@ -16,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.results import Result
+from core.errors import InputError
 
 ALPHA = 0.01
 MIN_EFFECT = 0.03
@@ -43,6 +49,12 @@ class Comparison:
     size_change: float | None  # relative
     notes: list[str] = field(default_factory=list)
     regressions: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)  # why the pair cannot be judged
+    noise: list[str] = field(default_factory=list)  # noise flags of either result
+
+    @property
+    def label(self) -> str:
+        return f"{self.key[0]}/{self.key[1]} batch {self.key[2]}"
 
 
 def latency_change(
@@ -106,11 +118,10 @@ def compare_pair(
     if base.map50_95 is not None and new.map50_95 is not None:
         map_change = new.map50_95 - base.map50_95
     size_change = new.size_mb / base.size_mb - 1 if base.size_mb and new.size_mb else None
-    comparison = Comparison(key, latency, map_change, size_change)
+    comparison = Comparison(key, latency, map_change, size_change, problems=comparability_problems(base, new))
     if base.device_name != new.device_name:
         comparison.notes.append(f"different devices: {base.device_name} vs {new.device_name}")
-    if new.flags:
-        comparison.notes.append(f"new result flagged: {'; '.join(new.flags)}")
+    comparison.noise = [f"base: {f}" for f in base.flags] + [f"new: {f}" for f in new.flags]
     for change in latency:
         if change.verdict == "slower":
             comparison.regressions.append(
@@ -120,6 +131,46 @@ def compare_pair(
     if map_change is not None and map_change < -max_map_drop:
         comparison.regressions.append(f"mAP50-95 dropped by {-map_change:.4f} (> {max_map_drop})")
     return comparison
+
+
+def comparability_problems(base: Result, new: Result) -> list[str]:
+    """Why two results of one engine cannot be judged against each other (empty: they can).
+
+    A field missing from an older result is unknown, and is not held against it.
+    """
+    problems = []
+    if base.timing_images and new.timing_images and base.timing_images != new.timing_images:
+        problems.append(f"timed on other input images: {base.timing_images} vs {new.timing_images}")
+    if (base.map50_95 is None) != (new.map50_95 is None):
+        which = "base" if base.map50_95 is not None else "new"
+        problems.append(f"mAP measured in the {which} file only, so accuracy cannot be compared")
+    elif base.map50_95 is not None and new.map50_95 is not None:
+        for what, old, now in (
+            ("dataset", base.dataset, new.dataset),
+            ("letterbox", base.letterbox, new.letterbox),
+            ("mAP images", base.map_images, new.map_images),
+        ):
+            if old is not None and now is not None and old != now:
+                problems.append(f"mAP on another {what}: {old} vs {now}")
+    return problems
+
+
+def refuse_unjudgeable(comparisons: list[Comparison], unpaired: list[str], path: Path | None = None) -> None:
+    """InputError when no pair was found, or when a pair's results are not comparable."""
+    if not comparisons:
+        raise InputError(
+            "no (target, precision, batch) appears in both files, so nothing can be compared: "
+            + ("; ".join(unpaired) or "both files are empty"),
+            path=path,
+            hint="compare results of the same engines at the same batch sizes",
+        )
+    problems = [f"{c.label}: {p}" for c in comparisons for p in c.problems]
+    if problems:
+        raise InputError(
+            "the results are not comparable:\n  " + "\n  ".join(problems),
+            path=path,
+            hint="benchmark both the same way (same --val dataset, or --no-accuracy in both)",
+        )
 
 
 def comparison_table(comparisons: list[Comparison], base: Path, new: Path):

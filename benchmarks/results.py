@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 import json
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,8 @@ from core.artifacts import write_json_atomic
 from core.errors import InputError
 from core.validation import validation_error
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+READABLE_SCHEMAS = (1, 2)  # version 2 only added fields, so a version 1 file reads with their defaults
 
 
 class LatencyStats(BaseModel):
@@ -28,7 +30,10 @@ class LatencyStats(BaseModel):
 
 
 class Result(BaseModel):
-    """One measurement of (model, target, precision, batch, device)."""
+    """One measurement of (model, target, precision, batch, device).
+
+    `key` (target/precision as configured) names the engine everywhere; `ran_as` is what actually ran.
+    """
 
     model_config = ConfigDict(extra="allow", protected_namespaces=())
 
@@ -38,9 +43,17 @@ class Result(BaseModel):
     requested_precision: str | None = None
     batch: int = 1
     streams: int = 1
-    threads: int | None = None
+    threads: int | None = None  # what the backend ran with, read back from it
     dataset: str | None = None
     letterbox: str | None = None  # "square 640x640" etc: mAP is only comparable like with like
+    timing_images: str | None = None  # what the timed loops ran on: "<dataset>/<split>" or "synthetic HxW"
+    map_images: int | None = None  # images that measured mAP
+    map_partial: bool = False  # mAP of a subset of the split (bench --max-images / --fraction)
+    memory_mb: float | None = None  # peak resident memory added by loading and running the engine
+    memory_method: str | None = None
+    backend_settings: dict[str, Any] = Field(default_factory=dict)  # read back from the backend
+    profile: dict[str, Any] | None = None  # per-layer times of `bench --profile`
+    gpu_split_ms: dict[str, float] | None = None  # TensorRT: median H2D, GPU compute and D2H per batch
     latency_ms: LatencyStats
     e2e_latency_ms: LatencyStats | None = None
     throughput_ips: float | None = None
@@ -54,7 +67,7 @@ class Result(BaseModel):
     versions: dict[str, str] = Field(default_factory=dict)
     artifact_sha256: str | None = None
     created_at: str
-    flags: list[str] = Field(default_factory=list)
+    flags: list[str] = Field(default_factory=list)  # noise: figures to trust less (benchmarks.noise)
     samples_ms: list[float] = Field(default_factory=list)  # raw model-only latencies, for `compare`
     e2e_samples_ms: list[float] = Field(default_factory=list)
     stage_story: list[dict[str, Any]] = Field(default_factory=list)  # params/GFLOPs per pipeline stage
@@ -62,6 +75,15 @@ class Result(BaseModel):
     @property
     def key(self) -> str:
         return f"{self.target}/{self.requested_precision or self.precision}"
+
+    @property
+    def ran_as(self) -> str:
+        return self.precision
+
+    def matches(self, pattern: str) -> bool:
+        """Glob (case-insensitive) on the target, the key, or target/ran-as: all name this engine."""
+        names = {self.target, self.key, f"{self.target}/{self.precision}"}
+        return any(fnmatch.fnmatchcase(name.lower(), pattern.lower()) for name in names)
 
     @property
     def device_name(self) -> str:
@@ -90,11 +112,11 @@ def load_results(*paths: Path) -> list[Result]:
             raw = json.loads(path.read_text())
         except json.JSONDecodeError as exc:
             raise InputError(f"not valid JSON ({exc})", path=path) from exc
-        if not isinstance(raw, dict) or raw.get("schema") != SCHEMA_VERSION:
+        if not isinstance(raw, dict) or raw.get("schema") not in READABLE_SCHEMAS:
             raise InputError(
-                f"not an edgepipe results file with schema {SCHEMA_VERSION}",
+                f"not an edgepipe results file with schema {' or '.join(map(str, READABLE_SCHEMAS))}",
                 path=path,
-                hint='expected {"schema": 1, "results": [...]} as written by `edgepipe bench`',
+                hint=f'expected {{"schema": {SCHEMA_VERSION}, "results": [...]}}, as `edgepipe bench` writes',
             )
         try:
             results.extend(ResultsFile.model_validate(raw).results)

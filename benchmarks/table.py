@@ -1,4 +1,7 @@
-"""The rich table people read results in (bench, history, run): latency, throughput, mAP, size, flags."""
+"""The rich table people read results in (bench, history, run): latency, throughput, mAP, size, memory, flags.
+
+The target column is the engine's key (target/precision as configured); "ran as" is what actually ran.
+"""
 
 from __future__ import annotations
 
@@ -19,6 +22,12 @@ def _throughput(r: Result) -> str:
     return _number(r.throughput_ips, 1) + (f" ({r.streams} str)" if r.streams > 1 else "")
 
 
+def _map(r: Result) -> str:
+    """mAP50-95; a partial one (a subset of the split) is marked with the images it saw."""
+    text = _number(r.map50_95, 4)
+    return f"{text} ({r.map_images} img, partial)" if r.map50_95 is not None and r.map_partial else text
+
+
 def _flag_kinds(r: Result) -> str:
     return ", ".join(dict.fromkeys(flag.split(":")[0] for flag in r.flags))
 
@@ -30,19 +39,21 @@ CONTEXT: dict[str, Callable[[Result], str]] = {
     "model": lambda r: r.model,
 }
 MEASURES: dict[str, Callable[[Result], str]] = {
-    "target": lambda r: f"{r.target}/{r.precision}",
+    "target": lambda r: r.key,
+    "ran as": lambda r: r.ran_as,
     "batch": lambda r: str(r.batch),
     "p50 ms": lambda r: _number(r.latency_ms.p50, 2),
     "p90 ms": lambda r: _number(r.latency_ms.p90, 2),
     "p99 ms": lambda r: _number(r.latency_ms.p99, 2),
     "e2e p50 ms": lambda r: _number(r.e2e_latency_ms.p50 if r.e2e_latency_ms else None, 2),
     "img/s": _throughput,
-    "mAP50-95": lambda r: _number(r.map50_95, 4),
+    "mAP50-95": _map,
     "size MB": lambda r: _number(r.size_mb, 2),
+    "mem MB": lambda r: _number(r.memory_mb, 0),
     "flags": _flag_kinds,
 }
-TEXT_COLUMNS = ("when", "device", "model", "target", "flags")
-LEFT_OUT_IN_CONTEXT = ("p99 ms", "size MB")  # keeps the history table readable in 100 columns
+TEXT_COLUMNS = ("when", "device", "model", "target", "ran as", "flags")
+LEFT_OUT_IN_CONTEXT = ("p99 ms", "size MB", "mem MB")  # keeps the history table readable in 100 columns
 
 
 def results_table(results: list[Result], title: str = "benchmark results", context: bool = False) -> Table:
@@ -67,4 +78,4 @@ def results_table(results: list[Result], title: str = "benchmark results", conte
 
 
 def flag_lines(results: list[Result]) -> list[str]:
-    return [f"{r.target}/{r.precision} batch {r.batch}: {flag}" for r in results for flag in r.flags]
+    return [f"{r.key} batch {r.batch}: {flag}" for r in results for flag in r.flags]

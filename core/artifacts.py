@@ -117,6 +117,21 @@ def write_json_atomic(path: Path, value: Any) -> Path:
     return write_atomic(path, json.dumps(value, indent=2, sort_keys=False, default=str) + "\n")
 
 
+def refuse_overwrite(path: Path, force: bool, option: str = "--output") -> None:
+    """An InputError when `path` is a non-empty file or directory and `force` is not set.
+
+    Called before any work, so a refused command leaves the old output byte-identical.
+    """
+    path = Path(path)
+    occupied = (path.is_file() and path.stat().st_size > 0) or (path.is_dir() and any(path.iterdir()))
+    if occupied and not force:
+        raise InputError(
+            f"{option} exists and is not empty: refusing to replace it",
+            path=path,
+            hint="pass --force to replace it, or choose another output path",
+        )
+
+
 @contextlib.contextmanager
 def atomic_output(final: Path) -> Iterator[Path]:
     """Yield a temp path beside `final` (file or directory); rename it onto `final` only on success.

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from rich.console import Console
 
-from core.artifacts import Artifact
+from benchmarks.history import global_history_path, history_path
+from core.artifacts import Artifact, write_atomic
 from core.checkpoints import load_detection_model
 from core.console import console as shared_console
 from core.errors import EXIT_CHECK_FAILED, EXIT_OK
@@ -41,6 +43,20 @@ def settings_for(config: PipelineConfig, data_yaml: Path | None) -> RunSettings:
     )
 
 
+# The latest report and gate, copied to stable names at the top of the work dir after every run.
+LATEST = {"report": "report.html", "gate": "gate.md"}
+
+
+def publish_latest(root: Path, available: dict[str, Artifact]) -> dict[str, Path]:
+    """Copy the report and gate of this run to WORKDIR/report.html and WORKDIR/gate.md."""
+    published = {}
+    for kind, name in LATEST.items():
+        artifact = available.get(kind)
+        if artifact is not None and artifact.path.is_file():
+            published[kind] = write_atomic(root / name, artifact.path.read_bytes())
+    return published
+
+
 def run_pipeline(
     config_path: Path,
     workdir: Path | None = None,
@@ -50,8 +66,12 @@ def run_pipeline(
     force: bool = False,
     wait: float = 0,
     console: Console | None = None,
+    global_history: bool = False,
 ) -> int:
-    """Returns the exit code: 0 all good, 1 the gate failed (errors raise EdgepipeError)."""
+    """Returns the exit code: 0 all good, 1 the gate failed (errors raise EdgepipeError).
+
+    Results are recorded in the work dir's history, and in the global one too with `global_history`.
+    """
     console = console or shared_console
     config = load_config(config_path)
     plans = make_plans(config)
@@ -60,12 +80,14 @@ def run_pipeline(
     with work.lock(wait_seconds=wait):
         work.clean_stale()
         data_yaml = None if isinstance(config.data, SynthSource) else config.data
-        runner = StageRunner(work, settings_for(config, data_yaml), console)
+        histories = (history_path(work.root),) + ((global_history_path(),) if global_history else ())
+        runner = StageRunner(work, replace(settings_for(config, data_yaml), histories=histories), console)
 
         def follow_data(plan: StagePlan, outcome: StageOutcome) -> None:
             if plan.stage == "data":
                 dataset = outcome.artifacts["data"]
-                runner.settings = settings_for(config, dataset.path / dataset.metadata["data_yaml"])
+                data = dataset.path / dataset.metadata["data_yaml"]
+                runner.settings = replace(settings_for(config, data), histories=histories)
 
         runner.on_outcome = follow_data
         source = source_model_artifact(config)
@@ -73,7 +95,8 @@ def run_pipeline(
         runner.seed("model:source", source)
         console.print(f"[bold]edgepipe run[/bold] {config_path}  [dim]work dir {work.root}[/dim]")
         outcomes = runner.execute(plans, force_from=from_stage, only=only, force=force)
-    print_summary(outcomes, console, seconds=time.perf_counter() - started)
+        latest = publish_latest(work.root, runner.available)
+    print_summary(outcomes, console, seconds=time.perf_counter() - started, latest=latest)
     gate = runner.available.get("gate")
     if gate is not None and not gate.metadata.get("passed", False):
         return EXIT_CHECK_FAILED

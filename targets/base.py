@@ -30,12 +30,19 @@ class BuildInputs:
 
 @dataclass(frozen=True)
 class RunOptions:
-    """How a Runner is loaded for measurement. `threads=None` lets the backend choose."""
+    """How a Runner is loaded for measurement. `None` lets the backend choose.
+
+    `performance_hint` and `infer_requests` are OpenVINO's, `cuda_graphs` TensorRT's; a backend
+    ignores the options it has no use for.
+    """
 
     threads: int | None = None
     streams: int = 1
     batch: int = 1
     device: str = "cpu"
+    performance_hint: str | None = None
+    infer_requests: int | None = None
+    cuda_graphs: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
 

@@ -9,13 +9,14 @@ those float parts at f32, since bf16 has too few bits for pixel coordinates.
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from core.errors import InputError
-from core.runner import Runner
+from core.runner import LayerTime, Runner
 from targets.accuracy_control import validation_dataset, validation_fn
 from targets.base import BuildInputs, RunOptions, library_status
 from targets.engine_dir import model_path, onnx_facts, write_engine_artifact
@@ -26,6 +27,8 @@ if TYPE_CHECKING:
     from core.calibration import CalibrationSet
 
 MODEL_FILE = "model.xml"
+DEVICES = ("CPU", "GPU", "NPU", "AUTO")  # also with a suffix: GPU.1, AUTO:GPU,CPU
+PERFORMANCE_HINTS = ("LATENCY", "THROUGHPUT", "CUMULATIVE_THROUGHPUT")
 # The hint each engine compiles with; int8 names the precision of its float parts.
 HINTS = {"fp32": "f32", "bf16": "bf16", "fp16": "f16", "int8": "f32"}
 PRECISION_NAMES = {"f32": "fp32", "bf16": "bf16", "f16": "fp16"}
@@ -36,18 +39,62 @@ def runtime_precision(precision: str, hint_read_back: str) -> str:
     return f"int8+{actual}" if precision == "int8" else actual
 
 
-def compile_model(path: Path | Any, precision: str, options: RunOptions, performance: str = "LATENCY"):
+def device_name(device: str) -> str:
+    """The OpenVINO device for `--device` (cpu -> CPU); an InputError for one OpenVINO has no name for."""
+    name = device.upper()
+    if name.split(":")[0].split(".")[0] not in DEVICES:
+        raise InputError(
+            f"OpenVINO runs on {', '.join(DEVICES)} (e.g. GPU.1, AUTO:GPU,CPU), not {device!r}",
+            hint="pass --device CPU, GPU, NPU or AUTO",
+        )
+    return name
+
+
+def compile_model(
+    path: Path | Any, precision: str, options: RunOptions, performance: str = "LATENCY", profile: bool = False
+):
+    """`performance` is the hint unless the options name one; streams are explicit, so the recorded
+    stream count is the one that ran."""
     import openvino as ov
 
-    config: dict[str, Any] = {"INFERENCE_PRECISION_HINT": HINTS[precision], "PERFORMANCE_HINT": performance}
+    config: dict[str, Any] = {
+        "INFERENCE_PRECISION_HINT": HINTS[precision],
+        "PERFORMANCE_HINT": options.performance_hint or performance,
+        "NUM_STREAMS": options.streams,
+    }
     if options.threads:
         config["INFERENCE_NUM_THREADS"] = options.threads
-    config["NUM_STREAMS"] = options.streams  # explicit, so the recorded stream count is the one that ran
-    return ov.Core().compile_model(path, options.device.upper(), config)
+    if profile:
+        config["PERF_COUNT"] = True
+    return ov.Core().compile_model(path, device_name(options.device), config)
 
 
 def hint_read_back(compiled) -> str:
     return compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
+
+
+def read_back(compiled) -> dict[str, Any]:
+    """What the plugin compiled for: devices, hint, streams, threads and optimal requests.
+
+    A property the device (or AUTO) does not report is left out.
+    """
+    names = {
+        "device": "EXECUTION_DEVICES",
+        "performance_hint": "PERFORMANCE_HINT",
+        "streams": "NUM_STREAMS",
+        "threads": "INFERENCE_NUM_THREADS",
+        "optimal_infer_requests": "OPTIMAL_NUMBER_OF_INFER_REQUESTS",
+    }
+    found: dict[str, Any] = {}
+    for key, name in names.items():
+        try:
+            value = compiled.get_property(name)
+        except RuntimeError:
+            continue
+        if isinstance(value, list):
+            value = ",".join(value)
+        found[key] = value if isinstance(value, int) else str(value)
+    return found
 
 
 class OpenVinoTarget:
@@ -148,6 +195,10 @@ class OpenVinoRunner(Runner):
         self.request = self.compiled.create_infer_request()
         self.precision = runtime_precision(precision, hint_read_back(self.compiled))
         self.options = options
+        self._settings = {**read_back(self.compiled), "infer_requests": 1}
+
+    def settings(self) -> dict[str, Any]:
+        return dict(self._settings)
 
     def infer(self, images: np.ndarray) -> np.ndarray:
         # The output buffer is reused by the next request, so it is copied; the input needs no copy.
@@ -157,9 +208,11 @@ class OpenVinoRunner(Runner):
         """Images per second with `streams` parallel requests (THROUGHPUT hint, AsyncInferQueue)."""
         import openvino as ov
 
-        options = RunOptions(threads=self.options.threads, streams=streams, device=self.options.device)
+        options = replace(self.options, streams=streams)
         compiled = compile_model(self.path, self.engine_precision, options, performance="THROUGHPUT")
-        queue = ov.AsyncInferQueue(compiled, compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
+        requests = self.options.infer_requests or compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")
+        queue = ov.AsyncInferQueue(compiled, requests)
+        self._settings["throughput"] = {**read_back(compiled), "infer_requests": requests}
         for _ in range(len(queue)):  # warm-up: one pass through every request
             queue.start_async({0: batch})
         queue.wait_all()
@@ -169,3 +222,20 @@ class OpenVinoRunner(Runner):
             submitted += 1
         queue.wait_all()
         return submitted * len(batch) / (time.perf_counter() - started)
+
+    def layer_times(self, batch: np.ndarray, runs: int) -> list[LayerTime]:
+        """OpenVINO's own per-layer counters (PERF_COUNT), as `benchmark_app -pc` prints them."""
+        compiled = compile_model(self.path, self.engine_precision, self.options, profile=True)
+        request = compiled.create_infer_request()
+        request.infer({0: batch})  # untimed: first-run allocations
+        times = []
+        for _ in range(runs):
+            request.infer({0: batch})
+            times += [
+                LayerTime(
+                    info.node_name, info.node_type, info.exec_type, info.real_time.total_seconds() * 1e3
+                )
+                for info in request.get_profiling_info()
+                if info.status == info.Status.EXECUTED
+            ]
+        return times

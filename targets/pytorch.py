@@ -118,3 +118,10 @@ class TorchRunner(Runner):
                 y = self.model(x.to(self.dtype))
         y = y[0] if isinstance(y, tuple | list) else y
         return y.float().cpu().numpy()
+
+    def settings(self) -> dict[str, Any]:
+        """torch's intra-op threads now, not at load: Ultralytics' device selection, when it runs in
+        this process, sets them to cpu_count - 1 behind the caller's back."""
+        import torch
+
+        return {"threads": torch.get_num_threads(), "device": str(self.device)}

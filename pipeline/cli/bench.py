@@ -7,9 +7,11 @@ from typing import Annotated
 
 import typer
 
-from benchmarks.history import append_results
+from benchmarks.history import append_results, global_history_path
+from benchmarks.profile import profile_table
 from benchmarks.results import save_results
 from benchmarks.table import flag_lines, results_table
+from core.artifacts import refuse_overwrite
 from core.console import console
 from core.errors import InputError
 from pipeline.cli.options import config_from_options, default, option, renamed
@@ -56,10 +58,34 @@ def command(
     imgsz: Annotated[
         int, typer.Option("--imgsz", min=32, help="input size when --artifact is a plain .pt")
     ] = 640,
+    max_images: Annotated[int | None, option(BenchConfig, "max_images", "--max-images", min=1)] = default(
+        BenchConfig, "max_images"
+    ),
+    fraction: Annotated[float | None, option(BenchConfig, "fraction", "--fraction")] = default(
+        BenchConfig, "fraction"
+    ),
+    memory: Annotated[bool, option(BenchConfig, "memory", "--memory/--no-memory")] = default(
+        BenchConfig, "memory"
+    ),
+    profile: Annotated[bool, option(BenchConfig, "profile", "--profile")] = default(BenchConfig, "profile"),
+    performance_hint: Annotated[
+        str | None, option(BenchConfig, "performance_hint", "--performance-hint")
+    ] = default(BenchConfig, "performance_hint"),
+    infer_requests: Annotated[
+        int | None, option(BenchConfig, "infer_requests", "--infer-requests", min=1)
+    ] = default(BenchConfig, "infer_requests"),
+    cuda_graphs: Annotated[bool, option(BenchConfig, "cuda_graphs", "--cuda-graphs")] = default(
+        BenchConfig, "cuda_graphs"
+    ),
+    force: Annotated[bool, typer.Option("--force", help="replace an existing results file")] = False,
+    global_history: Annotated[
+        bool, typer.Option("--global-history", help="also record in the global history (~/.cache/edgepipe)")
+    ] = False,
 ) -> None:
     """Measure latency (model only and end to end), throughput and mAP of an engine; write results JSON."""
 
     check_artifact_exists(artifact)  # before any complaint about the other options
+    refuse_overwrite(output, force)
     data = renamed(val, data, command="bench", old_name="--data", new_name="--val")
     if not no_accuracy and data is None:
         raise InputError("mAP needs a dataset", hint="pass --val data.yaml, or --no-accuracy")
@@ -76,6 +102,13 @@ def command(
         accuracy=not no_accuracy,
         split=split,
         device=device,
+        max_images=max_images,
+        fraction=fraction,
+        memory=memory,
+        profile=profile,
+        performance_hint=performance_hint,
+        infer_requests=infer_requests,
+        cuda_graphs=cuda_graphs,
     )
     with bench_progress() as progress:
         results = bench_artifact(
@@ -83,7 +116,15 @@ def command(
         )
     save_results(output, results)
     history = append_results(results)
+    if global_history:
+        append_results(results, global_history_path())
     console.print(results_table(results, f"edgepipe bench {artifact}"))
+    for result in results:
+        label = f"{result.key} batch {result.batch}"
+        if result.profile:
+            console.print(profile_table(result.profile, result.latency_ms.p50, f"per-layer times, {label}"))
+        elif profile:
+            console.print(f"[yellow]note[/]: {result.target} has no per-layer profiler; {label} has none")
     for line in flag_lines(results):
         console.print(f"[yellow]flag[/] {line}")
     console.print(f"wrote {output} (history: {history})")

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
-from core.artifacts import atomic_output, sha256_path
+from core.artifacts import atomic_output, refuse_overwrite, sha256_path
 from core.engine_record import read_artifact_dir
 from core.errors import CheckFailed, InputError
 from pipeline.cli.options import config_from_options, default, option, renamed
@@ -74,10 +74,12 @@ def command(
     output: Annotated[Path, typer.Option("-o", "--output", help="engine directory to write")] = Path(
         "engine"
     ),
+    force: Annotated[bool, typer.Option("--force", help="replace an existing engine directory")] = False,
 ) -> None:
     """Build an engine directory for one target and precision."""
     from rich.console import Console
 
+    refuse_overwrite(output, force)
     data = renamed(data, calib, command="build", old_name="--calib", new_name="--data")
     if onnx is None and model is None:
         raise InputError("nothing to build from", hint="pass --onnx model.onnx (and --model M.pt for torch)")

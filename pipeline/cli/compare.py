@@ -7,7 +7,14 @@ from typing import Annotated
 
 import typer
 
-from benchmarks.compare import ALPHA, MAX_MAP_DROP, MIN_EFFECT, compare_results, comparison_table
+from benchmarks.compare import (
+    ALPHA,
+    MAX_MAP_DROP,
+    MIN_EFFECT,
+    compare_results,
+    comparison_table,
+    refuse_unjudgeable,
+)
 from benchmarks.results import load_results
 from core.console import console
 from core.errors import CheckFailed
@@ -26,17 +33,28 @@ def compare_command(
         float,
         typer.Option("--max-map-drop", min=0, help="largest absolute mAP50-95 drop that is no regression"),
     ] = MAX_MAP_DROP,
+    strict: Annotated[
+        bool, typer.Option("--strict", help="fail (exit 1) when a result is flagged as noisy")
+    ] = False,
 ) -> None:
-    """Per target: did latency change beyond noise, did mAP or size change; exit 1 on a regression."""
+    """Per target: did latency change beyond noise, did mAP or size change.
+
+    Exit 1 on a regression (or, with --strict, a noise-flagged result); exit 2 when no pair appears in
+    both files or a pair is not comparable (other dataset, input images, accuracy in one file only).
+    """
     comparisons, unpaired = compare_results(
         load_results(base), load_results(new), alpha, min_effect, max_map_drop
     )
+    refuse_unjudgeable(comparisons, unpaired)
     console.print(comparison_table(comparisons, base, new))
-    for note in unpaired + [f"{'/'.join(map(str, c.key))}: {n}" for c in comparisons for n in c.notes]:
+    for note in unpaired + [f"{c.label}: {n}" for c in comparisons for n in c.notes]:
         console.print(f"[yellow]note[/]: {note}")
-    regressions = [f"{'/'.join(map(str, c.key))}: {r}" for c in comparisons for r in c.regressions]
-    if not comparisons:
-        console.print("[yellow]No (target, precision, batch) pair appears in both files.[/]")
+    noisy = [f"{c.label}: {n}" for c in comparisons for n in c.noise]
+    for line in noisy:
+        console.print(f"[yellow]warning[/]: noisy result, {line}")
+    regressions = [f"{c.label}: {r}" for c in comparisons for r in c.regressions]
     if regressions:
         raise CheckFailed("regression beyond noise:\n  " + "\n  ".join(regressions))
+    if strict and noisy:
+        raise CheckFailed("noise-flagged results (--strict):\n  " + "\n  ".join(noisy))
     console.print("[green]No regression beyond noise.[/]")

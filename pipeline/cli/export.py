@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from core.artifacts import sha256_file
+from core.artifacts import refuse_overwrite, sha256_file
 from core.errors import InputError
 from pipeline.cli.options import config_from_options, default, option, renamed
 from pipeline.stages.base import check_imgsz
@@ -35,8 +35,10 @@ def command(
     box_tolerance: Annotated[float, option(ExportConfig, "parity_box_tolerance")] = default(
         ExportConfig, "parity_box_tolerance"
     ),
+    force: Annotated[bool, typer.Option("--force", help="replace an existing ONNX file")] = False,
 ) -> None:
     """Export a checkpoint to ONNX and check it against PyTorch."""
+    refuse_overwrite(output, force)
     try:
         check_imgsz(imgsz)
     except InputError as exc:

@@ -11,7 +11,7 @@ from benchmarks.results import load_results
 from core.console import console
 from core.errors import CheckFailed
 from pipeline.report.markdown import gate_verdict_line
-from pipeline.stages.gate import check_budgets, verdict_table
+from pipeline.stages.gate import broken_checks, broken_table, check_budgets, noise_warnings, verdict_table
 
 
 def command(
@@ -23,6 +23,9 @@ def command(
     markdown: Annotated[
         Path | None, typer.Option("--markdown", help="write a Markdown summary (for a pull-request comment)")
     ] = None,
+    strict: Annotated[
+        bool, typer.Option("--strict", help="fail (exit 1) when a checked result is flagged as noisy")
+    ] = False,
 ) -> None:
     """Check results against budgets: exit 0 when all hold, 1 when one breaks, 2 on unusable input."""
     verdicts = check_budgets(load_results(*results), budgets, junit, markdown)
@@ -30,10 +33,19 @@ def command(
     for path in (junit, markdown):
         if path is not None:
             console.print(f"wrote {path}")
+    noise = noise_warnings(verdicts)
+    for warning in noise:
+        console.print(f"[yellow]warning[/]: noisy result, {warning}")
     line = gate_verdict_line(verdicts).replace("**", "")
-    broken = [v for v in verdicts if not v.passed]
+    broken = broken_checks(verdicts)
     if broken:
+        console.print(broken_table(broken))
         raise CheckFailed(
             line.removeprefix("❌ "), hint="the table above shows each broken budget and its margin"
+        )
+    if strict and noise:
+        raise CheckFailed(
+            f"{len(noise)} checked result(s) flagged as noisy (--strict)",
+            hint="measure on an idle machine, or drop --strict to accept them with a warning",
         )
     console.print(f"[bold green]{line}[/bold green]")

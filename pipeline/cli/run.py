@@ -29,10 +29,24 @@ def run_command(
     wait: Annotated[
         float, typer.Option("--wait", help="seconds to wait for another run holding the work dir")
     ] = 0,
+    global_history: Annotated[
+        bool, typer.Option("--global-history", help="also record in the global history (~/.cache/edgepipe)")
+    ] = False,
 ) -> None:
-    """Run the stages of CONFIG in order; stages whose inputs are unchanged are taken from the cache."""
+    """Run the stages of CONFIG in order; stages whose inputs are unchanged are taken from the cache.
+
+    The latest report and gate are copied to WORKDIR/report.html and WORKDIR/gate.md; results are
+    recorded in WORKDIR/history.sqlite (`edgepipe history -w WORKDIR`).
+    """
     code = run_pipeline(
-        config, workdir, from_stage=from_stage, only=only, force=force, wait=wait, console=console
+        config,
+        workdir,
+        from_stage=from_stage,
+        only=only,
+        force=force,
+        wait=wait,
+        console=console,
+        global_history=global_history,
     )
     raise typer.Exit(code)
 

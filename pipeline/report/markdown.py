@@ -40,12 +40,13 @@ def _check_row(verdict: Verdict, check: Check) -> list[str]:
     ]
 
 
-def gate_markdown(verdicts: list[Verdict]) -> str:
-    """A one-line verdict, then one row per check, broken ones first."""
+def gate_markdown(verdicts: list[Verdict], noise: list[str] | None = None) -> str:
+    """A one-line verdict, one row per check (broken ones first), then the noise warnings."""
     ordered = sorted(verdicts, key=lambda v: v.passed)
     rows = [_check_row(v, c) for v in ordered for c in sorted(v.checks, key=lambda c: c.passed)]
     header = ["", "budget", "device", "target", "criterion", "measured", "limit", "margin"]
-    return f"{gate_verdict_line(verdicts)}\n\n{table(header, rows)}\n"
+    warnings = "".join(f"\n⚠️ noisy result: {line}\n" for line in noise or [])
+    return f"{gate_verdict_line(verdicts)}\n\n{table(header, rows)}\n{warnings}"
 
 
 def report_markdown(

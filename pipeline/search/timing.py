@@ -98,7 +98,7 @@ def time_engines(
     options = RunOptions(threads=settings.threads, batch=settings.batch)
     runners = {c.ratio: get_target(c.engine.metadata["target"]).load(c.engine, options) for c in built}
     imgsz = int(built[0].engine.metadata["imgsz"])
-    images = sample_images(data, "train", settings.batch)
+    images = sample_images(data, "train", settings.batch)[0]
     tensor = letterbox.to_tensor([letterbox.letterbox(image, imgsz)[0] for image in images])
     plan = latency.TimingPlan(settings.warmup, settings.iters, settings.min_seconds)
     samples: dict[float, list[float]] = {ratio: [] for ratio in runners}

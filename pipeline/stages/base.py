@@ -33,6 +33,7 @@ class RunSettings:
     data: Path | None  # data.yaml used for fine-tuning and INT8 calibration (its train split)
     val: Path | None  # data.yaml whose val split measures mAP
     model_name: str = "model"
+    histories: tuple[Path, ...] = ()  # where the bench stage records results; () the project's history
 
 
 @dataclass

@@ -1,22 +1,27 @@
 """Benchmark an engine directory: latency (model only and end to end), throughput and mAP per batch size.
 
 Every backend goes through the same pre-process, NMS, metric and timing code in `benchmarks/`, so the
-figures of two targets differ only by what the targets themselves do.
+figures of two targets differ only by what the targets themselves do. What each backend actually ran
+with (threads; OpenVINO's device, hint, streams and requests) is read back from it into the Result; the
+engine's memory is measured in a fresh process (`benchmarks.memory`).
 """
 
 from __future__ import annotations
 
+import importlib
+import math
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
-from pydantic import Field
+from pydantic import Field, model_validator
 
-from benchmarks import latency, noise, throughput
+from benchmarks import latency, memory, noise, throughput
 from benchmarks.accuracy import evaluate, labelled_images
 from benchmarks.device import fingerprint, library_versions
 from benchmarks.history import append_results
+from benchmarks.profile import PROFILE_RUNS, summarize_profile
 from benchmarks.results import Result, save_results
 from core import letterbox
 from core.artifacts import Artifact, now_iso, sha256_path
@@ -35,6 +40,14 @@ if TYPE_CHECKING:
 
 RESULTS_FILE = "results.json"
 SYNTHETIC_SHAPE = (480, 640, 3)  # a typical photo, for --no-accuracy runs without a dataset
+# Imported before the memory baseline: the engine's figure leaves out its runtime library's own code.
+BACKEND_LIBRARIES = {
+    "torch": ("torch", "ultralytics.nn.tasks"),
+    "onnxruntime": ("onnxruntime",),
+    "openvino": ("openvino",),
+    "tensorrt": ("tensorrt",),
+}
+MEMORY_RUNS = 3
 
 
 class BenchConfig(Section):
@@ -47,7 +60,38 @@ class BenchConfig(Section):
     threads: int | None = Field(None, ge=1, description="inference threads; default: the backend's choice")
     accuracy: bool = Field(True, description="measure mAP50-95 and mAP50 on the val split")
     split: str = Field("val", description="dataset split that measures mAP")
-    device: str = Field("cpu", description="where to run: cpu, cuda, cuda:0 (torch, TensorRT)")
+    device: str = Field(
+        "cpu", description="where to run: cpu, cuda, cuda:0 (torch, TensorRT); CPU, GPU, NPU, AUTO (OpenVINO)"
+    )
+    max_images: int | None = Field(
+        None, ge=1, description="measure mAP on the split's first N images only (a partial mAP, labelled)"
+    )
+    fraction: float | None = Field(
+        None, gt=0, le=1, description="measure mAP on this fraction of the split (a partial mAP, labelled)"
+    )
+    memory: bool = Field(True, description="measure the engine's peak memory in a fresh process (CPU)")
+    profile: bool = Field(False, description="per-layer times from the backend's profiler (OpenVINO, ORT)")
+    performance_hint: Literal["LATENCY", "THROUGHPUT", "CUMULATIVE_THROUGHPUT"] | None = Field(
+        None, description="OpenVINO performance hint; default LATENCY for latency, THROUGHPUT for img/s"
+    )
+    infer_requests: int | None = Field(
+        None, ge=1, description="OpenVINO infer requests of the throughput run; default: the plugin's optimum"
+    )
+    cuda_graphs: bool = Field(False, description="TensorRT: replay each inference as a captured CUDA graph")
+
+    @model_validator(mode="after")
+    def _one_subset(self) -> BenchConfig:
+        if self.max_images is not None and self.fraction is not None:
+            raise ValueError("give max_images or fraction, not both")
+        return self
+
+    def map_images(self, total: int) -> int | None:
+        """How many of the split's `total` images measure mAP; None: all of them."""
+        if self.max_images is not None:
+            return min(self.max_images, total)
+        if self.fraction is not None:
+            return max(1, math.floor(total * self.fraction))
+        return None
 
 
 def check_artifact_exists(path: Path) -> Path:
@@ -77,12 +121,15 @@ def resolve_artifact(path: Path, scratch: Path, imgsz: int = 640) -> Artifact:
     return get_target(target_name).build(inputs, "fp32", None, {"imgsz": imgsz}, scratch / "engine")
 
 
-def sample_images(data_yaml: Path | None, split: str, count: int) -> list[np.ndarray]:
-    """`count` BGR images for the timed loops: the split's first images, or a fixed synthetic one."""
+def sample_images(data_yaml: Path | None, split: str, count: int) -> tuple[list[np.ndarray], str]:
+    """`count` BGR images for the timed loops (the split's first images, or a fixed synthetic one) and
+    what they are, recorded so that `compare` only judges like with like."""
     if data_yaml is None:
-        return [np.random.default_rng(0).integers(0, 256, SYNTHETIC_SHAPE, dtype=np.uint8)] * count
-    paths = load_dataset(data_yaml).images(split)
-    return [load_image(paths[i % len(paths)]) for i in range(count)]
+        image = np.random.default_rng(0).integers(0, 256, SYNTHETIC_SHAPE, dtype=np.uint8)
+        return [image] * count, f"synthetic {SYNTHETIC_SHAPE[0]}x{SYNTHETIC_SHAPE[1]}"
+    dataset = load_dataset(data_yaml)
+    paths = dataset.images(split)
+    return [load_image(paths[i % len(paths)]) for i in range(count)], f"{dataset.name}/{split}"
 
 
 def engine_size_mb(artifact: Artifact) -> float:
@@ -126,8 +173,10 @@ def bench_artifact(
     """
     if config.accuracy and data_yaml is None:
         raise InputError("mAP needs a dataset", hint="pass --val data.yaml, or --no-accuracy")
+    map_images = None
     if config.accuracy and data_yaml is not None:
-        labelled_images(Path(data_yaml), config.split)  # fail on a dataset without labels before any work
+        images = labelled_images(Path(data_yaml), config.split)[0]  # fail on a dataset without labels now
+        map_images = config.map_images(len(images))
     with tempfile.TemporaryDirectory(prefix="edgepipe-bench-") as scratch:
         artifact = resolve_artifact(Path(artifact_path), Path(scratch), imgsz)
         target = get_target(artifact.metadata["target"])
@@ -142,11 +191,12 @@ def bench_artifact(
                 if config.accuracy and data_yaml is not None and scores is None:
                     size = int(artifact.metadata["imgsz"])
                     scores = evaluate(
-                        runner, data_yaml, size, config.split, batch, progress=progress or False
+                        runner, data_yaml, size, config.split, batch, progress or False, map_images
                     )
             if scores is not None:
                 result.map50_95, result.map50 = scores.map50_95, scores.map50
                 result.dataset, result.letterbox = scores.dataset, scores.letterbox
+                result.map_images, result.map_partial = scores.images, scores.images < scores.total_images
             results.append(result)
     return results
 
@@ -178,12 +228,22 @@ def bench_batch(
         if progress is not None and task is not None:
             progress.update(task, description=f"{label}: {what}")
 
+    def run_options(streams: int = 1) -> RunOptions:
+        return RunOptions(
+            threads=config.threads,
+            streams=streams,
+            batch=batch,
+            device=config.device,
+            performance_hint=config.performance_hint,
+            infer_requests=config.infer_requests,
+            cuda_graphs=config.cuda_graphs,
+        )
+
     def load_runner(streams: int = 1) -> Runner:
-        options = RunOptions(threads=config.threads, streams=streams, batch=batch, device=config.device)
-        return target.load(artifact, options)
+        return target.load(artifact, run_options(streams))
 
     runner = load_runner()
-    images = sample_images(data_yaml, config.split, batch)
+    images, timing_images = sample_images(data_yaml, config.split, batch)
     tensor = letterbox.to_tensor([letterbox.letterbox(image, imgsz)[0] for image in images])
     plan = latency.TimingPlan(config.warmup, config.iters, config.min_seconds)
     with noise.LoadMonitor() as load:
@@ -197,6 +257,16 @@ def bench_batch(
         )
     flags = load.flags()
     flags += [f for f in (noise.spread_flag("model", samples), noise.spread_flag("e2e", e2e_samples)) if f]
+    settings = runner.settings()
+    profile = None
+    if config.profile:
+        step("per-layer profile")
+        times = runner.layer_times(tensor, PROFILE_RUNS)
+        profile = summarize_profile(times, PROFILE_RUNS) if times else None
+    memory_mb = None
+    if config.memory and not config.device.startswith("cuda"):
+        step("memory, in a fresh process")
+        memory_mb = memory.in_fresh_process(engine_memory_mb, artifact, run_options(), tensor.shape)
     step("done")
     if progress is not None and task is not None:
         progress.update(task, total=1, completed=1)
@@ -207,7 +277,12 @@ def bench_batch(
         requested_precision=meta["precision"],
         batch=batch,
         streams=config.streams,
-        threads=config.threads,
+        threads=settings.get("threads"),
+        timing_images=timing_images,
+        memory_mb=memory_mb,
+        memory_method=memory.METHOD if memory_mb is not None else None,
+        backend_settings=settings,
+        profile=profile,
         latency_ms=latency.latency_stats(samples),
         e2e_latency_ms=latency.latency_stats(e2e_samples),
         throughput_ips=ips,
@@ -226,6 +301,24 @@ def bench_batch(
     return result, runner
 
 
+def engine_memory_mb(artifact: Artifact, options: RunOptions, shape: tuple[int, ...]) -> float:
+    """Run in a fresh process (`memory.in_fresh_process`): the peak RSS that loading the engine and
+    running it `MEMORY_RUNS` times adds once its runtime library is imported."""
+    target = get_target(artifact.metadata["target"])
+
+    def prepare() -> np.ndarray:
+        for module in BACKEND_LIBRARIES.get(artifact.metadata["target"], ()):
+            importlib.import_module(module)
+        return np.random.default_rng(0).random(shape, dtype=np.float32)
+
+    def load_and_run(batch: np.ndarray) -> None:
+        with target.load(artifact, options) as runner:
+            for _ in range(MEMORY_RUNS):
+                runner.infer(batch)
+
+    return memory.added_peak_mb(prepare, load_and_run)
+
+
 def run(config: BenchConfig, ctx: StageContext) -> dict[str, Artifact]:
     engine = ctx.input("engine")
     engine.verify()  # a swapped engine file must not be measured under the old record
@@ -235,7 +328,8 @@ def run(config: BenchConfig, ctx: StageContext) -> dict[str, Artifact]:
     with bench_progress() as progress:
         results = bench_artifact(engine.path, data_yaml, config, ctx.settings.model_name, progress)
     path = save_results(ctx.out_dir / RESULTS_FILE, results)
-    append_results(results)
+    for history in ctx.settings.histories or (None,):
+        append_results(results, history)
     return {"results": Artifact.from_path("results", path, count=len(results))}
 
 

@@ -1,6 +1,7 @@
 """The release gate: check results against a budgets YAML; JUnit XML and Markdown for CI.
 
 Exit codes (via the CLI): 0 every budget holds, 1 one breaks (CheckFailed), 2 unusable inputs (InputError).
+A result flagged as noisy (benchmarks.noise) gives a warning, and fails the gate when `strict` is set.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ class GateConfig(Section):
     markdown: str = Field(
         "gate.md", description="file name of the Markdown summary in the stage's output folder"
     )
+    strict: bool = Field(False, description="fail the gate when a checked result is flagged as noisy")
 
     @field_validator("junit", "markdown")
     @classmethod
@@ -46,8 +48,45 @@ def check_budgets(
     if junit is not None:
         write_atomic(junit, gate_junit(verdicts))
     if markdown is not None:
-        write_atomic(markdown, gate_markdown(verdicts))
+        write_atomic(markdown, gate_markdown(verdicts, noise_warnings(verdicts)))
     return verdicts
+
+
+def noise_warnings(verdicts: list[Verdict]) -> list[str]:
+    """One line per noise flag of each checked result (a result checked by several budgets once)."""
+    lines = [
+        f"{v.result.device_name}: {v.result.key} batch {v.result.batch}: {flag}"
+        for v in verdicts
+        for flag in v.result.flags
+    ]
+    return list(dict.fromkeys(lines))
+
+
+def broken_checks(verdicts: list[Verdict]) -> list[dict[str, str]]:
+    """The broken checks as rows of text (kept in the gate artifact, so `run` can print them)."""
+    return [
+        {
+            "budget": f"[{v.index}] {v.budget.label}",
+            "result": f"{v.result.device_name}: {v.result.key} b{v.result.batch}",
+            "criterion": check.criterion,
+            "measured": check.measured_text,
+            "limit": check.limit_text,
+            "margin": check.margin_text,
+        }
+        for v in verdicts
+        for check in v.failures
+    ]
+
+
+def broken_table(rows: list[dict[str, str]]) -> Table:
+    table = Table(title="broken budgets", title_justify="left", title_style="bold red")
+    for column in ("budget", "result", "criterion", "measured", "limit", "margin"):
+        right = column in ("measured", "limit", "margin")
+        table.add_column(column, justify="right" if right else "left", no_wrap=right)
+    for row in rows:
+        cells = [row[c] for c in ("budget", "result", "criterion", "measured", "limit")]
+        table.add_row(*cells, f"[red]{row['margin']}[/red]")
+    return table
 
 
 def run(config: GateConfig, ctx: StageContext) -> dict[str, Artifact]:
@@ -55,14 +94,18 @@ def run(config: GateConfig, ctx: StageContext) -> dict[str, Artifact]:
     junit, markdown = ctx.out_dir / config.junit, ctx.out_dir / config.markdown
     verdicts = check_budgets(results_from_inputs(ctx.inputs), config.budgets, junit, markdown)
     failures = sum(not v.passed for v in verdicts)
+    noise = noise_warnings(verdicts)
     return {
         "gate": Artifact.from_path(
             "gate",
             markdown,
-            passed=failures == 0,
+            passed=failures == 0 and not (config.strict and noise),
             failures=failures,
             checks=len(verdicts),
             junit=config.junit,
+            broken=broken_checks(verdicts),
+            noise=noise,
+            strict=config.strict,
         )
     }
 
