@@ -9,11 +9,12 @@ figure is the high-water mark minus that baseline. Where the mark cannot be rese
 
 from __future__ import annotations
 
+import os
+import pickle
 import resource
+import subprocess
 import sys
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
-from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +67,27 @@ def added_peak_mb(prepare: Callable[[], Any], load_and_run: Callable[[Any], None
 
 
 def in_fresh_process(function: Callable[..., float], *args: Any) -> float:
-    """`function(*args)` in a newly spawned interpreter (a top-level, picklable function)."""
-    with ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn")) as pool:
-        return pool.submit(function, *args).result()
+    """`function(*args)` in a new interpreter; `function` is top-level (pickled by name).
+
+    A plain subprocess rather than multiprocessing's spawn, which would re-run the caller's main script.
+    """
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+    child = subprocess.run(
+        [sys.executable, "-c", "from benchmarks.memory import child_main; child_main()"],
+        input=pickle.dumps((function, args)),
+        capture_output=True,
+        env=env,
+        check=False,
+    )
+    if child.returncode != 0:
+        raise RuntimeError(f"the memory measurement failed:\n{child.stderr.decode(errors='replace')[-2000:]}")
+    return pickle.loads(child.stdout)
+
+
+def child_main() -> None:
+    """The fresh process: read (function, args) on stdin, write the pickled figure on stdout."""
+    function, args = pickle.loads(sys.stdin.buffer.read())
+    stdout, sys.stdout = sys.stdout, sys.stderr  # the libraries' prints must not corrupt the answer
+    value = function(*args)
+    sys.stdout = stdout
+    sys.stdout.buffer.write(pickle.dumps(value))

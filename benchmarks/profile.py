@@ -1,4 +1,4 @@
-"""Per-layer timings (`bench --profile`): the backend profiler's layer times, averaged per inference.
+"""Per-layer timings (`bench --profile`): the backend profiler's layer times, per inference.
 
 The profiled inferences run on a separate, profiling copy of the engine after the timed loops, so the
 profiler's overhead never reaches the latency figures. The layer times add up to less than the measured
@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 if TYPE_CHECKING:
     from rich.table import Table
 
@@ -20,16 +22,23 @@ TOP_LAYERS = 10
 
 
 def summarize_profile(times: list[LayerTime], runs: int) -> dict[str, Any]:
-    """{runs, total_ms, layers: [{name, type, exec_type, ms}]}: mean ms per inference, slowest first."""
-    totals: dict[tuple[str, str, str], float] = defaultdict(float)
+    """{runs, total_ms, layers: [{name, type, exec_type, ms}]}, slowest first.
+
+    Each layer's figure is its median over the runs (a run where it did not execute counts 0), so that
+    a run slowed down by another process weighs no more than the p50 it is compared with.
+    """
+    per_layer: dict[tuple[str, str, str], list[float]] = defaultdict(list)
     for t in times:
-        totals[(t.name, t.op_type, t.exec_type)] += t.ms
-    ranked = sorted(totals.items(), key=lambda item: -item[1])
+        per_layer[(t.name, t.op_type, t.exec_type)].append(t.ms)
+    medians = {
+        key: float(np.median(values + [0.0] * (runs - len(values)))) for key, values in per_layer.items()
+    }
+    ranked = sorted(medians.items(), key=lambda item: -item[1])
     layers = [
-        {"name": name, "type": op_type, "exec_type": exec_type, "ms": total / runs}
-        for (name, op_type, exec_type), total in ranked
+        {"name": name, "type": op_type, "exec_type": exec_type, "ms": ms}
+        for (name, op_type, exec_type), ms in ranked
     ]
-    return {"runs": runs, "total_ms": sum(totals.values()) / runs, "layers": layers}
+    return {"runs": runs, "total_ms": sum(medians.values()), "layers": layers}
 
 
 def profile_share(profile: dict[str, Any], p50_ms: float) -> float:
@@ -44,7 +53,7 @@ def profile_table(profile: dict[str, Any], p50_ms: float, title: str, top: int =
     table = Table(
         title=f"{title}: slowest {min(top, len(profile['layers']))} of {len(profile['layers'])} layers",
         caption=f"layers sum to {profile['total_ms']:.2f} ms per inference, {share:.0%} of the "
-        f"model latency p50 {p50_ms:.2f} ms (mean of {profile['runs']} profiled runs)",
+        f"model latency p50 {p50_ms:.2f} ms (per-layer medians of {profile['runs']} profiled runs)",
     )
     for column in ("layer", "type", "kernel", "ms", "share"):
         table.add_column(column, justify="right" if column in ("ms", "share") else "left", overflow="fold")

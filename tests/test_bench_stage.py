@@ -12,7 +12,14 @@ from pipeline.cli.bench import command, parse_batches
 from pipeline.stages.base import RunSettings, StageContext
 from pipeline.stages.benchmark import BenchConfig, bench_artifact, run
 
-QUICK = {"warmup": 1, "iters": 5, "min_seconds": 0.0, "throughput_seconds": 0.2, "threads": 1}
+QUICK = {
+    "warmup": 1,
+    "iters": 5,
+    "min_seconds": 0.0,
+    "throughput_seconds": 0.2,
+    "threads": 1,
+    "memory": False,
+}
 
 
 @pytest.fixture(autouse=True)
