@@ -8,7 +8,7 @@ from factories import make_result
 
 from benchmarks.compare import compare_results, latency_change
 from benchmarks.results import save_results
-from core.errors import CheckFailed
+from core.errors import CheckFailed, InputError
 from pipeline.cli.compare import compare_command
 
 
@@ -70,3 +70,50 @@ def test_command_exits_1_on_regression_and_0_without(tmp_path):
         compare_command(base, slower)
     assert raised.value.exit_code == 1
     compare_command(base, slower, min_effect=0.2)  # a 10% change is below a 20% minimum effect
+
+
+def test_no_common_pair_exits_2_naming_what_each_file_holds(tmp_path):
+    ort = save_results(tmp_path / "ort.json", [make_result("onnxruntime", "int8", 10.0, 0.42)])
+    ov = save_results(tmp_path / "ov.json", [make_result("openvino", "int8", 9.0, 0.42)])
+    with pytest.raises(InputError, match="nothing can be compared") as raised:
+        compare_command(ort, ov)
+    assert raised.value.exit_code == 2
+    assert "only in base: onnxruntime/int8/1" in str(raised.value) and "only in new: openvino/int8/1" in str(
+        raised.value
+    )
+    batch8 = save_results(tmp_path / "b8.json", [make_result("onnxruntime", "int8", 10.0, 0.42, batch=8)])
+    with pytest.raises(InputError, match="nothing can be compared"):
+        compare_command(ort, batch8)
+
+
+@pytest.mark.parametrize(
+    ("changes", "why"),
+    [
+        ({"dataset": "coco128"}, "mAP on another dataset: coco128-val2017 vs coco128"),
+        ({"letterbox": "square 320x320"}, "mAP on another letterbox"),
+        ({"map50_95": None}, "mAP measured in the base file only"),
+        ({"timing_images": "synthetic 480x640"}, "timed on other input images"),
+        ({"map_images": 32, "map_partial": True}, "mAP on another mAP images: 128 vs 32"),
+    ],
+)
+def test_pairs_that_cannot_be_judged_exit_2_and_say_why(tmp_path, changes, why):
+    common = {"timing_images": "coco128-val2017/val", "map_images": 128}
+    base = save_results(tmp_path / "b.json", [make_result("openvino", "int8", 10.0, 0.42, **common)])
+    other = make_result("openvino", "int8", 10.0, 0.42, seed=3, **common)
+    new = save_results(tmp_path / "n.json", [other.model_copy(update=changes)])
+    with pytest.raises(InputError, match="not comparable") as raised:
+        compare_command(base, new)
+    assert why in str(raised.value) and raised.value.exit_code == 2
+
+
+def test_noisy_results_warn_and_fail_with_strict(tmp_path, capsys):
+    flag = "cpu-load: other processes used 51% of the CPUs during the run (limit 10%)"
+    base = save_results(tmp_path / "b.json", [make_result("openvino", "int8", 10.0, 0.42)])
+    noisy = save_results(
+        tmp_path / "n.json", [make_result("openvino", "int8", 10.0, 0.42, seed=5, flags=[flag])]
+    )
+    compare_command(base, noisy)
+    assert f"noisy result, openvino/int8 batch 1: new: {flag}" in capsys.readouterr().out.replace("\n", "")
+    with pytest.raises(CheckFailed, match="--strict") as raised:
+        compare_command(base, noisy, strict=True)
+    assert raised.value.exit_code == 1

@@ -9,6 +9,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
+from benchmarks.history import query_results
 from benchmarks.results import load_results
 from core.checkpoints import count_params, load_detection_model
 from core.dataset import load_dataset
@@ -47,7 +48,7 @@ def tiny_pipeline(tmp_path_factory, synth_dataset) -> Path:
             {"target": "torch", "precision": "fp32"},
             {"target": "onnxruntime", "precision": "int8", "calib_size": 8},
         ],
-        "bench": {"warmup": 1, "iters": 5, "min_seconds": 0.1},
+        "bench": {"warmup": 1, "iters": 5, "min_seconds": 0.1, "memory": False},
         "report": {},
         "gate": {"budgets": "budgets.yaml"},
     }
@@ -92,6 +93,15 @@ def test_run_end_to_end_then_fully_cached(tiny_pipeline):
     source = load_detection_model(load_config(tiny_pipeline).model)
     assert count_params(load_detection_model(Path(pruned["path"]))) < count_params(source)
     assert "gate: PASS" in first.output and "report:" in first.output
+    # the latest report and gate at stable paths, printed; the results in the work dir's own history
+    assert f"report: {workdir / 'report.html'}" in first.output.replace("\n", "")
+    assert f"gate: PASS  {workdir / 'gate.md'}" in first.output.replace("\n", "")
+    assert (workdir / "report.html").read_text().lstrip().startswith("<!")
+    assert (workdir / "gate.md").read_text().startswith("✅")
+    assert {r.key for r in query_results(path=workdir / "history.sqlite")} == {
+        "torch/fp32",
+        "onnxruntime/int8",
+    }
 
     second = invoke("run", str(tiny_pipeline), "--workdir", str(workdir))
     assert second.exit_code == 0, second.output
@@ -126,3 +136,5 @@ def test_broken_budget_fails_the_run_with_exit_1(tiny_pipeline):
     result = invoke("run", str(edited), "--workdir", str(workdir))
     assert result.exit_code == 1, result.output
     assert "gate: FAIL" in result.output
+    assert "broken budgets" in result.output and "size" in result.output
+    assert (workdir / "gate.md").read_text().startswith("❌")

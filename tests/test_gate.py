@@ -160,3 +160,18 @@ def test_gate_stage_reads_every_results_input(tmp_path):
     assert artifact.metadata["passed"] is False and artifact.metadata["failures"] == 1  # torch/fp32 is 6.1 MB
     assert artifact.metadata["checks"] == len(results)
     assert (out / "gate.xml").is_file() and (out / "gate.md").is_file()
+
+
+def test_noisy_result_warns_and_fails_with_strict(tmp_path):
+    flag = "cpu-load: other processes used 51% of the CPUs during the run (limit 10%)"
+    results = [
+        r.model_copy(update={"flags": [flag]}) if r.key == "onnxruntime/int8" else r for r in cpu_results()
+    ]
+    path = save_results(tmp_path / "noisy.json", [r for r in results if r.key != "openvino/fp32"])
+    budgets = budgets_file(tmp_path, "budgets:\n  - target: onnxruntime/int8\n    max_size_mb: 100\n")
+    code, output = invoke(str(path), "-b", str(budgets))
+    assert code == 0 and "warning" in output and "noisy result" in output and "cpu-load" in output
+    code, output = invoke(str(path), "-b", str(budgets), "--strict")
+    assert code == 1 and "flagged as noisy (--strict)" in output
+    quiet = budgets_file(tmp_path, "budgets:\n  - target: openvino/int8\n    max_size_mb: 100\n")
+    assert invoke(str(path), "-b", str(quiet), "--strict")[0] == 0  # only checked results count

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 from factories import CPU, JETSON, make_result
 
-from benchmarks.history import HISTORY_ENV, append_results, history_path, query_results
+from benchmarks.history import HISTORY_ENV, append_results, history_path, parse_since, query_results
+from core.errors import InputError
 from pipeline.cli.history import history_command
 
 
@@ -39,3 +40,43 @@ def test_append_and_query(history, capsys):
 def test_empty_query_says_so(history, capsys):
     history_command(device="nothing*", target="*", last=5)
     assert "No results" in capsys.readouterr().out
+
+
+def test_a_result_is_recorded_once(history):
+    result = make_result("torch", "fp32", 30.0, 0.43)
+    append_results([result])
+    append_results([result, result])
+    assert len(query_results()) == 1
+    append_results([result.model_copy(update={"created_at": "2025-01-02T00:00:00+00:00"})])
+    assert len(query_results()) == 2  # another measurement of the same engine
+
+
+def test_filters_by_model_dataset_since_and_either_engine_name(history, capsys):
+    old = make_result("openvino", "int8", 9.0, 0.42, ran_as="int8+fp32")
+    new = make_result("openvino", "int8", 9.0, 0.42, ran_as="int8+fp32", seed=1).model_copy(
+        update={"model": "other", "dataset": "coco128", "created_at": "2026-12-02T10:00:00+00:00"}
+    )
+    append_results([old, new])
+    assert [r.model for r in query_results(model="yolov8n*")] == ["yolov8n-pruned"]
+    assert [r.model for r in query_results(dataset="coco128")] == ["other"]
+    assert [r.model for r in query_results(since=parse_since("2026-12-01"))] == ["other"]
+    assert len(query_results(target="openvino/int8")) == len(query_results(target="openvino/int8+fp32")) == 2
+    history_command(target="openvino/int8+fp32", model="other", since="2026-12-02", last=5)
+    out = capsys.readouterr().out
+    assert "openvino/int8" in out and "int8+fp32" in out and "yolov8n-pruned" not in out
+    with pytest.raises(InputError, match="--since"):
+        parse_since("yesterday")
+
+
+def test_project_and_work_dir_histories(tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv(HISTORY_ENV)
+    monkeypatch.chdir(tmp_path)
+    assert history_path() == tmp_path / ".edgepipe" / "history.sqlite"
+    work = tmp_path / "work"
+    assert history_path(work) == work / "history.sqlite"
+    append_results([make_result("torch", "fp32", 30.0, 0.43)], history_path(work))
+    assert query_results(path=history_path()) == []  # the project's history is another file
+    history_command(workdir=tmp_path / "fresh", last=5)
+    assert "No results" in capsys.readouterr().out  # a new work dir starts empty
+    history_command(workdir=work, last=5)
+    assert "torch/fp32" in capsys.readouterr().out
