@@ -1,4 +1,8 @@
-"""Device buffers and a stream for the TensorRT runner, on cuda-python or pycuda, whichever imports."""
+"""Device buffers, a stream, events and graphs for the TensorRT runner, on cuda-python or pycuda.
+
+Events time the host-to-device copy, the GPU compute and the device-to-host copy apart, as trtexec
+does; a captured CUDA graph replays an inference with one launch (`bench --cuda-graphs`).
+"""
 
 from __future__ import annotations
 
@@ -15,6 +19,12 @@ class CudaMemory(Protocol):
     def to_host(self, array: np.ndarray, pointer: int) -> None: ...
     def synchronize(self) -> None: ...
     def device_info(self) -> tuple[str, str]: ...  # (name, compute capability "8.7")
+    def event(self) -> object: ...  # a CUDA event; `record` puts it on the stream
+    def record(self, event: object) -> None: ...
+    def elapsed_ms(self, start: object, end: object) -> float: ...  # both recorded and completed
+    def begin_capture(self) -> None: ...  # stream capture: what is enqueued next becomes a graph
+    def end_capture(self) -> object: ...  # the captured, instantiated graph
+    def launch(self, graph: object) -> None: ...
 
 
 def _check(result):
@@ -56,6 +66,26 @@ class CudartMemory:
         props = _check(self.cudart.cudaGetDeviceProperties(device))
         return props.name.decode().rstrip("\x00"), f"{props.major}.{props.minor}"
 
+    def event(self) -> object:
+        return _check(self.cudart.cudaEventCreate())
+
+    def record(self, event: object) -> None:
+        _check(self.cudart.cudaEventRecord(event, self.stream))
+
+    def elapsed_ms(self, start: object, end: object) -> float:
+        return float(_check(self.cudart.cudaEventElapsedTime(start, end)))
+
+    def begin_capture(self) -> None:
+        mode = self.cudart.cudaStreamCaptureMode.cudaStreamCaptureModeGlobal
+        _check(self.cudart.cudaStreamBeginCapture(self.stream, mode))
+
+    def end_capture(self) -> object:
+        graph = _check(self.cudart.cudaStreamEndCapture(self.stream))
+        return _check(self.cudart.cudaGraphInstantiate(graph, 0))
+
+    def launch(self, graph: object) -> None:
+        _check(self.cudart.cudaGraphLaunch(graph, self.stream))
+
     def __del__(self) -> None:
         for pointer in self._buffers:
             self.cudart.cudaFree(pointer)
@@ -89,6 +119,24 @@ class PycudaMemory:
         device = self.driver.Context.get_device()
         major, minor = device.compute_capability()
         return device.name(), f"{major}.{minor}"
+
+    def event(self) -> object:
+        return self.driver.Event()
+
+    def record(self, event) -> None:
+        event.record(self._stream)
+
+    def elapsed_ms(self, start, end) -> float:
+        return float(end.time_since(start))
+
+    def begin_capture(self) -> None:
+        self._stream.begin_capture()
+
+    def end_capture(self) -> object:
+        return self._stream.end_capture().instantiate()
+
+    def launch(self, graph) -> None:
+        graph.launch(self._stream)
 
 
 def cuda_library() -> str | None:

@@ -417,6 +417,10 @@ class TensorRtRunner(Runner):
         self.output_name = next(n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT)
         self.precision = metadata["runtime_precision"]
         self._buffers: dict[tuple[int, ...], tuple[int, int, np.ndarray]] = {}
+        self.cuda_graphs = options.cuda_graphs
+        self._graphs: dict[tuple[int, ...], object] = {}
+        self._events = [self.cuda.event() for _ in range(4)]  # before H2D, compute, D2H, and after
+        self._split: dict[str, list[float]] = {"h2d": [], "compute": [], "d2h": []}
 
     def _bind(self, shape: tuple[int, ...]) -> tuple[int, int, np.ndarray]:
         """Device buffers for an input shape, allocated once per shape."""
@@ -434,8 +438,43 @@ class TensorRtRunner(Runner):
         self.context.set_input_shape(self.input_name, images.shape)
         self.context.set_tensor_address(self.input_name, device_in)
         self.context.set_tensor_address(self.output_name, device_out)
+        start, copied_in, computed, copied_out = self._events
+        self.cuda.record(start)
         self.cuda.to_device(device_in, images)
-        self.context.execute_async_v3(self.cuda.stream)
+        self.cuda.record(copied_in)
+        self._enqueue(images.shape)
+        self.cuda.record(computed)
         self.cuda.to_host(output, device_out)
+        self.cuda.record(copied_out)
         self.cuda.synchronize()
+        spans = {"h2d": (start, copied_in), "compute": (copied_in, computed), "d2h": (computed, copied_out)}
+        for key, (a, b) in spans.items():
+            self._split[key].append(self.cuda.elapsed_ms(a, b))
         return output.copy()
+
+    def _enqueue(self, shape: tuple[int, ...]) -> None:
+        """The engine's work on the stream; with CUDA graphs, captured once per shape and replayed.
+
+        TensorRT wants one plain enqueue before a capture (it sets up its resources there).
+        """
+        if not self.cuda_graphs:
+            self.context.execute_async_v3(self.cuda.stream)
+        elif shape not in self._graphs:
+            self.context.execute_async_v3(self.cuda.stream)
+            self.cuda.begin_capture()
+            self.context.execute_async_v3(self.cuda.stream)
+            self._graphs[shape] = self.cuda.end_capture()
+        else:
+            self.cuda.launch(self._graphs[shape])
+
+    def settings(self) -> dict[str, Any]:
+        """CUDA graphs on or off, the median H2D / GPU compute / D2H split of the inferences so far, and
+        the device memory of the engine's execution context plus its I/O buffers."""
+        split = {key: float(np.median(times)) for key, times in self._split.items() if times}
+        scratch = getattr(self.engine, "device_memory_size_v2", None) or self.engine.device_memory_size
+        buffers = sum(int(np.prod(shape)) * 4 + out.nbytes for shape, (_, _, out) in self._buffers.items())
+        return {
+            "cuda_graphs": self.cuda_graphs,
+            "gpu_split_ms": split or None,
+            "device_memory_mb": (scratch + buffers) / 1e6,
+        }

@@ -48,6 +48,7 @@ BACKEND_LIBRARIES = {
     "tensorrt": ("tensorrt",),
 }
 MEMORY_RUNS = 3
+DEVICE_MEMORY = "GPU memory of the TensorRT execution context and its I/O buffers (engine weights excluded)"
 
 
 class BenchConfig(Section):
@@ -258,15 +259,18 @@ def bench_batch(
     flags = load.flags()
     flags += [f for f in (noise.spread_flag("model", samples), noise.spread_flag("e2e", e2e_samples)) if f]
     settings = runner.settings()
+    gpu_split = settings.pop("gpu_split_ms", None)  # TensorRT's H2D / compute / D2H medians
+    device_memory = settings.pop("device_memory_mb", None)  # TensorRT: context + I/O buffers
     profile = None
     if config.profile:
         step("per-layer profile")
         times = runner.layer_times(tensor, PROFILE_RUNS)
         profile = summarize_profile(times, PROFILE_RUNS) if times else None
-    memory_mb = None
+    memory_mb, memory_method = device_memory, DEVICE_MEMORY if device_memory is not None else None
     if config.memory and not config.device.startswith("cuda"):
         step("memory, in a fresh process")
         memory_mb = memory.in_fresh_process(engine_memory_mb, artifact, run_options(), tensor.shape)
+        memory_method = memory.METHOD
     step("done")
     if progress is not None and task is not None:
         progress.update(task, total=1, completed=1)
@@ -280,9 +284,10 @@ def bench_batch(
         threads=settings.get("threads"),
         timing_images=timing_images,
         memory_mb=memory_mb,
-        memory_method=memory.METHOD if memory_mb is not None else None,
+        memory_method=memory_method,
         backend_settings=settings,
         profile=profile,
+        gpu_split_ms=gpu_split,
         latency_ms=latency.latency_stats(samples),
         e2e_latency_ms=latency.latency_stats(e2e_samples),
         throughput_ips=ips,
