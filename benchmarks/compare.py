@@ -155,20 +155,18 @@ def comparability_problems(base: Result, new: Result) -> list[str]:
     return problems
 
 
-def refuse_unjudgeable(comparisons: list[Comparison], unpaired: list[str], path: Path | None = None) -> None:
+def refuse_unjudgeable(comparisons: list[Comparison], unpaired: list[str]) -> None:
     """InputError when no pair was found, or when a pair's results are not comparable."""
     if not comparisons:
         raise InputError(
             "no (target, precision, batch) appears in both files, so nothing can be compared: "
             + ("; ".join(unpaired) or "both files are empty"),
-            path=path,
             hint="compare results of the same engines at the same batch sizes",
         )
     problems = [f"{c.label}: {p}" for c in comparisons for p in c.problems]
     if problems:
         raise InputError(
             "the results are not comparable:\n  " + "\n  ".join(problems),
-            path=path,
             hint="benchmark both the same way (same --val dataset, or --no-accuracy in both)",
         )
 

@@ -160,6 +160,27 @@ def test_gate_stage_reads_every_results_input(tmp_path):
     assert artifact.metadata["passed"] is False and artifact.metadata["failures"] == 1  # torch/fp32 is 6.1 MB
     assert artifact.metadata["checks"] == len(results)
     assert (out / "gate.xml").is_file() and (out / "gate.md").is_file()
+    (broken,) = artifact.metadata["broken"]  # what `run` prints as the table of broken budgets
+    assert (
+        broken["criterion"] == "size"
+        and broken["limit"] == "<= 6.00 MB"
+        and broken["margin"].startswith("-0.10")
+    )
+
+
+def test_gate_stage_strict_fails_on_noise(tmp_path):
+    noisy = [r.model_copy(update={"flags": ["high-cv: model latency varies by 18%"]}) for r in cpu_results()]
+    path = save_results(tmp_path / "r.json", noisy)
+    budgets = budgets_file(tmp_path, "budgets:\n  - target: '*'\n    max_size_mb: 100\n")
+    out = tmp_path / "out"
+    out.mkdir()
+    ctx = StageContext(out, RunSettings(imgsz=64, device="cpu", data=None, val=None),
+                       {"results": Artifact.from_path("results", path)})  # fmt: skip
+    lenient = gate.run(gate.GateConfig(budgets=budgets), ctx)["gate"].metadata
+    assert lenient["passed"] is True and len(lenient["noise"]) == len(noisy)
+    assert "noisy result" in (out / "gate.md").read_text()
+    strict = gate.run(gate.GateConfig(budgets=budgets, strict=True), ctx)["gate"].metadata
+    assert strict["passed"] is False and strict["failures"] == 0
 
 
 def test_noisy_result_warns_and_fails_with_strict(tmp_path):
