@@ -123,6 +123,22 @@ def test_qdq_onnx_runs_close_to_fp32_in_onnxruntime(qdq, tiny_onnx, calibration)
     assert float(np.abs(int8[:, 4:] - fp32[:, 4:]).max()) < 0.1
 
 
+def test_calibration_cache_only_where_onnxruntime_has_it(tiny_onnx, calibration, tmp_path):
+    """ONNX Runtime 1.23 (the newest for Python 3.10) has no calibration cache: calibrate, and say so."""
+    from targets.qdq import quantize_qdq, supports_calibration_cache
+
+    cache = tmp_path / "ranges.json"
+    scheme = qdq_source.TENSORRT_QDQ
+    if supports_calibration_cache():
+        quantize_qdq(tiny_onnx, tmp_path / "a.onnx", calibration, scheme, calibration_cache=cache)
+        assert cache.is_file()
+    else:
+        with pytest.warns(UserWarning, match="no calibration cache"):
+            quantize_qdq(tiny_onnx, tmp_path / "a.onnx", calibration, scheme, calibration_cache=cache)
+        assert not cache.exists()
+    assert check_qdq(tmp_path / "a.onnx") == []
+
+
 def test_hand_built_qdq_passes_the_validator(qdq):
     import onnx
 
