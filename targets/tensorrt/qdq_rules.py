@@ -8,8 +8,8 @@ on the host before any engine build.
   with one of the two quantized runs in float behind a reformat, which nobody intends.
 - A Concat's quantized inputs and output share one scale, or TensorRT adds reformat layers around it
   (NVIDIA's yolo_deepstream QAT guide; `targets.qdq_concat` makes them so).
-- Opset 13 (per-channel `DequantizeLinear`) up to 20, the newest TensorRT 10 parses; only standard ONNX
-  operators (an ONNX Runtime contrib op such as com.microsoft's would need a TensorRT plugin).
+- Opset 13 (per-channel `DequantizeLinear`) up to 20, the newest TensorRT 10.0-10.3 (JetPack 6) parse,
+  and standard ONNX operators only (an ONNX Runtime contrib op would need a TensorRT plugin).
 """
 
 from __future__ import annotations
