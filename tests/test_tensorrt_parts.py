@@ -235,6 +235,17 @@ def test_validator_rejects_half_quantized_convs_zero_points_and_opsets(qdq, tmp_
     assert [(v.rule, v.node) for v in found] == [("conv-pairs", conv.name)]
     assert "weight has Q/DQ but the input has none" in found[0].detail
 
+    def float_weight(g) -> None:
+        """A layer the accuracy loop keeps in float: float weight, its input still dequantized."""
+        node = next(n for n in g.node if n.name == conv.name)
+        dq = made_by[node.input[1]]
+        weight = numpy_helper.to_array(_initializer(g, dq.input[0])).astype(np.float32)
+        scale = numpy_helper.to_array(_initializer(g, dq.input[1])).reshape(-1, 1, 1, 1)
+        g.initializer.append(numpy_helper.from_array(weight * scale, f"{conv.name}/float_weight"))
+        node.input[1] = f"{conv.name}/float_weight"
+
+    assert check_qdq(_edited(path, tmp_path / "float-conv.onnx", float_weight)) == []
+
     q = next(n for n in graph.node if n.op_type == "QuantizeLinear")
 
     def shift_zero_point(g) -> None:

@@ -4,8 +4,9 @@ on the host before any engine build.
 - TensorRT dequantizes only INT8, FP8 and INT4: an INT32 (quantized bias) or UINT8 `DequantizeLinear`
   stops the parser at the first such node (onnxruntime issues #14229, #17738).
 - Quantization is symmetric: every zero point is 0.
-- A Conv runs in INT8 only when both its input and its weight come through `DequantizeLinear`; a Conv
-  with one of the two quantized runs in float behind a reformat, which nobody intends.
+- A quantized Conv (its weight comes through `DequantizeLinear`) needs Q/DQ on its input too, or TensorRT
+  cannot fuse it into an INT8 convolution and runs it in float behind a reformat. A float Conv reading a
+  dequantized input is allowed: the accuracy-driven loop keeps such layers in float on purpose.
 - A Concat's quantized inputs and output share one scale, or TensorRT adds reformat layers around it
   (NVIDIA's yolo_deepstream QAT guide; `targets.qdq_concat` makes them so).
 - Opset 13 (per-channel `DequantizeLinear`) up to 20, the newest TensorRT 10.0-10.3 (JetPack 6) parse,
@@ -86,11 +87,8 @@ def _convs(graph: Any) -> list[Violation]:
         if node.op_type != "Conv":
             continue
         kinds = [getattr(made_by.get(name), "op_type", None) for name in node.input[:2]]
-        quantized = [kind == "DequantizeLinear" for kind in kinds]
-        if quantized[0] != quantized[1]:
-            which = "input" if quantized[0] else "weight"
-            other = "weight" if quantized[0] else "input"
-            found.append(Violation("conv-pairs", node.name, f"{which} has Q/DQ but the {other} has none"))
+        if kinds[1] == "DequantizeLinear" and kinds[0] != "DequantizeLinear":
+            found.append(Violation("conv-pairs", node.name, "weight has Q/DQ but the input has none"))
     return found
 
 
