@@ -69,7 +69,7 @@ _REGISTRY: dict[str, str] = {
     "torch": "targets.pytorch:TorchTarget",
     "onnxruntime": "targets.onnxruntime:OnnxRuntimeTarget",
     "openvino": "targets.openvino:OpenVinoTarget",
-    "tensorrt": "targets.tensorrt:TensorRtTarget",
+    "tensorrt": "targets.tensorrt.target:TensorRtTarget",
 }
 
 

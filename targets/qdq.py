@@ -1,20 +1,24 @@
 """Static Q/DQ INT8 quantization of an ONNX graph with onnxruntime.quantization.
 
 One routine serves ONNX Runtime's INT8 engine (unsigned activations, fastest on x86) and the explicit-
-quantization ONNX that TensorRT compiles (symmetric signed INT8 everywhere, as TensorRT requires). The
-Detect head's post-processing stays in float and reads float logits; `keep_float` adds more nodes
+quantization ONNX that TensorRT compiles (symmetric signed INT8 everywhere, float biases, a dedicated Q/DQ
+pair per consumer and one scale per Concat, as TensorRT's parser and fusions require: `targets.qdq_concat`).
+The Detect head's post-processing stays in float and reads float logits; `keep_float` adds more nodes
 (the accuracy-driven loop returns the most sensitive layers to float this way).
 """
 
 from __future__ import annotations
 
+import inspect
 import tempfile
+import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from targets.head import onnx_head_postprocess_nodes
+from targets.qdq_concat import unify_concat_scales
 
 if TYPE_CHECKING:
     from core.calibration import CalibrationSet
@@ -32,6 +36,10 @@ class QdqScheme:
     # 0.4374 vs 0.4212 with plain MinMax (fp32 0.4359).
     moving_average: bool = True
     op_types: tuple[str, ...] | None = None  # None: every op ONNX Runtime can quantize
+    # False keeps biases float: TensorRT dequantizes only INT8/FP8/INT4, never ONNX Runtime's INT32 biases.
+    quantize_bias: bool = True
+    dedicated_pairs: bool = False  # a Q/DQ pair per consumer of a tensor (ONNX Runtime's advice for TensorRT)
+    unify_concat_scales: bool = False  # one scale for each Concat's inputs and output (no reformat layers)
 
     def record(self) -> dict[str, object]:
         return {**self.__dict__, "op_types": list(self.op_types) if self.op_types else None}
@@ -54,6 +62,14 @@ def calibration_reader(calibration: CalibrationSet, input_name: str):
     return Reader()
 
 
+def supports_calibration_cache() -> bool:
+    """`quantize_static(calibration_cache_path=...)` is recent: ONNX Runtime 1.23.2 (the newest for
+    JetPack 6's Python 3.10) lacks it."""
+    from onnxruntime.quantization import quantize_static
+
+    return "calibration_cache_path" in inspect.signature(quantize_static).parameters
+
+
 def quantize_qdq(
     onnx_in: Path,
     onnx_out: Path,
@@ -66,12 +82,23 @@ def quantize_qdq(
 
     `calibration_cache`: a JSON file of activation ranges, written by the first call and read by later
     ones instead of re-running calibration (the ranges do not depend on `keep_float`, only on the model,
-    the calibration set and the scheme: give each such combination its own file).
+    the calibration set and the scheme: give each such combination its own file). ONNX Runtime versions
+    without that argument calibrate on every call, with a warning.
     """
     import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
+    cache_argument = {}
+    if calibration_cache is not None:
+        if supports_calibration_cache():
+            cache_argument["calibration_cache_path"] = calibration_cache
+        else:
+            warnings.warn(
+                "this onnxruntime has no calibration cache (quantize_static(calibration_cache_path=...)): "
+                "every accuracy step calibrates again; a newer onnxruntime makes it faster",
+                stacklevel=2,
+            )
     with tempfile.TemporaryDirectory(prefix="edgepipe-qdq-") as tmp:
         prepared = Path(tmp) / "prepared.onnx"
         quant_pre_process(str(onnx_in), str(prepared))
@@ -89,8 +116,10 @@ def quantize_qdq(
             nodes_to_exclude=float_nodes,
             op_types_to_quantize=list(scheme.op_types) if scheme.op_types else None,
             calibrate_method=CalibrationMethod[scheme.method],
-            calibration_cache_path=calibration_cache,
+            **cache_argument,
             extra_options={
+                "QuantizeBias": scheme.quantize_bias,
+                "DedicatedQDQPair": scheme.dedicated_pairs,
                 "ActivationSymmetric": scheme.symmetric,
                 "WeightSymmetric": True,
                 "CalibMovingAverage": scheme.moving_average,
@@ -99,4 +128,6 @@ def quantize_qdq(
                 "OpTypesToExcludeOutputQuantization": ["Conv"],
             },
         )
+    if scheme.unify_concat_scales:
+        unify_concat_scales(onnx_out)
     return float_nodes

@@ -178,22 +178,22 @@ def test_unmet_bound_exits_1_and_keeps_the_labelled_best_model(unmet_qdq_dir):
 
 
 def test_qdq_onnx_hash_chain_to_engine_metadata(unmet_qdq_dir, confident_onnx, tmp_path):
-    from targets import tensorrt as trt_target
+    from targets.tensorrt import metadata, qdq_source
 
     out, _ = unmet_qdq_dir
     meta = read_artifact_dir(out)
-    qdq_sha = sha256_file(out / trt_target.QDQ_FILE)
-    assert meta["quantization"]["sha256"] == qdq_sha == meta["files_sha256"][trt_target.QDQ_FILE]
+    qdq_sha = sha256_file(out / qdq_source.QDQ_FILE)
+    assert meta["quantization"]["sha256"] == qdq_sha == meta["files_sha256"][qdq_source.QDQ_FILE]
 
     # What the device build does with --qdq-onnx, up to the TensorRT call.
     engine_dir = tmp_path / "engine"
     engine_dir.mkdir()
     options = {"qdq_onnx": str(out)}
-    source = trt_target.qdq_source(confident_onnx, None, options, engine_dir / trt_target.QDQ_FILE)
-    assert sha256_file(engine_dir / trt_target.QDQ_FILE) == qdq_sha
+    source = qdq_source.qdq_source(confident_onnx, None, options, engine_dir / qdq_source.QDQ_FILE)
+    assert sha256_file(engine_dir / qdq_source.QDQ_FILE) == qdq_sha
     assert source.accuracy_control == meta["accuracy_control"]
     assert source.calibration == meta["calibration"]
-    engine_meta = trt_target.engine_metadata(
+    engine_meta = metadata.engine_metadata(
         trt_version="10.3.0",
         device_name="Orin",
         compute_capability="8.7",
@@ -201,22 +201,23 @@ def test_qdq_onnx_hash_chain_to_engine_metadata(unmet_qdq_dir, confident_onnx, t
         int8_mode="qdq",
         calibration_sha256=source.calibration["sha256"],
         qdq_onnx_sha256=source.record["sha256"],
+        strongly_typed=False,
     )
     assert engine_meta["qdq_onnx_sha256"] == qdq_sha
 
     # A changed file, or another source ONNX, breaks the chain: refused.
     tampered = tmp_path / "tampered"
     shutil.copytree(out, tampered)
-    with (tampered / trt_target.QDQ_FILE).open("ab") as f:
+    with (tampered / qdq_source.QDQ_FILE).open("ab") as f:
         f.write(b"\0")
     with pytest.raises(InputError, match="changed since"):
-        trt_target.qdq_source(confident_onnx, None, {"qdq_onnx": str(tampered)}, tmp_path / "a.onnx")
+        qdq_source.qdq_source(confident_onnx, None, {"qdq_onnx": str(tampered)}, tmp_path / "a.onnx")
     other = tmp_path / "other.onnx"
     other.write_bytes(confident_onnx.read_bytes() + b"\0")
     with pytest.raises(InputError, match="made from another ONNX"):
-        trt_target.qdq_source(other, None, options, tmp_path / "b.onnx")
+        qdq_source.qdq_source(other, None, options, tmp_path / "b.onnx")
     with pytest.raises(InputError, match="pass one of them"):
-        trt_target.qdq_source(confident_onnx, None, {**options, "max_map_drop": 0.01}, tmp_path / "c.onnx")
+        qdq_source.qdq_source(confident_onnx, None, {**options, "max_map_drop": 0.01}, tmp_path / "c.onnx")
 
 
 def test_sensitivity_ranking_is_deterministic(confident_onnx, synth_dataset, tmp_path):

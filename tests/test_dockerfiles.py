@@ -171,19 +171,53 @@ def test_project_installed_from_its_own_metadata(dockerfile):
             )
 
 
+def torch_pins(dockerfile: Path, stage_name: str) -> dict[str, str]:
+    stage = {s.name: s for s in parse(dockerfile)}[stage_name]
+    pins = {}
+    for package in ("torch", "torchvision"):
+        spec = next(Requirement(s) for s in pip_installs(stage) if s.startswith(f"{package}=="))
+        pins[package] = next(iter(spec.specifier)).version
+    return pins
+
+
 def test_torch_pins_satisfy_pyproject_and_the_makefile(dockerfile):
+    """The CPU image runs the Makefile's torch; both NVIDIA images run one CUDA 12.6 torch (JetPack 6.1's
+    CUDA, and the TensorRT base image's: a newer build would bring cuda-bindings 13 and its driver)."""
     makefile = (REPO / "Makefile").read_text()
     x86_pins = dict(re.findall(r"(torch|torchvision)==([\w.]+)", makefile.split("else", 1)[1]))
+    jetson = torch_pins(REPO / "Dockerfile.jetson", "runtime")
+    for name in DOCKERFILES[dockerfile.name]:
+        pins = torch_pins(dockerfile, name)
+        for package, version in pins.items():
+            assert dependency(package).specifier.contains(version), f"{package} {version}: not in pyproject"
+        if name == "cpu":
+            assert pins == x86_pins, "the CPU image's torch differs from the Makefile's"
+        elif name == "gpu":
+            assert pins == jetson, "the GPU image's torch differs from the Jetson image's"
+            stage = {s.name: s for s in parse(dockerfile)}[name]
+            assert stage.args["TORCH_INDEX_URL"].endswith("/cu126")
+
+
+def test_jetson_pins_numpy_and_opencv_that_agree_with_its_torch():
+    """The Jetson torch wheel is built against NumPy 1.x; OpenCV >= 4.12 needs NumPy 2."""
+    stage = {s.name: s for s in parse(REPO / "Dockerfile.jetson")}["runtime"]
+    assert "PIP_CONSTRAINT=/etc/pip-constraints.txt" in " ".join(stage.all("ENV"))
+    numpy, opencv = stage.args["NUMPY_VERSION"], stage.args["OPENCV_VERSION"]
+    assert numpy.startswith("1.") and dependency("numpy").specifier.contains(numpy)
+    assert dependency("opencv-python-headless").specifier.contains(opencv)
+    assert tuple(int(p) for p in opencv.split(".")[:2]) < (4, 12)
+    runs = " ".join(stage.all("RUN"))
+    assert "libcusparselt0" in runs and "cudss" in runs  # what the torch wheel links and JetPack 6 lacks
+
+
+def test_images_import_what_they_run_at_build_time(dockerfile):
     for name in DOCKERFILES[dockerfile.name]:
         stage = {s.name: s for s in parse(dockerfile)}[name]
-        for package in ("torch", "torchvision"):
-            spec = next(Requirement(s) for s in pip_installs(stage) if s.startswith(f"{package}=="))
-            version = next(iter(spec.specifier)).version
-            assert dependency(package).specifier.contains(version), (
-                f"{package} {version} breaks pyproject.toml"
-            )
-            if dockerfile.name == "Dockerfile.x86":
-                assert version == x86_pins[package], f"{package} pin differs from the Makefile's"
+        check = stage.all("RUN")[-1]
+        for module in ("torch", "torchvision", "onnxruntime.quantization", "openvino"):
+            assert f" {module}," in check or f' {module}"' in check, f"stage {name} does not import {module}"
+        assert "edgepipe device" in check
+        assert ("tensorrt" in check) is (name != "cpu")
 
 
 def test_dockerignore_keeps_what_the_images_copy():

@@ -7,9 +7,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from core.artifacts import sha256_file
 from core.calibration import CalibrationSet
 from core.errors import InputError
-from targets import tensorrt as trt_target
+from targets.tensorrt import calibration as trt_calibration
+from targets.tensorrt import metadata, qdq_source, target
+from targets.tensorrt.qdq_rules import check_qdq, require_valid_qdq
 
 IMGSZ = 64
 
@@ -29,22 +32,22 @@ def tiny_onnx(tiny_checkpoint: Path, tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def qdq(tiny_onnx: Path, calibration: CalibrationSet, tmp_path_factory) -> tuple[Path, dict]:
     out = tmp_path_factory.mktemp("qdq") / "model.qdq.onnx"
-    return out, trt_target.make_qdq_onnx(tiny_onnx, calibration, out)
+    return out, qdq_source.make_qdq_onnx(tiny_onnx, calibration, out)
 
 
 def test_availability_names_the_install():
     try:
         import tensorrt  # noqa: F401
     except ImportError:
-        ok, reason = trt_target.TensorRtTarget().available()
+        ok, reason = target.TensorRtTarget().available()
         assert not ok
-        assert "pip install tensorrt" in reason and "JetPack" in reason
+        assert "tensorrt is not installed" in reason and ("JetPack" in reason or "tensorrt-cu12" in reason)
     else:
-        assert trt_target.TensorRtTarget().available()[1].startswith("tensorrt")
+        assert target.TensorRtTarget().available()[1].startswith("tensorrt")
 
 
 def test_calibration_stream_batches(calibration: CalibrationSet, tmp_path: Path):
-    stream = trt_target.CalibrationStream(calibration, batch_size=4, cache_path=tmp_path / "c.cache")
+    stream = trt_calibration.CalibrationStream(calibration, batch_size=4, cache_path=tmp_path / "c.cache")
     batches = []
     while (batch := stream.next_batch()) is not None:
         batches.append(batch)
@@ -56,19 +59,19 @@ def test_calibration_stream_batches(calibration: CalibrationSet, tmp_path: Path)
 
 def test_calibration_cache_round_trip_and_invalidation(calibration: CalibrationSet, synth_dataset, tmp_path):
     cache = tmp_path / "calibration.cache"
-    stream = trt_target.CalibrationStream(calibration, 1, cache)
+    stream = trt_calibration.CalibrationStream(calibration, 1, cache)
     assert stream.read_cache() is None
     stream.write_cache(b"TRT-1000-EntropyCalibration2\nimages: 3c010a14\n")
-    assert trt_target.CalibrationStream(calibration, 1, cache).read_cache() == cache.read_bytes()
+    assert trt_calibration.CalibrationStream(calibration, 1, cache).read_cache() == cache.read_bytes()
     other = CalibrationSet.from_dataset(synth_dataset, IMGSZ, size=8, seed=1)
     assert other.sha256 != calibration.sha256
     assert (
-        trt_target.CalibrationStream(other, 1, cache).read_cache() is None
+        trt_calibration.CalibrationStream(other, 1, cache).read_cache() is None
     )  # never reuse another set's cache
 
 
 def test_engine_metadata_and_compatibility():
-    meta = trt_target.engine_metadata(
+    meta = metadata.engine_metadata(
         trt_version="10.3.0",
         device_name="Orin",
         compute_capability="8.7",
@@ -76,13 +79,14 @@ def test_engine_metadata_and_compatibility():
         int8_mode="qdq",
         calibration_sha256="a" * 64,
         qdq_onnx_sha256="b" * 64,
+        strongly_typed=False,
     )
     assert meta["qdq_onnx_sha256"] == "b" * 64 and meta["calibration_sha256"] == "a" * 64
-    trt_target.check_engine_compatible(meta, "10.3.0", "8.7")
+    metadata.check_engine_compatible(meta, "10.3.0", "8.7")
     with pytest.raises(InputError, match=r"TensorRT 10\.3\.0"):
-        trt_target.check_engine_compatible(meta, "10.7.0", "8.7")
+        metadata.check_engine_compatible(meta, "10.7.0", "8.7")
     with pytest.raises(InputError, match=r"compute capability 8\.7"):
-        trt_target.check_engine_compatible(meta, "10.3.0", "9.0")
+        metadata.check_engine_compatible(meta, "10.3.0", "9.0")
 
 
 def test_qdq_onnx_is_symmetric_int8_with_float_head(qdq):
@@ -90,7 +94,7 @@ def test_qdq_onnx_is_symmetric_int8_with_float_head(qdq):
     from onnx import numpy_helper
 
     path, record = qdq
-    assert record["sha256"] == trt_target.sha256_file(path)
+    assert record["sha256"] == sha256_file(path)
     assert record["symmetric"] and record["activations"] == "QInt8"
     graph = onnx.load(str(path)).graph
     initializers = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
@@ -119,6 +123,163 @@ def test_qdq_onnx_runs_close_to_fp32_in_onnxruntime(qdq, tiny_onnx, calibration)
     assert float(np.abs(int8[:, 4:] - fp32[:, 4:]).max()) < 0.1
 
 
+def test_calibration_cache_only_where_onnxruntime_has_it(tiny_onnx, calibration, tmp_path):
+    """ONNX Runtime 1.23 (the newest for Python 3.10) has no calibration cache: calibrate, and say so."""
+    from targets.qdq import quantize_qdq, supports_calibration_cache
+
+    cache = tmp_path / "ranges.json"
+    scheme = qdq_source.TENSORRT_QDQ
+    if supports_calibration_cache():
+        quantize_qdq(tiny_onnx, tmp_path / "a.onnx", calibration, scheme, calibration_cache=cache)
+        assert cache.is_file()
+    else:
+        with pytest.warns(UserWarning, match="no calibration cache"):
+            quantize_qdq(tiny_onnx, tmp_path / "a.onnx", calibration, scheme, calibration_cache=cache)
+        assert not cache.exists()
+    assert check_qdq(tmp_path / "a.onnx") == []
+
+
+def test_hand_built_qdq_passes_the_validator(qdq):
+    import onnx
+
+    path, record = qdq
+    assert check_qdq(path) == []
+    assert record["quantize_bias"] is False and record["dedicated_pairs"] and record["unify_concat_scales"]
+    graph = onnx.load(str(path)).graph
+    dequantized = {n.input[0] for n in graph.node if n.op_type == "DequantizeLinear"}
+    biases = {n.input[2] for n in graph.node if n.op_type == "Conv" and len(n.input) > 2}
+    assert not dequantized & biases  # every bias stays float
+
+
+def _edited(path: Path, out: Path, edit) -> Path:
+    import onnx
+
+    model = onnx.load(str(path))
+    edit(model.graph)
+    onnx.save(model, str(out))
+    return out
+
+
+def _initializer(graph, name: str):
+    return next(i for i in graph.initializer if i.name == name)
+
+
+def test_validator_rejects_int32_biases(tiny_onnx, calibration, tmp_path):
+    """ONNX Runtime's default (QuantizeBias on) writes INT32 DequantizeLinear, which TensorRT cannot parse."""
+    import dataclasses
+
+    from targets.qdq import quantize_qdq
+
+    out = tmp_path / "int32-bias.onnx"
+    scheme = dataclasses.replace(qdq_source.TENSORRT_QDQ, quantize_bias=True)
+    quantize_qdq(tiny_onnx, out, calibration, scheme)
+    found = check_qdq(out)
+    assert found and {v.rule for v in found} == {"dequantize-type"}
+    assert all("INT32" in v.detail and "bias" in v.node for v in found)
+    with pytest.raises(InputError, match=r"int32-bias\.onnx: .*bias.*DequantizeLinear of INT32"):
+        require_valid_qdq(out)
+
+
+def test_validator_rejects_a_concat_with_mismatched_scales(qdq, tmp_path):
+    from onnx import numpy_helper
+
+    from targets.qdq_concat import concat_scale_names
+
+    path, _ = qdq
+
+    def double_one_input_scale(graph) -> None:
+        node, names = next(iter(concat_scale_names(graph).items()))
+        double_one_input_scale.node = node
+        scale = _initializer(graph, names[0])
+        scale.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(scale) * 2, scale.name))
+
+    broken = _edited(path, tmp_path / "concat.onnx", double_one_input_scale)
+    found = check_qdq(broken)
+    assert [(v.rule, v.node) for v in found] == [("concat-scales", double_one_input_scale.node)]
+    with pytest.raises(InputError, match=f"{double_one_input_scale.node}: inputs and output have 2 scales"):
+        require_valid_qdq(broken)
+
+
+def test_concat_unification_makes_one_scale_per_concat(tiny_onnx, calibration, tmp_path):
+    import dataclasses
+
+    from targets.qdq import quantize_qdq
+    from targets.qdq_concat import unify_concat_scales
+
+    out = tmp_path / "separate.onnx"
+    scheme = dataclasses.replace(qdq_source.TENSORRT_QDQ, unify_concat_scales=False)
+    quantize_qdq(tiny_onnx, out, calibration, scheme)
+    mismatched = {v.node for v in check_qdq(out)}
+    assert mismatched and {v.rule for v in check_qdq(out)} == {"concat-scales"}  # ONNX Runtime's own scales
+    assert unify_concat_scales(out) >= len(mismatched)
+    assert check_qdq(out) == []
+
+
+def test_validator_rejects_half_quantized_convs_zero_points_and_opsets(qdq, tmp_path):
+    import onnx
+    from onnx import numpy_helper
+
+    path, _ = qdq
+    graph = onnx.load(str(path)).graph
+    made_by = {o: n for n in graph.node for o in n.output}
+    conv = next(
+        n for n in graph.node if n.op_type == "Conv" and made_by[n.input[0]].op_type == "DequantizeLinear"
+    )
+
+    def float_input(g) -> None:
+        node = next(n for n in g.node if n.name == conv.name)
+        dq = made_by[node.input[0]]
+        node.input[0] = made_by[dq.input[0]].input[0]  # the float tensor before the Q/DQ pair
+
+    found = check_qdq(_edited(path, tmp_path / "conv.onnx", float_input))
+    assert [(v.rule, v.node) for v in found] == [("conv-pairs", conv.name)]
+    assert "weight has Q/DQ but the input has none" in found[0].detail
+
+    def float_weight(g) -> None:
+        """A layer the accuracy loop keeps in float: float weight, its input still dequantized."""
+        node = next(n for n in g.node if n.name == conv.name)
+        dq = made_by[node.input[1]]
+        weight = numpy_helper.to_array(_initializer(g, dq.input[0])).astype(np.float32)
+        scale = numpy_helper.to_array(_initializer(g, dq.input[1])).reshape(-1, 1, 1, 1)
+        g.initializer.append(numpy_helper.from_array(weight * scale, f"{conv.name}/float_weight"))
+        node.input[1] = f"{conv.name}/float_weight"
+
+    assert check_qdq(_edited(path, tmp_path / "float-conv.onnx", float_weight)) == []
+
+    q = next(n for n in graph.node if n.op_type == "QuantizeLinear")
+
+    def shift_zero_point(g) -> None:
+        zero_point = _initializer(g, q.input[2])
+        zero_point.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(zero_point) + 3, zero_point.name))
+
+    found = check_qdq(_edited(path, tmp_path / "zp.onnx", shift_zero_point))
+    assert ("symmetric", q.name) in [(v.rule, v.node) for v in found]
+
+    model = onnx.load(str(path))
+    next(o for o in model.opset_import if o.domain == "").version = 21
+    onnx.save(model, str(tmp_path / "opset.onnx"))
+    assert [v.rule for v in check_qdq(tmp_path / "opset.onnx")] == ["opset"]
+
+
+def test_validator_rejects_a_float_onnx(tiny_onnx):
+    with pytest.raises(InputError, match="no DequantizeLinear node: not a Q/DQ ONNX"):
+        require_valid_qdq(tiny_onnx)
+
+
+def test_adopted_qdq_file_is_validated_before_a_build(tiny_onnx, calibration, tmp_path):
+    """A foreign Q/DQ file (ModelOpt's, another tool's) must pass the same rules before it is compiled."""
+    import dataclasses
+
+    from targets.qdq import quantize_qdq
+
+    foreign = tmp_path / "foreign.onnx"
+    quantize_qdq(
+        tiny_onnx, foreign, calibration, dataclasses.replace(qdq_source.TENSORRT_QDQ, quantize_bias=True)
+    )
+    with pytest.raises(InputError, match=r"foreign\.onnx: this Q/DQ ONNX breaks TensorRT's rules"):
+        qdq_source.qdq_source(tiny_onnx, None, {"qdq_onnx": str(foreign)}, tmp_path / "copy.onnx")
+
+
 @pytest.mark.tensorrt
 @pytest.mark.parametrize("precision", ["fp16", "int8"])
 def test_tensorrt_engine_builds_and_runs(precision, tiny_onnx, tiny_checkpoint, synth_dataset, tmp_path):
@@ -138,10 +299,10 @@ def test_tensorrt_engine_builds_and_runs(precision, tiny_onnx, tiny_checkpoint, 
     meta = read_artifact_dir(out)
     assert meta["tensorrt"]["compute_capability"] and meta["tensorrt"]["tensorrt_version"]
     if precision == "int8":
-        assert meta["tensorrt"]["qdq_onnx_sha256"] == meta["files_sha256"][trt_target.QDQ_FILE]
+        assert meta["tensorrt"]["qdq_onnx_sha256"] == meta["files_sha256"][qdq_source.QDQ_FILE]
         assert meta["tensorrt"]["calibration_sha256"] == meta["calibration"]["sha256"]
     images = next(CalibrationSet.from_dataset(synth_dataset, IMGSZ, size=8).batches(1))
-    output = trt_target.TensorRtTarget().load(artifact, RunOptions(device="cuda")).infer(images)
+    output = target.TensorRtTarget().load(artifact, RunOptions(device="cuda")).infer(images)
     with torch.inference_mode():
         expected = load_detection_model(tiny_checkpoint)(torch.from_numpy(images))[0].numpy()
     assert output.shape == expected.shape

@@ -1,14 +1,23 @@
-"""Device buffers, a stream, events and graphs for the TensorRT runner, on cuda-python or pycuda.
+"""Device buffers, a stream, events and graphs for TensorRT's builder and runner, on cuda-python or pycuda.
 
-Events time the host-to-device copy, the GPU compute and the device-to-host copy apart, as trtexec
-does; a captured CUDA graph replays an inference with one launch (`bench --cuda-graphs`).
+Opened before TensorRT's builder or runtime, on the device's primary context: `pycuda.autoinit` would push a
+context of its own after TensorRT had started on the primary one ("context is destroyed" at exit). Events
+time the host-to-device copy, the GPU compute and the device-to-host copy apart, as trtexec does; a captured
+CUDA graph replays an inference with one launch (`bench --cuda-graphs`).
 """
 
 from __future__ import annotations
 
+import importlib.util
 from typing import Protocol
 
 import numpy as np
+
+from core.errors import EdgepipeError
+
+
+class CudaError(EdgepipeError):
+    """A CUDA call failed; the message names the call and CUDA's error."""
 
 
 class CudaMemory(Protocol):
@@ -27,11 +36,12 @@ class CudaMemory(Protocol):
     def launch(self, graph: object) -> None: ...
 
 
-def _check(result):
+def _check(result, call: str):
     """cuda-python returns (err, *values); raise on an error, return the value (None when there is none)."""
     err, *values = result
     if int(err) != 0:
-        raise RuntimeError(f"CUDA error {err}")
+        hint = "check the driver with `nvidia-smi` (or `tegrastats` on a Jetson)"
+        raise CudaError(f"CUDA: {call} failed with {err!r}", hint=hint)
     return values[0] if values else None
 
 
@@ -42,49 +52,52 @@ class CudartMemory:
         except ImportError:  # cuda-python < 12.6
             from cuda import cudart
         self.cudart = cudart
-        self.stream = int(_check(cudart.cudaStreamCreate()))
+        _check(cudart.cudaFree(0), "cudaFree(0) (opening the primary context)")
+        self.stream = int(_check(cudart.cudaStreamCreate(), "cudaStreamCreate"))
         self._buffers: list[int] = []
 
     def alloc(self, nbytes: int) -> int:
-        pointer = int(_check(self.cudart.cudaMalloc(nbytes)))
+        pointer = int(_check(self.cudart.cudaMalloc(nbytes), f"cudaMalloc({nbytes})"))
         self._buffers.append(pointer)
         return pointer
 
     def to_device(self, pointer: int, array: np.ndarray) -> None:
         kind = self.cudart.cudaMemcpyKind.cudaMemcpyHostToDevice
-        _check(self.cudart.cudaMemcpyAsync(pointer, array.ctypes.data, array.nbytes, kind, self.stream))
+        copied = self.cudart.cudaMemcpyAsync(pointer, array.ctypes.data, array.nbytes, kind, self.stream)
+        _check(copied, "cudaMemcpyAsync to the device")
 
     def to_host(self, array: np.ndarray, pointer: int) -> None:
         kind = self.cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost
-        _check(self.cudart.cudaMemcpyAsync(array.ctypes.data, pointer, array.nbytes, kind, self.stream))
+        copied = self.cudart.cudaMemcpyAsync(array.ctypes.data, pointer, array.nbytes, kind, self.stream)
+        _check(copied, "cudaMemcpyAsync to the host")
 
     def synchronize(self) -> None:
-        _check(self.cudart.cudaStreamSynchronize(self.stream))
+        _check(self.cudart.cudaStreamSynchronize(self.stream), "cudaStreamSynchronize")
 
     def device_info(self) -> tuple[str, str]:
-        device = _check(self.cudart.cudaGetDevice())
-        props = _check(self.cudart.cudaGetDeviceProperties(device))
+        device = _check(self.cudart.cudaGetDevice(), "cudaGetDevice")
+        props = _check(self.cudart.cudaGetDeviceProperties(device), "cudaGetDeviceProperties")
         return props.name.decode().rstrip("\x00"), f"{props.major}.{props.minor}"
 
     def event(self) -> object:
-        return _check(self.cudart.cudaEventCreate())
+        return _check(self.cudart.cudaEventCreate(), "cudaEventCreate")
 
     def record(self, event: object) -> None:
-        _check(self.cudart.cudaEventRecord(event, self.stream))
+        _check(self.cudart.cudaEventRecord(event, self.stream), "cudaEventRecord")
 
     def elapsed_ms(self, start: object, end: object) -> float:
-        return float(_check(self.cudart.cudaEventElapsedTime(start, end)))
+        return float(_check(self.cudart.cudaEventElapsedTime(start, end), "cudaEventElapsedTime"))
 
     def begin_capture(self) -> None:
         mode = self.cudart.cudaStreamCaptureMode.cudaStreamCaptureModeGlobal
-        _check(self.cudart.cudaStreamBeginCapture(self.stream, mode))
+        _check(self.cudart.cudaStreamBeginCapture(self.stream, mode), "cudaStreamBeginCapture")
 
     def end_capture(self) -> object:
-        graph = _check(self.cudart.cudaStreamEndCapture(self.stream))
-        return _check(self.cudart.cudaGraphInstantiate(graph, 0))
+        graph = _check(self.cudart.cudaStreamEndCapture(self.stream), "cudaStreamEndCapture")
+        return _check(self.cudart.cudaGraphInstantiate(graph, 0), "cudaGraphInstantiate")
 
     def launch(self, graph: object) -> None:
-        _check(self.cudart.cudaGraphLaunch(graph, self.stream))
+        _check(self.cudart.cudaGraphLaunch(graph, self.stream), "cudaGraphLaunch")
 
     def __del__(self) -> None:
         for pointer in self._buffers:
@@ -93,7 +106,7 @@ class CudartMemory:
 
 class PycudaMemory:
     def __init__(self) -> None:
-        import pycuda.autoinit  # noqa: F401  (creates the context)
+        import pycuda.autoprimaryctx  # noqa: F401  (retains the primary context TensorRT also uses)
         import pycuda.driver as driver
 
         self.driver = driver
@@ -139,16 +152,26 @@ class PycudaMemory:
         graph.launch(self._stream)
 
 
-def cuda_library() -> str | None:
-    """'cuda-python' or 'pycuda', the first that imports; None when neither does."""
-    import importlib.util
+def _has_module(name: str) -> bool:
+    """find_spec of a submodule imports its parents; a missing parent is simply absent."""
+    try:
+        return importlib.util.find_spec(name) is not None
+    except ModuleNotFoundError:
+        return False
 
-    if importlib.util.find_spec("cuda") is not None:
+
+def cuda_library() -> str | None:
+    """'cuda-python' or 'pycuda', the first installed; None when neither is. `cuda` alone proves nothing:
+    cuda-pathfinder and cuda-toolkit are `cuda.*` namespace packages without the runtime bindings."""
+    if _has_module("cuda.bindings.runtime") or _has_module("cuda.cudart"):  # cuda-python >= 12.6 / older
         return "cuda-python"
-    if importlib.util.find_spec("pycuda") is not None:
+    if _has_module("pycuda.driver"):
         return "pycuda"
     return None
 
 
 def open_cuda() -> CudaMemory:
-    return CudartMemory() if cuda_library() == "cuda-python" else PycudaMemory()
+    library = cuda_library()
+    if library is None:
+        raise CudaError("neither cuda-python nor pycuda is installed", hint="pip install 'cuda-python>=12'")
+    return CudartMemory() if library == "cuda-python" else PycudaMemory()
