@@ -1,15 +1,15 @@
 """TensorRT target (TensorRT 10 API): fp32, fp16 and int8 engines, built on the device they run on.
 
 INT8 has two paths. The default, explicit quantization, decides everything on the host: a Q/DQ ONNX
-(symmetric INT8 activations and weights, as TensorRT requires; the Detect head's post-processing in
-float) made with onnxruntime.quantization from the shared calibration set, whose accuracy can be checked
-with ONNX Runtime before any device is involved. The device only compiles that file, with INT8 and FP16
-enabled, and the engine records its hash. The older path (`int8_mode: calibrator`) feeds the same
-calibration set to an IInt8EntropyCalibrator2 and keeps a calibration cache, for TensorRT versions and
-workflows that still need implicit quantization.
+(symmetric INT8, placed for TensorRT's fusions; the Detect head's post-processing in float) made by
+NVIDIA Model Optimizer (`targets.modelopt_qdq`) from the shared calibration set, whose accuracy is
+checked with ONNX Runtime before any device is involved. The device only compiles that file, with
+INT8 and FP16 enabled, and the engine records its hash. The older path (`int8_mode: calibrator`) feeds
+the same calibration set to an IInt8EntropyCalibrator2 and keeps a calibration cache, for TensorRT
+versions and workflows that still need implicit quantization.
 
-The host half can run alone (`qdq_only`): it writes the Q/DQ ONNX, plain or accuracy-driven
-(`max_map_drop`, see `targets.accuracy_int8`), into a directory ONNX Runtime can load and benchmark;
+The host half can run alone (`qdq_only`): it writes the Q/DQ ONNX, plain or accuracy-checked (with a
+val set, see `targets.accuracy_int8`), into a directory ONNX Runtime can load and benchmark;
 `qdq_onnx` then compiles exactly that file on the device, after checking it against the hashes recorded
 there, so the chain Q/DQ ONNX sha256 -> engine metadata holds.
 
@@ -34,7 +34,8 @@ from core.runner import Runner
 from targets.base import BuildInputs, RunOptions
 from targets.cuda_memory import cuda_library
 from targets.engine_dir import model_path, onnx_facts, write_engine_artifact
-from targets.qdq import QdqScheme, quantize_qdq
+from targets.modelopt_qdq import DEFAULT_METHOD, modelopt_qdq, modelopt_version
+from targets.qdq import QdqScheme
 
 if TYPE_CHECKING:
     from core.artifacts import Artifact
@@ -44,7 +45,8 @@ MODEL_FILE = "model.engine"
 QDQ_FILE = "model.qdq.onnx"
 CACHE_FILE = "calibration.cache"
 WORKSPACE_BYTES = 2 << 30
-# TensorRT's explicit quantization accepts only symmetric signed INT8 (zero point 0).
+# TensorRT's explicit quantization accepts only symmetric signed INT8 (zero point 0): the scheme the
+# accuracy loop ranks layers with before ModelOpt writes each candidate.
 TENSORRT_QDQ = QdqScheme(activations="QInt8", weights="QInt8", symmetric=True, per_channel=True)
 INSTALL_HINT = (
     "TensorRT comes with JetPack on a Jetson, or with NVIDIA's TensorRT container / `pip install tensorrt` "
@@ -139,10 +141,14 @@ def check_engine_compatible(recorded: dict[str, Any], trt_version: str, compute_
         )
 
 
-def make_qdq_onnx(onnx_path: Path, calibration: CalibrationSet, out_path: Path) -> dict[str, Any]:
-    """The explicit-quantization ONNX TensorRT compiles; returns its record (hash, float nodes, scheme)."""
-    float_nodes = quantize_qdq(onnx_path, out_path, calibration, TENSORRT_QDQ)
-    return {"sha256": sha256_file(out_path), "float_nodes": float_nodes, **TENSORRT_QDQ.record()}
+def qdq_record(out_path: Path, float_nodes: list[str], method: str) -> dict[str, Any]:
+    """The Q/DQ ONNX's record: hash, float nodes, and the quantizer that made it."""
+    return {
+        "sha256": sha256_file(out_path),
+        "float_nodes": float_nodes,
+        "quantizer": f"nvidia-modelopt {modelopt_version()}",
+        "calibration_method": method,
+    }
 
 
 @dataclass(frozen=True)
@@ -157,18 +163,30 @@ class QdqSource:
 def make_host_qdq(
     onnx_path: Path, calibration: CalibrationSet | None, options: dict[str, Any], out_path: Path
 ) -> QdqSource:
-    """Quantize here: plain, or accuracy-driven when `options` has `max_map_drop` (needs `val_data`)."""
+    """Quantize here with ModelOpt: plain, or checked against FP32 when `options` has `val_data` (falling
+    back past the bound: `max_map_drop`, else 1% of FP32)."""
     if calibration is None:
         raise InputError("int8 needs a calibration set", hint="pass --data data.yaml")
-    if options.get("max_map_drop") is None:
-        return QdqSource(make_qdq_onnx(onnx_path, calibration, out_path), calibration=calibration.record())
+    method = options.get("calibration_method", DEFAULT_METHOD)
+
+    def write(out: Path, keep_float: list[str]) -> list[str]:
+        return modelopt_qdq(onnx_path, out, calibration, method, keep_float)
+
+    if not options.get("val_data"):
+        float_nodes = write(out_path, [])
+        return QdqSource(qdq_record(out_path, float_nodes, method), calibration=calibration.record())
     from targets.accuracy_int8 import control_options, quantize_within_map_drop
 
     control = quantize_within_map_drop(
-        onnx_path, out_path, calibration, TENSORRT_QDQ, **control_options(options)
+        onnx_path,
+        out_path,
+        calibration,
+        TENSORRT_QDQ,
+        **control_options(options),
+        write=write,
+        quantizer=f"nvidia-modelopt {modelopt_version()} ({method})",
     )
-    record = {"sha256": sha256_file(out_path), "float_nodes": control.float_nodes, **TENSORRT_QDQ.record()}
-    return QdqSource(record, control.record, calibration.record())
+    return QdqSource(qdq_record(out_path, control.float_nodes, method), control.record, calibration.record())
 
 
 def adopt_qdq_onnx(given: Path, onnx_path: Path, out_path: Path) -> QdqSource:
@@ -268,8 +286,8 @@ class TensorRtTarget:
     ) -> Artifact:
         """`options`: int8_mode ("qdq" default | "calibrator"); qdq_onnx (a Q/DQ ONNX made earlier on the
         host, or the directory `qdq_only` wrote, compiled as is); qdq_only (write only the Q/DQ ONNX, no
-        TensorRT needed); max_map_drop and val_data (accuracy-driven Q/DQ, also `max_steps`,
-        `sensitivity_images`); workspace_bytes."""
+        TensorRT needed); calibration_method (ModelOpt's entropy or max); val_data and max_map_drop (the
+        Q/DQ checked against FP32, also `max_steps`, `sensitivity_images`); workspace_bytes."""
         if options.get("qdq_only"):
             return build_qdq_only(inputs, precision, calibration, options, out_dir)
         ok, reason = availability()

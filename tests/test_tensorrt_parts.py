@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from importlib.metadata import version
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +30,7 @@ def tiny_onnx(tiny_checkpoint: Path, tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def qdq(tiny_onnx: Path, calibration: CalibrationSet, tmp_path_factory) -> tuple[Path, dict]:
     out = tmp_path_factory.mktemp("qdq") / "model.qdq.onnx"
-    return out, trt_target.make_qdq_onnx(tiny_onnx, calibration, out)
+    return out, trt_target.make_host_qdq(tiny_onnx, calibration, {}, out).record
 
 
 def test_availability_names_the_install():
@@ -85,13 +86,14 @@ def test_engine_metadata_and_compatibility():
         trt_target.check_engine_compatible(meta, "10.3.0", "9.0")
 
 
-def test_qdq_onnx_is_symmetric_int8_with_float_head(qdq):
+def test_qdq_onnx_is_modelopt_symmetric_int8_with_float_head(qdq):
     import onnx
     from onnx import numpy_helper
 
     path, record = qdq
     assert record["sha256"] == trt_target.sha256_file(path)
-    assert record["symmetric"] and record["activations"] == "QInt8"
+    assert record["quantizer"] == f"nvidia-modelopt {version('nvidia-modelopt')}"
+    assert record["calibration_method"] == "entropy"
     graph = onnx.load(str(path)).graph
     initializers = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
     quantizers = [n for n in graph.node if n.op_type == "QuantizeLinear"]
