@@ -71,6 +71,7 @@ class Result(BaseModel):
     samples_ms: list[float] = Field(default_factory=list)  # raw model-only latencies, for `compare`
     e2e_samples_ms: list[float] = Field(default_factory=list)
     stage_story: list[dict[str, Any]] = Field(default_factory=list)  # params/GFLOPs per pipeline stage
+    build_notes: list[str] = Field(default_factory=list)  # what the build checked or chose (INT8 drop, ...)
 
     @property
     def key(self) -> str:

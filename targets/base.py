@@ -93,9 +93,14 @@ def library_status(module: str, install: str) -> tuple[bool, str]:
     return True, f"{module} {library.__version__}"
 
 
+AUTO = "auto"  # the build measures each precision on the device and keeps the fastest accurate one
+
+
 def check_precision(target: Target, precision: str) -> None:
+    if precision == AUTO and len(target.precisions) > 1:
+        return
     if precision not in target.precisions:
         raise InputError(
             f"target {target.name!r} does not support precision {precision!r}; "
-            f"it supports {', '.join(target.precisions)}"
+            f"it supports {', '.join(target.precisions)} (or auto)"
         )

@@ -80,7 +80,7 @@ class OnnxRuntimeTarget:
             if calibration is None:
                 raise InputError("int8 needs a calibration set", hint="pass --data data.yaml")
             scheme = scheme_from_options(options)
-            if options.get("max_map_drop") is None:
+            if not options.get("val_data"):  # unchecked: the build stage has warned
                 float_nodes = quantize_qdq(inputs.onnx, out_dir / MODEL_FILE, calibration, scheme)
             else:
                 control = quantize_within_map_drop(

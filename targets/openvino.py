@@ -15,12 +15,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from benchmarks.accuracy import evaluate
 from core.errors import InputError
 from core.runner import LayerTime, Runner
-from targets.accuracy_control import validation_dataset, validation_fn
 from targets.base import BuildInputs, RunOptions, library_status
 from targets.engine_dir import model_path, onnx_facts, write_engine_artifact
-from targets.head import head_postprocess_nodes
 
 if TYPE_CHECKING:
     from core.artifacts import Artifact
@@ -125,8 +124,19 @@ class OpenVinoTarget:
                 raise InputError("int8 needs a calibration set", hint="pass --data data.yaml")
             import nncf
 
+            from targets.openvino_int8 import quantize
+
+            def measure(candidate) -> tuple[float, float]:
+                runner = OpenVinoRunner(candidate, "int8", RunOptions())
+                accuracy = evaluate(runner, options["val_data"], facts.imgsz)
+                return accuracy.map50_95, accuracy.map50
+
             versions["nncf"] = nncf.__version__
-            model, extra["quantization"] = quantize(model, calibration, options, facts.imgsz)
+            model, extra["quantization"], control = quantize(
+                model, calibration, options, facts.imgsz, measure
+            )
+            if control is not None:
+                extra["accuracy_control"] = control
         out_dir.mkdir(parents=True, exist_ok=True)
         ov.save_model(model, out_dir / MODEL_FILE, compress_to_fp16=precision == "fp16")
 
@@ -155,40 +165,9 @@ class OpenVinoTarget:
         return OpenVinoRunner(model_path(artifact), artifact.metadata["precision"], options)
 
 
-def quantize(model, calibration: CalibrationSet, options: dict[str, Any], imgsz: int):
-    """nncf.quantize, or its accuracy-controlled variant when `max_map_drop` and `val_data` are given."""
-    import logging
-
-    import nncf
-
-    nncf.set_log_level(logging.WARNING)  # its per-layer INFO lines would bury the progress bars
-    float_ops = head_postprocess_nodes(op.get_friendly_name() for op in model.get_ordered_ops())
-    common = {
-        "preset": nncf.QuantizationPreset.MIXED,
-        "subset_size": len(calibration),
-        "ignored_scope": nncf.IgnoredScope(names=float_ops, validate=False),
-    }
-    calibration_data = nncf.Dataset(list(calibration.batches(1)))
-    record: dict[str, Any] = {"tool": "nncf", "preset": "mixed", "float_ops": float_ops}
-    if options.get("max_map_drop") is None:
-        return nncf.quantize(model, calibration_data, **common), record
-    if not options.get("val_data"):
-        raise InputError("--max-map-drop needs a validation set", hint="pass --val data.yaml")
-    quantized = nncf.quantize_with_accuracy_control(
-        model,
-        calibration_data,
-        validation_dataset(options["val_data"], imgsz),
-        validation_fn(options["val_data"], imgsz),
-        max_drop=float(options["max_map_drop"]),
-        drop_type=nncf.DropType.ABSOLUTE,
-        **common,
-    )
-    record.update(accuracy_control={"max_map_drop": options["max_map_drop"], "val_data": options["val_data"]})
-    return quantized, record
-
-
 class OpenVinoRunner(Runner):
-    def __init__(self, path: Path, precision: str, options: RunOptions):
+    def __init__(self, path: Path | Any, precision: str, options: RunOptions):
+        """`path`: an IR file, or an ov.Model in memory (the INT8 build measures candidates so)."""
         self.path = path
         self.engine_precision = precision
         self.compiled = compile_model(path, precision, options)

@@ -20,7 +20,7 @@ class TargetOptions(BaseModel):
 
 class AccuracyDrivenOptions(TargetOptions):
     max_map_drop: float | None = Field(None, ge=0, description="set from the build entry's `max_map_drop`")
-    val_data: str | None = Field(None, description="set from the pipeline's `val` data.yaml")
+    val_data: str | None = Field(None, description="set from the pipeline's `val` when the build is checked")
 
 
 class TorchOptions(TargetOptions):
@@ -40,11 +40,20 @@ class OnnxRuntimeOptions(AccuracyDrivenOptions):
 
 
 class OpenVinoOptions(AccuracyDrivenOptions):
-    pass
+    preset: Literal["mixed", "performance"] | None = Field(
+        None, description="NNCF preset: mixed (asymmetric activations, default) or performance (symmetric)"
+    )
+    fast_bias_correction: bool | None = Field(None, description="NNCF's fast bias correction (default on)")
+    range_estimator: (
+        Literal["minmax", "mean_minmax", "mean_quantile", "median_minmax", "histogram"] | None
+    ) = Field(None, description="NNCF's activation range estimator (default: NNCF's own)")
 
 
 class TensorRtOptions(AccuracyDrivenOptions):
     int8_mode: Literal["qdq", "calibrator"] | None = Field(None, description="explicit Q/DQ or a calibrator")
+    calibration_method: Literal["entropy", "max"] | None = Field(
+        None, description="qdq: ModelOpt's calibration (default entropy)"
+    )
     qdq_onnx: str | None = Field(None, description="compile this Q/DQ ONNX (or --qdq-only directory) as is")
     qdq_only: bool | None = Field(None, description="write only the Q/DQ ONNX (no TensorRT needed)")
     max_steps: int | None = Field(None, ge=0, description="accuracy loop: most checkpoints after full INT8")

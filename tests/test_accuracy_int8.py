@@ -161,8 +161,8 @@ def test_unmet_bound_exits_1_and_keeps_the_labelled_best_model(unmet_qdq_dir):
     out, result = unmet_qdq_dir
     assert result.exit_code == 1, result.output
     output = " ".join(result.output.split())  # rich wraps lines at the terminal width
-    assert "above --max-map-drop 0.0" in output and "met = false" in output
-    assert "accuracy-driven INT8" in output  # the steps table
+    assert "above the bound 0.0000" in output and "met = false" in output
+    assert "accuracy-checked INT8" in output  # the steps table
     meta = read_artifact_dir(out)
     record = meta["accuracy_control"]
     assert record["met"] is False
@@ -174,7 +174,9 @@ def test_unmet_bound_exits_1_and_keeps_the_labelled_best_model(unmet_qdq_dir):
     assert len(record["float_layers"]) == best["float_layers"]
     assert len(record["ranking"]) == record["layer_groups"] > 60  # every yolov8 layer group was ranked
     assert meta["made_for"] == "tensorrt" and meta["target"] == "onnxruntime"
-    assert meta["quantization"]["symmetric"] and meta["quantization"]["activations"] == "QInt8"
+    assert meta["quantization"]["quantizer"].startswith("nvidia-modelopt ")
+    assert record["quantized_with"].startswith("nvidia-modelopt ")  # the fallback works on ModelOpt's file
+    assert record["fell_back"] is (record["final"]["float_layers"] > 0)
 
 
 def test_qdq_onnx_hash_chain_to_engine_metadata(unmet_qdq_dir, confident_onnx, tmp_path):
@@ -242,3 +244,87 @@ def test_sensitivity_ranking_is_deterministic(confident_onnx, synth_dataset, tmp
     scores = [s.score for s in first]
     assert scores == sorted(scores, reverse=True) and scores[-1] >= 0 and len(set(scores)) > 1
     assert np.isfinite(scores).all()
+
+
+# Self-checking INT8: every INT8 build with a val set is measured against FP32 and falls back past the bound.
+
+
+def test_default_bound_is_one_percent_of_fp32_and_a_given_drop_replaces_it():
+    from targets.accuracy_bound import AccuracyBound
+
+    default = AccuracyBound()
+    assert default.limit(0.4) == pytest.approx(0.004)
+    assert default.met(0.4, 0.396) and not default.met(0.4, 0.3959)
+    assert "99%" in default.rule
+    given = AccuracyBound.from_options({"max_map_drop": 0.02})
+    assert given.limit(0.4) == 0.02 and given.met(0.4, 0.38) and "0.02" in given.rule
+
+
+@pytest.fixture(scope="module")
+def blank_calibration(tmp_path_factory) -> Path:
+    """A data.yaml whose train split is 8 black images: ranges that clip every real activation."""
+    import cv2
+
+    root = tmp_path_factory.mktemp("blank")
+    (root / "images").mkdir()
+    for index in range(8):
+        cv2.imwrite(str(root / "images" / f"blank{index}.png"), np.zeros((IMGSZ, IMGSZ, 3), np.uint8))
+    data_yaml = root / "data.yaml"
+    data_yaml.write_text("train: images\nval: images\nnames:\n  0: class0\n  1: class1\n  2: class2\n")
+    return data_yaml
+
+
+def test_bad_calibration_starts_the_fallback_and_labels_the_result(
+    confident_onnx, blank_calibration, self_labelled_val, tmp_path
+):
+    out = tmp_path / "engine"
+    result = cli(
+        "build", "--onnx", str(confident_onnx), "--target", "onnxruntime", "--precision", "int8",
+        "--data", str(blank_calibration), "--val", str(self_labelled_val), "--max-steps", "1", "-o", str(out),
+    )  # fmt: skip
+    record = read_artifact_dir(out)["accuracy_control"]
+    fp32 = record["fp32"]["map50_95"]
+    assert record["max_map_drop"] == pytest.approx(0.01 * fp32) and "99%" in record["bound"]
+    assert fp32 - record["steps"][0]["map50_95"] > record["max_map_drop"], "blank calibration should hurt"
+    assert [s["float_layers"] for s in record["steps"]] == [0, 1]  # the fallback started
+    assert record["fell_back"] is (record["final"]["float_layers"] > 0)
+    output = " ".join(result.output.split())
+    assert "falling back" in output and "accuracy-checked INT8" in output
+    assert result.exit_code == (0 if record["met"] else 1), result.output
+    if not record["met"]:
+        assert "met = false" in output
+
+
+def test_int8_without_a_val_set_warns_that_it_is_unchecked(confident_onnx, synth_dataset, tmp_path):
+    common = ["build", "--onnx", str(confident_onnx), "--target", "onnxruntime", "--precision", "int8",
+              "--data", str(synth_dataset), "--calib-size", "8"]  # fmt: skip
+    unchecked = cli(*common, "-o", str(tmp_path / "a"))
+    assert unchecked.exit_code == 0, unchecked.output
+    assert "int8 mAP is unchecked" in " ".join(unchecked.output.split())
+    assert "accuracy_control" not in read_artifact_dir(tmp_path / "a")
+    opted_out = cli(*common, "--val", str(synth_dataset), "--no-verify", "-o", str(tmp_path / "b"))
+    assert opted_out.exit_code == 0 and "unchecked" not in opted_out.output
+    assert "accuracy_control" not in read_artifact_dir(tmp_path / "b")
+    both = cli(*common, "--val", str(synth_dataset), "--no-verify", "--max-map-drop", "0.01",
+               "-o", str(tmp_path / "c"))  # fmt: skip
+    assert both.exit_code == 2 and "--no-verify" in both.output
+
+
+def test_openvino_bad_calibration_falls_back_through_nncf(
+    confident_onnx, blank_calibration, self_labelled_val, tmp_path
+):
+    from pipeline.stages.build import BuildEntry, build_engine
+
+    engine = build_engine(
+        BuildEntry(target="openvino", precision="int8", calib_size=8),
+        tmp_path / "engine", onnx=confident_onnx, checkpoint=None, calib_data=blank_calibration,
+        val_data=self_labelled_val,
+    )  # fmt: skip
+    record = engine.metadata["accuracy_control"]
+    fp32 = record["fp32"]["map50_95"]
+    assert fp32 > 0.5 and record["max_map_drop"] == pytest.approx(0.01 * fp32)
+    assert fp32 - record["steps"][0]["map50_95"] > record["max_map_drop"]
+    assert record["fell_back"] and record["steps"][1]["how"] == "nncf.quantize_with_accuracy_control"
+    assert record["final"]["map50_95"] > record["steps"][0]["map50_95"]
+    assert record["float_layers"], "the fallback keeps convolutions in float"
+    assert record["met"] == (record["final"]["drop"] <= record["max_map_drop"] + 1e-9)

@@ -175,3 +175,24 @@ def test_story_from_the_checkpoints_when_results_lack_it(tmp_path, tiny_checkpoi
     ]
     assert stages == ["source", "prune"]  # pipeline order, whatever order the inputs came in
     assert "| prune | 0.001 | 0.01 | — |" in markdown  # from the checkpoint's metadata
+
+
+def test_what_the_build_checked_is_a_note_under_the_device_table():
+    from pipeline.report.markdown import report_markdown
+    from pipeline.report.summary import summarize
+    from pipeline.stages.benchmark import build_notes
+
+    meta = {"precision": "int8", "accuracy_control": {
+        "val_data": "val.yaml", "met": True, "fell_back": True, "bound": "1% of FP32 mAP50-95",
+        "max_map_drop": 0.004, "layer_groups": 87, "float_layers": ["/model.0", "/model.2/cv1"],
+        "fp32": {"map50_95": 0.40}, "final": {"map50_95": 0.398, "drop": 0.002, "float_layers": 2},
+    }}  # fmt: skip
+    notes = build_notes(meta)
+    assert notes == [
+        "INT8 checked on val.yaml: mAP50-95 0.3980 vs fp32 0.4000, drop +0.0020 within the bound 0.0040 "
+        "(1% of FP32 mAP50-95); fell back: 2 of 87 layer groups in float (/model.0, /model.2/cv1)"
+    ]
+    results = [make_result("onnxruntime", "int8", 4.0, 0.398, batch=b, build_notes=notes) for b in (1, 4)]
+    (device,) = summarize([make_result("onnxruntime", "fp32", 8.0, 0.40), *results], "onnxruntime/fp32")
+    assert device.notes.count(f"onnxruntime/int8: {notes[0]}") == 1  # once per engine, not per batch
+    assert f"> onnxruntime/int8: {notes[0]}" in report_markdown("r", [device], {}, "onnxruntime/fp32")

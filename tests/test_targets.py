@@ -219,7 +219,9 @@ def test_openvino_accuracy_aware_int8(tiny_onnx, tiny_checkpoint, synth_dataset,
     out = tmp_path / "engine"
     build("openvino", "int8", tiny_onnx, tiny_checkpoint, synth_dataset, out, max_map_drop=0.5)
     meta = read_artifact_dir(out)
-    assert meta["quantization"]["accuracy_control"]["max_map_drop"] == 0.5
+    record = meta["accuracy_control"]
+    assert record["max_map_drop"] == 0.5 and record["met"] and not record["fell_back"]
+    assert meta["quantization"]["preset"] == "mixed"
     assert meta["options"]["val_data"] == str(synth_dataset)
     assert load(out, threads=1).infer(images[:1]).shape[0] == 1
 

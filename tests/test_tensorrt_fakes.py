@@ -168,7 +168,9 @@ def test_int8_qdq_is_strongly_typed_on_11_and_flagged_on_10(fake, onnx_static, c
     trt, _ = fake
     artifact = build(onnx_static, "int8", tmp_path / "e", calibration)
     meta = artifact.metadata
-    assert meta["tensorrt"]["int8_mode"] == "qdq" and meta["quantization"]["quantize_bias"] is False
+    assert meta["tensorrt"]["int8_mode"] == "qdq" and meta["quantization"]["quantizer"].startswith(
+        "nvidia-modelopt"
+    )
     assert meta["tensorrt"]["qdq_onnx_sha256"] == meta["files_sha256"][target.QDQ_FILE]
     engine = (tmp_path / "e" / target.MODEL_FILE).read_text()
     if major(trt) == 10:

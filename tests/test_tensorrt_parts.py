@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from importlib.metadata import version
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +33,17 @@ def tiny_onnx(tiny_checkpoint: Path, tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def qdq(tiny_onnx: Path, calibration: CalibrationSet, tmp_path_factory) -> tuple[Path, dict]:
     out = tmp_path_factory.mktemp("qdq") / "model.qdq.onnx"
-    return out, qdq_source.make_qdq_onnx(tiny_onnx, calibration, out)
+    return out, qdq_source.make_host_qdq(tiny_onnx, calibration, {}, out).record
+
+
+@pytest.fixture(scope="module")
+def hand_built(tiny_onnx: Path, calibration: CalibrationSet, tmp_path_factory) -> tuple[Path, dict]:
+    """edgepipe's own TensorRT scheme (what the accuracy loop ranks layers with), made with ORT."""
+    from targets.qdq import quantize_qdq
+
+    out = tmp_path_factory.mktemp("hand") / "model.qdq.onnx"
+    quantize_qdq(tiny_onnx, out, calibration, qdq_source.TENSORRT_QDQ)
+    return out, qdq_source.TENSORRT_QDQ.record()
 
 
 def test_availability_names_the_install():
@@ -89,13 +100,14 @@ def test_engine_metadata_and_compatibility():
         metadata.check_engine_compatible(meta, "10.3.0", "9.0")
 
 
-def test_qdq_onnx_is_symmetric_int8_with_float_head(qdq):
+def test_qdq_onnx_is_modelopt_symmetric_int8_with_float_head(qdq):
     import onnx
     from onnx import numpy_helper
 
     path, record = qdq
     assert record["sha256"] == sha256_file(path)
-    assert record["symmetric"] and record["activations"] == "QInt8"
+    assert record["quantizer"] == f"nvidia-modelopt {version('nvidia-modelopt')}"
+    assert record["calibration_method"] == "entropy"
     graph = onnx.load(str(path)).graph
     initializers = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
     quantizers = [n for n in graph.node if n.op_type == "QuantizeLinear"]
@@ -139,10 +151,10 @@ def test_calibration_cache_only_where_onnxruntime_has_it(tiny_onnx, calibration,
     assert check_qdq(tmp_path / "a.onnx") == []
 
 
-def test_hand_built_qdq_passes_the_validator(qdq):
+def test_hand_built_qdq_passes_the_validator(hand_built):
     import onnx
 
-    path, record = qdq
+    path, record = hand_built
     assert check_qdq(path) == []
     assert record["quantize_bias"] is False and record["dedicated_pairs"] and record["unify_concat_scales"]
     graph = onnx.load(str(path)).graph
@@ -215,11 +227,11 @@ def test_concat_unification_makes_one_scale_per_concat(tiny_onnx, calibration, t
     assert check_qdq(out) == []
 
 
-def test_validator_rejects_half_quantized_convs_zero_points_and_opsets(qdq, tmp_path):
+def test_validator_rejects_half_quantized_convs_zero_points_and_opsets(hand_built, tmp_path):
     import onnx
     from onnx import numpy_helper
 
-    path, _ = qdq
+    path, _ = hand_built
     graph = onnx.load(str(path)).graph
     made_by = {o: n for n in graph.node for o in n.output}
     conv = next(

@@ -14,6 +14,7 @@ from core.engine_record import read_artifact_dir
 from core.errors import CheckFailed, InputError
 from pipeline.cli.options import config_from_options, default, option, renamed
 from pipeline.stages.build import BuildEntry, build_engine
+from targets.accuracy_bound import describe_check
 from targets.accuracy_int8 import steps_table
 
 
@@ -57,6 +58,9 @@ def command(
         BuildEntry, "max_map_drop"
     ),
     val: Annotated[Path | None, typer.Option(help="data.yaml whose val split measures mAP")] = None,
+    verify: Annotated[bool, option(BuildEntry, "verify", "--verify/--no-verify")] = default(
+        BuildEntry, "verify"
+    ),
     max_steps: Annotated[
         int | None,
         typer.Option(help="--max-map-drop on onnxruntime/tensorrt: most checkpoints after full INT8"),
@@ -98,12 +102,14 @@ def command(
         calib_size=calib_size,
         calib_seed=calib_seed,
         max_map_drop=max_map_drop,
+        verify=verify,
         options=options,
     )
     console = Console(stderr=True)
     started = time.perf_counter()
-    # The accuracy-driven loop shows its own progress bars and step lines instead of a spinner.
-    spinner = console.status(f"building {target}/{precision}") if max_map_drop is None else nullcontext()
+    # A checked INT8 build shows its own progress bars and step lines instead of a spinner.
+    checked = precision in ("int8", "auto") and verify and val is not None
+    spinner = nullcontext() if checked else console.status(f"building {target}/{precision}")
     with atomic_output(output) as staged, spinner:
         build_engine(entry, staged, onnx=onnx, checkpoint=model, calib_data=data, val_data=val, imgsz=imgsz)
     meta = read_artifact_dir(output)
@@ -114,20 +120,23 @@ def command(
             f"compile it on the device: edgepipe build --onnx {onnx} --target tensorrt --precision int8 "
             f"--qdq-onnx {output} -o engine"
         )
+    if meta.get("auto_precision"):
+        console.print(f"precision auto chose {meta['precision']}: {meta['auto_precision']['reason']}")
     if meta.get("accuracy_control") and "steps" in meta["accuracy_control"]:
         check_accuracy_control(meta["accuracy_control"], output, console)
 
 
 def check_accuracy_control(record: dict[str, Any], output: Path, console) -> None:
-    """Print the loop's steps; a bound not met is a failed check, though the engine is kept."""
-    console.print(steps_table(record))
+    """Print the check's steps; a bound not met is a failed check, though the engine is kept."""
+    final = record["final"]
+    if "layer_groups" in record:  # edgepipe's own loop (onnxruntime, tensorrt)
+        console.print(steps_table(record))
+    console.print(describe_check(record))
     if not record["met"]:
-        final = record["final"]
         raise CheckFailed(
-            f"mAP50-95 drop {final['drop']:.4f} is above --max-map-drop {record['max_map_drop']} after "
-            f"{len(record['steps'])} steps; kept the best model found (mAP50-95 {final['map50_95']:.4f}, "
-            f"{final['float_layers']} of {record['layer_groups']} layer groups in float), labelled "
-            "accuracy_control.met = false",
+            f"mAP50-95 drop {final['drop']:.4f} is above the bound {record['max_map_drop']:.4f} after "
+            f"{len(record['steps'])} steps; kept the best model found (mAP50-95 {final['map50_95']:.4f}), "
+            "labelled accuracy_control.met = false",
             path=output,
             hint="allow a larger drop, more steps (--max-steps), or calibrate on more images (--calib-size)",
         )

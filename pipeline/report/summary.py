@@ -80,6 +80,7 @@ def _notes(group: list[Result], baseline: str, rows: list[Row]) -> list[str]:
         notes.append(f"No {baseline} result on this device: the mAP drop column is empty.")
     if not any(r.map50_95 is not None for r in group):
         notes.append("No result on this device has an mAP (benchmarked with --no-accuracy).")
+    notes += dict.fromkeys(f"{r.key}: {note}" for r in group for note in r.build_notes)  # once per engine
     return notes
 
 

@@ -81,7 +81,9 @@ def build_candidate(
     onnx = None
     if settings.target != "torch":
         onnx = export_onnx(checkpoint, work / "model.onnx", imgsz, dynamic_batch=settings.batch > 1)
-    entry = BuildEntry(target=settings.target, precision=settings.precision, calib_size=settings.calib_images)
+    entry = BuildEntry(  # timed only; the run's build entry builds (and checks) the choice
+        target=settings.target, precision=settings.precision, calib_size=settings.calib_images, verify=False
+    )
     engine = build_engine(
         entry, work / "engine", onnx=onnx, checkpoint=checkpoint, calib_data=data, val_data=None, imgsz=imgsz
     )

@@ -12,7 +12,7 @@ import importlib
 import math
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 from pydantic import Field, model_validator
@@ -30,6 +30,7 @@ from core.engine_record import read_artifact_dir
 from core.errors import InputError
 from core.letterbox import load_image
 from pipeline.stages.base import Section, StageContext
+from targets.accuracy_bound import describe_check
 from targets.base import BuildInputs, RunOptions, get_target
 
 if TYPE_CHECKING:
@@ -302,6 +303,7 @@ def bench_batch(
         flags=flags,
         samples_ms=samples,
         e2e_samples_ms=e2e_samples,
+        build_notes=build_notes(meta),
     )
     return result, runner
 
@@ -322,6 +324,16 @@ def engine_memory_mb(artifact: Artifact, options: RunOptions, shape: tuple[int, 
                 runner.infer(batch)
 
     return memory.added_peak_mb(prepare, load_and_run)
+
+
+def build_notes(meta: dict[str, Any]) -> list[str]:
+    """What the engine's build measured about itself: the INT8 check, the precision auto chose."""
+    notes = []
+    if meta.get("auto_precision"):
+        notes.append(f"precision auto chose {meta['precision']}: {meta['auto_precision']['reason']}")
+    if meta.get("accuracy_control") and "final" in meta["accuracy_control"]:
+        notes.append(describe_check(meta["accuracy_control"]))
+    return notes
 
 
 def run(config: BenchConfig, ctx: StageContext) -> dict[str, Artifact]:

@@ -2,7 +2,9 @@
 
 The target does the backend work; this stage checks the request up front (known target, supported
 precision, library installed, calibration data for INT8), draws the shared calibration set and builds
-into a temporary directory that becomes the engine directory only when complete.
+into a temporary directory that becomes the engine directory only when complete. With a val set, an
+INT8 build is checked against FP32 on the same target (`verify`) and falls back past the bound
+(`targets.accuracy_bound`); without one, it warns that its mAP is unchecked.
 """
 
 from __future__ import annotations
@@ -11,24 +13,32 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import Field, model_validator
+from rich.console import Console
 
 from core.artifacts import Artifact
 from core.calibration import CalibrationSet
 from core.errors import BackendUnavailable, InputError
 from core.validation import reported_by_pydantic
+from pipeline.stages.auto_precision import build_auto
 from pipeline.stages.base import Section, StageContext
-from targets.base import BuildInputs, check_precision, get_target
+from targets.base import AUTO, BuildInputs, check_precision, get_target
 from targets.engine_dir import onnx_facts
 from targets.options import check_options
 
 
 class BuildEntry(Section):
     target: str = Field(description="backend: torch, onnxruntime, openvino or tensorrt")
-    precision: str = Field("fp32", description="fp32, bf16, fp16 or int8, as the target supports")
+    precision: str = Field(
+        "fp32",
+        description="fp32, bf16, fp16 or int8, as the target supports; auto: the fastest within the bound",
+    )
     calib_size: int = Field(300, ge=1, description="INT8: calibration images drawn from the train split")
     calib_seed: int = Field(0, description="INT8: seed of the calibration sample")
     max_map_drop: float | None = Field(
-        None, ge=0, description="INT8: largest allowed absolute mAP50-95 drop vs fp32 (accuracy-aware mode)"
+        None, ge=0, description="INT8: largest allowed absolute mAP50-95 drop vs fp32 (default: 1% of fp32)"
+    )
+    verify: bool = Field(
+        True, description="INT8: measure mAP against fp32 on the val set and fall back past the bound"
     )
     options: dict[str, Any] = Field(
         default_factory=dict, description="target-specific build options (docs/config.md lists each target's)"
@@ -54,6 +64,15 @@ def build_engine(
     """Check the request, draw the calibration set for INT8 and let the target write `out_dir`."""
     target = get_target(entry.target)
     check_precision(target, entry.precision)
+    if entry.precision == AUTO:
+
+        def build_one(candidate: BuildEntry, directory: Path) -> Artifact:
+            return build_engine(
+                candidate, directory, onnx=onnx, checkpoint=checkpoint, calib_data=calib_data,
+                val_data=val_data, imgsz=imgsz,
+            )  # fmt: skip
+
+        return build_auto(entry, Path(out_dir), build_one, val_data)
     ok, reason = target.available()
     if not ok and not entry.options.get("qdq_only"):  # tensorrt's host half needs no TensorRT
         raise BackendUnavailable(reason)
@@ -69,10 +88,7 @@ def build_engine(
         calibration = CalibrationSet.from_dataset(
             calib_data, imgsz or 640, entry.calib_size, entry.calib_seed
         )
-        if entry.max_map_drop is not None:
-            if val_data is None:
-                raise InputError("--max-map-drop needs a validation set", hint="pass --val data.yaml")
-            options.update(max_map_drop=entry.max_map_drop, val_data=str(val_data))
+        options.update(check_options_for(entry, val_data))
     elif entry.max_map_drop is not None and entry.precision != "int8":
         raise InputError("--max-map-drop applies to int8 builds only")
     elif entry.max_map_drop is not None:
@@ -81,6 +97,26 @@ def build_engine(
         onnx=Path(onnx) if onnx else None, checkpoint=Path(checkpoint) if checkpoint else None
     )
     return target.build(inputs, entry.precision, calibration, options, Path(out_dir))
+
+
+def check_options_for(entry: BuildEntry, val_data: Path | None) -> dict[str, Any]:
+    """The target options that make an INT8 build check itself against FP32 (none: unchecked)."""
+    if entry.max_map_drop is not None and not entry.verify:
+        raise InputError("--max-map-drop bounds the checked INT8 drop, --no-verify skips the check: pass one")
+    if not entry.verify:
+        return {}
+    if val_data is None:
+        if entry.max_map_drop is not None:
+            raise InputError("--max-map-drop needs a validation set", hint="pass --val data.yaml")
+        Console(stderr=True).print(
+            f"[yellow]warning[/]: {entry.target}/int8 mAP is unchecked: no val set to measure it against "
+            "fp32 (pass --val data.yaml, or --no-verify to build unchecked on purpose)"
+        )
+        return {}
+    checked: dict[str, Any] = {"val_data": str(val_data)}
+    if entry.max_map_drop is not None:
+        checked["max_map_drop"] = entry.max_map_drop
+    return checked
 
 
 def run(entry: BuildEntry, ctx: StageContext) -> dict[str, Artifact]:

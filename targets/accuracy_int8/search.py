@@ -1,8 +1,9 @@
 """Return the most sensitive layers to float, in growing chunks, until the mAP50-95 drop is within bound.
 
 Full INT8 is measured first (the head's post-processing is float, as in every INT8 build). If its drop
-against FP32 exceeds `max_map_drop`, the layer groups are ranked by sensitivity and the top 1, 2, 4,
-8, ... go back to float, with mAP measured only at those checkpoints, on the val set, with ONNX Runtime.
+against FP32 exceeds the bound (`targets.accuracy_bound`), the layer groups are ranked by sensitivity
+and the top 1, 2, 4, 8, ... go back to float, with mAP measured only at those checkpoints, on the val
+set, with ONNX Runtime.
 The loop stops at the first checkpoint within the bound. When none is (every group float, or
 `max_steps` reached) the best model measured is kept and labelled `met: false`.
 """
@@ -18,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from benchmarks.accuracy import evaluate
 from core.errors import InputError
+from targets.accuracy_bound import AccuracyBound
 from targets.accuracy_int8.layers import quantizable_groups
 from targets.accuracy_int8.quantizer import CachedQuantizer
 from targets.accuracy_int8.sensitivity import SCORE_NAME, LayerScore, probe_images, rank_layers
@@ -31,7 +33,8 @@ if TYPE_CHECKING:
     from targets.qdq import QdqScheme
 
 SENSITIVITY_IMAGES = 8
-_TOLERANCE = 1e-9  # mAP differences are sums of floats: 0.4359 - 0.4309 must count as 0.005
+# Writes a Q/DQ model with the given nodes in float, returns every node left in float.
+Writer = Callable[[Path, list[str]], list[str]]
 
 
 @dataclass(frozen=True)
@@ -54,7 +57,7 @@ def float_layer_schedule(n_layers: int, max_steps: int | None = None) -> list[in
 
 
 def within_bound(fp32_map: float, map50_95: float, max_drop: float) -> bool:
-    return fp32_map - map50_95 <= max_drop + _TOLERANCE
+    return AccuracyBound(max_drop).met(fp32_map, map50_95)
 
 
 def run_steps(
@@ -91,13 +94,13 @@ class AccuracyControl:
 
 
 def control_options(options: dict[str, Any]) -> dict[str, Any]:
-    """The loop's keyword arguments from a target's build options (`max_map_drop`, `val_data`, ...)."""
+    """The loop's keyword arguments from a target's build options (`val_data`, `max_map_drop`, ...)."""
     if not options.get("val_data"):
         raise InputError("--max-map-drop needs a validation set", hint="pass --val data.yaml")
     max_steps = options.get("max_steps")
     return {
         "val_data": Path(options["val_data"]),
-        "max_map_drop": float(options["max_map_drop"]),
+        "bound": AccuracyBound.from_options(options),
         "max_steps": int(max_steps) if max_steps is not None else None,
         "sensitivity_images": int(options.get("sensitivity_images", SENSITIVITY_IMAGES)),
     }
@@ -110,12 +113,18 @@ def quantize_within_map_drop(
     scheme: QdqScheme,
     *,
     val_data: Path,
-    max_map_drop: float,
+    bound: AccuracyBound,
     max_steps: int | None = None,
     sensitivity_images: int = SENSITIVITY_IMAGES,
+    write: Writer | None = None,
+    quantizer: str = "onnxruntime.quantization",
 ) -> AccuracyControl:
     """Write to `onnx_out` the Q/DQ model with the fewest float groups whose mAP50-95 drop against the
-    FP32 ONNX is at most `max_map_drop` (or the best one measured), and return its record."""
+    FP32 ONNX is within `bound` (or the best one measured), and return its record.
+
+    Layers are ranked with onnxruntime.quantization in `scheme` (its calibration cached); `write` makes
+    the candidates (default: the same quantizer), so another tool's Q/DQ file goes through the loop.
+    """
     import onnxruntime
     from rich.console import Console
 
@@ -129,9 +138,14 @@ def quantize_within_map_drop(
     float_nodes: dict[int, list[str]] = {}
 
     with tempfile.TemporaryDirectory(prefix="edgepipe-accuracy-int8-") as tmp:
-        quantizer = CachedQuantizer(Path(onnx_in), calibration, scheme, Path(tmp) / "ranges.json")
+        ranker = CachedQuantizer(Path(onnx_in), calibration, scheme, Path(tmp) / "ranges.json")
+        writer = write or ranker.write
         fp32_map50_95, fp32_map50 = val_map(Path(onnx_in), val_data, imgsz)
-        console.log(f"FP32: mAP50-95 {fp32_map50_95:.4f}, mAP50 {fp32_map50:.4f}; {len(groups)} layer groups")
+        max_map_drop = bound.limit(fp32_map50_95)
+        console.log(
+            f"FP32: mAP50-95 {fp32_map50_95:.4f}, mAP50 {fp32_map50:.4f}; {len(groups)} layer groups; "
+            f"INT8 may drop {max_map_drop:.4f} ({bound.rule})"
+        )
 
         def candidate(count: int) -> Path:
             return Path(tmp) / f"float_{count}.onnx"
@@ -139,13 +153,14 @@ def quantize_within_map_drop(
         def measure(count: int) -> tuple[float, float]:
             if count and not ranking:
                 probes = probe_images(calibration, sensitivity_images)
-                ranking.extend(rank_with_progress(quantizer, groups, probes))
+                console.log(f"INT8 is outside the bound: falling back, ranking {len(groups)} layer groups")
+                ranking.extend(rank_with_progress(ranker, groups, probes))
             keep = [node for score in ranking[:count] for node in by_name[score.layer].nodes]
-            float_nodes[count] = quantizer.write(candidate(count), keep)
+            float_nodes[count] = writer(candidate(count), keep)
             map50_95, map50 = val_map(candidate(count), val_data, imgsz)
             console.log(
                 f"{count} layer groups in float: mAP50-95 {map50_95:.4f} "
-                f"(drop {fp32_map50_95 - map50_95:+.4f}, bound {max_map_drop}), mAP50 {map50:.4f}"
+                f"(drop {fp32_map50_95 - map50_95:+.4f}, bound {max_map_drop:.4f}), mAP50 {map50:.4f}"
             )
             return map50_95, map50
 
@@ -156,10 +171,13 @@ def quantize_within_map_drop(
     met = within_bound(fp32_map50_95, chosen.map50_95, max_map_drop)
     record = {
         "max_map_drop": max_map_drop,
+        "bound": bound.rule,
         "met": met,
+        "fell_back": chosen.float_layers > 0,
         "metric": "mAP50-95",
         "val_data": str(val_data),
         "measured_with": f"onnxruntime {onnxruntime.__version__} (CPU)",
+        "quantized_with": quantizer,
         "fp32": {"map50_95": fp32_map50_95, "map50": fp32_map50},
         "final": {**asdict(chosen), "drop": fp32_map50_95 - chosen.map50_95},
         "float_layers": [score.layer for score in ranking[: chosen.float_layers]],
@@ -194,7 +212,8 @@ def steps_table(record: dict[str, Any]) -> Table:
     fp32 = record["fp32"]["map50_95"]
     final = record["final"]
     verdict = "[green]within bound[/green]" if record["met"] else "[red]bound NOT met[/red]"
-    table = Table(title=f"accuracy-driven INT8: max mAP50-95 drop {record['max_map_drop']} ({verdict})")
+    title = f"accuracy-checked INT8: max mAP50-95 drop {record['max_map_drop']:.4f} ({verdict})"
+    table = Table(title=title)
     for column in ("step", "layer groups in float", "mAP50-95", "mAP50", "drop vs FP32", ""):
         table.add_column(column, justify="right" if column not in ("", "step") else "left")
     fp32_map50 = record["fp32"]["map50"]

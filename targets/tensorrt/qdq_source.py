@@ -1,6 +1,6 @@
-"""The Q/DQ ONNX an INT8 engine compiles: made here with onnxruntime.quantization (plain or
-accuracy-driven), or adopted from an earlier `--qdq-only` directory or another tool, and in every case
-checked against TensorRT's Q/DQ rules before it is used."""
+"""The Q/DQ ONNX an INT8 engine compiles: made here by NVIDIA Model Optimizer (plain, or checked against
+FP32 and falling back layer by layer), or adopted from an earlier `--qdq-only` directory or another tool,
+and in every case checked against TensorRT's Q/DQ rules before it is used."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING, Any
 from core.artifacts import ARTIFACT_FILE, sha256_file
 from core.engine_record import read_artifact_dir
 from core.errors import InputError
-from targets.qdq import QdqScheme, quantize_qdq
+from targets.modelopt_qdq import DEFAULT_METHOD, modelopt_qdq, modelopt_version
+from targets.qdq import QdqScheme
 from targets.tensorrt.qdq_rules import require_valid_qdq
 
 if TYPE_CHECKING:
@@ -20,7 +21,8 @@ if TYPE_CHECKING:
 
 QDQ_FILE = "model.qdq.onnx"
 # TensorRT's explicit quantization: symmetric signed INT8 (zero point 0), float biases, a dedicated pair per
-# consumer, one scale per Concat.
+# consumer, one scale per Concat: the scheme the accuracy loop ranks layers with before ModelOpt writes
+# each candidate.
 TENSORRT_QDQ = QdqScheme(
     activations="QInt8",
     weights="QInt8",
@@ -41,29 +43,45 @@ class QdqSource:
     calibration: dict[str, Any] | None = None  # CalibrationSet.record() of the calibration it used
 
 
-def make_qdq_onnx(onnx_path: Path, calibration: CalibrationSet, out_path: Path) -> dict[str, Any]:
-    """The explicit-quantization ONNX TensorRT compiles; returns its record (hash, float nodes, scheme)."""
-    float_nodes = quantize_qdq(onnx_path, out_path, calibration, TENSORRT_QDQ)
-    require_valid_qdq(out_path)
-    return {"sha256": sha256_file(out_path), "float_nodes": float_nodes, **TENSORRT_QDQ.record()}
+def qdq_record(out_path: Path, float_nodes: list[str], method: str) -> dict[str, Any]:
+    """The Q/DQ ONNX's record: hash, float nodes, and the quantizer that made it."""
+    return {
+        "sha256": sha256_file(out_path),
+        "float_nodes": float_nodes,
+        "quantizer": f"nvidia-modelopt {modelopt_version()}",
+        "calibration_method": method,
+    }
 
 
 def make_host_qdq(
     onnx_path: Path, calibration: CalibrationSet | None, options: dict[str, Any], out_path: Path
 ) -> QdqSource:
-    """Quantize here: plain, or accuracy-driven when `options` has `max_map_drop` (needs `val_data`)."""
+    """Quantize here with ModelOpt: plain, or checked against FP32 when `options` has `val_data` (falling
+    back past the bound: `max_map_drop`, else 1% of FP32)."""
     if calibration is None:
         raise InputError("int8 needs a calibration set", hint="pass --data data.yaml")
-    if options.get("max_map_drop") is None:
-        return QdqSource(make_qdq_onnx(onnx_path, calibration, out_path), calibration=calibration.record())
+    method = options.get("calibration_method") or DEFAULT_METHOD
+
+    def write(out: Path, keep_float: list[str]) -> list[str]:
+        return modelopt_qdq(onnx_path, out, calibration, method, keep_float)
+
+    if not options.get("val_data"):
+        float_nodes = write(out_path, [])
+        require_valid_qdq(out_path)
+        return QdqSource(qdq_record(out_path, float_nodes, method), calibration=calibration.record())
     from targets.accuracy_int8 import control_options, quantize_within_map_drop
 
     control = quantize_within_map_drop(
-        onnx_path, out_path, calibration, TENSORRT_QDQ, **control_options(options)
+        onnx_path,
+        out_path,
+        calibration,
+        TENSORRT_QDQ,
+        **control_options(options),
+        write=write,
+        quantizer=f"nvidia-modelopt {modelopt_version()} ({method})",
     )
     require_valid_qdq(out_path)
-    record = {"sha256": sha256_file(out_path), "float_nodes": control.float_nodes, **TENSORRT_QDQ.record()}
-    return QdqSource(record, control.record, calibration.record())
+    return QdqSource(qdq_record(out_path, control.float_nodes, method), control.record, calibration.record())
 
 
 def adopt_qdq_onnx(given: Path, onnx_path: Path, out_path: Path) -> QdqSource:

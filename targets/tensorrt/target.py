@@ -1,15 +1,15 @@
 """The TensorRT target: fp32, fp16 and int8 engines, built on the device they run on (TensorRT 10 or 11).
 
 INT8 has two paths. The default, explicit quantization, decides everything on the host: a Q/DQ ONNX
-(symmetric INT8 activations and weights, float biases, one scale per Concat, the Detect head's
-post-processing in float; `qdq_source`) made with onnxruntime.quantization from the shared calibration
-set, checked against TensorRT's Q/DQ rules (`qdq_rules`), whose accuracy ONNX Runtime measures before any
-device is involved. The device only compiles that file, and the engine records its hash. The older path
-(`int8_mode: calibrator`, TensorRT 10 only) feeds the same calibration set to an IInt8EntropyCalibrator2
+(symmetric INT8, placed for TensorRT's fusions, the Detect head's post-processing in float; `qdq_source`)
+made by NVIDIA Model Optimizer (`targets.modelopt_qdq`) from the shared calibration set, checked against
+TensorRT's Q/DQ rules (`qdq_rules`), whose accuracy ONNX Runtime measures before any device is involved.
+The device only compiles that file, and the engine records its hash. The older path (`int8_mode:
+calibrator`, TensorRT 10 only) feeds the same calibration set to an IInt8EntropyCalibrator2
 and keeps a calibration cache (`calibration`).
 
-The host half can run alone (`qdq_only`): it writes the Q/DQ ONNX, plain or accuracy-driven
-(`max_map_drop`, see `targets.accuracy_int8`), into a directory ONNX Runtime can load and benchmark;
+The host half can run alone (`qdq_only`): it writes the Q/DQ ONNX, plain or accuracy-checked (with a
+val set, see `targets.accuracy_int8`), into a directory ONNX Runtime can load and benchmark;
 `qdq_onnx` then compiles exactly that file on the device, after checking it against the hashes recorded
 there, so the chain Q/DQ ONNX sha256 -> engine metadata holds.
 
@@ -93,8 +93,9 @@ class TensorRtTarget:
     ) -> Artifact:
         """`options`: int8_mode ("qdq" default | "calibrator"); qdq_onnx (a Q/DQ ONNX made earlier on the
         host, or the directory `qdq_only` wrote, compiled as is); qdq_only (write only the Q/DQ ONNX, no
-        TensorRT needed); max_map_drop and val_data (accuracy-driven Q/DQ, also `max_steps`,
-        `sensitivity_images`); workspace_bytes; opt_batch and max_batch (dynamic batch)."""
+        TensorRT needed); calibration_method (ModelOpt's entropy or max); val_data and max_map_drop (the
+        Q/DQ checked against FP32, also `max_steps`, `sensitivity_images`); workspace_bytes; opt_batch and
+        max_batch (dynamic batch)."""
         if options.get("qdq_only"):
             return build_qdq_only(inputs, precision, calibration, options, out_dir)
         ok, reason = availability()

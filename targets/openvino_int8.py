@@ -1,0 +1,120 @@
+"""OpenVINO INT8 through NNCF: `nncf.quantize`, checked against FP32 when a val set is given, and
+`nncf.quantize_with_accuracy_control` as the fallback when the drop is past the bound.
+
+Calibration follows NNCF's own options: `preset` (mixed: symmetric weights, asymmetric activations;
+performance: symmetric both), `fast_bias_correction` and the activations' range estimator. The Detect
+head's post-processing is always left in float.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from rich.console import Console
+
+from targets.accuracy_bound import AccuracyBound
+from targets.accuracy_control import validation_dataset, validation_fn
+from targets.head import head_postprocess_nodes
+
+if TYPE_CHECKING:
+    from core.calibration import CalibrationSet
+
+# (mAP50-95, mAP50) of an ov.Model compiled as the engine will run
+Measure = Callable[[Any], tuple[float, float]]
+
+
+def quantize_options(options: dict[str, Any], float_ops: list[str], subset_size: int) -> dict[str, Any]:
+    """nncf.quantize's keyword arguments from the target's build options (checked by `OpenVinoOptions`)."""
+    import nncf
+    from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters
+    from nncf.quantization.range_estimator import RangeEstimatorParametersSet
+
+    estimator = options.get("range_estimator")
+    kwargs: dict[str, Any] = {
+        "preset": nncf.QuantizationPreset(options.get("preset", "mixed")),
+        "subset_size": subset_size,
+        "fast_bias_correction": bool(options.get("fast_bias_correction", True)),
+        "ignored_scope": nncf.IgnoredScope(names=float_ops, validate=False),
+    }
+    if estimator is not None:
+        estimated = getattr(RangeEstimatorParametersSet, estimator.upper())
+        kwargs["advanced_parameters"] = AdvancedQuantizationParameters(
+            activations_range_estimator_params=estimated
+        )
+    return kwargs
+
+
+def float_convolutions(model) -> list[str]:
+    """Convolutions whose input is not fake-quantized: what runs in float in the INT8 model."""
+    kinds = {"Convolution", "GroupConvolution", "MatMul"}
+    return [
+        op.get_friendly_name()
+        for op in model.get_ordered_ops()
+        if op.get_type_name() in kinds and op.input_value(0).get_node().get_type_name() != "FakeQuantize"
+    ]
+
+
+def quantize(
+    model, calibration: CalibrationSet, options: dict[str, Any], imgsz: int, measure: Measure
+) -> tuple[Any, dict[str, Any], dict[str, Any] | None]:
+    """The INT8 model, its quantization record and, with `val_data`, its accuracy-control record."""
+    import nncf
+
+    nncf.set_log_level(logging.WARNING)  # its per-layer INFO lines would bury the progress bars
+    float_ops = head_postprocess_nodes(op.get_friendly_name() for op in model.get_ordered_ops())
+    kwargs = quantize_options(options, float_ops, len(calibration))
+    data = nncf.Dataset(list(calibration.batches(1)))
+    record: dict[str, Any] = {
+        "tool": f"nncf {nncf.__version__}",
+        "preset": options.get("preset", "mixed"),
+        "fast_bias_correction": kwargs["fast_bias_correction"],
+        "range_estimator": options.get("range_estimator") or "nncf default",
+        "float_ops": float_ops,
+    }
+    quantized = nncf.quantize(model, data, **kwargs)
+    if not options.get("val_data"):
+        return quantized, record, None
+
+    console = Console(stderr=True)
+    val_data, bound = options["val_data"], AccuracyBound.from_options(options)
+    fp32 = measure(model)
+    limit = bound.limit(fp32[0])
+    int8 = measure(quantized)
+    console.log(
+        f"openvino FP32 mAP50-95 {fp32[0]:.4f}, INT8 {int8[0]:.4f} (drop {fp32[0] - int8[0]:+.4f}, "
+        f"may drop {limit:.4f}: {bound.rule})"
+    )
+    steps: list[dict[str, Any]] = [{"step": 0, "map50_95": int8[0], "map50": int8[1], "how": "nncf.quantize"}]
+    if not bound.met(fp32[0], int8[0]):
+        console.log("INT8 is outside the bound: falling back with nncf.quantize_with_accuracy_control")
+        quantized = nncf.quantize_with_accuracy_control(
+            model,
+            data,
+            validation_dataset(val_data, imgsz),
+            validation_fn(val_data, imgsz),
+            max_drop=limit,
+            drop_type=nncf.DropType.ABSOLUTE,
+            **kwargs,
+        )
+        final = measure(quantized)
+        steps.append(
+            {"step": 1, "map50_95": final[0], "map50": final[1], "how": "nncf.quantize_with_accuracy_control"}
+        )
+    final_map = float(steps[-1]["map50_95"])
+    control = {
+        "max_map_drop": limit,
+        "bound": bound.rule,
+        "met": bound.met(fp32[0], final_map),
+        "fell_back": len(steps) > 1,
+        "metric": "mAP50-95",
+        "val_data": str(val_data),
+        "measured_with": "openvino (CPU, f32 inference precision)",
+        "quantized_with": record["tool"],
+        "fp32": {"map50_95": fp32[0], "map50": fp32[1]},
+        "final": {**steps[-1], "drop": fp32[0] - final_map},
+        "float_layers": float_convolutions(quantized),
+        "steps": steps,
+    }
+    return quantized, record, control
