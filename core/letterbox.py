@@ -17,6 +17,13 @@ from core.errors import InputError
 PAD_VALUE = 114  # Ultralytics' letterbox grey
 
 
+def check_imgsz(value: int) -> int:
+    """An input size the model can take: a positive multiple of its largest stride, 32."""
+    if value < 32 or value % 32:
+        raise InputError(f"must be a multiple of 32 (the model's largest stride), got {value}")
+    return value
+
+
 @dataclass(frozen=True)
 class Letterbox:
     """How an image was fitted into the square input: scale, then padding (left, top)."""

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import BaseModel, Field, field_validator
 
 from core.errors import InputError
+from core.letterbox import check_imgsz
 from core.validation import reported_by_pydantic
 from core.yamlfile import read_yaml_model
-from pipeline.stages.base import Section, check_imgsz
+from pipeline.stages.base import Section
 from pipeline.stages.benchmark import BenchConfig
 from pipeline.stages.build import BuildEntry
 from pipeline.stages.export import ExportConfig
@@ -22,7 +23,6 @@ from pipeline.stages.finetune import FinetuneConfig
 from pipeline.stages.gate import GateConfig
 from pipeline.stages.prune import PruneConfig
 from pipeline.stages.report import ReportConfig
-from pipeline.stages.search import SearchConfig
 from targets.base import check_precision, get_target
 
 
@@ -48,26 +48,12 @@ class PipelineConfig(Section):
     imgsz: int = Field(640, ge=32, description="input size in pixels (square letterbox)")
     device: str = Field("cpu", description="torch device for prune/fine-tune: cpu, 0, cuda:0")
     prune: PruneConfig | None = Field(None, description="structured pruning; omit to skip")
-    search: SearchConfig | None = Field(
-        None, description="find the least pruned model meeting a latency budget (replaces prune)"
-    )
     finetune: FinetuneConfig | None = Field(None, description="fine-tuning after pruning; omit to skip")
     export: ExportConfig | None = Field(None, description="ONNX export; needed by every target but torch")
     build: list[BuildEntry] = Field(default_factory=list, description="one entry per target/precision")
     bench: BenchConfig | None = Field(None, description="latency, throughput and mAP of every build")
     report: ReportConfig | None = Field(None, description="HTML and Markdown report")
     gate: GateConfig | None = Field(None, description="release gate against a budgets file")
-
-    @model_validator(mode="after")
-    def _search_replaces_prune(self) -> PipelineConfig:
-        if self.search and self.prune:
-            raise ValueError("give `search` or `prune`, not both: the search chooses the pruning ratio")
-        if self.search and self.search.label not in {f"{e.target}/{e.precision}" for e in self.build}:
-            raise ValueError(
-                f"`search` builds and gates its choice on {self.search.label}: add "
-                f"{{target: {self.search.target}, precision: {self.search.precision}}} to `build`"
-            )
-        return self
 
     @field_validator("build")
     @classmethod

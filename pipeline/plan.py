@@ -8,19 +8,22 @@ from typing import Any
 from core.artifacts import Artifact
 from pipeline.config import PipelineConfig, SynthSource
 from pipeline.data.synth import generate_dataset
-from pipeline.search.timing import TimingSettings
 from pipeline.stage_runner import StagePlan
 from pipeline.stages import benchmark, build, export, finetune, gate, prune, report, search
 from pipeline.stages.base import StageContext
+from pipeline.stages.search_candidates import MeasureSettings
 from pipeline.stages.stage import bind
 
 TRAINING_LIBS = ("torch", "ultralytics", "torch-pruning")
 EXPORT_LIBS = ("torch", "ultralytics", "onnx", "onnxslim")
 BACKEND_LIBS = ("torch", "onnx", "onnxruntime", "openvino", "nncf")
-TIMING_LIBS = ("torch", "ultralytics", "torch-pruning", "onnx", "onnxslim", "onnxruntime", "openvino", "nncf")
-# What the timed candidates depend on: the ladder and the timing settings; the budget, confidence and
-# margin only steer the cheap selection.
-TIMING_FIELDS = {"ratios", "candidates", "min_ratio", *TimingSettings.__dataclass_fields__}
+SEARCH_LIBS = ("torch", "ultralytics", "torch-pruning", "onnx", "onnxslim", "onnxruntime", "openvino", "nncf")
+# What each search stage's work depends on; the budget, confidence and margin only steer the cheap
+# selection, so a new budget reuses the pruned and measured candidates.
+SEARCH_PRUNE_FIELDS = {"macs", "imgsz", "round_to"}
+SEARCH_MEASURE_FIELDS = {"target", "precisions", "imgsz", *MeasureSettings.__dataclass_fields__}
+SEARCH_SELECT_FIELDS = {"budget", "batch", "confidence", "margin"}
+SEARCH_FINETUNE_FIELDS = {*SEARCH_SELECT_FIELDS, "finetune_epochs", "finetune_top", "teacher"}
 
 
 def _synth_stage(section: SynthSource, ctx: StageContext) -> dict[str, Artifact]:
@@ -35,59 +38,61 @@ def build_label(entry: build.BuildEntry) -> str:
 
 
 def _prune_defaults() -> dict[str, Any]:
-    """The prune stage's defaults shape every candidate, so they belong in the timing stage's cache key."""
+    """The prune stage's defaults shape every candidate, so they belong in the search's cache keys."""
     return prune.PruneConfig().model_dump(mode="json")
 
 
-def search_plans(
-    config: search.SearchConfig, *, data_needs: dict[str, str], data_reads: tuple[Path, ...]
-) -> list[StagePlan]:
-    """The three stages that replace `prune`: time (no budget in its key), select (the budget), prune."""
-    timing_key = {"search": config.model_dump(include=TIMING_FIELDS), "prune": _prune_defaults()}
-    select_key = config.model_dump(include={"budget", "batch", "confidence", "margin"})
-    prune_key = {"round_to": config.round_to, "prune": _prune_defaults()}
-    time = StagePlan(
-        "search:time",
-        "search",
-        bind(search.run_timing, config),
-        timing_key,
-        needs={"model": "model", **data_needs},
-        provides={"timings": "search:timings"},
-        libraries=TIMING_LIBS,
-        reads=data_reads,
-    )
-    choose = StagePlan(
-        "search:select",
-        "search",
-        bind(search.run_select, config),
-        select_key,
-        needs={"timings": "search:timings"},
-        provides={"search": "search", "choice": "search:choice"},
-        libraries=("scipy", "matplotlib"),
-    )
-    prune = StagePlan(
-        "search:prune",
-        "search",
-        bind(search.run_prune, config),
-        prune_key,
-        needs={"model": "model", "choice": "search:choice", **data_needs},
-        provides={"model": "model"},
-        libraries=TRAINING_LIBS,
-        reads=data_reads,
-    )
-    return [time, choose, prune]
+def search_plans(config: search.SearchConfig, *, data_reads: tuple[Path, ...]) -> list[StagePlan]:
+    """`edgepipe search`: prune, measure, select and (with `finetune_epochs`) fine-tune the best few."""
 
+    def key(fields: set[str]) -> dict[str, Any]:
+        return {"search": config.model_dump(mode="json", include=fields), "prune": _prune_defaults()}
 
-def search_verify_plan(config: search.SearchConfig) -> StagePlan:
-    """After the benchmark of the search's target/precision: gate it against the budget."""
-    return StagePlan(
-        "search:verify",
-        "gate",
-        bind(search.run_verify, config),
-        config.model_dump(include={"budget", "batch", "target", "precision"}),
-        needs={"results": f"results:{config.label}"},
-        provides={"verdict": "search:verdict"},
-    )
+    plans = [
+        StagePlan(
+            "search:prune",
+            "search",
+            bind(search.run_prune, config),
+            key(SEARCH_PRUNE_FIELDS),
+            needs={"model": "model"},
+            provides={"checkpoints": "search:checkpoints"},
+            libraries=SEARCH_LIBS,
+            reads=data_reads,
+        ),
+        StagePlan(
+            "search:measure",
+            "search",
+            bind(search.run_measure, config),
+            key(SEARCH_PRUNE_FIELDS | SEARCH_MEASURE_FIELDS),
+            needs={"model": "model", "checkpoints": "search:checkpoints"},
+            provides={"measurements": "search:measurements"},
+            libraries=SEARCH_LIBS,
+            reads=data_reads,
+        ),
+        StagePlan(
+            "search:select",
+            "search",
+            bind(search.run_select, config),
+            key(SEARCH_SELECT_FIELDS),
+            needs={"measurements": "search:measurements"},
+            provides={"search": "search"},
+            libraries=("scipy", "matplotlib"),
+        ),
+    ]
+    if config.finetune_epochs:
+        plans.append(
+            StagePlan(
+                "search:finetune",
+                "search",
+                bind(search.run_finetune, config),
+                key(SEARCH_FINETUNE_FIELDS),
+                needs={"model": "model", "checkpoints": "search:checkpoints", "search": "search"},
+                provides={"search": "search"},
+                libraries=SEARCH_LIBS,
+                reads=data_reads,
+            )
+        )
+    return plans
 
 
 def make_plans(config: PipelineConfig) -> list[StagePlan]:
@@ -115,8 +120,6 @@ def make_plans(config: PipelineConfig) -> list[StagePlan]:
                 reads=data_reads,
             )
         )
-    if config.search:
-        plans += search_plans(config.search, data_needs=data_needs, data_reads=data_reads)
     if config.finetune:
         teacher = {"teacher": "model:source"} if config.finetune.teacher else {}
         plans.append(
@@ -178,14 +181,10 @@ def make_plans(config: PipelineConfig) -> list[StagePlan]:
                     reads=val_reads,
                 )
             )
-    if config.search and config.bench:
-        plans.append(search_verify_plan(config.search))
     results_needs = {f"results:{build_label(e)}": f"results:{build_label(e)}" for e in config.build}
     story_needs = {"model:source": "model:source"}
     if config.prune:
         story_needs["model:prune"] = "model:prune"
-    if config.search:
-        story_needs |= {"model:prune": "model:search:prune", "search": "search"}
     if config.finetune:
         story_needs["model:finetune"] = "model:finetune"
     if config.report and config.bench:

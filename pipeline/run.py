@@ -14,9 +14,10 @@ from core.checkpoints import load_detection_model
 from core.console import console as shared_console
 from core.errors import EXIT_CHECK_FAILED, EXIT_OK
 from pipeline.config import PipelineConfig, SynthSource, load_config
-from pipeline.plan import make_plans
+from pipeline.plan import make_plans, search_plans
 from pipeline.stage_runner import StageOutcome, StagePlan, StageRunner, WorkDir
 from pipeline.stages.base import RunSettings
+from pipeline.stages.search import SearchConfig
 from pipeline.summary import print_summary
 
 
@@ -24,13 +25,13 @@ def default_workdir(config_path: Path) -> Path:
     return Path.cwd() / ".edgepipe" / config_path.stem
 
 
-def source_model_artifact(config: PipelineConfig) -> Artifact:
+def source_model_artifact(model: Path) -> Artifact:
     """The user's checkpoint, checked to be a YOLOv8 detector before any stage runs.
 
     Its params and GFLOPs are left to the report stage, which counts them only when it runs.
     """
-    load_detection_model(config.model)
-    return Artifact.from_path("checkpoint", config.model)
+    load_detection_model(model)
+    return Artifact.from_path("checkpoint", model)
 
 
 def settings_for(config: PipelineConfig, data_yaml: Path | None) -> RunSettings:
@@ -90,7 +91,7 @@ def run_pipeline(
                 runner.settings = replace(settings_for(config, data), histories=histories)
 
         runner.on_outcome = follow_data
-        source = source_model_artifact(config)
+        source = source_model_artifact(config.model)
         runner.seed("model", source)
         runner.seed("model:source", source)
         console.print(f"[bold]edgepipe run[/bold] {config_path}  [dim]work dir {work.root}[/dim]")
@@ -101,3 +102,30 @@ def run_pipeline(
     if gate is not None and not gate.metadata.get("passed", False):
         return EXIT_CHECK_FAILED
     return EXIT_OK
+
+
+def run_search(
+    config: SearchConfig,
+    *,
+    model: Path,
+    data: Path,
+    val: Path,
+    imgsz: int,
+    device: str,
+    workdir: Path,
+    console: Console | None = None,
+) -> Artifact:
+    """The search's cached stages in `workdir`; returns the search.json artifact of the winner (a search
+    that finds none raises CheckFailed, exit 1, naming the nearest candidate)."""
+    console = console or shared_console
+    work = WorkDir(workdir)
+    settings = RunSettings(
+        imgsz=max(config.sizes(imgsz)), device=device, data=data, val=val, model_name=model.stem
+    )
+    with work.lock():
+        work.clean_stale()
+        runner = StageRunner(work, settings, console)
+        runner.seed("model", source_model_artifact(model))
+        console.print(f"[bold]edgepipe search[/bold] {model}  [dim]work dir {work.root}[/dim]")
+        runner.execute(search_plans(config, data_reads=(data, val)))
+    return runner.available["search"]

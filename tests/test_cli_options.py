@@ -19,12 +19,12 @@ from pipeline.stages.search import SearchConfig
 
 # command module, its model, option name -> config key where they differ, options that differ on purpose
 COMMANDS = [
-    (prune, PruneConfig, {}, {"data"}),  # the command's --data is the run's data, not prune.data
+    (prune, PruneConfig, {}, {"data", "imgsz"}),  # the command's --data and --imgsz are the run's
     (finetune, FinetuneConfig, {}, {"data", "device", "teacher"}),  # see README: a path, the run's device
     (export, ExportConfig, {"tolerance": "parity_tolerance", "box_tolerance": "parity_box_tolerance"}, set()),
     (bench, BenchConfig, {}, {"batch"}),  # comma-separated on the command line, a list in the config
     (build, BuildEntry, {}, {"target"}),  # the command defaults to onnxruntime; a build entry names one
-    (search, SearchConfig, {}, set()),
+    (search, SearchConfig, {}, {"imgsz", "macs"}),  # comma-separated on the command line, lists in the config
     (report, ReportConfig, {}, set()),
 ]
 

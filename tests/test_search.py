@@ -1,8 +1,10 @@
-"""Budget search: budget expressions, selection on recorded timings, and one tiny search end to end."""
+"""Budget search: budget expressions, the candidate grid, selection on recorded measurements, and searches
+end to end on measured models (a tiny random one for the mechanics, the reference detector for the choice)."""
 
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -10,24 +12,31 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from core.errors import EXIT_CHECK_FAILED, CheckFailed, InputError
+from core.errors import EXIT_BAD_INPUT, EXIT_CHECK_FAILED, CheckFailed, InputError
 from pipeline.config import load_config
 from pipeline.search.budget_expr import parse_budget
-from pipeline.search.ladder import check_ladder, ladder
-from pipeline.search.select import CandidateTiming, monotone_fit, require_choice, select, upper_bound
+from pipeline.search.grid import Candidate, check_ratios, check_sizes, grid
+from pipeline.search.select import Measurement, monotone_fit, require_choice, select, upper_bound
 
 
-def timing(ratio: float, center_ms: float, n: int = 200, spread_ms: float = 0.2) -> CandidateTiming:
-    """Recorded samples spread evenly around `center_ms`, as a quiet machine would give them."""
+def measured(
+    imgsz: int, ratio: float, center_ms: float, map50_95: float | None, n: int = 200, spread_ms: float = 0.2
+) -> Measurement:
+    """A candidate as a quiet machine records it: samples spread evenly around `center_ms`."""
     samples = np.linspace(center_ms - spread_ms, center_ms + spread_ms, n)
-    return CandidateTiming(ratio, gflops=8.7 * ratio, params=int(3e6 * ratio), samples_ms=tuple(samples))
+    gflops = 8.7 * ratio * (imgsz / 640) ** 2
+    return Measurement(imgsz, ratio, "int8", gflops=gflops, samples_ms=tuple(samples), map50_95=map50_95)
 
 
-def ladder_timings(centers: dict[float, float]) -> list[CandidateTiming]:
-    return [timing(ratio, center) for ratio, center in centers.items()]
-
-
-LINEAR = {1.0: 12.0, 0.9: 11.0, 0.8: 10.0, 0.7: 9.0, 0.6: 8.0, 0.5: 7.0}
+# The shape of COCO yolov8n on a CPU: a smaller input costs less mAP per millisecond saved than pruning.
+COCO_LIKE = [
+    measured(640, 1.0, 20.0, 0.435),
+    measured(640, 0.8, 17.0, 0.290),
+    measured(512, 1.0, 14.0, 0.417),
+    measured(512, 0.8, 12.0, 0.270),
+    measured(384, 1.0, 9.0, 0.382),
+    measured(384, 0.8, 8.0, 0.248),
+]
 
 
 @pytest.mark.parametrize(
@@ -65,11 +74,15 @@ def test_budget_expression_errors_say_what_is_wrong(text, says):
         parse_budget(text)
 
 
-def test_ladder_spans_from_the_model_as_given_down_to_the_smallest_ratio():
-    assert ladder(8, 0.3) == [1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3]
-    assert check_ladder([0.5, 0.75]) == [1.0, 0.75, 0.5]
-    with pytest.raises(InputError):
-        check_ladder([1.2])
+def test_grid_is_every_size_ratio_and_precision_largest_first():
+    candidates = grid([448, 640], [0.8, 1.0, 0.8], ["int8", "bf16"])
+    assert candidates[0] == Candidate(640, 1.0, "int8")
+    assert len(candidates) == 2 * 2 * 2
+    assert [c.imgsz for c in candidates] == [640] * 4 + [448] * 4
+    with pytest.raises(InputError, match="input size 500: must be a multiple of 32"):
+        check_sizes([640, 500])
+    with pytest.raises(InputError, match=r"1\.2"):
+        check_ratios([1.2])
 
 
 def test_upper_bound_of_a_percentile_is_an_order_statistic_above_it():
@@ -83,66 +96,78 @@ def test_upper_bound_of_a_percentile_is_an_order_statistic_above_it():
     assert upper_bound(samples, mean, 0.95) > float(np.mean(samples))
 
 
-def test_selection_chooses_the_least_pruned_candidate_meeting_the_budget():
-    selection = select(ladder_timings(LINEAR), parse_budget("p90<=10.5ms"), margin=0.0)
-    assert selection.chosen is not None and selection.chosen.ratio == 0.8
-    assert [row.ratio for row in selection.rows] == sorted(LINEAR, reverse=True)
+def test_selection_chooses_the_highest_measured_map_that_meets_the_budget():
+    selection = select(COCO_LIKE, parse_budget("p90<=15ms"), margin=0.0)
+    chosen = require_choice(selection)
+    assert (chosen.imgsz, chosen.ratio) == (512, 1.0)  # not 640 at 0.8 MACs, which is slower and worse
     assert [row.meets for row in selection.rows] == [False, False, True, True, True, True]
-    assert require_choice(selection).ratio == 0.8
+    knobs = selection.single_knob()
+    assert knobs["pruning only"] is None  # no ratio of the 640 px model meets 15 ms
+    assert knobs["input size only"] == chosen
+    assert {(r.imgsz, r.ratio) for r in selection.rows if r.front} == {
+        (640, 1.0),
+        (512, 1.0),
+        (384, 1.0),
+        (384, 0.8),
+    }
+
+
+def test_a_more_pruned_candidate_wins_only_when_it_measures_better():
+    """mAP is measured, not assumed: here pruning keeps more mAP than shrinking the input."""
+    kind_to_pruning = [
+        measured(640, 1.0, 20.0, 0.43),
+        measured(640, 0.8, 17.0, 0.42),
+        measured(512, 1.0, 14.0, 0.35),
+    ]
+    chosen = select(kind_to_pruning, parse_budget("p90<=18ms"), margin=0.0).chosen
+    assert (chosen.imgsz, chosen.ratio) == (640, 0.8)
 
 
 def test_margin_keeps_a_candidate_too_close_to_the_budget_out():
-    budget = parse_budget("p90<=10.4ms")  # 0.8 times at ~10.2 ms: meets it, but with less than 5% room
-    assert select(ladder_timings(LINEAR), budget, margin=0.0).chosen.ratio == 0.8
-    assert select(ladder_timings(LINEAR), budget, margin=0.05).chosen.ratio == 0.7
+    budget = parse_budget("p90<=14.4ms")  # 512/1.0 times at ~14.2 ms: meets it, but with less than 5% room
+    assert select(COCO_LIKE, budget, margin=0.0).chosen.imgsz == 512
+    assert select(COCO_LIKE, budget, margin=0.05).chosen.imgsz == 384
 
 
 def test_confidence_bound_counts_the_spread_of_the_samples():
     """A candidate whose p90 is within the budget, but from few and spread samples, is not chosen."""
-    noisy = [timing(1.0, 12.0), timing(0.8, 9.5, n=30, spread_ms=2.0), timing(0.6, 8.0)]
+    noisy = [measured(640, 1.0, 12.0, 0.43), measured(512, 1.0, 9.5, 0.41, n=30, spread_ms=2.0),
+             measured(384, 1.0, 8.0, 0.38)]  # fmt: skip
     selection = select(noisy, parse_budget("p90<=11.3ms"), margin=0.0)
     row = selection.rows[1]
     assert row.p90_ms < 11.3 < row.bound_ms
-    assert selection.chosen.ratio == 0.6
+    assert selection.chosen.imgsz == 384
 
 
-def test_monotone_fit_pools_a_candidate_that_timed_faster_than_a_smaller_one():
-    noisy = {1.0: 12.0, 0.9: 9.7, 0.8: 10.7, 0.7: 9.0}  # 0.9 ran in a quiet moment
-    selection = select(ladder_timings(noisy), parse_budget("p90<=10.2ms"), margin=0.0)
-    fitted = [row.fitted_ms for row in reversed(selection.rows)]
+def test_monotone_fit_pools_a_ratio_that_timed_faster_than_a_smaller_one_at_the_same_size():
+    noisy = [measured(640, r, ms, 0.4) for r, ms in {1.0: 12.0, 0.9: 9.7, 0.8: 10.7, 0.7: 9.0}.items()]
+    selection = select([*noisy, measured(320, 1.0, 5.0, 0.3)], parse_budget("p90<=10.2ms"), margin=0.0)
+    at_640 = [row for row in selection.rows if row.imgsz == 640]
+    fitted = [row.fitted_ms for row in reversed(at_640)]
     assert fitted == sorted(fitted)
-    assert selection.rows[1].bound_ms < 10.2 < selection.rows[1].fitted_ms
-    assert selection.chosen.ratio == 0.7
+    assert at_640[1].bound_ms < 10.2 < at_640[1].fitted_ms
+    assert selection.rows[-1].fitted_ms == selection.rows[-1].bound_ms  # another size: not pooled
+    assert (selection.chosen.imgsz, selection.chosen.ratio) == (640, 0.7)
     assert monotone_fit([0.5, 1.0, 0.75], [3.0, 5.0, 4.0]) == [3.0, 5.0, 4.0]
 
 
-def test_no_candidate_meeting_the_budget_names_the_fastest():
-    timings = [*ladder_timings(LINEAR), CandidateTiming(0.3, error="pruning stopped at 0.35")]
-    selection = select(timings, parse_budget("p90<=5ms"))
+def test_fine_tuned_map_ranks_a_candidate():
+    tuned = [*COCO_LIKE[:3], replace(COCO_LIKE[3], finetuned_map50_95=0.43)]
+    chosen = select(tuned, parse_budget("p90<=15ms"), margin=0.0).chosen
+    assert (chosen.imgsz, chosen.ratio, chosen.score) == (512, 0.8, 0.43)
+
+
+def test_no_candidate_meeting_the_budget_names_the_nearest():
+    failed = Measurement(320, 0.3, "int8", error="pruning stopped at 0.35")
+    selection = select([*COCO_LIKE, failed], parse_budget("p90<=5ms"))
     assert selection.chosen is None
     with pytest.raises(CheckFailed) as failure:
         require_choice(selection)
     message = str(failure.value)
     assert "no candidate meets 'p90<=5ms'" in message
-    assert "the fastest, MACs ratio 0.5" in message and "p90 7.1" in message
+    assert "the nearest, 384px × 0.8 MACs, int8" in message and "p90 8.1" in message
     assert failure.value.exit_code == EXIT_CHECK_FAILED
     assert selection.rows[-1].error and not selection.rows[-1].meets
-
-
-def test_search_config_replaces_prune_and_needs_its_build(tmp_path, tiny_checkpoint, synth_dataset):
-    config = {"model": str(tiny_checkpoint), "data": str(synth_dataset), "imgsz": 64}
-    search = {"budget": "p90<=10ms", "target": "onnxruntime", "precision": "fp32"}
-    build = [{"target": "onnxruntime", "precision": "fp32"}]
-    cases = [
-        ({"search": search, "prune": {"macs": 0.5}, "build": build}, "not both"),
-        ({"search": search}, "add {target: onnxruntime, precision: fp32} to `build`"),
-        ({"search": {**search, "budget": "p90>=10ms"}, "build": build}, "latency is a ceiling"),
-    ]
-    for extra, says in cases:
-        path = tmp_path / "pipeline.yaml"
-        path.write_text(yaml.safe_dump({**config, **extra}))
-        with pytest.raises(InputError, match=says):
-            load_config(path)
 
 
 @pytest.fixture(scope="module")
@@ -159,37 +184,97 @@ def tiny_model(tmp_path_factory, synth_dataset) -> Path:
     return save_checkpoint(model, tmp_path_factory.mktemp("search") / "tiny.pt")
 
 
-def search_cli(model: Path, data: Path, out: Path, budget: str):
+REFERENCE = Path(__file__).parents[1] / "examples" / "reference" / "synth-yolov8n.pt"
+QUICK_TIMING = ["--rounds", "2", "--iters", "5", "--min-seconds", "0.05"]
+
+
+def search_cli(model: Path, data: Path, out: Path, budget: str, *extra: str):
     from pipeline.cli import app
 
     args = ["search", "--model", str(model), "--data", str(data), "--budget", budget, "-w", str(out)]
-    args += ["--target", "onnxruntime", "--precision", "fp32", "--imgsz", "64", "--candidates", "3"]
-    args += ["--min-ratio", "0.6", "--round-to", "2", "--finetune-epochs", "0"]
-    args += ["--rounds", "2", "--iters", "5", "--min-seconds", "0.05"]
+    args += ["--target", "onnxruntime", "--precision", "fp32", *QUICK_TIMING, *extra]
     return CliRunner().invoke(app, args, catch_exceptions=False)
 
 
-def test_tiny_search_end_to_end_then_a_new_budget_reuses_the_timings(tiny_model, synth_dataset, tmp_path):
-    out = tmp_path / "search"
-    first = search_cli(tiny_model, synth_dataset, out, "p90<=10000ms")
-    assert first.exit_code == 0, first.output
-    stages = {s["label"]: s for s in json.loads((out / "manifest.json").read_text())["stages"]}
-    assert list(stages)[:3] == ["search:time", "search:select", "search:prune"]
-    search = json.loads(Path(stages["search:select"]["artifacts"]["search"]["path"]).read_text())
-    rows = search["candidates"]
-    assert [r["ratio"] for r in rows] == [1.0, 0.8, 0.6]
-    assert all(r["p90_ms"] > 0 and r["meets"] for r in rows)
-    assert rows[0]["gflops"] > rows[1]["gflops"] > rows[2]["gflops"]
-    assert search["chosen"]["ratio"] == 1.0  # every candidate meets a generous budget: prune nothing
-    verdict = json.loads(Path(stages["search:verify"]["artifacts"]["verdict"]["path"]).read_text())
-    assert verdict["passed"] and verdict["checks"][0]["criterion"] == "latency p90"
-    report = Path(stages["report"]["artifacts"]["report"]["path"])
-    assert "Budget search" in report.read_text() and "Budget search" in report.with_suffix(".md").read_text()
-    assert (Path(stages["search:select"]["directory"]) / "search.png").read_bytes()[:4] == b"\x89PNG"
+def manifest_stages(workdir: Path) -> dict[str, dict]:
+    return {s["label"]: s for s in json.loads((workdir / "manifest.json").read_text())["stages"]}
 
-    second = search_cli(tiny_model, synth_dataset, out, "p90<=0.0001ms")
+
+@pytest.mark.parametrize(
+    ("extra", "says"),
+    [
+        (["--budget", "p90>=10ms"], "latency is a ceiling"),
+        (["--imgsz", "640,500"], "input size 500: must be a multiple of 32"),
+        (["--imgsz", "640,big"], "'big' is not a int"),
+        (["--macs", "1.0,1.5"], "1.5"),
+    ],
+)
+def test_bad_search_options_exit_2_naming_the_value(tiny_checkpoint, synth_dataset, tmp_path, extra, says):
+    result = search_cli(tiny_checkpoint, synth_dataset, tmp_path / "s", "p90<=10ms", *extra)
+    assert result.exit_code == EXIT_BAD_INPUT
+    assert says in " ".join(result.output.split())
+    assert not (tmp_path / "s").exists()
+
+
+def test_tiny_search_end_to_end_then_a_new_budget_reuses_the_measurements(
+    tiny_model, synth_dataset, tmp_path
+):
+    out = tmp_path / "search"
+    grid_options = ["--imgsz", "64,32", "--macs", "1.0,0.6", "--round-to", "2"]
+    first = search_cli(tiny_model, synth_dataset, out, "p90<=10000ms", *grid_options)
+    assert first.exit_code == 0, first.output
+    assert list(manifest_stages(out)) == ["search:prune", "search:measure", "search:select"]
+    search = json.loads((out / "search.json").read_text())
+    rows = search["candidates"]
+    assert [(r["imgsz"], r["ratio"]) for r in rows] == [(64, 1.0), (64, 0.6), (32, 1.0), (32, 0.6)]
+    assert all(r["p90_ms"] > 0 and r["meets"] and r["map50_95"] is not None for r in rows)
+    assert rows[0]["gflops"] > rows[1]["gflops"] and rows[0]["gflops"] > rows[2]["gflops"]
+    chosen = search["chosen"]
+    assert chosen["map50_95"] == max(r["map50_95"] for r in rows)  # every candidate meets a generous budget
+    said = " ".join(first.output.split())
+    for header in ("imgsz", "MACs", "p90 bound ms", "mAP50-95"):
+        assert header in said
+
+    winner = yaml.safe_load((out / "search.yaml").read_text())
+    assert winner["imgsz"] == chosen["imgsz"]
+    assert ("prune" in winner) == (chosen["ratio"] < 1.0)
+    assert winner["build"] == [{"target": "onnxruntime", "precision": "fp32"}]
+    load_config(out / "search.yaml")  # an ordinary pipeline config
+    gate = manifest_stages(out / "winner")["gate"]
+    assert gate["artifacts"]["gate"]["metadata"]["passed"]
+    report = (out / "winner" / "report.html").read_text()
+    assert "Budget search" in report and "mAP against latency" in report
+    assert (Path(manifest_stages(out)["search:select"]["directory"]) / "search.png").read_bytes()[
+        :4
+    ] == b"\x89PNG"
+
+    second = search_cli(tiny_model, synth_dataset, out, "p90<=0.0001ms", *grid_options)
     assert second.exit_code == EXIT_CHECK_FAILED
     said = " ".join(second.output.split())
-    assert "no candidate meets 'p90<=0.0001ms'" in said and "the fastest, MACs ratio" in said
-    stages = {s["label"]: s for s in json.loads((out / "manifest.json").read_text())["stages"]}
-    assert stages["search:time"]["status"] == "cached"
+    assert "no candidate meets 'p90<=0.0001ms'" in said and "the nearest, 32px" in said
+    stages = manifest_stages(out)
+    assert stages["search:prune"]["status"] == stages["search:measure"]["status"] == "cached"
+
+
+@pytest.mark.slow
+def test_search_on_the_reference_detector_picks_the_measured_best_under_the_budget(synth_dataset, tmp_path):
+    """Two input sizes of a trained detector, measured: a loose budget takes the more accurate one, a budget
+    between their latencies the one that fits, and the table says why."""
+    out, sizes = tmp_path / "search", ["--imgsz", "256,128", "--macs", "1.0", "--no-verify"]
+    loose = search_cli(REFERENCE, synth_dataset, out, "p90<=10000ms", *sizes)
+    assert loose.exit_code == 0, loose.output
+    rows = {r["imgsz"]: r for r in json.loads((out / "search.json").read_text())["candidates"]}
+    assert rows[256]["gflops"] > 3 * rows[128]["gflops"]
+    assert rows[256]["p50_ms"] > rows[128]["p50_ms"]
+    best = max(rows.values(), key=lambda r: r["map50_95"])
+    assert json.loads((out / "search.json").read_text())["chosen"]["imgsz"] == best["imgsz"]
+    assert not (out / "winner").exists()
+
+    assert rows[128]["fitted_ms"] < rows[256]["fitted_ms"]
+    between = 1.05 * (rows[128]["fitted_ms"] + rows[256]["fitted_ms"]) / 2  # the 5% margin on both
+    tight = search_cli(REFERENCE, synth_dataset, out, f"p90<={between:.3f}ms", *sizes)
+    assert tight.exit_code == 0, tight.output
+    search = json.loads((out / "search.json").read_text())
+    assert search["chosen"]["imgsz"] == 128
+    assert manifest_stages(out)["search:measure"]["status"] == "cached"
+    assert yaml.safe_load((out / "search.yaml").read_text())["imgsz"] == 128

@@ -13,6 +13,7 @@ from pydantic_core import PydanticUndefined
 
 from benchmarks.budgets import Budget
 from pipeline.config import PipelineConfig
+from pipeline.stages.search import SearchConfig
 from targets.options import OPTIONS
 
 PAGE = Path(__file__).resolve().parents[1] / "docs" / "config.md"
@@ -76,6 +77,7 @@ def render() -> str:
     for target, model in OPTIONS.items():
         lines += section(model, "", f"`build[].options` for target `{target}`")
     lines += section(Budget, "", "Budgets file: each entry of `budgets:` (`edgepipe gate --budgets`)")
+    lines += section(SearchConfig, "", "Budget search: the options of `edgepipe search` (docs/search.md)")
     return "\n".join(lines).rstrip() + "\n"
 
 

@@ -9,8 +9,8 @@ import typer
 
 from core.artifacts import refuse_overwrite, sha256_file
 from core.errors import InputError
+from core.letterbox import check_imgsz
 from pipeline.cli.options import config_from_options, default, option, renamed
-from pipeline.stages.base import check_imgsz
 from pipeline.stages.export import ExportConfig, export_checked
 
 

@@ -1,4 +1,6 @@
-"""`edgepipe search`: the budget search as a command; it writes the equivalent pipeline config and runs it."""
+"""`edgepipe search`: the budget search as a command. It runs the search's cached stages, writes the winner
+as an ordinary pipeline config (search.yaml, with the budget as its release gate) and runs that config, so
+that the winner is built, benchmarked again and gated on this device."""
 
 from __future__ import annotations
 
@@ -8,98 +10,152 @@ from typing import Annotated, Any
 
 import typer
 
-from core.artifacts import MANIFEST_FILE, write_atomic
+from core.artifacts import write_atomic
 from core.console import console
 from core.errors import InputError
 from pipeline.cli.options import DEVICE_HELP, config_from_options, default, option, renamed, torch_device
-from pipeline.run import run_pipeline
-from pipeline.stages.search import SearchConfig, candidate_table
+from pipeline.run import run_pipeline, run_search
+from pipeline.search.budget_expr import parse_budget
+from pipeline.stages.search import SearchConfig
+
+WINNER_CONFIG = "search.yaml"
+BUDGET_FILE = "budget.yaml"
+SEARCH_FILE = "search.json"
+WINNER_DIR = "winner"
+DEFAULT_MACS = ",".join(f"{ratio:g}" for ratio in default(SearchConfig, "macs"))
 
 
-def search_config_yaml(
-    *,
-    model: Path,
-    data: Path,
-    val: Path | None,
-    imgsz: int,
-    device: str,
-    search: SearchConfig,
-    finetune_epochs: int,
-    teacher: bool,
+def comma_list(text: str | None, cast: type, option_name: str) -> list[Any] | None:
+    """ "640,512, 448" as [640, 512, 448]; a value that is not a `cast` is an error naming it."""
+    if text is None:
+        return None
+    values = []
+    for item in (part.strip() for part in text.split(",")):
+        try:
+            values.append(cast(item))
+        except ValueError:
+            raise InputError(f"{option_name} {text!r}: {item!r} is not a {cast.__name__}") from None
+    return values
+
+
+def winner_config(
+    search: dict[str, Any], *, model: Path, data: Path, val: Path, device: str, config: SearchConfig
 ) -> dict[str, Any]:
-    """The `edgepipe run` config equivalent to an `edgepipe search` command."""
-    config: dict[str, Any] = {
-        "name": model.stem,
+    """The `edgepipe run` config that reproduces the winner: its input size, pruning (as searched: at the
+    search's pruning size), fine-tuning, build, benchmark, report and the budget as the gate."""
+    chosen = search["chosen"]
+    run: dict[str, Any] = {
+        "name": f"{model.stem}-{chosen['imgsz']}px-{chosen['ratio']:g}macs",
         "model": str(model.resolve()),
         "data": str(data.resolve()),
-        "imgsz": imgsz,
+        "val": str(val.resolve()),
+        "imgsz": chosen["imgsz"],
         "device": device,
-        "search": search.model_dump(exclude_none=True),
-        "export": {"dynamic_batch": search.batch > 1},
-        "build": [{"target": search.target, "precision": search.precision}],
-        "bench": {"batch": [search.batch]},
-        "report": {"title": f"edgepipe search: {model.name}, {search.budget} on {search.label}"},
     }
-    if val is not None:
-        config["val"] = str(val.resolve())
-    if finetune_epochs:
-        config["finetune"] = {"epochs": finetune_epochs, "teacher": teacher}
-    return config
+    if chosen["ratio"] < 1.0:
+        prune = config.prune_config(search["prune_imgsz"]).model_dump(include={"round_to", "imgsz"})
+        run["prune"] = {"macs": chosen["ratio"], **prune}
+    if chosen.get("finetuned_map50_95") is not None:
+        run["finetune"] = {"epochs": config.finetune_epochs, "teacher": config.teacher}
+    run |= {
+        "export": {"dynamic_batch": config.batch > 1},
+        "build": [{"target": config.target, "precision": chosen["precision"]}],
+        "bench": {"batch": [config.batch]},
+        "report": {"title": f"edgepipe search: {model.name}, {config.budget}", "search": SEARCH_FILE},
+        "gate": {"budgets": BUDGET_FILE},
+    }
+    return run
+
+
+def budget_file(config: SearchConfig, precision: str) -> dict[str, Any]:
+    """The search's budget as a budgets YAML for the release gate."""
+    budget = config.parsed_budget()
+    return {
+        "budgets": [
+            {
+                "name": f"search budget {config.budget}",
+                "device": "*",
+                "target": f"{config.target}/{precision}",
+                "batch": config.batch,
+                "max_latency_ms": {budget.statistic: round(budget.limit_ms, 4)},
+            }
+        ]
+    }
 
 
 def command(
     model: Annotated[Path, typer.Option("--model", help="Ultralytics YOLOv8 .pt checkpoint to compress")],
     data: Annotated[
-        Path, typer.Option("--data", help="data.yaml: INT8 calibration and fine-tuning (train split)")
+        Path,
+        typer.Option("--data", help="data.yaml: INT8 calibration, pruning and fine-tuning (train split)"),
     ],
     budget: Annotated[str, option(SearchConfig, "budget", "--budget")],
     workdir: Annotated[
         Path | None,
         typer.Option(
-            "-w", "--workdir", help="work dir: cached stages, report.html, search.yaml [default: search]"
+            "-w", "--workdir", help="work dir: cached stages, search.yaml, winner/ [default: search]"
         ),
     ] = None,
     output: Annotated[Path | None, typer.Option("-o", "--output", hidden=True, help="deprecated: -w")] = None,
     target: Annotated[str, option(SearchConfig, "target")] = default(SearchConfig, "target"),
-    precision: Annotated[str, option(SearchConfig, "precision")] = default(SearchConfig, "precision"),
+    precision: Annotated[
+        str, typer.Option(help="precisions tried, comma-separated, e.g. int8,bf16")
+    ] = ",".join(default(SearchConfig, "precisions")),
+    imgsz: Annotated[
+        str, typer.Option(help="input sizes tried, comma-separated multiples of 32, e.g. 640,512,448")
+    ] = "640",
+    macs: Annotated[
+        str, typer.Option(help="MACs ratios tried, comma-separated (1.0: the model as given)")
+    ] = DEFAULT_MACS,
     batch: Annotated[int, option(SearchConfig, "batch", min=1)] = default(SearchConfig, "batch"),
-    candidates: Annotated[int, option(SearchConfig, "candidates", min=2)] = default(
-        SearchConfig, "candidates"
-    ),
-    min_ratio: Annotated[float, option(SearchConfig, "min_ratio")] = default(SearchConfig, "min_ratio"),
     round_to: Annotated[int, option(SearchConfig, "round_to", min=1)] = default(SearchConfig, "round_to"),
-    imgsz: Annotated[int, typer.Option(help="input size in pixels (multiple of 32)")] = 640,
-    finetune_epochs: Annotated[
-        int, typer.Option(min=0, help="fine-tune the chosen model this many epochs (0: skip)")
-    ] = 10,
+    finetune_epochs: Annotated[int, option(SearchConfig, "finetune_epochs", min=0)] = default(
+        SearchConfig, "finetune_epochs"
+    ),
+    finetune_top: Annotated[int, option(SearchConfig, "finetune_top", min=1)] = default(
+        SearchConfig, "finetune_top"
+    ),
     teacher: Annotated[
         bool, typer.Option("--teacher", help="distill the fine-tuning from the unpruned model")
     ] = False,
     val: Annotated[
         Path | None, typer.Option(help="data.yaml whose val split measures mAP (default: --data)")
     ] = None,
+    calib_images: Annotated[int, option(SearchConfig, "calib_images", min=8)] = default(
+        SearchConfig, "calib_images"
+    ),
+    map_images: Annotated[int | None, option(SearchConfig, "map_images", min=1)] = None,
     margin: Annotated[float, option(SearchConfig, "margin")] = default(SearchConfig, "margin"),
     rounds: Annotated[int, option(SearchConfig, "rounds", min=1)] = default(SearchConfig, "rounds"),
     iters: Annotated[int, option(SearchConfig, "iters", min=1)] = default(SearchConfig, "iters"),
     min_seconds: Annotated[float, option(SearchConfig, "min_seconds")] = default(SearchConfig, "min_seconds"),
+    verify: Annotated[
+        bool, typer.Option("--verify/--no-verify", help="build, benchmark and gate the winner (search.yaml)")
+    ] = True,
     device: Annotated[str, typer.Option(help=f"pruning and fine-tuning: {DEVICE_HELP}")] = "cpu",
 ) -> None:
-    """Find the least pruned model meeting a latency budget on the target; fine-tune, build and gate it."""
+    """The most accurate model meeting a latency budget on this device, across input size × MACs ratio ×
+    precision; then build, benchmark and gate it."""
     import yaml
 
     output = renamed(workdir, output, command="search", old_name="-o/--output", new_name="-w/--workdir")
     output = output or Path("search")
     device = torch_device(device, "search")
-    search = config_from_options(
+    config = config_from_options(
         SearchConfig,
         "search",
         budget=budget,
         target=target,
-        precision=precision,
+        precisions=comma_list(precision, str, "--precision"),
+        imgsz=comma_list(imgsz, int, "--imgsz"),
+        macs=comma_list(macs, float, "--macs"),
         batch=batch,
-        candidates=candidates,
-        min_ratio=min_ratio,
         round_to=round_to,
+        finetune_epochs=finetune_epochs,
+        finetune_top=finetune_top,
+        teacher=teacher,
+        calib_images=calib_images,
+        map_images=map_images,
         margin=margin,
         rounds=rounds,
         iters=iters,
@@ -108,36 +164,20 @@ def command(
     for path in (model, data, val):
         if path is not None and not path.exists():
             raise InputError("file not found", path=path)
-    output.mkdir(parents=True, exist_ok=True)
-    config = search_config_yaml(
-        model=model,
-        data=data,
-        val=val,
-        imgsz=imgsz,
-        device=device,
-        search=search,
-        finetune_epochs=finetune_epochs,
-        teacher=teacher,
+    val = val or data
+    chosen = run_search(
+        config, model=model, data=data, val=val, imgsz=max(config.sizes(640)), device=device, workdir=output
     )
-    config_path = output / "search.yaml"
-    write_atomic(config_path, yaml.safe_dump(config, sort_keys=False))
-    code = run_pipeline(config_path, output, console=console)
-    print_outcome(output, console)
-    console.print(f"the same as a pipeline: edgepipe run {config_path} -w {output}")
+    search = json.loads(chosen.path.read_text())
+    write_atomic(output / SEARCH_FILE, chosen.path.read_bytes())
+    write_atomic(output / BUDGET_FILE, yaml.safe_dump(budget_file(config, chosen.metadata["precision"])))
+    run = winner_config(search, model=model, data=data, val=val, device=device, config=config)
+    config_path = write_atomic(output / WINNER_CONFIG, yaml.safe_dump(run, sort_keys=False))
+    console.print(f"winner written to {config_path}: edgepipe run {config_path} -w {output / WINNER_DIR}")
+    if not verify:
+        return
+    code = run_pipeline(config_path, output / WINNER_DIR, console=console)
+    if code == 0:
+        limit = parse_budget(config.budget, config.batch)
+        console.print(f"[bold green]budget met[/bold green] when benchmarked again ({limit.describe()})")
     raise typer.Exit(code)
-
-
-def print_outcome(workdir: Path, console) -> None:
-    """The candidate table (when selection came from the cache, the stage printed it otherwise) and the
-    final verdict of the re-benchmarked choice."""
-    stages = {s["label"]: s for s in json.loads((workdir / MANIFEST_FILE).read_text())["stages"]}
-    select, verify = stages.get("search:select"), stages.get("search:verify")
-    if select and select["status"] == "cached":
-        console.print(candidate_table(json.loads(Path(select["artifacts"]["search"]["path"]).read_text())))
-    if verify:
-        verdict = json.loads(Path(verify["artifacts"]["verdict"]["path"]).read_text())
-        for check in verdict["checks"]:
-            console.print(
-                f"[bold green]budget met[/bold green] when re-benchmarked: {check['criterion']} "
-                f"{check['measured']:.2f} ms <= {check['limit']:.2f} ms ({verdict['budget']})"
-            )

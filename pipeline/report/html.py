@@ -167,7 +167,9 @@ def report_html(
 ) -> str:
     body = "".join(_device_section(d, baseline) for d in devices) + _story_section(stories)
     if search is not None:
-        body += search_html(search, _img(plots.search_ladder(search), "latency against MACs ratio"))
+        body += search_html(
+            search, _img(plots.search_front(search), "mAP against latency of every candidate")
+        )
     return (
         "<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
         "<meta name='viewport' content='width=device-width, initial-scale=1'>"

@@ -138,49 +138,58 @@ def stage_story(model: str, story: list[dict[str, Any]]) -> bytes:
     return _png(fig)
 
 
-def search_ladder(search: dict[str, Any]) -> bytes:
-    """`edgepipe search`: the budget's statistic per MACs ratio (whisker to its upper confidence bound),
-    the monotone fit of the bounds, the budget line and the chosen candidate."""
-    rows = [row for row in search["candidates"] if row.get("fitted_ms") is not None]
-    budget, margin = search["budget"], search["margin"]
-    stat = budget["statistic"]
-    fig = _figure(7.5, 4.2)
+def map_floor(values: list[float], span: float = 0.05) -> tuple[float, float]:
+    """mAP axis limits: a little below the lowest value and at least `span` tall, so that a 0.003
+    difference does not look like a cliff."""
+    low, high = min(values), max(values)
+    pad = max(0.1 * (high - low), 0.005)
+    bottom = max(0.0, low - pad)
+    return bottom, max(high + pad, bottom + span)
+
+
+def search_front(search: dict[str, Any]) -> bytes:
+    """`edgepipe search`: every candidate's latency bound against its mAP50-95 (colour: input size,
+    marker: precision), the Pareto front, the budget line and the winner."""
+    rows = [row for row in search["candidates"] if row.get("fitted_ms") is not None and row.get("map50_95")]
+    budget = search["budget"]
+    sizes = sorted({row["imgsz"] for row in rows}, reverse=True)
+    palette = colours([str(s) for s in sizes])
+    markers = dict(zip(sorted({row["precision"] for row in rows}), "osD^v", strict=False))
+    fig = _figure(7.5, 4.5)
     ax = fig.add_subplot()
-    ratios = [row["ratio"] for row in rows]
-    measured = [row["statistic_ms"] for row in rows]
-    ax.errorbar(
-        ratios,
-        measured,
-        yerr=[[0] * len(rows), [row["bound_ms"] - row["statistic_ms"] for row in rows]],
-        fmt="o",
-        color=STAGE_COLOURS[0],
-        capsize=3,
-        label=f"{stat} measured (whisker: {search['confidence']:.0%} upper bound)",
-    )
-    ax.plot(ratios, [row["fitted_ms"] for row in rows], color="0.35", linewidth=1.2, label="monotone fit")
-    ax.axhline(budget["limit_ms"], color=STAGE_COLOURS[3], linewidth=1.4, label=f"budget {budget['text']}")
-    if margin:
-        ax.axhline(
-            budget["limit_ms"] / (1 + margin),
-            color=STAGE_COLOURS[3],
-            linewidth=1.0,
-            linestyle="--",
-            label=f"budget less the {margin:.0%} noise margin",
-        )
+
+    def score(row: dict[str, Any]) -> float:
+        return row.get("finetuned_map50_95") or row["map50_95"]
+
+    for size in sizes:
+        for precision, marker in markers.items():
+            group = [r for r in rows if r["imgsz"] == size and r["precision"] == precision]
+            if group:
+                ax.scatter(
+                    [r["fitted_ms"] for r in group],
+                    [score(r) for r in group],
+                    color=palette[str(size)],
+                    marker=marker,
+                    label=f"{size} px {precision}",
+                    zorder=3,
+                )
+                for r in group:
+                    ax.annotate(f"{r['ratio']:g}", (r["fitted_ms"], score(r)), fontsize="x-small",
+                                xytext=(4, 3), textcoords="offset points")  # fmt: skip
+    front = sorted((r for r in rows if r.get("front")), key=lambda r: r["fitted_ms"])
+    if front:
+        ax.step([r["fitted_ms"] for r in front], [score(r) for r in front], where="post", color="0.35",
+                linewidth=1.0, label="Pareto front")  # fmt: skip
+    ax.axvline(budget["limit_ms"], color=STAGE_COLOURS[3], linewidth=1.4, label=f"budget {budget['text']}")
     chosen = search.get("chosen")
     if chosen:
-        ax.plot(
-            chosen["ratio"],
-            chosen["statistic_ms"],
-            marker="*",
-            markersize=18,
-            color=STAGE_COLOURS[2],
-            linestyle="none",
-            label=f"chosen: ratio {chosen['ratio']}",
-        )
-    ax.set_xlabel("MACs kept (ratio of the unpruned model)")
-    ax.set_ylabel(f"latency {stat}, model only (ms)")
-    ax.set_title(f"Search on {search['target']}/{search['precision']}, batch {search['batch']}")
+        ax.plot(chosen["fitted_ms"], score(chosen), marker="*", markersize=18, color=STAGE_COLOURS[2],
+                linestyle="none", label="chosen", zorder=4)  # fmt: skip
+    if rows:
+        ax.set_ylim(*map_floor([score(r) for r in rows]))
+    ax.set_xlabel(f"latency {budget['statistic']} upper bound, model only (ms); labels: MACs ratio")
+    ax.set_ylabel("mAP50-95")
+    ax.set_title(f"Search on {search['target']}, batch {search['batch']}")
     ax.grid(True, alpha=0.3)
-    ax.legend(fontsize="small", loc="upper left")
+    ax.legend(fontsize="small", loc="lower right")
     return _png(fig)

@@ -1,4 +1,4 @@
-"""The report's search section: the candidate table and the ratio-vs-latency plot of `edgepipe search`."""
+"""The search's table and summary (`edgepipe search`), for the terminal, the HTML and the Markdown."""
 
 from __future__ import annotations
 
@@ -7,39 +7,74 @@ from typing import Any
 
 from pipeline.report.summary import fmt
 
+HEADER = [
+    "imgsz",
+    "MACs",
+    "precision",
+    "GFLOPs",
+    "p50 ms",
+    "bound ms",
+    "mAP50-95",
+    "tuned",
+    "front",
+    "meets?",
+]
+
+
+def _is_chosen(row: dict[str, Any], chosen: dict[str, Any] | None) -> bool:
+    keys = ("imgsz", "ratio", "precision")
+    return chosen is not None and all(row[k] == chosen[k] for k in keys)
+
 
 def candidate_rows(search: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
-    """Header and rows of the candidate table, least pruned first; the chosen one marked ★."""
-    stat = search["budget"]["statistic"]
-    header = ["MACs ratio", "GFLOPs", "params (M)", "p50 ms", "p90 ms", f"{stat} bound ms", "fitted ms"]
-    header.append("meets?")
-    chosen = (search.get("chosen") or {}).get("ratio")
+    """Header and rows of the candidate table, largest input and least pruned first; the winner marked ★.
+
+    "bound ms" is the budget statistic's upper confidence bound after the monotone fit.
+    """
+    header = [*HEADER]
+    header[5] = f"{search['budget']['statistic']} bound ms"
     rows = []
     for row in search["candidates"]:
-        mark = " ★" if row["ratio"] == chosen else ""
-        meets = "yes" if row["meets"] else ("—" if row.get("error") else "no")
+        mark = " ★" if _is_chosen(row, search.get("chosen")) else ""
+        meets = "yes" if row["meets"] else "no"
+        precision = row["precision"]
+        if row.get("ran_precision") and row["ran_precision"] != precision:
+            precision = f"{precision} (ran {row['ran_precision']})"
         rows.append(
             [
-                f"{row['ratio']:.3g}{mark}",
+                f"{row['imgsz']}{mark}",
+                f"{row['ratio']:g}",
+                precision,
                 fmt(row.get("gflops")),
-                fmt(row["params"] / 1e6 if row.get("params") else None, digits=3),
                 fmt(row.get("p50_ms")),
-                fmt(row.get("p90_ms")),
-                fmt(row.get("bound_ms")),
                 fmt(row.get("fitted_ms")),
+                fmt(row.get("map50_95"), digits=4),
+                fmt(row.get("finetuned_map50_95"), digits=4),
+                "●" if row.get("front") else "",
                 meets if not row.get("error") else f"not built: {row['error']}",
             ]
         )
     return header, rows
 
 
+def describe(row: dict[str, Any] | None) -> str:
+    if row is None:
+        return "none meets the budget"
+    score = row.get("finetuned_map50_95") or row.get("map50_95")
+    return (
+        f"{row['imgsz']} px, {row['ratio']:g} MACs, {row['precision']}: mAP50-95 {fmt(score, digits=4)}, "
+        f"{fmt(row.get('fitted_ms'))} ms bound"
+    )
+
+
 def summary_line(search: dict[str, Any]) -> str:
     budget, chosen = search["budget"], search.get("chosen")
-    what = f"ratio {chosen['ratio']} ({fmt(chosen.get('gflops'))} GFLOPs)" if chosen else "no candidate"
+    knobs = search.get("single_knob") or {}
+    alone = "; ".join(f"{name}: {describe(row)}" for name, row in knobs.items())
     return (
-        f"Budget {budget['text']} on {search['target']}/{search['precision']} batch {search['batch']}: "
-        f"{what} chosen, the least pruned whose {search['confidence']:.0%} upper bound of "
-        f"{budget['statistic']} (monotone fit) plus a {search['margin']:.0%} margin meets it."
+        f"Budget {budget['text']} on {search['target']} batch {search['batch']}: {describe(chosen)} chosen, "
+        f"the highest measured mAP whose {search['confidence']:.0%} upper bound of {budget['statistic']} "
+        f"(monotone in the MACs) plus a {search['margin']:.0%} margin meets it. One knob alone: {alone}."
     )
 
 

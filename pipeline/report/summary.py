@@ -7,6 +7,7 @@ from typing import Any
 
 from benchmarks.budgets import find_baseline
 from benchmarks.results import Result
+from core.pareto import pareto_front
 
 
 @dataclass(frozen=True)
@@ -34,17 +35,6 @@ class DeviceSummary:
     fingerprint: dict[str, Any]
     rows: list[Row]
     notes: list[str] = field(default_factory=list)
-
-
-def pareto_front(points: list[tuple[float, float]]) -> set[int]:
-    """Indices of the points no other point beats on both lower x (latency) and higher y (mAP)."""
-    front: set[int] = set()
-    best_y = float("-inf")
-    for i in sorted(range(len(points)), key=lambda i: (points[i][0], -points[i][1])):
-        if points[i][1] > best_y:
-            front.add(i)
-            best_y = points[i][1]
-    return front
 
 
 def summarize(results: list[Result], baseline: str) -> list[DeviceSummary]:

@@ -1,49 +1,61 @@
-"""Choose the least pruned candidate that meets a latency budget: pure functions on recorded timings.
+"""Choose the most accurate candidate that meets a latency budget: pure functions on recorded measurements.
 
 Each candidate's latency samples give an upper confidence bound of the budget's statistic (distribution-
 free for a percentile: an order statistic chosen with the binomial distribution; Student's t for the mean).
-Latency cannot fall as the kept MACs grow, so the bounds are fitted with isotonic regression against the
-ratio, which pools a candidate that timed slower than a bigger one because of noise. A candidate meets the
-budget when its fitted bound, raised by a relative `margin` for drift between runs, is within the limit.
+At one input size and precision, latency cannot fall as the kept MACs grow, so the bounds are fitted with
+isotonic regression against the ratio, which pools a candidate that timed slower than a bigger one because
+of noise. A candidate meets the budget when its fitted bound, raised by a relative `margin` for drift
+between runs, is within the limit. Among those, the highest measured mAP50-95 wins (after fine-tuning where
+a candidate was fine-tuned); mAP is measured, never assumed to grow with the MACs or the input size.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
 from core.errors import CheckFailed
+from core.pareto import pareto_front
 from pipeline.search.budget_expr import LatencyBudget
+from pipeline.search.grid import Candidate
 
 
 @dataclass(frozen=True)
-class CandidateTiming:
-    """What timing one candidate recorded; `error` says why it could not be built (no samples then)."""
+class Measurement:
+    """What one candidate measured; `error` says why it could not be built (no samples, no mAP then)."""
 
-    ratio: float  # MACs kept, 1.0 = the model as given
+    imgsz: int
+    ratio: float
+    precision: str
     gflops: float | None = None
     params: int | None = None
     samples_ms: tuple[float, ...] = ()
+    map50_95: float | None = None  # right after pruning and its data-aware repair (no fine-tuning)
+    finetuned_map50_95: float | None = None
+    ran_precision: str | None = None  # what the backend actually ran, e.g. bf16 for an OpenVINO fp32 IR
     error: str | None = None
     flags: tuple[str, ...] = ()
 
+    @property
+    def candidate(self) -> Candidate:
+        return Candidate(self.imgsz, self.ratio, self.precision)
+
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> CandidateTiming:
-        return cls(
-            ratio=data["ratio"],
-            gflops=data.get("gflops"),
-            params=data.get("params"),
-            samples_ms=tuple(data.get("samples_ms") or ()),
-            error=data.get("error"),
-            flags=tuple(data.get("flags") or ()),
-        )
+    def from_dict(cls, data: dict[str, Any]) -> Measurement:
+        fields = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        fields["samples_ms"] = tuple(fields.get("samples_ms") or ())
+        fields["flags"] = tuple(fields.get("flags") or ())
+        return cls(**fields)
 
 
 @dataclass(frozen=True)
 class CandidateRow:
+    imgsz: int
     ratio: float
+    precision: str
     gflops: float | None
     params: int | None
     p50_ms: float | None
@@ -51,9 +63,22 @@ class CandidateRow:
     statistic_ms: float | None  # the budget's statistic as measured
     bound_ms: float | None  # its upper confidence bound
     fitted_ms: float | None  # the bound after the monotone fit
+    map50_95: float | None
+    finetuned_map50_95: float | None
     meets: bool
+    front: bool = False  # on the (fitted latency, mAP) Pareto front
+    ran_precision: str | None = None
     error: str | None = None
     flags: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def candidate(self) -> Candidate:
+        return Candidate(self.imgsz, self.ratio, self.precision)
+
+    @property
+    def score(self) -> float | None:
+        """The mAP50-95 the choice is made on: fine-tuned when it was fine-tuned."""
+        return self.finetuned_map50_95 if self.finetuned_map50_95 is not None else self.map50_95
 
 
 @dataclass(frozen=True)
@@ -61,13 +86,22 @@ class Selection:
     budget: LatencyBudget
     confidence: float
     margin: float
-    rows: tuple[CandidateRow, ...]  # least pruned first
+    rows: tuple[CandidateRow, ...]  # largest input, least pruned first
     chosen: CandidateRow | None
 
     @property
     def fastest(self) -> CandidateRow | None:
         timed = [row for row in self.rows if row.fitted_ms is not None]
-        return min(timed, key=lambda row: (row.statistic_ms, row.ratio), default=None)
+        return min(timed, key=lambda row: (row.fitted_ms, -row.ratio), default=None)
+
+    def single_knob(self) -> dict[str, CandidateRow | None]:
+        """The best candidates meeting the budget with one knob turned: pruning only (the largest input
+        size) or input size only (the unpruned model), per precision searched."""
+        largest = max(row.imgsz for row in self.rows)
+        return {
+            "pruning only": best_meeting(self.rows, lambda row: row.imgsz == largest),
+            "input size only": best_meeting(self.rows, lambda row: row.ratio == 1.0),
+        }
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -76,6 +110,7 @@ class Selection:
             "margin": self.margin,
             "candidates": [asdict(row) for row in self.rows],
             "chosen": asdict(self.chosen) if self.chosen else None,
+            "single_knob": {k: asdict(v) if v else None for k, v in self.single_knob().items()},
         }
 
 
@@ -114,50 +149,92 @@ def monotone_fit(ratios: list[float], values: list[float]) -> list[float]:
     return [float(v) for v in fitted]
 
 
+def fitted_bounds(bounds: dict[Candidate, float]) -> dict[Candidate, float]:
+    """The bounds fitted monotone in the ratio within each (input size, precision)."""
+    fitted: dict[Candidate, float] = {}
+    for group in {(c.imgsz, c.precision) for c in bounds}:
+        members = [c for c in bounds if (c.imgsz, c.precision) == group]
+        values = monotone_fit([c.ratio for c in members], [bounds[c] for c in members])
+        fitted |= dict(zip(members, values, strict=True))
+    return fitted
+
+
+def best_meeting(
+    rows: tuple[CandidateRow, ...] | list[CandidateRow],
+    where: Callable[[CandidateRow], bool] = lambda _: True,
+) -> CandidateRow | None:
+    """The highest-mAP row that meets the budget (the faster of equals), among those `where` admits."""
+    feasible = [row for row in rows if row.meets and row.score is not None and where(row)]
+    return max(feasible, key=lambda row: (row.score, -(row.fitted_ms or 0.0)), default=None)
+
+
 def select(
-    timings: list[CandidateTiming], budget: LatencyBudget, *, confidence: float = 0.95, margin: float = 0.05
+    measurements: list[Measurement], budget: LatencyBudget, *, confidence: float = 0.95, margin: float = 0.05
 ) -> Selection:
-    """Rows for every candidate (least pruned first) and the least pruned one meeting the budget."""
-    bounds = {t.ratio: upper_bound(t.samples_ms, budget, confidence) for t in timings if t.samples_ms}
-    fitted = dict(zip(bounds, monotone_fit(list(bounds), list(bounds.values())), strict=True))
-    rows = []
-    for timing in sorted(timings, key=lambda t: t.ratio, reverse=True):
-        samples = timing.samples_ms
-        fit = fitted.get(timing.ratio)
-        rows.append(
-            CandidateRow(
-                ratio=timing.ratio,
-                gflops=timing.gflops,
-                params=timing.params,
-                p50_ms=float(np.percentile(samples, 50)) if samples else None,
-                p90_ms=float(np.percentile(samples, 90)) if samples else None,
-                statistic_ms=point_statistic(samples, budget) if samples else None,
-                bound_ms=bounds.get(timing.ratio),
-                fitted_ms=fit,
-                meets=fit is not None and budget.holds(fit * (1 + margin)),
-                error=timing.error,
-                flags=timing.flags,
-            )
-        )
-    chosen = next((row for row in rows if row.meets), None)
-    return Selection(budget, confidence, margin, tuple(rows), chosen)
+    """Rows for every candidate and the most accurate one that meets the budget."""
+    timed = {m.candidate: m for m in measurements if m.samples_ms}
+    bounds = {c: upper_bound(m.samples_ms, budget, confidence) for c, m in timed.items()}
+    fitted = fitted_bounds(bounds)
+    rows = [_row(m, budget, bounds, fitted, margin) for m in sorted(measurements, key=_order)]
+    scored = [i for i, row in enumerate(rows) if row.fitted_ms is not None and row.score is not None]
+    front = pareto_front([(rows[i].fitted_ms or 0.0, rows[i].score or 0.0) for i in scored])
+    for index in (scored[i] for i in front):
+        rows[index] = replace(rows[index], front=True)
+    return Selection(budget, confidence, margin, tuple(rows), best_meeting(rows))
+
+
+def _order(m: Measurement) -> tuple[int, float, str]:
+    return (-m.imgsz, -m.ratio, m.precision)
+
+
+def _row(
+    m: Measurement,
+    budget: LatencyBudget,
+    bounds: dict[Candidate, float],
+    fitted: dict[Candidate, float],
+    margin: float,
+) -> CandidateRow:
+    samples, fit = m.samples_ms, fitted.get(m.candidate)
+    return CandidateRow(
+        imgsz=m.imgsz,
+        ratio=m.ratio,
+        precision=m.precision,
+        gflops=m.gflops,
+        params=m.params,
+        p50_ms=float(np.percentile(samples, 50)) if samples else None,
+        p90_ms=float(np.percentile(samples, 90)) if samples else None,
+        statistic_ms=point_statistic(samples, budget) if samples else None,
+        bound_ms=bounds.get(m.candidate),
+        fitted_ms=fit,
+        map50_95=m.map50_95,
+        finetuned_map50_95=m.finetuned_map50_95,
+        meets=fit is not None and budget.holds(fit * (1 + margin)),
+        ran_precision=m.ran_precision,
+        error=m.error,
+        flags=m.flags,
+    )
 
 
 def require_choice(selection: Selection) -> CandidateRow:
-    """The chosen candidate, or CheckFailed (exit 1) naming the fastest candidate and its latency."""
+    """The chosen candidate, or CheckFailed (exit 1) naming the nearest (fastest) candidate."""
     if selection.chosen is not None:
         return selection.chosen
     budget, fastest = selection.budget, selection.fastest
     if fastest is None:
-        errors = "; ".join(f"{row.ratio}: {row.error}" for row in selection.rows if row.error)
+        errors = "; ".join(f"{row.candidate.label}: {row.error}" for row in selection.rows if row.error)
         raise CheckFailed(f"no candidate could be built and timed ({errors})")
+    if budget.holds((fastest.fitted_ms or 0.0) * (1 + selection.margin)):
+        raise CheckFailed(
+            f"candidates meet {budget.text!r}, but none has a measured mAP",
+            hint="give a val set with labels (--val) so that candidates can be ranked",
+        )
     raise CheckFailed(
-        f"no candidate meets {budget.text!r} ({budget.describe()}): the fastest, MACs ratio {fastest.ratio}"
+        f"no candidate meets {budget.text!r} ({budget.describe()}): the nearest, {fastest.candidate.label}"
         f" ({_gflops(fastest)}), runs {budget.statistic} {fastest.statistic_ms:.2f} ms (upper bound "
         f"{fastest.bound_ms:.2f} ms at {selection.confidence:.0%} confidence, plus a {selection.margin:.0%} "
         "noise margin)",
-        hint="relax the budget, extend the ladder to smaller ratios (--min-ratio), or pick a faster "
-        "target, precision or input size",
+        hint="relax the budget, add smaller input sizes (--imgsz) or MACs ratios (--macs), or pick a faster "
+        "target or precision",
     )
 
 

@@ -11,13 +11,6 @@ from core.artifacts import Artifact
 from core.errors import InputError
 
 
-def check_imgsz(value: int) -> int:
-    """An input size the model can take: a positive multiple of its largest stride, 32."""
-    if value < 32 or value % 32:
-        raise InputError(f"must be a multiple of 32 (the model's largest stride), got {value}")
-    return value
-
-
 class Section(BaseModel):
     """Base of every config section: unknown keys are errors, not silently ignored."""
 

@@ -17,13 +17,15 @@ from functools import partial
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from rich.progress import Progress, TaskID
 
 from core.artifacts import Artifact
 from core.checkpoints import load_detection_model, save_checkpoint
 from core.console import console
 from core.errors import InputError
+from core.letterbox import check_imgsz
+from core.validation import reported_by_pydantic
 from pipeline.stages.base import Section, StageContext
 
 PRUNED_FILE = "pruned.pt"
@@ -81,11 +83,22 @@ class PruneConfig(Section):
         8, ge=0, description="batches of training images to re-estimate BatchNorm statistics with (0: skip)"
     )
     batch: int = Field(16, ge=1, description="batch size for Taylor gradients, BatchNorm and fine-tuning")
+    imgsz: int | None = Field(
+        None,
+        description="input size of the data-aware steps (default: the run's); `edgepipe search` prunes "
+        "once at its largest size and reuses the model at every size",
+    )
     data: Path | None = Field(
         None,
         description="data.yaml (its train split) or a folder of images for the data-aware steps "
         "(default: the run's data); labels are used only by Taylor importance and fine-tuning",
     )
+
+    @field_validator("imgsz")
+    @classmethod
+    def _multiple_of_stride(cls, value: int | None) -> int | None:
+        with reported_by_pydantic():
+            return None if value is None else check_imgsz(value)
 
     @model_validator(mode="after")
     def _one_target(self) -> PruneConfig:
@@ -297,7 +310,6 @@ def run(config: PruneConfig, ctx: StageContext) -> dict[str, Artifact]:
     checkpoint = ctx.input("model").path
     data = config.data or ctx.settings.data
     out = ctx.out_dir / PRUNED_FILE
-    report = prune_checkpoint(
-        checkpoint, out, config, imgsz=ctx.settings.imgsz, device=ctx.settings.device, data=data
-    )
+    imgsz = config.imgsz or ctx.settings.imgsz
+    report = prune_checkpoint(checkpoint, out, config, imgsz=imgsz, device=ctx.settings.device, data=data)
     return {"model": Artifact.from_path("checkpoint", out, **report.as_metadata())}

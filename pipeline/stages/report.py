@@ -27,6 +27,7 @@ class ReportConfig(Section):
     baseline: str = Field(
         "torch/fp32", description="target/precision glob whose mAP50-95 the drop column is measured against"
     )
+    search: Path | None = Field(None, description="search.json of `edgepipe search`, shown as a section")
 
 
 def write_report(
@@ -78,7 +79,7 @@ def _story_from_checkpoints(ctx: StageContext) -> dict[str, list[dict[str, Any]]
 def run(config: ReportConfig, ctx: StageContext) -> dict[str, Artifact]:
     results = results_from_inputs(ctx.inputs)
     stories = stage_stories(results) or _story_from_checkpoints(ctx)
-    search = json.loads(ctx.inputs["search"].path.read_text()) if "search" in ctx.inputs else None
+    search = json.loads(config.search.read_text()) if config.search else None
     html, markdown = write_report(
         results,
         ctx.out_dir / "report.html",

@@ -1,0 +1,48 @@
+"""The candidate grid: input size × MACs ratio × precision, every combination one candidate."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from itertools import product
+
+from core.errors import InputError
+from core.letterbox import check_imgsz
+
+
+@dataclass(frozen=True, order=True)
+class Candidate:
+    imgsz: int
+    ratio: float  # MACs kept, 1.0 = the model as given
+    precision: str
+
+    @property
+    def label(self) -> str:
+        return f"{self.imgsz}px × {self.ratio:g} MACs, {self.precision}"
+
+
+def check_ratios(ratios: list[float]) -> list[float]:
+    """MACs ratios, least pruned first, duplicates removed."""
+    if not ratios:
+        raise InputError("give at least one MACs ratio")
+    bad = [r for r in ratios if not 0 < r <= 1]
+    if bad:
+        raise InputError(f"MACs ratios must be in (0, 1], got {bad[0]}")
+    return sorted({round(float(r), 4) for r in ratios}, reverse=True)
+
+
+def check_sizes(sizes: list[int]) -> list[int]:
+    """Input sizes, largest first, each a multiple of 32."""
+    if not sizes:
+        raise InputError("give at least one input size")
+    for size in sizes:
+        try:
+            check_imgsz(size)
+        except InputError as exc:
+            raise InputError(f"input size {size}: {exc}") from None
+    return sorted(set(sizes), reverse=True)
+
+
+def grid(sizes: list[int], ratios: list[float], precisions: list[str]) -> list[Candidate]:
+    """Every (size, ratio, precision), largest and least pruned first."""
+    unique = list(dict.fromkeys(precisions))
+    return [Candidate(s, r, p) for s, r, p in product(check_sizes(sizes), check_ratios(ratios), unique)]

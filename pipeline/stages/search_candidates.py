@@ -1,0 +1,219 @@
+"""Make and measure the search's candidates: prune each MACs ratio once, then build every (input size,
+ratio, precision) on the target, time them all in interleaved rounds and measure each one's mAP50-95.
+
+A ratio is pruned once, at the search's largest input size, with the prune stage's defaults (data-aware
+selection and layer-wise repair, no fine-tuning): the MACs ratio of a convolutional network does not
+depend on the input size, so every size reuses the same checkpoint. Timing interleaves the candidates so
+that a burst of load on a shared machine lands on every candidate alike.
+
+`pipeline.pruning` imports torch, so it is imported inside the functions that use it: the CLI starts
+without torch.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from contextlib import ExitStack
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from benchmarks import latency, noise
+from benchmarks.accuracy import evaluate
+from benchmarks.noise import spread_flag
+from core import letterbox
+from core.checkpoints import load_detection_model
+from core.errors import CheckFailed
+from pipeline.search.grid import Candidate
+from pipeline.search.select import Measurement
+from pipeline.stages.benchmark import sample_images
+from pipeline.stages.build import BuildEntry, build_engine
+from pipeline.stages.export import export_onnx
+from pipeline.stages.prune import PruneConfig, prune_checkpoint
+from targets.base import RunOptions, get_target
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
+
+    from core.artifacts import Artifact
+    from core.runner import Runner
+
+
+@dataclass(frozen=True)
+class PrunedCandidate:
+    """One ratio's checkpoint, or why pruning could not reach it."""
+
+    ratio: float
+    path: Path | None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class MeasureSettings:
+    target: str
+    batch: int = 1
+    calib_images: int = 64
+    warmup: int = 5
+    iters: int = 40  # per round
+    min_seconds: float = 1.0  # per round
+    rounds: int = 3
+    threads: int | None = None
+    map_images: int | None = None  # None: the whole val split
+
+
+def prune_candidates(
+    source: Path,
+    ratios: list[float],
+    out_dir: Path,
+    prune: PruneConfig,
+    *,
+    imgsz: int,
+    device: str,
+    data: Path | None,
+    progress: Progress | None = None,
+) -> list[PrunedCandidate]:
+    """The checkpoint of every ratio (the source itself at 1.0). A ratio that pruning cannot reach (layer
+    caps and protected layers bound it), and every smaller one, is recorded with the reason instead."""
+    pruned: list[PrunedCandidate] = []
+    out_of_reach: str | None = None
+    task = progress.add_task("pruning candidates", total=len(ratios)) if progress else None
+    for ratio in sorted(ratios, reverse=True):
+        if progress is not None and task is not None:
+            progress.update(task, description=f"pruning to {ratio:g} of the MACs")
+        if ratio >= 1.0:
+            pruned.append(PrunedCandidate(ratio, source))
+        elif out_of_reach is None:
+            out = out_dir / f"macs-{ratio:g}.pt"
+            try:
+                prune_checkpoint(
+                    source,
+                    out,
+                    prune.model_copy(update={"macs": ratio}),
+                    imgsz=imgsz,
+                    device=device,
+                    data=data,
+                )
+                pruned.append(PrunedCandidate(ratio, out))
+            except CheckFailed as exc:
+                out_of_reach = str(exc).splitlines()[0]
+        if out_of_reach is not None:
+            pruned.append(PrunedCandidate(ratio, None, out_of_reach))
+        if progress is not None and task is not None:
+            progress.advance(task)
+    return pruned
+
+
+def build_candidate(
+    checkpoint: Path, candidate: Candidate, work: Path, settings: MeasureSettings, data: Path | None
+) -> Artifact:
+    """Export and build one candidate, INT8 calibrated on `calib_images` of the train split, unchecked:
+    the search measures every candidate's mAP itself."""
+    work.mkdir(parents=True, exist_ok=True)
+    onnx = None
+    if settings.target != "torch":
+        onnx = export_onnx(checkpoint, work / "model.onnx", candidate.imgsz, dynamic_batch=settings.batch > 1)
+    entry = BuildEntry(
+        target=settings.target,
+        precision=candidate.precision,
+        calib_size=settings.calib_images,
+        verify=False,
+    )
+    return build_engine(
+        entry,
+        work / "engine",
+        onnx=onnx,
+        checkpoint=checkpoint,
+        calib_data=data,
+        val_data=None,
+        imgsz=candidate.imgsz,
+    )
+
+
+def model_size(checkpoint: Path, imgsz: int) -> tuple[int, float]:
+    """(parameters, GFLOPs at `imgsz`)."""
+    from pipeline.pruning import measure
+
+    return measure(load_detection_model(checkpoint), imgsz)
+
+
+def time_runners(
+    runners: dict[Candidate, Runner],
+    settings: MeasureSettings,
+    data: Path | None,
+    progress: Progress | None = None,
+) -> tuple[dict[Candidate, list[float]], list[str]]:
+    """Samples (ms) per candidate from interleaved rounds, and the machine's noise flags."""
+    images = sample_images(data, "train", settings.batch)[0]
+    tensors = {
+        size: letterbox.to_tensor([letterbox.letterbox(image, size)[0] for image in images])
+        for size in {c.imgsz for c in runners}
+    }
+    plan = latency.TimingPlan(settings.warmup, settings.iters, settings.min_seconds)
+    samples: dict[Candidate, list[float]] = {c: [] for c in runners}
+    task = progress.add_task("timing", total=settings.rounds * len(runners)) if progress else None
+    with noise.LoadMonitor() as load:
+        for round_index in range(settings.rounds):
+            for candidate, runner in runners.items():
+                if progress is not None and task is not None:
+                    progress.update(task, description=f"timing round {round_index + 1}: {candidate.label}")
+                samples[candidate] += latency.time_calls(
+                    partial(runner.infer, tensors[candidate.imgsz]), plan
+                )
+                if progress is not None and task is not None:
+                    progress.advance(task)
+    return samples, load.flags()
+
+
+def measure_candidates(
+    pruned: list[PrunedCandidate],
+    candidates: list[Candidate],
+    settings: MeasureSettings,
+    *,
+    data: Path | None,
+    val: Path,
+    progress: Progress | None = None,
+) -> tuple[list[Measurement], list[str]]:
+    """Build, time and score every candidate; returns the measurements and the machine's noise flags."""
+    checkpoints = {p.ratio: p for p in pruned}
+    measurements: list[Measurement] = []
+    facts: dict[Candidate, dict[str, Any]] = {}
+    options = RunOptions(threads=settings.threads, batch=settings.batch)
+    with tempfile.TemporaryDirectory(prefix="edgepipe-search-") as tmp, ExitStack() as stack:
+        runners: dict[Candidate, Runner] = {}
+        task = progress.add_task("building candidates", total=len(candidates)) if progress else None
+        for index, candidate in enumerate(candidates):
+            if progress is not None and task is not None:
+                progress.update(task, description=f"building {candidate.label}")
+            source = checkpoints[candidate.ratio]
+            if source.path is None:
+                measurements.append(
+                    Measurement(candidate.imgsz, candidate.ratio, candidate.precision, error=source.error)
+                )
+            else:
+                engine = build_candidate(source.path, candidate, Path(tmp) / f"c{index}", settings, data)
+                runners[candidate] = stack.enter_context(get_target(settings.target).load(engine, options))
+                params, gflops = model_size(source.path, candidate.imgsz)
+                facts[candidate] = {"params": params, "gflops": round(gflops, 4)}
+            if progress is not None and task is not None:
+                progress.advance(task)
+        samples, flags = time_runners(runners, settings, data, progress)
+        for candidate, runner in runners.items():
+            score = evaluate(
+                runner, val, candidate.imgsz, batch=settings.batch, progress=progress or False,
+                max_images=settings.map_images,
+            )  # fmt: skip
+            spread = spread_flag(candidate.label, samples[candidate])
+            measurements.append(
+                Measurement(
+                    candidate.imgsz,
+                    candidate.ratio,
+                    candidate.precision,
+                    samples_ms=tuple(round(s, 4) for s in samples[candidate]),
+                    map50_95=round(score.map50_95, 5),
+                    ran_precision=runner.precision,
+                    flags=(spread,) if spread else (),
+                    **facts[candidate],
+                )
+            )
+    return measurements, flags
