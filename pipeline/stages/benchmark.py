@@ -336,7 +336,8 @@ def build_notes(meta: dict[str, Any]) -> list[str]:
     return notes
 
 
-def run(config: BenchConfig, ctx: StageContext) -> dict[str, Artifact]:
+def run(config: BenchConfig, ctx: StageContext, *, role: str | None = None) -> dict[str, Artifact]:
+    """`role` is recorded in every Result: "source" marks the unpruned model's, the reference of a run."""
     engine = ctx.input("engine")
     engine.verify()  # a swapped engine file must not be measured under the old record
     data_yaml = ctx.settings.val if config.accuracy else None
@@ -344,6 +345,8 @@ def run(config: BenchConfig, ctx: StageContext) -> dict[str, Artifact]:
         raise InputError("the bench section measures mAP, and the pipeline names no val data.yaml")
     with bench_progress() as progress:
         results = bench_artifact(engine.path, data_yaml, config, ctx.settings.model_name, progress)
+    for result in results:
+        result.role = role
     path = save_results(ctx.out_dir / RESULTS_FILE, results)
     for history in ctx.settings.histories or (None,):
         append_results(results, history)
