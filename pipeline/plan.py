@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from functools import partial
 from pathlib import Path
 from typing import Any
 
-from benchmarks.results import SOURCE_ROLE
 from core.artifacts import Artifact
 from pipeline.config import PipelineConfig, SynthSource
 from pipeline.data.synth import generate_dataset
@@ -144,7 +142,7 @@ def source_plans(
             StagePlan(
                 f"bench:source:{label}",
                 "bench",
-                bind(partial(benchmark.run, role=SOURCE_ROLE), config.bench),
+                bind(benchmark.run_source, config.bench),
                 config.bench,
                 needs={"engine": f"engine:source:{label}", **data_needs},
                 provides={"results": f"results:source:{label}"},

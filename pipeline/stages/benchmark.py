@@ -22,7 +22,7 @@ from benchmarks.accuracy import evaluate, labelled_images
 from benchmarks.device import fingerprint, library_versions
 from benchmarks.history import append_results
 from benchmarks.profile import PROFILE_RUNS, summarize_profile
-from benchmarks.results import Result, save_results
+from benchmarks.results import SOURCE_ROLE, Result, save_results
 from core import letterbox
 from core.artifacts import Artifact, now_iso, sha256_path
 from core.dataset import load_dataset
@@ -336,8 +336,16 @@ def build_notes(meta: dict[str, Any]) -> list[str]:
     return notes
 
 
-def run(config: BenchConfig, ctx: StageContext, *, role: str | None = None) -> dict[str, Artifact]:
-    """`role` is recorded in every Result: "source" marks the unpruned model's, the reference of a run."""
+def run(config: BenchConfig, ctx: StageContext) -> dict[str, Artifact]:
+    return bench_engine(config, ctx, role=None)
+
+
+def run_source(config: BenchConfig, ctx: StageContext) -> dict[str, Artifact]:
+    """The bench of the run's unpruned model: its Results carry the role "source"."""
+    return bench_engine(config, ctx, role=SOURCE_ROLE)
+
+
+def bench_engine(config: BenchConfig, ctx: StageContext, role: str | None) -> dict[str, Artifact]:
     engine = ctx.input("engine")
     engine.verify()  # a swapped engine file must not be measured under the old record
     data_yaml = ctx.settings.val if config.accuracy else None
