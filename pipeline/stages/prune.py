@@ -25,6 +25,7 @@ from core.checkpoints import load_detection_model, save_checkpoint
 from core.console import console
 from core.errors import InputError
 from pipeline.stages.base import Section, StageContext
+from pipeline.stages.checkpoint_accuracy import checkpoint_map, input_map, map_metadata
 
 PRUNED_FILE = "pruned.pt"
 RECONSTRUCT_STEP = 0.9  # the default schedule removes at most a tenth of the MACs per step (measured best)
@@ -297,7 +298,9 @@ def run(config: PruneConfig, ctx: StageContext) -> dict[str, Artifact]:
     checkpoint = ctx.input("model").path
     data = config.data or ctx.settings.data
     out = ctx.out_dir / PRUNED_FILE
+    before = input_map(ctx.input("model"), ctx.settings)
     report = prune_checkpoint(
         checkpoint, out, config, imgsz=ctx.settings.imgsz, device=ctx.settings.device, data=data
     )
-    return {"model": Artifact.from_path("checkpoint", out, **report.as_metadata())}
+    accuracy = map_metadata(before, checkpoint_map(out, ctx.settings))
+    return {"model": Artifact.from_path("checkpoint", out, **report.as_metadata(), **accuracy)}
