@@ -246,6 +246,31 @@ def test_story_from_the_checkpoints_when_results_lack_it(tmp_path, tiny_checkpoi
     assert "| prune | 0.001 | 0.01 | — |" in markdown  # from the checkpoint's metadata
 
 
+def test_story_takes_the_map_each_stage_measured(tmp_path, tiny_checkpoint):
+    """prune and finetune record the mAP of their input and output; the source's is prune's input's."""
+    result = make_result("torch", "fp32", 5.0, 0.3)
+    measured = {"params": 1000, "gflops": 0.01}
+    inputs = {
+        "results:torch/fp32": Artifact.from_path("results", save_results(tmp_path / "r.json", [result])),
+        "model:source": Artifact.from_path("checkpoint", tiny_checkpoint),
+        "model:prune": Artifact.from_path(
+            "checkpoint", tiny_checkpoint, **measured, map50_95_before=0.4359, map50_95=0.0891
+        ),
+        "model:finetune": Artifact.from_path(
+            "checkpoint", tiny_checkpoint, **measured, map50_95_before=0.0891, map50_95=0.4102
+        ),
+    }
+    out = tmp_path / "out"
+    out.mkdir()
+    ctx = StageContext(out, RunSettings(imgsz=64, device="cpu", data=None, val=None, model_name="m"), inputs)
+    report.run(report.ReportConfig(), ctx)
+    story = (out / "report.md").read_text().split("The pipeline's story")[1]
+    maps = [line.split("|")[4].strip() for line in story.splitlines()[4:7]]
+    assert maps == ["0.4359", "0.0891", "0.4102"]
+    html = (out / "report.html").read_text()
+    assert "<td>0.4359</td></tr>" in html and "<td>0.4102</td></tr>" in html
+
+
 def test_what_the_build_checked_is_a_note_under_the_device_table():
     from pipeline.report.markdown import report_markdown
     from pipeline.report.summary import summarize
