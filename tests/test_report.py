@@ -290,3 +290,29 @@ def test_what_the_build_checked_is_a_note_under_the_device_table():
     (device,) = summarize([make_result("onnxruntime", "fp32", 8.0, 0.40), *results], "onnxruntime/fp32")
     assert device.notes.count(f"onnxruntime/int8: {notes[0]}") == 1  # once per engine, not per batch
     assert f"> onnxruntime/int8: {notes[0]}" in report_markdown("r", [device], {}, "onnxruntime/fp32")
+
+
+def test_map_axis_starts_a_little_below_the_lowest_map_and_is_never_too_short():
+    from pipeline.report.plots import MIN_MAP_SPAN, map_limits
+
+    low, high = map_limits([0.400, 0.397])
+    assert high - low == pytest.approx(MIN_MAP_SPAN) and low < 0.397 and high > 0.400
+    assert (0.400 - 0.397) / (high - low) < 0.1  # 0.003 apart is a small step, not a cliff
+    low, high = map_limits([0.0891, 0.4359])
+    assert 0.0 < low < 0.0891 and 0.4359 < high < 0.5
+    assert map_limits([0.01, 0.02])[0] == 0.0 and map_limits([0.99, 0.995])[1] == 1.0
+    assert map_limits([0.99, 0.995])[0] == pytest.approx(1.0 - MIN_MAP_SPAN)
+
+
+@pytest.mark.parametrize(("p50s", "scale"), [([40.0, 25.0, 9.5], "linear"), ([28.0, 4.1, 2.6], "log")])
+def test_both_latency_plots_share_one_scale_rule(p50s, scale):
+    from pipeline.report import plots
+
+    results = [make_result(t, "fp32", p50, 0.40 - i * 0.001) for i, (t, p50) in enumerate(zip(
+        ("torch", "onnxruntime", "openvino"), p50s, strict=True))]  # fmt: skip
+    (device,) = summarize(results, "torch/fp32")
+    assert plots.latency_scale(device) == scale
+    pareto, cdf = plots.latency_vs_map_figure(device), plots.latency_cdf_figure(device)
+    assert pareto.axes[0].get_xscale() == cdf.axes[0].get_xscale() == scale
+    low, high = pareto.axes[0].get_ylim()
+    assert high - low == pytest.approx(plots.MIN_MAP_SPAN) and low < 0.398 < 0.400 < high
