@@ -80,8 +80,10 @@ class Budget(BaseModel):
         return self.name or f"{self.target}{batch} on {self.device}"
 
     def matches(self, result: Result) -> bool:
+        """The unpruned model a run benches as its reference (role "source") is never gated."""
         return (
-            _glob(result.device_name, self.device)
+            not result.is_source
+            and _glob(result.device_name, self.device)
             and result.matches(self.target)
             and (self.batch is None or result.batch == self.batch)
         )
@@ -185,8 +187,13 @@ class Verdict:
 
 
 def find_baseline(results: list[Result], pattern: str, device: str, batch: int) -> Result | None:
-    """The newest result matching `pattern` on `device` at `batch`, or None."""
-    candidates = [r for r in results if r.device_name == device and r.batch == batch and r.matches(pattern)]
+    """The newest result of the run's model (not its unpruned source) matching `pattern` on `device` at
+    `batch`, or None."""
+    candidates = [
+        r
+        for r in results
+        if not r.is_source and r.device_name == device and r.batch == batch and r.matches(pattern)
+    ]
     return max(candidates, key=lambda r: r.created_at, default=None)
 
 

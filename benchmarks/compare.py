@@ -91,6 +91,13 @@ def _key(result: Result) -> tuple[str, str, int]:
     return result.target, result.requested_precision or result.precision, result.batch
 
 
+def _by_key(results: list[Result]) -> dict[tuple[str, str, int], Result]:
+    """Results by key; the unpruned source's (role "source") only in a file holding nothing else, so a
+    run's reference never stands in for the run's model."""
+    own = [r for r in results if not r.is_source] or results
+    return {_key(r): r for r in own}
+
+
 def compare_results(
     base: list[Result],
     new: list[Result],
@@ -99,8 +106,7 @@ def compare_results(
     max_map_drop: float = MAX_MAP_DROP,
 ) -> tuple[list[Comparison], list[str]]:
     """Comparisons of paired results, and notes on results found in only one file."""
-    base_by_key = {_key(r): r for r in base}
-    new_by_key = {_key(r): r for r in new}
+    base_by_key, new_by_key = _by_key(base), _by_key(new)
     unpaired = [f"only in base: {'/'.join(map(str, k))}" for k in base_by_key if k not in new_by_key]
     unpaired += [f"only in new: {'/'.join(map(str, k))}" for k in new_by_key if k not in base_by_key]
     comparisons = []

@@ -14,6 +14,7 @@ from core.errors import InputError
 from core.validation import validation_error
 
 SCHEMA_VERSION = 2
+SOURCE_ROLE = "source"  # Result.role of the unpruned model a run benches as the reference for its own
 READABLE_SCHEMAS = (1, 2)  # version 2 only added fields, so a version 1 file reads with their defaults
 
 
@@ -38,6 +39,7 @@ class Result(BaseModel):
     model_config = ConfigDict(extra="allow", protected_namespaces=())
 
     model: str
+    role: str | None = None  # "source": the unpruned model a pipeline run measures its model against
     target: str
     precision: str  # the precision that actually ran (e.g. "bf16" for an OpenVINO FP32 IR on AMX)
     requested_precision: str | None = None
@@ -85,6 +87,10 @@ class Result(BaseModel):
         """Glob (case-insensitive) on the target, the key, or target/ran-as: all name this engine."""
         names = {self.target, self.key, f"{self.target}/{self.precision}"}
         return any(fnmatch.fnmatchcase(name.lower(), pattern.lower()) for name in names)
+
+    @property
+    def is_source(self) -> bool:
+        return self.role == SOURCE_ROLE
 
     @property
     def device_name(self) -> str:

@@ -95,6 +95,69 @@ def search_plans(config: search.SearchConfig, *, data_reads: tuple[Path, ...]) -
     return plans
 
 
+def source_plans(
+    config: PipelineConfig,
+    *,
+    data_needs: dict[str, str],
+    data_reads: tuple[Path, ...],
+    val_reads: tuple[Path, ...],
+) -> list[StagePlan]:
+    """Export, build and bench the unpruned model on the run's targets: the reference of the report.
+
+    Same stage functions and sections as the run's model; the inputs are "model:source", the outputs
+    carry "source" in their names, and the results have the role "source".
+    """
+    if not config.bench or not (config.prune or config.finetune):
+        return []
+    plans: list[StagePlan] = []
+    section = config.export or export.ExportConfig()
+    if any(e.target != "torch" for e in config.build):
+        plans.append(
+            StagePlan(
+                "export:source",
+                "export",
+                bind(export.run, section),
+                section,
+                needs={"model": "model:source", **data_needs},
+                provides={"onnx": "onnx:source"},
+                libraries=EXPORT_LIBS,
+                reads=val_reads,
+            )
+        )
+    for entry in config.build:
+        label = build_label(entry)
+        needs = {"model": "model:source", **data_needs}
+        if entry.target != "torch":
+            needs["onnx"] = "onnx:source"
+        plans.append(
+            StagePlan(
+                f"build:source:{label}",
+                "build",
+                bind(build.run, entry),
+                entry,
+                needs=needs,
+                provides={"engine": f"engine:source:{label}"},
+                libraries=BACKEND_LIBS,
+                reads=data_reads + val_reads,
+            )
+        )
+    for entry in config.build:
+        label = build_label(entry)
+        plans.append(
+            StagePlan(
+                f"bench:source:{label}",
+                "bench",
+                bind(benchmark.run_source, config.bench),
+                config.bench,
+                needs={"engine": f"engine:source:{label}", **data_needs},
+                provides={"results": f"results:source:{label}"},
+                libraries=BACKEND_LIBS,
+                reads=val_reads,
+            )
+        )
+    return plans
+
+
 def make_plans(config: PipelineConfig) -> list[StagePlan]:
     """Stages in order: only those whose section is present run; the model flows through them."""
     plans: list[StagePlan] = []
@@ -117,7 +180,7 @@ def make_plans(config: PipelineConfig) -> list[StagePlan]:
                 needs={"model": "model", **data_needs},
                 provides={"model": "model"},
                 libraries=TRAINING_LIBS,
-                reads=data_reads,
+                reads=data_reads + val_reads,  # val: the mAP before and after
             )
         )
     if config.finetune:
@@ -131,7 +194,7 @@ def make_plans(config: PipelineConfig) -> list[StagePlan]:
                 needs={"model": "model", **teacher, **data_needs},
                 provides={"model": "model"},
                 libraries=TRAINING_LIBS,
-                reads=data_reads,
+                reads=data_reads + val_reads,
             )
         )
     onnx_targets = [e for e in config.build if e.target != "torch"]
@@ -181,7 +244,10 @@ def make_plans(config: PipelineConfig) -> list[StagePlan]:
                     reads=val_reads,
                 )
             )
+    sources = source_plans(config, data_needs=data_needs, data_reads=data_reads, val_reads=val_reads)
+    plans += sources
     results_needs = {f"results:{build_label(e)}": f"results:{build_label(e)}" for e in config.build}
+    source_needs = {name: name for p in sources if p.stage == "bench" for name in p.provides.values()}
     story_needs = {"model:source": "model:source"}
     if config.prune:
         story_needs["model:prune"] = "model:prune"
@@ -194,7 +260,7 @@ def make_plans(config: PipelineConfig) -> list[StagePlan]:
                 "report",
                 bind(report.run, config.report),
                 config.report,
-                needs={**results_needs, **story_needs},
+                needs={**results_needs, **source_needs, **story_needs},
                 provides={"report": "report"},
                 libraries=("matplotlib",),
             )
@@ -206,7 +272,7 @@ def make_plans(config: PipelineConfig) -> list[StagePlan]:
                 "gate",
                 bind(gate.run, config.gate),
                 config.gate,
-                needs=results_needs,
+                needs=results_needs,  # the run's model only: the source's results are the report's
                 provides={"gate": "gate"},
             )
         )

@@ -18,7 +18,7 @@ from pipeline.plan import make_plans, search_plans
 from pipeline.stage_runner import StageOutcome, StagePlan, StageRunner, WorkDir
 from pipeline.stages.base import RunSettings
 from pipeline.stages.search import SearchConfig
-from pipeline.summary import print_summary
+from pipeline.summary import MODEL_STAGES, model_stage_lines, print_summary
 
 
 def default_workdir(config_path: Path) -> Path:
@@ -84,13 +84,17 @@ def run_pipeline(
         histories = (history_path(work.root),) + ((global_history_path(),) if global_history else ())
         runner = StageRunner(work, replace(settings_for(config, data_yaml), histories=histories), console)
 
-        def follow_data(plan: StagePlan, outcome: StageOutcome) -> None:
+        def follow(plan: StagePlan, outcome: StageOutcome) -> None:
+            """The synthetic data becomes the run's data; a stage that changed the model says how."""
             if plan.stage == "data":
                 dataset = outcome.artifacts["data"]
                 data = dataset.path / dataset.metadata["data_yaml"]
                 runner.settings = replace(settings_for(config, data), histories=histories)
+            if plan.stage in MODEL_STAGES and "model" in outcome.artifacts:
+                for line in model_stage_lines(plan.label, outcome.artifacts["model"]):
+                    console.print(line)
 
-        runner.on_outcome = follow_data
+        runner.on_outcome = follow
         source = source_model_artifact(config.model)
         runner.seed("model", source)
         runner.seed("model:source", source)

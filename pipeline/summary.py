@@ -3,14 +3,47 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
 from benchmarks.results import load_results
 from benchmarks.table import results_table
+from core.artifacts import Artifact
 from pipeline.stage_runner import StageOutcome
 from pipeline.stages.gate import broken_table
+
+MODEL_STAGES = ("prune", "finetune")  # the stages that change the model, whose effect `run` prints
+MAP_LOSS_WARNING = 0.01  # a stage losing more mAP50-95 than this (1 point) is warned about
+
+
+def _change(what: str, before: Any, after: Any, scale: float = 1.0, unit: str = "") -> str | None:
+    """ "GFLOPs 8.19 -> 4.10 (50.0% kept)", or None when either figure is missing."""
+    if before is None or after is None:
+        return None
+    kept = f" ({100 * after / before:.1f}% kept)" if before else ""
+    return f"{what} {before / scale:.2f}{unit} -> {after / scale:.2f}{unit}{kept}"
+
+
+def model_stage_lines(stage: str, model: Artifact) -> list[str]:
+    """What a prune or finetune stage did, from its checkpoint's metadata: GFLOPs and params kept of its
+    input, the mAP50-95 before and after (with a val set), and a warning when it lost over 1 point."""
+    meta = model.metadata
+    parts = [
+        _change("GFLOPs", meta.get("gflops_before"), meta.get("gflops_after", meta.get("gflops"))),
+        _change("params", meta.get("params_before"), meta.get("params_after", meta.get("params")), 1e6, " M"),
+    ]
+    before, after = meta.get("map50_95_before"), meta.get("map50_95")
+    if before is not None and after is not None:
+        parts.append(f"mAP50-95 {before:.4f} -> {after:.4f} ({100 * (after - before):+.2f} points)")
+    lines = [f"[bold]{stage}[/bold]: " + "; ".join(p for p in parts if p)] if any(parts) else []
+    if before is not None and after is not None and before - after > MAP_LOSS_WARNING:
+        lines.append(
+            f"[yellow]warning[/]: {stage} lost {100 * (before - after):.2f} mAP50-95 points "
+            f"({before:.4f} -> {after:.4f}); no budget asked, but check that this model is still useful"
+        )
+    return lines
 
 
 def stages_table(outcomes: list[StageOutcome]) -> Table:
@@ -34,8 +67,12 @@ def print_summary(
     if ran == 0:
         console.print("[bold]every stage is cached[/bold]: nothing to re-run")
     result_files = [a.path for o in outcomes for n, a in o.artifacts.items() if a.kind == "results"]
-    if result_files:
-        console.print(results_table(load_results(*result_files)))
+    results = load_results(*result_files) if result_files else []
+    own, sources = [r for r in results if not r.is_source], [r for r in results if r.is_source]
+    if own:
+        console.print(results_table(own))
+    if sources:
+        console.print(results_table(sources, title="the unpruned model, for reference"))
     for outcome in outcomes:
         for artifact in outcome.artifacts.values():
             path = (latest or {}).get(artifact.kind, artifact.path)

@@ -34,8 +34,8 @@ def make_result(
     """A result whose latency stats come from 200 log-normal samples with median `p50`."""
     samples = p50 * np.random.default_rng(seed).lognormal(0.0, 0.08, 200)
     samples *= p50 / np.median(samples)
+    fields = {"model": "yolov8n-pruned", **extra}
     return Result(
-        model="yolov8n-pruned",
         target=target,
         precision=ran_as or precision,
         requested_precision=precision,
@@ -54,7 +54,7 @@ def make_result(
         versions={"edgepipe": "0.1.0"},
         created_at="2025-01-01T00:00:00+00:00",
         samples_ms=samples.round(4).tolist(),
-        **extra,
+        **fields,
     )
 
 
@@ -70,4 +70,14 @@ def cpu_results() -> list[Result]:
         make_result("openvino", "fp32", 18.0, 0.400, ran_as="bf16", size_mb=5.9, seed=3, flags=["bf16-hint"]),
         make_result("openvino", "int8", 9.5, 0.392, size_mb=1.7, seed=4),
         make_result("onnxruntime", "int8", 14.0, 0.385, size_mb=1.6, seed=5),
+    ]
+
+
+def source_results() -> list[Result]:
+    """The unpruned model of `cpu_results` on the same targets (role "source"): slower, larger, better."""
+    source = {"role": "source", "model": "yolov8n"}
+    return [
+        make_result("torch", "fp32", 92.0, 0.433, size_mb=12.7, seed=11, **source),
+        make_result("onnxruntime", "fp32", 57.5, 0.433, size_mb=12.5, seed=12, **source),
+        make_result("openvino", "int8", 21.9, 0.425, size_mb=3.4, seed=14, **source),
     ]

@@ -117,3 +117,14 @@ def test_noisy_results_warn_and_fail_with_strict(tmp_path, capsys):
     with pytest.raises(CheckFailed, match="--strict") as raised:
         compare_command(base, noisy, strict=True)
     assert raised.value.exit_code == 1
+
+
+def test_a_runs_unpruned_source_results_never_pair_with_its_model():
+    """A run's results hold the source model's (role "source") beside its own: compare judges its own."""
+    base = [make_result("openvino", "int8", 10.0, 0.42, seed=0)]
+    source = make_result("openvino", "int8", 25.0, 0.45, seed=2, role="source")
+    new = [make_result("openvino", "int8", 10.0, 0.42, seed=1), source]
+    (comparison,), unpaired = compare_results(base, new)
+    assert comparison.map_change == pytest.approx(0.0) and not unpaired
+    (alone,), _ = compare_results(base, [source])  # a file of source results alone still compares
+    assert alone.map_change == pytest.approx(0.03)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 import typer
-from factories import cpu_results
+from factories import cpu_results, source_results
 from junitparser import Failure, JUnitXml
 from typer.testing import CliRunner
 
@@ -196,3 +196,21 @@ def test_noisy_result_warns_and_fails_with_strict(tmp_path):
     assert code == 1 and "flagged as noisy (--strict)" in output
     quiet = budgets_file(tmp_path, "budgets:\n  - target: openvino/int8\n    max_size_mb: 100\n")
     assert invoke(str(path), "-b", str(quiet), "--strict")[0] == 0  # only checked results count
+
+
+def test_the_unpruned_source_results_are_never_gated(tmp_path):
+    """A run benches its unpruned model too; a budget on openvino/int8 checks the run's model only,
+    and the mAP-drop baseline is the run's own torch/fp32, not the source's."""
+    results = cpu_results() + source_results()
+    source_int8 = next(r for r in source_results() if r.key == "openvino/int8")
+    limit = source_int8.latency_ms.p50 / 2
+    budgets = budgets_file(
+        tmp_path,
+        f"budgets:\n  - target: openvino/int8\n    max_latency_ms: {{p50: {limit}}}\n"
+        "    max_map_drop: 0.01\n    baseline: torch/fp32\n",
+    )
+    (verdict,) = gate.check_budgets(results, budgets)
+    assert not verdict.result.is_source and verdict.result.model == "yolov8n-pruned"
+    assert verdict.passed  # 9.5 ms; the source's 21.9 ms would break it
+    drop = next(c for c in verdict.checks if "drop" in c.criterion)
+    assert drop.measured == pytest.approx(0.401 - 0.392)  # against the pruned torch/fp32 (0.401), not 0.433

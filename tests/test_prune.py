@@ -201,3 +201,23 @@ def test_yolov8n_half_macs_is_at_most_4_4_gflops(shared_dir, tmp_path):
     )
     assert round(report.gflops_before, 1) == 8.7
     assert report.gflops_after <= 4.4
+
+
+def test_prune_stage_records_the_map_before_and_after(tiny_checkpoint, synth_dataset, tmp_path):
+    """The mAP each checkpoint scores with PyTorch: the same figure bench reports for torch/fp32."""
+    from benchmarks.results import Result
+    from core.artifacts import Artifact
+    from pipeline.stages.benchmark import BenchConfig, bench_artifact
+
+    settings = RunSettings(imgsz=IMGSZ, device="cpu", data=None, val=synth_dataset)
+    config = PruneConfig(macs=0.6, round_to=2, max_layer_ratio=0.6, min_channels=0, bn_batches=0)
+    source = Artifact.from_path("checkpoint", tiny_checkpoint)
+    meta = run(config, StageContext(tmp_path / "a", settings, {"model": source}))["model"].metadata
+    bench = BenchConfig(warmup=0, iters=1, min_seconds=0, throughput_seconds=0.1, memory=False)
+    benched: list[Result] = bench_artifact(tiny_checkpoint, synth_dataset, bench, imgsz=IMGSZ)
+    assert meta["map50_95_before"] == pytest.approx(benched[0].map50_95, abs=1e-4)
+    assert 0 <= meta["map50_95"] <= 1
+    recorded = Artifact.from_path("checkpoint", tiny_checkpoint, map50_95=0.4321)  # by an earlier stage
+    (tmp_path / "b").mkdir()
+    again = run(config, StageContext(tmp_path / "b", settings, {"model": recorded}))["model"].metadata
+    assert again["map50_95_before"] == 0.4321 and again["map50_95"] == meta["map50_95"]

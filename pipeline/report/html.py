@@ -9,7 +9,7 @@ from typing import Any
 from benchmarks.results import Result
 from pipeline.report import plots
 from pipeline.report.search import search_html
-from pipeline.report.summary import DeviceSummary, Row, fmt
+from pipeline.report.summary import GAIN_HEADER, DeviceSummary, Row, SourceGain, fmt, fmt_ratio, gain_cells
 
 CSS = """
 body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, "DejaVu Sans", sans-serif; margin: 0;
@@ -26,6 +26,7 @@ th, td { border-bottom: 1px solid #e5e8eb; padding: 5px 8px; text-align: right; 
 th { background: #f0f3f6; font-weight: 600; white-space: normal; vertical-align: bottom; }
 .scroll { overflow-x: auto; }
 td.l, th.l { text-align: left; }
+td.flags { white-space: normal; }
 tr.pareto td:first-child { font-weight: 600; }
 .star { color: #bf8700; }
 .badge { display: inline-block; border-radius: 10px; padding: 0 7px; font-size: 11px; margin-left: 4px;
@@ -81,16 +82,24 @@ def _precision_cell(row: Row) -> str:
     return f'<td class="l"><span class="{css}" title="{escape(title)}">{escape(r.precision)}</span></td>'
 
 
+def _header(head: list[str], left: set[str]) -> str:
+    return "".join(f'<th class="{"l" if h in left else ""}">{escape(h)}</th>' for h in head)
+
+
+def _flag(flag: str) -> str:
+    """A noise flag as a badge of its kind ("cpu-load"), its full text on hover: the table stays narrow."""
+    return f'<span class="badge warn" title="{escape(flag)}">{escape(flag.split(":")[0])}</span>'
+
+
 def _device_table(device: DeviceSummary, baseline: str) -> str:
     head = ["target", "ran as", "batch", "p50 ms", "p90 ms", "p99 ms", "e2e p50 ms", "img/s", "size MB"]
-    head += ["mAP50-95", "mAP50", f"Δ mAP50-95 vs {baseline}", "flags"]
-    left = {"target", "ran as", "flags"}
-    header = "".join(f'<th class="{"l" if h in left else ""}">{escape(h)}</th>' for h in head)
+    head += ["mAP50-95", "mAP50", f"Δ mAP50-95 vs {baseline}", "speed-up vs unpruned", "flags"]
+    header = _header(head, {"target", "ran as", "flags"})
     body = []
     for row in device.rows:
         r = row.result
         e2e = r.e2e_latency_ms.p50 if r.e2e_latency_ms else None
-        flags = "".join(f'<span class="badge warn">{escape(f)}</span>' for f in r.flags)
+        flags = "".join(_flag(f) for f in r.flags)
         cells = [
             _target_cell(row),
             _precision_cell(row),
@@ -101,11 +110,35 @@ def _device_table(device: DeviceSummary, baseline: str) -> str:
             f"<td>{fmt(r.map50_95, digits=4)}</td>",
             f"<td>{fmt(r.map50, digits=4)}</td>",
             f"<td>{_delta(row.map_delta)}</td>",
-            f'<td class="l">{flags}</td>',
+            f"<td>{fmt_ratio(row.gain.speedup if row.gain else None)}</td>",
+            f'<td class="l flags">{flags}</td>',
         ]
         body.append(f'<tr class="{"pareto" if row.pareto else ""}">{"".join(cells)}</tr>')
     table = f"<table><thead><tr>{header}</tr></thead><tbody>{''.join(body)}</tbody></table>"
     return f"<div class='scroll'>{table}</div>"
+
+
+def _gain_row(gain: SourceGain) -> str:
+    """The target left-aligned; the mAP change red when pruning cost mAP, green when it gained."""
+    points = gain.map_points
+    change = "" if points is None or round(points, 2) == 0 else ("loss" if points < 0 else "gain")
+    css = {"target": "l", "Δ mAP50-95 (points)": change}
+    texts = zip(GAIN_HEADER, gain_cells(gain), strict=True)
+    cells = (f'<td class="{css.get(header, "")}">{escape(text)}</td>' for header, text in texts)
+    return f"<tr>{''.join(cells)}</tr>"
+
+
+def _gain_table(device: DeviceSummary) -> str:
+    """What pruning bought (speed, size) and cost (mAP) per engine: empty without the unpruned model."""
+    if not device.gains:
+        return ""
+    rows = "".join(_gain_row(g) for g in device.gains)
+    return (
+        "<h3>Against the unpruned model</h3><p class='sub'>The same target/precision built from the "
+        "source checkpoint: speed-up = unpruned p50 / p50; Δ mAP50-95 in points (hundredths); size ratio = "
+        f"size / unpruned size.</p><div class='scroll'><table><thead><tr>{_header(GAIN_HEADER, {'target'})}"
+        f"</tr></thead><tbody>{rows}</tbody></table></div>"
+    )
 
 
 def _device_section(device: DeviceSummary, baseline: str) -> str:
@@ -117,7 +150,8 @@ def _device_section(device: DeviceSummary, baseline: str) -> str:
         f"<section><h2>{escape(device.name)}</h2>{_fingerprint(device.fingerprint)}"
         f"<p class='sub'>mAP on {escape(', '.join(datasets) or 'no dataset')}; latency is model-only "
         f"unless marked e2e (pre + infer + post); ★ marks the latency/mAP Pareto front.</p>"
-        f"{notes}{_device_table(device, baseline)}<div class='plots'>{plot_html}</div></section>"
+        f"{notes}{_device_table(device, baseline)}{_gain_table(device)}"
+        f"<div class='plots'>{plot_html}</div></section>"
     )
 
 

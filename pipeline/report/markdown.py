@@ -7,7 +7,7 @@ from typing import Any
 
 from benchmarks.budgets import Check, Verdict
 from pipeline.report.search import candidate_rows, summary_line
-from pipeline.report.summary import DeviceSummary, fmt
+from pipeline.report.summary import GAIN_HEADER, DeviceSummary, fmt, fmt_ratio, gain_cells
 
 
 def table(header: list[str], rows: Iterable[list[str]]) -> str:
@@ -62,7 +62,7 @@ def report_markdown(
         if device.notes:
             parts += [f"> {note}" for note in device.notes] + [""]
         header = ["target", "ran as", "batch", "p50 ms", "p90 ms", "p99 ms", "img/s", "MB"]
-        header += ["mAP50-95", "mAP50", f"Δ mAP50-95 vs {baseline}", "Pareto", "flags"]
+        header += ["mAP50-95", "mAP50", f"Δ mAP50-95 vs {baseline}", "speed-up", "Pareto", "flags"]
         rows = [
             [
                 row.result.key,
@@ -76,12 +76,16 @@ def report_markdown(
                 fmt(row.result.map50_95, digits=4),
                 fmt(row.result.map50, digits=4),
                 fmt(row.map_delta, digits=4, signed=True),
+                fmt_ratio(row.gain.speedup if row.gain else None),
                 "★" if row.pareto else "",
                 ", ".join(row.result.flags),
             ]
             for row in device.rows
         ]
         parts += [table(header, rows), ""]
+        if device.gains:
+            parts += ["### Against the unpruned model", ""]
+            parts += [table(GAIN_HEADER, [gain_cells(g) for g in device.gains]), ""]
     for model, story in stories.items():
         parts += [f"## The pipeline's story: {model}", ""]
         rows = [

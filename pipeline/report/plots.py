@@ -35,8 +35,40 @@ def row_label(result) -> str:
     return f"{result.key} b{result.batch}"
 
 
+MIN_MAP_SPAN = 0.05  # the mAP axis is at least this tall, so that 0.003 apart does not look like a cliff
+MAP_PAD = 0.15  # of the plotted mAPs' spread, above and below
+LOG_LATENCY_RATIO = 10  # slowest over fastest p50 beyond which the latency axes are logarithmic
+
+
+def map_limits(maps: list[float]) -> tuple[float, float]:
+    """The mAP axis: a little below the lowest and above the highest plotted mAP, at least
+    `MIN_MAP_SPAN` tall, within [0, 1]."""
+    low, high = min(maps), max(maps)
+    pad = max((high - low) * MAP_PAD, (MIN_MAP_SPAN - (high - low)) / 2)
+    low, high = low - pad, high + pad
+    if low < 0:
+        low, high = 0.0, min(1.0, high - low)
+    if high > 1:
+        low, high = max(0.0, low - (high - 1)), 1.0
+    return low, high
+
+
+def latency_scale(device: DeviceSummary) -> str:
+    """ "log" when the device's p50 latencies span more than `LOG_LATENCY_RATIO`, else "linear": one rule,
+    so that the latency-vs-mAP plot and the latency CDF of a device share their scale."""
+    p50s = [row.result.latency_ms.p50 for row in device.rows]
+    if not p50s or min(p50s) <= 0:
+        return "linear"
+    return "log" if max(p50s) / min(p50s) > LOG_LATENCY_RATIO else "linear"
+
+
 def latency_vs_map(device: DeviceSummary) -> bytes | None:
     """Model-only p50 latency (whisker to p90) against mAP50-95; the Pareto front drawn as a step line."""
+    fig = latency_vs_map_figure(device)
+    return None if fig is None else _png(fig)
+
+
+def latency_vs_map_figure(device: DeviceSummary):
     rows = [row for row in device.rows if row.result.map50_95 is not None]
     if not rows:
         return None
@@ -66,20 +98,26 @@ def latency_vs_map(device: DeviceSummary) -> bytes | None:
     ax.set_ylabel("mAP50-95")
     ax.set_title(f"Latency vs accuracy on {device.name}")
     ax.grid(True, alpha=0.3)
-    ax.margins(x=0.15, y=0.15)
+    ax.set_xscale(latency_scale(device))
+    ax.margins(x=0.15)
+    ax.set_ylim(*map_limits([row.result.map50_95 for row in rows if row.result.map50_95 is not None]))
     ax.legend(fontsize="small", loc="best")
-    return _png(fig)
+    return fig
 
 
 def latency_cdf(device: DeviceSummary) -> bytes | None:
     """Empirical CDF of the raw model-only latency samples of each target."""
+    fig = latency_cdf_figure(device)
+    return None if fig is None else _png(fig)
+
+
+def latency_cdf_figure(device: DeviceSummary):
     rows = [row for row in device.rows if row.result.samples_ms]
     if not rows:
         return None
     palette = colours([row_label(row.result) for row in device.rows])
     fig = _figure(7.5, 4.0)
     ax = fig.add_subplot()
-    lowest, highest = float("inf"), 0.0
     for row in rows:
         samples = sorted(row.result.samples_ms)
         fractions = [(i + 1) / len(samples) for i in range(len(samples))]
@@ -91,9 +129,7 @@ def latency_cdf(device: DeviceSummary) -> bytes | None:
             linewidth=1.6,
             label=f"{row_label(row.result)} (n={len(samples)})",
         )
-        lowest, highest = min(lowest, samples[0]), max(highest, samples[-1])
-    if lowest > 0 and highest / lowest > 20:
-        ax.set_xscale("log")
+    ax.set_xscale(latency_scale(device))
     for level in (0.5, 0.9, 0.99):
         ax.axhline(level, color="0.6", linewidth=0.8, linestyle=":")
         ax.text(
@@ -111,7 +147,7 @@ def latency_cdf(device: DeviceSummary) -> bytes | None:
     ax.set_title(f"Latency distribution on {device.name}")
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize="small", loc="lower right")
-    return _png(fig)
+    return fig
 
 
 def stage_story(model: str, story: list[dict[str, Any]]) -> bytes:
@@ -136,15 +172,6 @@ def stage_story(model: str, story: list[dict[str, Any]]) -> bytes:
     else:
         fig.suptitle(model, fontsize="medium")
     return _png(fig)
-
-
-def map_floor(values: list[float], span: float = 0.05) -> tuple[float, float]:
-    """mAP axis limits: a little below the lowest value and at least `span` tall, so that a 0.003
-    difference does not look like a cliff."""
-    low, high = min(values), max(values)
-    pad = max(0.1 * (high - low), 0.005)
-    bottom = max(0.0, low - pad)
-    return bottom, max(high + pad, bottom + span)
 
 
 def search_front(search: dict[str, Any]) -> bytes:
@@ -186,7 +213,7 @@ def search_front(search: dict[str, Any]) -> bytes:
         ax.plot(chosen["fitted_ms"], score(chosen), marker="*", markersize=18, color=STAGE_COLOURS[2],
                 linestyle="none", label="chosen", zorder=4)  # fmt: skip
     if rows:
-        ax.set_ylim(*map_floor([score(r) for r in rows]))
+        ax.set_ylim(*map_limits([score(r) for r in rows]))
     ax.set_xlabel(f"latency {budget['statistic']} upper bound, model only (ms); labels: MACs ratio")
     ax.set_ylabel("mAP50-95")
     ax.set_title(f"Search on {search['target']}, batch {search['batch']}")

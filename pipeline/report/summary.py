@@ -11,10 +11,39 @@ from core.pareto import pareto_front
 
 
 @dataclass(frozen=True)
+class SourceGain:
+    """What pruning bought and cost on one engine: the run's model against its unpruned source, the
+    same target/precision on the same device and batch."""
+
+    final: Result
+    source: Result
+
+    @property
+    def speedup(self) -> float:
+        """Source p50 over final p50 (model only): 2.0 is twice as fast."""
+        return self.source.latency_ms.p50 / self.final.latency_ms.p50
+
+    @property
+    def map_points(self) -> float | None:
+        """Final minus source mAP50-95, in points (hundredths): negative is what pruning cost."""
+        if self.final.map50_95 is None or self.source.map50_95 is None:
+            return None
+        return 100 * (self.final.map50_95 - self.source.map50_95)
+
+    @property
+    def size_ratio(self) -> float | None:
+        """Final size over source size: 0.5 is half the size."""
+        if not self.final.size_mb or not self.source.size_mb:
+            return None
+        return self.final.size_mb / self.source.size_mb
+
+
+@dataclass(frozen=True)
 class Row:
     result: Result
     baseline: Result | None  # the baseline result on the same device and batch, if any
     pareto: bool  # on the latency (p50, model-only) vs mAP50-95 Pareto front of its device
+    gain: SourceGain | None = None  # against the unpruned model, when the run benched it
 
     @property
     def map_delta(self) -> float | None:
@@ -36,11 +65,32 @@ class DeviceSummary:
     rows: list[Row]
     notes: list[str] = field(default_factory=list)
 
+    @property
+    def gains(self) -> list[SourceGain]:
+        return [row.gain for row in self.rows if row.gain is not None]
+
+
+def source_gain(result: Result, sources: list[Result]) -> SourceGain | None:
+    """`result` against the unpruned model's result of the same engine, device and batch, if benched."""
+    same = [
+        s
+        for s in sources
+        if (s.device_name, s.key, s.batch) == (result.device_name, result.key, result.batch)
+    ]
+    source = max(same, key=lambda s: s.created_at, default=None)
+    return SourceGain(result, source) if source is not None else None
+
 
 def summarize(results: list[Result], baseline: str) -> list[DeviceSummary]:
-    """One summary per device, rows ordered by model-only p50 latency."""
+    """One summary per device, rows ordered by model-only p50 latency.
+
+    The rows are the run's model; the unpruned source's results (role "source") are what each row is
+    compared with, unless they are all there is.
+    """
+    own = [r for r in results if not r.is_source] or results
+    sources = [r for r in results if r.is_source and r not in own]
     devices: dict[str, list[Result]] = {}
-    for result in results:
+    for result in own:
         devices.setdefault(result.device_name, []).append(result)
     summaries = []
     for name, group in devices.items():
@@ -49,7 +99,7 @@ def summarize(results: list[Result], baseline: str) -> list[DeviceSummary]:
         front = pareto_front([(group[i].latency_ms.p50, group[i].map50_95 or 0.0) for i in with_map])
         on_front = {with_map[i] for i in front}
         rows = [
-            Row(r, find_baseline(results, baseline, name, r.batch), i in on_front)
+            Row(r, find_baseline(results, baseline, name, r.batch), i in on_front, source_gain(r, sources))
             for i, r in enumerate(group)
         ]
         summaries.append(DeviceSummary(name, group[0].device, rows, _notes(group, baseline, rows)))
@@ -88,3 +138,41 @@ def fmt(value: float | None, unit: str = "", digits: int = 2, signed: bool = Fal
         return "—"
     text = f"{value:+,.{digits}f}" if signed else f"{value:,.{digits}f}"
     return f"{text} {unit}".rstrip()
+
+
+def fmt_ratio(value: float | None) -> str:
+    """A ratio as "2.31×"."""
+    return "—" if value is None else f"{value:.2f}×"
+
+
+GAIN_HEADER = [
+    "target",
+    "batch",
+    "unpruned p50 ms",
+    "p50 ms",
+    "speed-up",
+    "unpruned mAP50-95",
+    "mAP50-95",
+    "Δ mAP50-95 (points)",
+    "unpruned MB",
+    "MB",
+    "size ratio",
+]
+
+
+def gain_cells(gain: SourceGain) -> list[str]:
+    """One row of the "Against the unpruned model" table, as text (HTML and Markdown alike)."""
+    final, source = gain.final, gain.source
+    return [
+        final.key,
+        str(final.batch),
+        fmt(source.latency_ms.p50),
+        fmt(final.latency_ms.p50),
+        fmt_ratio(gain.speedup),
+        fmt(source.map50_95, digits=4),
+        fmt(final.map50_95, digits=4),
+        fmt(gain.map_points, signed=True),
+        fmt(source.size_mb),
+        fmt(final.size_mb),
+        fmt_ratio(gain.size_ratio),
+    ]

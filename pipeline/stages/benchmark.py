@@ -22,7 +22,7 @@ from benchmarks.accuracy import evaluate, labelled_images
 from benchmarks.device import fingerprint, library_versions
 from benchmarks.history import append_results
 from benchmarks.profile import PROFILE_RUNS, summarize_profile
-from benchmarks.results import Result, save_results
+from benchmarks.results import SOURCE_ROLE, Result, save_results
 from core import letterbox
 from core.artifacts import Artifact, now_iso, sha256_path
 from core.dataset import load_dataset
@@ -337,6 +337,15 @@ def build_notes(meta: dict[str, Any]) -> list[str]:
 
 
 def run(config: BenchConfig, ctx: StageContext) -> dict[str, Artifact]:
+    return bench_engine(config, ctx, role=None)
+
+
+def run_source(config: BenchConfig, ctx: StageContext) -> dict[str, Artifact]:
+    """The bench of the run's unpruned model: its Results carry the role "source"."""
+    return bench_engine(config, ctx, role=SOURCE_ROLE)
+
+
+def bench_engine(config: BenchConfig, ctx: StageContext, role: str | None) -> dict[str, Artifact]:
     engine = ctx.input("engine")
     engine.verify()  # a swapped engine file must not be measured under the old record
     data_yaml = ctx.settings.val if config.accuracy else None
@@ -344,6 +353,8 @@ def run(config: BenchConfig, ctx: StageContext) -> dict[str, Artifact]:
         raise InputError("the bench section measures mAP, and the pipeline names no val data.yaml")
     with bench_progress() as progress:
         results = bench_artifact(engine.path, data_yaml, config, ctx.settings.model_name, progress)
+    for result in results:
+        result.role = role
     path = save_results(ctx.out_dir / RESULTS_FILE, results)
     for history in ctx.settings.histories or (None,):
         append_results(results, history)

@@ -21,6 +21,7 @@ from core.console import console
 from core.dataset import load_dataset
 from core.errors import InputError
 from pipeline.stages.base import Section, StageContext
+from pipeline.stages.checkpoint_accuracy import checkpoint_map, input_map, map_metadata
 
 BEST_FILE = "best.pt"
 RUN_DIR = "train"
@@ -205,8 +206,10 @@ def run(config: FinetuneConfig, ctx: StageContext) -> dict[str, Artifact]:
     elif config.teacher:
         teacher = ctx.input("teacher").path
     out = ctx.out_dir / BEST_FILE
+    model = ctx.input("model")
+    before = input_map(model, ctx.settings)
     finetune(
-        ctx.input("model").path,
+        model.path,
         data,
         out,
         config,
@@ -215,7 +218,11 @@ def run(config: FinetuneConfig, ctx: StageContext) -> dict[str, Artifact]:
         run_dir=ctx.out_dir / RUN_DIR,
         teacher=teacher,
     )
-    return {"model": Artifact.from_path("checkpoint", out, **_facts(out, ctx.settings.imgsz, teacher))}
+    accuracy = map_metadata(before, checkpoint_map(out, ctx.settings))
+    facts = _facts(out, ctx.settings.imgsz, teacher)
+    before_facts = _facts(model.path, ctx.settings.imgsz, None)
+    size_before = {"params_before": before_facts["params"], "gflops_before": before_facts["gflops"]}
+    return {"model": Artifact.from_path("checkpoint", out, **facts, **size_before, **accuracy)}
 
 
 def _facts(checkpoint: Path, imgsz: int, teacher: Path | None) -> dict:

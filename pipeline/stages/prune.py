@@ -27,6 +27,7 @@ from core.errors import InputError
 from core.letterbox import check_imgsz
 from core.validation import reported_by_pydantic
 from pipeline.stages.base import Section, StageContext
+from pipeline.stages.checkpoint_accuracy import checkpoint_map, input_map, map_metadata
 
 PRUNED_FILE = "pruned.pt"
 RECONSTRUCT_STEP = 0.9  # the default schedule removes at most a tenth of the MACs per step (measured best)
@@ -311,5 +312,7 @@ def run(config: PruneConfig, ctx: StageContext) -> dict[str, Artifact]:
     data = config.data or ctx.settings.data
     out = ctx.out_dir / PRUNED_FILE
     imgsz = config.imgsz or ctx.settings.imgsz
+    before = input_map(ctx.input("model"), ctx.settings)
     report = prune_checkpoint(checkpoint, out, config, imgsz=imgsz, device=ctx.settings.device, data=data)
-    return {"model": Artifact.from_path("checkpoint", out, **report.as_metadata())}
+    accuracy = map_metadata(before, checkpoint_map(out, ctx.settings))
+    return {"model": Artifact.from_path("checkpoint", out, **report.as_metadata(), **accuracy)}

@@ -53,13 +53,16 @@ def write_report(
 
 
 def _story_from_checkpoints(ctx: StageContext) -> dict[str, list[dict[str, Any]]]:
-    """Params and GFLOPs of the checkpoint after each stage (inputs "model:<stage>"), when results lack it."""
+    """Params, GFLOPs and mAP50-95 of the checkpoint after each stage (inputs "model:<stage>"), when
+    results lack them. A checkpoint no stage measured (the source) takes the mAP the next stage measured
+    of its input (`map50_95_before`)."""
     models = {key.split(":", 1)[1]: a for key, a in ctx.inputs.items() if key.startswith("model:")}
     if not models:
         return {}
+    order = sorted(models, key=lambda s: STORY_ORDER.index(s) if s in STORY_ORDER else len(STORY_ORDER))
+    artifacts = [models[stage] for stage in order]
     story = []
-    for stage in sorted(models, key=lambda s: STORY_ORDER.index(s) if s in STORY_ORDER else len(STORY_ORDER)):
-        artifact = models[stage]
+    for stage, artifact, following in zip(order, artifacts, [*artifacts[1:], None], strict=True):
         step = {
             "stage": stage,
             **{
@@ -68,6 +71,9 @@ def _story_from_checkpoints(ctx: StageContext) -> dict[str, list[dict[str, Any]]
                 if artifact.metadata.get(k) is not None
             },
         }
+        if "map50_95" not in step and following is not None:
+            measured = following.metadata.get("map50_95_before")
+            step |= {"map50_95": measured} if measured is not None else {}
         if "params" not in step or "gflops" not in step:
             model = load_detection_model(artifact.path)
             step.setdefault("params", count_params(model))
