@@ -86,7 +86,11 @@ def search_plans(config: search.SearchConfig, *, data_reads: tuple[Path, ...]) -
                 "search",
                 bind(search.run_finetune, config),
                 key(SEARCH_FINETUNE_FIELDS),
-                needs={"model": "model", "checkpoints": "search:checkpoints", "search": "search"},
+                needs={
+                    "model": "model",
+                    "checkpoints": "search:checkpoints",
+                    "measurements": "search:measurements",
+                },
                 provides={"search": "search"},
                 libraries=SEARCH_LIBS,
                 reads=data_reads,

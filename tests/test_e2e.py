@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -75,6 +77,11 @@ def test_run_end_to_end_then_fully_cached(tiny_pipeline):
         "build:onnxruntime/int8",
         "bench:torch/fp32",
         "bench:onnxruntime/int8",
+        "export:source",  # the unpruned model on the same targets: the report's reference
+        "build:source:torch/fp32",
+        "build:source:onnxruntime/int8",
+        "bench:source:torch/fp32",
+        "bench:source:onnxruntime/int8",
         "report",
         "gate",
     ]
@@ -87,7 +94,8 @@ def test_run_end_to_end_then_fully_cached(tiny_pipeline):
             if a["kind"] == "results"
         )
     )
-    assert {r.key for r in results} == {"torch/fp32", "onnxruntime/int8"}
+    own, sources = [r for r in results if not r.is_source], [r for r in results if r.is_source]
+    assert {r.key for r in own} == {r.key for r in sources} == {"torch/fp32", "onnxruntime/int8"}
     assert all(r.latency_ms.n >= 5 and r.map50_95 is not None for r in results)
     pruned = next(s for s in manifest["stages"] if s["label"] == "prune")["artifacts"]["model"]
     source = load_detection_model(load_config(tiny_pipeline).model)
@@ -97,6 +105,7 @@ def test_run_end_to_end_then_fully_cached(tiny_pipeline):
     assert f"report: {workdir / 'report.html'}" in first.output.replace("\n", "")
     assert f"gate: PASS  {workdir / 'gate.md'}" in first.output.replace("\n", "")
     assert (workdir / "report.html").read_text().lstrip().startswith("<!")
+    assert_unpruned_baseline_shown(workdir / "report.html", own, sources)
     assert (workdir / "gate.md").read_text().startswith("✅")
     assert {r.key for r in query_results(path=workdir / "history.sqlite")} == {
         "torch/fp32",
@@ -120,7 +129,8 @@ def test_changing_bench_reruns_only_bench_report_and_gate(tiny_pipeline):
     assert result.exit_code == 0, result.output
     manifest = json.loads((workdir / "manifest.json").read_text())
     ran = {s["label"] for s in manifest["stages"] if s["status"] == "ran"}
-    assert ran == {"bench:torch/fp32", "bench:onnxruntime/int8", "report", "gate"}
+    benches = {"bench:torch/fp32", "bench:onnxruntime/int8"}
+    assert ran == benches | {b.replace("bench:", "bench:source:") for b in benches} | {"report", "gate"}
 
 
 def test_broken_budget_fails_the_run_with_exit_1(tiny_pipeline):
@@ -138,3 +148,27 @@ def test_broken_budget_fails_the_run_with_exit_1(tiny_pipeline):
     assert "gate: FAIL" in result.output
     assert "broken budgets" in result.output and "size" in result.output
     assert (workdir / "gate.md").read_text().startswith("❌")
+
+
+def assert_unpruned_baseline_shown(report: Path, own: list, sources: list) -> None:
+    """The report's "Against the unpruned model" table, as a browser renders it (headless Chromium where
+    installed, else the HTML's text): per target, the speed-up and the mAP change this run measured."""
+    from test_report import CHROMIUM
+
+    html = report.read_text()
+    if CHROMIUM is not None:
+        html = subprocess.run(
+            [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+             f"--user-data-dir={report.parent / 'chromium-profile'}", "--dump-dom", report.as_uri()],
+            capture_output=True, text=True, timeout=120, check=True,
+        ).stdout  # fmt: skip
+    text = re.sub(r"<[^>]+>", " ", html)
+    assert "Against the unpruned model" in text
+    table = text[text.index("Against the unpruned model") :]
+    for result in own:
+        source = next(s for s in sources if s.key == result.key)
+        speedup = source.latency_ms.p50 / result.latency_ms.p50
+        points = 100 * (result.map50_95 - source.map50_95)
+        assert f"{speedup:.2f}×" in table, (result.key, speedup)
+        assert f"{points:+.2f}" in table or f"{points:.2f}" in table, (result.key, points)
+        assert f"{source.map50_95:.4f}" in table, (result.key, source.map50_95)  # the baseline itself

@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 
 from core.errors import EXIT_BAD_INPUT, EXIT_CHECK_FAILED, CheckFailed, InputError
 from pipeline.config import load_config
+from pipeline.report.search import summary_line
 from pipeline.search.budget_expr import parse_budget
 from pipeline.search.grid import Candidate, check_ratios, check_sizes, grid
 from pipeline.search.select import Measurement, monotone_fit, require_choice, select, upper_bound
@@ -168,6 +169,20 @@ def test_no_candidate_meeting_the_budget_names_the_nearest():
     assert "the nearest, 384px × 0.8 MACs, int8" in message and "p90 8.1" in message
     assert failure.value.exit_code == EXIT_CHECK_FAILED
     assert selection.rows[-1].error and not selection.rows[-1].meets
+    said = summary_line({"target": "openvino", "batch": 1, **selection.as_dict()})
+    assert said.endswith(
+        "no candidate's 95% upper bound of p90 (monotone in the MACs) plus a 5% margin meets it."
+    )
+
+
+def test_the_summary_names_the_winner_and_the_best_of_each_knob_alone():
+    selection = select(COCO_LIKE, parse_budget("p90<=15ms"), margin=0.0)
+    said = summary_line({"target": "openvino", "batch": 1, **selection.as_dict()})
+    chosen, knobs = selection.chosen, selection.single_knob()
+    assert f"{chosen.imgsz} px, {chosen.ratio:g} MACs, int8: mAP50-95 {chosen.score:.4f}" in said
+    for name, row in knobs.items():
+        shown = "none meets the budget" if row is None else f"{row.imgsz} px, {row.ratio:g} MACs"
+        assert f"{name}: {shown}" in said
 
 
 @pytest.fixture(scope="module")
@@ -261,6 +276,7 @@ def test_search_on_the_reference_detector_picks_the_measured_best_under_the_budg
     """Two input sizes of a trained detector, measured: a loose budget takes the more accurate one, a budget
     between their latencies the one that fits, and the table says why."""
     out, sizes = tmp_path / "search", ["--imgsz", "256,128", "--macs", "1.0", "--no-verify"]
+    sizes += ["--rounds", "3", "--iters", "30", "--min-seconds", "0.2"]  # bounds from ~90 samples, not ~10
     loose = search_cli(REFERENCE, synth_dataset, out, "p90<=10000ms", *sizes)
     assert loose.exit_code == 0, loose.output
     rows = {r["imgsz"]: r for r in json.loads((out / "search.json").read_text())["candidates"]}
@@ -278,3 +294,41 @@ def test_search_on_the_reference_detector_picks_the_measured_best_under_the_budg
     assert search["chosen"]["imgsz"] == 128
     assert manifest_stages(out)["search:measure"]["status"] == "cached"
     assert yaml.safe_load((out / "search.yaml").read_text())["imgsz"] == 128
+
+
+@pytest.mark.slow
+def test_search_fine_tunes_the_best_feasible_candidates_and_chooses_again(
+    tiny_model, synth_dataset, tmp_path
+):
+    out = tmp_path / "search"
+    options = ["--imgsz", "64", "--macs", "1.0,0.6", "--round-to", "2", "--no-verify"]
+    result = search_cli(
+        tiny_model,
+        synth_dataset,
+        out,
+        "p90<=10000ms",
+        *options,
+        "--finetune-epochs",
+        "1",
+        "--finetune-top",
+        "1",
+    )
+    assert result.exit_code == 0, result.output
+    assert list(manifest_stages(out)) == [
+        "search:prune",
+        "search:measure",
+        "search:select",
+        "search:finetune",
+    ]
+    search = json.loads((out / "search.json").read_text())
+    tuned = [r for r in search["candidates"] if r["finetuned_map50_95"] is not None]
+    assert len(tuned) == 1  # --finetune-top 1: the most accurate feasible candidate before fine-tuning
+    assert tuned[0]["map50_95"] == max(r["map50_95"] for r in search["candidates"])
+
+    def score(row: dict) -> float:
+        return row["map50_95"] if row["finetuned_map50_95"] is None else row["finetuned_map50_95"]
+
+    best = max(search["candidates"], key=lambda r: (score(r), -r["fitted_ms"]))
+    assert (search["chosen"]["imgsz"], search["chosen"]["ratio"]) == (best["imgsz"], best["ratio"])
+    winner = yaml.safe_load((out / "search.yaml").read_text())
+    assert ("finetune" in winner) == (search["chosen"]["finetuned_map50_95"] is not None)

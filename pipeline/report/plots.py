@@ -182,7 +182,7 @@ def search_front(search: dict[str, Any]) -> bytes:
     sizes = sorted({row["imgsz"] for row in rows}, reverse=True)
     palette = colours([str(s) for s in sizes])
     markers = dict(zip(sorted({row["precision"] for row in rows}), "osD^v", strict=False))
-    fig = _figure(7.5, 4.5)
+    fig = _figure(9.0, 4.5)
     ax = fig.add_subplot()
 
     def score(row: dict[str, Any]) -> float:
@@ -218,5 +218,5 @@ def search_front(search: dict[str, Any]) -> bytes:
     ax.set_ylabel("mAP50-95")
     ax.set_title(f"Search on {search['target']}, batch {search['batch']}")
     ax.grid(True, alpha=0.3)
-    ax.legend(fontsize="small", loc="lower right")
+    ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))  # outside: never over a point
     return _png(fig)

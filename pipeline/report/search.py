@@ -60,7 +60,8 @@ def candidate_rows(search: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
 def describe(row: dict[str, Any] | None) -> str:
     if row is None:
         return "none meets the budget"
-    score = row.get("finetuned_map50_95") or row.get("map50_95")
+    tuned = row.get("finetuned_map50_95")
+    score = row.get("map50_95") if tuned is None else tuned
     return (
         f"{row['imgsz']} px, {row['ratio']:g} MACs, {row['precision']}: mAP50-95 {fmt(score, digits=4)}, "
         f"{fmt(row.get('fitted_ms'))} ms bound"
@@ -69,12 +70,18 @@ def describe(row: dict[str, Any] | None) -> str:
 
 def summary_line(search: dict[str, Any]) -> str:
     budget, chosen = search["budget"], search.get("chosen")
+    rule = (
+        f"{search['confidence']:.0%} upper bound of {budget['statistic']} (monotone in the MACs) plus a "
+        f"{search['margin']:.0%} margin"
+    )
+    where = f"Budget {budget['text']} on {search['target']} batch {search['batch']}"
+    if chosen is None:
+        return f"{where}: no candidate's {rule} meets it."
     knobs = search.get("single_knob") or {}
     alone = "; ".join(f"{name}: {describe(row)}" for name, row in knobs.items())
     return (
-        f"Budget {budget['text']} on {search['target']} batch {search['batch']}: {describe(chosen)} chosen, "
-        f"the highest measured mAP whose {search['confidence']:.0%} upper bound of {budget['statistic']} "
-        f"(monotone in the MACs) plus a {search['margin']:.0%} margin meets it. One knob alone: {alone}."
+        f"{where}: {describe(chosen)} chosen, the highest measured mAP whose {rule} meets it. "
+        f"One knob alone: {alone}."
     )
 
 

@@ -222,8 +222,8 @@ def write_search(
 
 def run_finetune(config: SearchConfig, ctx: StageContext) -> dict[str, Artifact]:
     """Fine-tune the best few feasible candidates, measure their mAP again and choose among all."""
-    search = json.loads(ctx.input("search").path.read_text())
-    measurements = [Measurement.from_dict(row) for row in search["candidates"]]
+    measured = json.loads(ctx.input("measurements").path.read_text())  # search.json keeps no raw samples
+    measurements = [Measurement.from_dict(m) for m in measured["candidates"]]
     selection = select(
         measurements, config.parsed_budget(), confidence=config.confidence, margin=config.margin
     )
@@ -241,7 +241,7 @@ def run_finetune(config: SearchConfig, ctx: StageContext) -> dict[str, Artifact]
         replace(m, finetuned_map50_95=scores.get(m.candidate, m.finetuned_map50_95)) for m in measurements
     ]
     reselected = select(updated, config.parsed_budget(), confidence=config.confidence, margin=config.margin)
-    return write_search(config, ctx, search, reselected)
+    return write_search(config, ctx, measured, reselected)
 
 
 def top_feasible(selection: Selection, count: int) -> list[CandidateRow]:
