@@ -310,19 +310,24 @@ def test_int8_without_a_val_set_warns_that_it_is_unchecked(confident_onnx, synth
     assert both.exit_code == 2 and "--no-verify" in both.output
 
 
+# How much the blank calibration costs OpenVINO INT8 depends on the CPU: over 1% of mAP50-95 on AVX-512 VNNI
+# (AMD Zen 4), 0.2 points on an AMX Xeon. A bound below both makes the fallback start on either.
+OPENVINO_TIGHT_BOUND = 0.0005
+
+
 def test_openvino_bad_calibration_falls_back_through_nncf(
     confident_onnx, blank_calibration, self_labelled_val, tmp_path
 ):
     from pipeline.stages.build import BuildEntry, build_engine
 
+    entry = BuildEntry(target="openvino", precision="int8", calib_size=8, max_map_drop=OPENVINO_TIGHT_BOUND)
     engine = build_engine(
-        BuildEntry(target="openvino", precision="int8", calib_size=8),
-        tmp_path / "engine", onnx=confident_onnx, checkpoint=None, calib_data=blank_calibration,
+        entry, tmp_path / "engine", onnx=confident_onnx, checkpoint=None, calib_data=blank_calibration,
         val_data=self_labelled_val,
     )  # fmt: skip
     record = engine.metadata["accuracy_control"]
     fp32 = record["fp32"]["map50_95"]
-    assert fp32 > 0.5 and record["max_map_drop"] == pytest.approx(0.01 * fp32)
+    assert fp32 > 0.5 and record["max_map_drop"] == pytest.approx(OPENVINO_TIGHT_BOUND)
     assert fp32 - record["steps"][0]["map50_95"] > record["max_map_drop"]
     assert record["fell_back"] and record["steps"][1]["how"] == "nncf.quantize_with_accuracy_control"
     assert record["final"]["map50_95"] > record["steps"][0]["map50_95"]
