@@ -35,3 +35,7 @@ class CheckFailed(EdgepipeError):
 
 class BackendUnavailable(InputError):
     """A target's library is missing on this machine; the hint says how to install it."""
+
+
+class PrecisionUnavailable(InputError):
+    """This device cannot run the precision asked for (bf16 on a CPU without bf16 units, fp16 on a CPU)."""

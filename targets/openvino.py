@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from benchmarks.accuracy import evaluate
-from core.errors import InputError
+from core.errors import InputError, PrecisionUnavailable
 from core.runner import LayerTime, Runner
 from targets.base import BuildInputs, RunOptions, library_status
 from targets.engine_dir import model_path, onnx_facts, write_engine_artifact
@@ -143,7 +143,7 @@ class OpenVinoTarget:
         compiled = compile_model(out_dir / MODEL_FILE, precision, RunOptions())
         actual = runtime_precision(precision, hint_read_back(compiled))
         if precision in ("bf16", "fp16") and actual != precision:
-            raise InputError(
+            raise PrecisionUnavailable(
                 f"this device cannot run {precision}: OpenVINO runs it as {actual}",
                 hint="build fp32 or int8 for this device, or build on the device the engine is for",
             )

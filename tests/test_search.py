@@ -332,3 +332,24 @@ def test_search_fine_tunes_the_best_feasible_candidates_and_chooses_again(
     assert (search["chosen"]["imgsz"], search["chosen"]["ratio"]) == (best["imgsz"], best["ratio"])
     winner = yaml.safe_load((out / "search.yaml").read_text())
     assert ("finetune" in winner) == (search["chosen"]["finetuned_map50_95"] is not None)
+
+
+def test_a_precision_this_device_cannot_run_is_a_row_not_the_end_of_the_search(
+    tiny_model, synth_dataset, tmp_path, monkeypatch
+):
+    """On a CPU without fp16 units OpenVINO runs an fp16 model as f32: that candidate is not built, with
+    the reason, and the fp32 candidate is still measured and chosen. The build is real OpenVINO; only the
+    precision the plugin reports is that of such a CPU (this one may have AVX512-FP16)."""
+    from targets import openvino
+
+    monkeypatch.setattr(openvino, "hint_read_back", lambda compiled: "f32")
+    out = tmp_path / "search"
+    result = search_cli(
+        tiny_model, synth_dataset, out, "p90<=10000ms", "--imgsz", "64", "--macs", "1.0", "--no-verify",
+        "--target", "openvino", "--precision", "fp32,fp16",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    search = json.loads((out / "search.json").read_text())
+    rows = {r["precision"]: r for r in search["candidates"]}
+    assert "this device cannot run fp16" in rows["fp16"]["error"] and not rows["fp16"]["meets"]
+    assert rows["fp32"]["error"] is None and search["chosen"]["precision"] == "fp32"

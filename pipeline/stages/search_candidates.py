@@ -24,7 +24,7 @@ from benchmarks.accuracy import evaluate
 from benchmarks.noise import spread_flag
 from core import letterbox
 from core.checkpoints import load_detection_model
-from core.errors import CheckFailed
+from core.errors import CheckFailed, PrecisionUnavailable
 from pipeline.search.grid import Candidate
 from pipeline.search.select import Measurement
 from pipeline.stages.benchmark import sample_images
@@ -191,10 +191,19 @@ def measure_candidates(
                     Measurement(candidate.imgsz, candidate.ratio, candidate.precision, error=source.error)
                 )
             else:
-                engine = build_candidate(source.path, candidate, Path(tmp) / f"c{index}", settings, data)
-                runners[candidate] = stack.enter_context(get_target(settings.target).load(engine, options))
-                params, gflops = model_size(source.path, candidate.imgsz)
-                facts[candidate] = {"params": params, "gflops": round(gflops, 4)}
+                try:
+                    engine = build_candidate(source.path, candidate, Path(tmp) / f"c{index}", settings, data)
+                except PrecisionUnavailable as exc:  # one precision of several: the others still compete
+                    error = str(exc).splitlines()[0]
+                    measurements.append(
+                        Measurement(candidate.imgsz, candidate.ratio, candidate.precision, error=error)
+                    )
+                else:
+                    runners[candidate] = stack.enter_context(
+                        get_target(settings.target).load(engine, options)
+                    )
+                    params, gflops = model_size(source.path, candidate.imgsz)
+                    facts[candidate] = {"params": params, "gflops": round(gflops, 4)}
             if progress is not None and task is not None:
                 progress.advance(task)
         samples, flags = time_runners(runners, settings, data, progress)
