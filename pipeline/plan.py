@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -99,66 +100,71 @@ def search_plans(config: search.SearchConfig, *, data_reads: tuple[Path, ...]) -
     return plans
 
 
-def source_plans(
+def deployment_plans(
     config: PipelineConfig,
     *,
+    role: str = "",
     data_needs: dict[str, str],
     data_reads: tuple[Path, ...],
     val_reads: tuple[Path, ...],
 ) -> list[StagePlan]:
-    """Export, build and bench the unpruned model on the run's targets: the reference of the report.
+    """Export, build and bench a model on the run's targets.
 
-    Same stage functions and sections as the run's model; the inputs are "model:source", the outputs
-    carry "source" in their names, and the results have the role "source".
+    `role` "" is the run's model ("model" in, "onnx", "engine:T/P", "results:T/P" out); "source" is the
+    unpruned model, the reference of the report: the same stage functions and sections, "model:source"
+    in, ":source" in every name out, and results of the role "source".
     """
-    if not config.bench or not (config.prune or config.finetune):
-        return []
+    tag = f":{role}" if role else ""
+    model = f"model{tag}"
     plans: list[StagePlan] = []
-    section = config.export or export.ExportConfig()
-    if any(e.target != "torch" for e in config.build):
+    onnx_targets = [e for e in config.build if e.target != "torch"]
+    if onnx_targets or (config.export and not role):
+        section = config.export or export.ExportConfig()
         plans.append(
             StagePlan(
-                "export:source",
+                f"export{tag}",
                 "export",
                 bind(export.run, section),
                 section,
-                needs={"model": "model:source", **data_needs},
-                provides={"onnx": "onnx:source"},
+                needs={"model": model, **data_needs},
+                provides={"onnx": f"onnx{tag}"},
                 libraries=EXPORT_LIBS,
                 reads=val_reads,
             )
         )
     for entry in config.build:
         label = build_label(entry)
-        needs = {"model": "model:source", **data_needs}
+        needs = {"model": model, **data_needs}
         if entry.target != "torch":
-            needs["onnx"] = "onnx:source"
+            needs["onnx"] = f"onnx{tag}"
         plans.append(
             StagePlan(
-                f"build:source:{label}",
+                f"build{tag}:{label}",
                 "build",
                 bind(build.run, entry),
                 entry,
                 needs=needs,
-                provides={"engine": f"engine:source:{label}"},
+                provides={"engine": f"engine{tag}:{label}"},
                 libraries=BACKEND_LIBS,
                 reads=data_reads + val_reads,
             )
         )
-    for entry in config.build:
-        label = build_label(entry)
-        plans.append(
-            StagePlan(
-                f"bench:source:{label}",
-                "bench",
-                bind(benchmark.run_source, config.bench),
-                config.bench,
-                needs={"engine": f"engine:source:{label}", **data_needs},
-                provides={"results": f"results:source:{label}"},
-                libraries=BACKEND_LIBS,
-                reads=val_reads,
+    if config.bench:
+        bench = benchmark.run_source if role else benchmark.run
+        for entry in config.build:
+            label = build_label(entry)
+            plans.append(
+                StagePlan(
+                    f"bench{tag}:{label}",
+                    "bench",
+                    bind(bench, config.bench),
+                    config.bench,
+                    needs={"engine": f"engine{tag}:{label}", **data_needs},
+                    provides={"results": f"results{tag}:{label}"},
+                    libraries=BACKEND_LIBS,
+                    reads=val_reads,
+                )
             )
-        )
     return plans
 
 
@@ -201,54 +207,12 @@ def make_plans(config: PipelineConfig) -> list[StagePlan]:
                 reads=data_reads + val_reads,
             )
         )
-    onnx_targets = [e for e in config.build if e.target != "torch"]
-    if config.export or onnx_targets:
-        section = config.export or export.ExportConfig()
-        plans.append(
-            StagePlan(
-                "export",
-                "export",
-                bind(export.run, section),
-                section,
-                needs={"model": "model", **data_needs},
-                provides={"onnx": "onnx"},
-                libraries=EXPORT_LIBS,
-                reads=val_reads,
-            )
-        )
-    for entry in config.build:
-        label = build_label(entry)
-        needs = {"model": "model", **data_needs}
-        if entry.target != "torch":
-            needs["onnx"] = "onnx"
-        plans.append(
-            StagePlan(
-                f"build:{label}",
-                "build",
-                bind(build.run, entry),
-                entry,
-                needs=needs,
-                provides={"engine": f"engine:{label}"},
-                libraries=BACKEND_LIBS,
-                reads=data_reads + val_reads,
-            )
-        )
-    if config.bench:
-        for entry in config.build:
-            label = build_label(entry)
-            plans.append(
-                StagePlan(
-                    f"bench:{label}",
-                    "bench",
-                    bind(benchmark.run, config.bench),
-                    config.bench,
-                    needs={"engine": f"engine:{label}", **data_needs},
-                    provides={"results": f"results:{label}"},
-                    libraries=BACKEND_LIBS,
-                    reads=val_reads,
-                )
-            )
-    sources = source_plans(config, data_needs=data_needs, data_reads=data_reads, val_reads=val_reads)
+    deploy = partial(
+        deployment_plans, config, data_needs=data_needs, data_reads=data_reads, val_reads=val_reads
+    )
+    plans += deploy()
+    # A model the run changed is compared with the unpruned one on the same targets.
+    sources = deploy(role="source") if config.bench and (config.prune or config.finetune) else []
     plans += sources
     results_needs = {f"results:{build_label(e)}": f"results:{build_label(e)}" for e in config.build}
     source_needs = {name: name for p in sources if p.stage == "bench" for name in p.provides.values()}
