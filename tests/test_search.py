@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from core.errors import EXIT_BAD_INPUT, EXIT_CHECK_FAILED, CheckFailed, InputError
 from pipeline.config import load_config
-from pipeline.report.search import summary_line
+from pipeline.report.search import row_score, summary_line
 from pipeline.search.budget_expr import parse_budget
 from pipeline.search.grid import Candidate, check_ratios, check_sizes, grid
 from pipeline.search.select import Measurement, monotone_fit, require_choice, select, upper_bound
@@ -173,6 +173,11 @@ def test_no_candidate_meeting_the_budget_names_the_nearest():
     assert said.endswith(
         "no candidate's 95% upper bound of p90 (monotone in the MACs) plus a 5% margin meets it."
     )
+
+
+def test_a_row_ranks_by_its_fine_tuned_map_even_when_that_is_zero():
+    assert row_score({"map50_95": 0.31, "finetuned_map50_95": None}) == 0.31
+    assert row_score({"map50_95": 0.31, "finetuned_map50_95": 0.0}) == 0.0  # not the untrained 0.31
 
 
 def test_the_summary_names_the_winner_and_the_best_of_each_knob_alone():

@@ -25,12 +25,14 @@ from rich.console import Console
 from rich.table import Table
 
 from benchmarks.accuracy import evaluate
+from benchmarks.latency import latency_stats
 from core.artifacts import write_json_atomic
 from core.pareto import pareto_front
 from pipeline.search.budget_expr import parse_budget
 from pipeline.search.grid import Candidate
 from pipeline.search.select import upper_bound
 from pipeline.stages.benchmark import bench_progress
+from pipeline.stages.search import pruned_candidates
 from pipeline.stages.search_candidates import MeasureSettings, build_candidate, time_runners
 from targets.base import RunOptions, get_target
 from targets.openvino import OpenVinoRunner
@@ -63,8 +65,7 @@ def ultralytics_exports(model: Path, sizes: list[int], data: Path, work: Path) -
 
 def measure(args: argparse.Namespace, console: Console) -> list[dict[str, Any]]:
     search, checkpoints = search_files(args.search)
-    record = json.loads((checkpoints / "candidates.json").read_text())
-    files = {c["ratio"]: (checkpoints / c["file"]) if c["file"] else args.model for c in record["candidates"]}
+    files = {c.ratio: c.path for c in pruned_candidates(checkpoints, args.model) if c.path is not None}
     sizes = sorted({row["imgsz"] for row in search["candidates"]}, reverse=True)
     front = [row for row in search["candidates"] if row["front"]]
     settings = MeasureSettings(target="openvino", rounds=args.rounds, iters=args.iters)
@@ -89,7 +90,7 @@ def measure(args: argparse.Namespace, console: Console) -> list[dict[str, Any]]:
         samples, flags = time_runners(runners, settings, args.data, progress)
         for candidate, runner in runners.items():
             score = evaluate(runner, args.val, candidate.imgsz, progress=progress)
-            p50 = sorted(samples[candidate])[len(samples[candidate]) // 2]
+            p50 = latency_stats(samples[candidate]).p50
             rows.append(
                 {
                     "engine": labels[candidate],

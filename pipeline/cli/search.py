@@ -22,6 +22,7 @@ WINNER_CONFIG = "search.yaml"
 BUDGET_FILE = "budget.yaml"
 SEARCH_FILE = "search.json"
 WINNER_DIR = "winner"
+DEFAULT_IMGSZ = 640  # the input size searched when --imgsz is not given
 DEFAULT_MACS = ",".join(f"{ratio:g}" for ratio in default(SearchConfig, "macs"))
 
 
@@ -103,7 +104,7 @@ def command(
     ] = ",".join(default(SearchConfig, "precisions")),
     imgsz: Annotated[
         str, typer.Option(help="input sizes tried, comma-separated multiples of 32, e.g. 640,512,448")
-    ] = "640",
+    ] = str(DEFAULT_IMGSZ),
     macs: Annotated[
         str, typer.Option(help="MACs ratios tried, comma-separated (1.0: the model as given)")
     ] = DEFAULT_MACS,
@@ -166,7 +167,7 @@ def command(
             raise InputError("file not found", path=path)
     val = val or data
     chosen = run_search(
-        config, model=model, data=data, val=val, imgsz=max(config.sizes(640)), device=device, workdir=output
+        config, model=model, data=data, val=val, imgsz=DEFAULT_IMGSZ, device=device, workdir=output
     )
     search = json.loads(chosen.path.read_text())
     write_atomic(output / SEARCH_FILE, chosen.path.read_bytes())

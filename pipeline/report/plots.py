@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 from typing import Any
 
+from pipeline.report.search import row_score
 from pipeline.report.summary import DeviceSummary
 
 DPI = 110
@@ -186,7 +187,9 @@ def search_front(search: dict[str, Any]) -> bytes:
     ax = fig.add_subplot()
 
     def score(row: dict[str, Any]) -> float:
-        return row.get("finetuned_map50_95") or row["map50_95"]
+        value = row_score(row)
+        assert value is not None  # only rows with a measured mAP are plotted
+        return value
 
     for size in sizes:
         for precision, marker in markers.items():

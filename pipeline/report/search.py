@@ -57,15 +57,18 @@ def candidate_rows(search: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     return header, rows
 
 
+def row_score(row: dict[str, Any]) -> float | None:
+    """A search.json row's mAP50-95 as the choice ranks it: fine-tuned when it was fine-tuned (the dict
+    form of `CandidateRow.score`)."""
+    tuned = row.get("finetuned_map50_95")
+    return row.get("map50_95") if tuned is None else tuned
+
+
 def describe(row: dict[str, Any] | None) -> str:
     if row is None:
         return "none meets the budget"
-    tuned = row.get("finetuned_map50_95")
-    score = row.get("map50_95") if tuned is None else tuned
-    return (
-        f"{row['imgsz']} px, {row['ratio']:g} MACs, {row['precision']}: mAP50-95 {fmt(score, digits=4)}, "
-        f"{fmt(row.get('fitted_ms'))} ms bound"
-    )
+    what = f"{row['imgsz']} px, {row['ratio']:g} MACs, {row['precision']}"
+    return f"{what}: mAP50-95 {fmt(row_score(row), digits=4)}, {fmt(row.get('fitted_ms'))} ms bound"
 
 
 def summary_line(search: dict[str, Any]) -> str:

@@ -121,6 +121,10 @@ class SearchConfig(Section):
     def parsed_budget(self) -> LatencyBudget:
         return parse_budget(self.budget, self.batch)
 
+    def select(self, measurements: list[Measurement]) -> Selection:
+        """The candidates scored against this search's budget, confidence and margin."""
+        return select(measurements, self.parsed_budget(), confidence=self.confidence, margin=self.margin)
+
 
 def run_prune(config: SearchConfig, ctx: StageContext) -> dict[str, Artifact]:
     """Prune every MACs ratio once, at the largest input size; write candidates.json beside them."""
@@ -194,12 +198,14 @@ def require_val(ctx: StageContext) -> Path:
 
 def run_select(config: SearchConfig, ctx: StageContext) -> dict[str, Artifact]:
     """Choose from the measurements; write search.json and its plot, or exit 1 naming the nearest."""
+    measured, measurements = read_measurements(ctx)
+    return write_search(config, ctx, measured, config.select(measurements))
+
+
+def read_measurements(ctx: StageContext) -> tuple[dict[str, Any], list[Measurement]]:
+    """measurements.json, and its candidates with their raw samples (search.json keeps none)."""
     measured = json.loads(ctx.input("measurements").path.read_text())
-    measurements = [Measurement.from_dict(m) for m in measured["candidates"]]
-    selection = select(
-        measurements, config.parsed_budget(), confidence=config.confidence, margin=config.margin
-    )
-    return write_search(config, ctx, measured, selection)
+    return measured, [Measurement.from_dict(m) for m in measured["candidates"]]
 
 
 def write_search(
@@ -222,11 +228,8 @@ def write_search(
 
 def run_finetune(config: SearchConfig, ctx: StageContext) -> dict[str, Artifact]:
     """Fine-tune the best few feasible candidates, measure their mAP again and choose among all."""
-    measured = json.loads(ctx.input("measurements").path.read_text())  # search.json keeps no raw samples
-    measurements = [Measurement.from_dict(m) for m in measured["candidates"]]
-    selection = select(
-        measurements, config.parsed_budget(), confidence=config.confidence, margin=config.margin
-    )
+    measured, measurements = read_measurements(ctx)
+    selection = config.select(measurements)
     pruned = {
         p.ratio: p.path for p in pruned_candidates(ctx.input("checkpoints").path, ctx.input("model").path)
     }
@@ -240,8 +243,7 @@ def run_finetune(config: SearchConfig, ctx: StageContext) -> dict[str, Artifact]
     updated = [
         replace(m, finetuned_map50_95=scores.get(m.candidate, m.finetuned_map50_95)) for m in measurements
     ]
-    reselected = select(updated, config.parsed_budget(), confidence=config.confidence, margin=config.margin)
-    return write_search(config, ctx, measured, reselected)
+    return write_search(config, ctx, measured, config.select(updated))
 
 
 def top_feasible(selection: Selection, count: int) -> list[CandidateRow]:
