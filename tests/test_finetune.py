@@ -155,7 +155,9 @@ def test_reconstructed_student_distils_features_and_trains_on_pseudo_labelled_im
     assert len(record["kept_features"]) == 3
 
     run = tmp_path / "ft"
-    config = FinetuneConfig(epochs=1, batch=8, workers=0, unlabelled=images, holdout=0.25, threads=2)
+    config = FinetuneConfig(
+        epochs=1, batch=8, workers=0, unlabelled=images, checkpoint="best", holdout=0.25, threads=2
+    )
     best = finetune(
         tmp_path / "p.pt",
         synth_dataset,
@@ -174,6 +176,7 @@ def test_reconstructed_student_distils_features_and_trains_on_pseudo_labelled_im
     pseudo = sorted((run / "data" / "pseudo" / "labels").glob("*.txt"))
     assert len(pseudo) == len(list(images.iterdir())) - len(held)
     assert torch.get_num_threads() == 2
+    assert best.read_bytes() == (run / "run" / "weights" / "best.pt").read_bytes()
 
 
 def test_unlabelled_images_need_a_teacher_and_an_empty_folder_fails(
@@ -197,3 +200,34 @@ def test_unlabelled_images_need_a_teacher_and_an_empty_folder_fails(
         )
     assert str(empty) in str(error.value)
     assert not out.exists()
+
+
+@pytest.mark.parametrize("freeze_bn", [True, False])
+def test_batchnorm_statistics_stay_frozen_unless_asked_to_train(
+    teacher_and_pruned, synth_dataset, tmp_path, freeze_bn
+):
+    """Frozen BatchNorm keeps the running means pruning folded its intercepts into; --train-bn moves them."""
+    from core.checkpoints import load_detection_model
+
+    _, pruned = teacher_and_pruned
+    config = FinetuneConfig(epochs=1, batch=8, workers=0, freeze_bn=freeze_bn)
+    best = finetune(
+        pruned,
+        synth_dataset,
+        tmp_path / "best.pt",
+        config,
+        imgsz=IMGSZ,
+        device="cpu",
+        run_dir=tmp_path / "run",
+    )
+
+    def means(path: Path) -> torch.Tensor:
+        model = load_detection_model(path)
+        return torch.cat([m.running_mean for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)])
+
+    before, after = means(pruned), means(best)
+    assert before.shape == after.shape
+    assert torch.equal(before, after) is freeze_bn
+    # The default keeps the last epoch, trained on every image: nothing held apart.
+    assert best.read_bytes() == (tmp_path / "run" / "weights" / "last.pt").read_bytes()
+    assert not (tmp_path / "data").exists()

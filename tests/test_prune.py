@@ -221,3 +221,30 @@ def test_prune_stage_records_the_map_before_and_after(tiny_checkpoint, synth_dat
     (tmp_path / "b").mkdir()
     again = run(config, StageContext(tmp_path / "b", settings, {"model": recorded}))["model"].metadata
     assert again["map50_95_before"] == 0.4321 and again["map50_95"] == meta["map50_95"]
+
+
+def test_pruned_and_reconstructed_yolov8n_exports_with_parity(shared_dir, tmp_path):
+    """The default data-aware path on the real model, at a small size: the checkpoint passes the export's
+    ONNX-against-PyTorch parity check on real images, and the reconstruction was recorded."""
+    from core.checkpoints import checkpoint_metadata
+    from pipeline.stages.export import ExportConfig, export_checked
+    from pipeline.stages.prune import prune_checkpoint
+
+    data = shared_dir / "datasets" / "coco128" / "data.yaml"
+    pruned = tmp_path / "p.pt"
+    config = PruneConfig(macs=0.85, calib_images=8, steps=1)
+    report = prune_checkpoint(
+        shared_dir / "models" / "yolov8n.pt", pruned, config, imgsz=160, device="cpu", data=data
+    )
+    assert report.gflops_ratio <= 0.85
+    assert checkpoint_metadata(pruned)["pruning"]["method"] == "reconstruct"
+    onnx_path, parity = export_checked(pruned, tmp_path / "p.onnx", 160, ExportConfig(parity_images=4), data)
+    assert parity.passed and parity.images == 4
+    assert onnx_path.is_file()
+
+
+@pytest.mark.parametrize(("imgsz", "expected"), [(640, 320), (480, 256), (160, 64), (32, 32)])
+def test_sensitivity_images_keep_every_level_a_whole_multiple_of_the_stride(imgsz, expected):
+    from pipeline.pruning.schedule import sensitivity_size
+
+    assert sensitivity_size(imgsz) == expected

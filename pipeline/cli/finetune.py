@@ -21,9 +21,9 @@ def command(
     ],
     data: Annotated[Path, typer.Option(help="dataset YAML with train and val splits")],
     epochs: Annotated[int, option(FinetuneConfig, "epochs")] = default(FinetuneConfig, "epochs"),
-    output: Annotated[Path, typer.Option("-o", "--output", help="best checkpoint to write")] = Path(
-        BEST_FILE
-    ),
+    output: Annotated[
+        Path, typer.Option("-o", "--output", help="checkpoint to write (the epoch `--checkpoint` keeps)")
+    ] = Path(BEST_FILE),
     imgsz: Annotated[int, typer.Option(help="training image size")] = 640,
     batch: Annotated[int, option(FinetuneConfig, "batch")] = default(FinetuneConfig, "batch"),
     device: Annotated[str, typer.Option(help=DEVICE_HELP)] = "cpu",
@@ -47,8 +47,12 @@ def command(
     unlabelled: Annotated[Path | None, option(FinetuneConfig, "unlabelled")] = default(
         FinetuneConfig, "unlabelled"
     ),
+    checkpoint: Annotated[str, option(FinetuneConfig, "checkpoint")] = default(FinetuneConfig, "checkpoint"),
     holdout: Annotated[float, option(FinetuneConfig, "holdout")] = default(FinetuneConfig, "holdout"),
     threads: Annotated[int | None, option(FinetuneConfig, "threads")] = default(FinetuneConfig, "threads"),
+    freeze_bn: Annotated[bool, option(FinetuneConfig, "freeze_bn", "--freeze-bn/--train-bn")] = default(
+        FinetuneConfig, "freeze_bn"
+    ),
     run_dir: Annotated[
         Path | None,
         typer.Option(help="keep Ultralytics' run (results.csv, last.pt) here; default: a temp dir"),
@@ -70,8 +74,10 @@ def command(
         distill_weight=distill_weight,
         feature_weight=feature_weight,
         unlabelled=unlabelled,
+        checkpoint=checkpoint,
         holdout=holdout,
         threads=threads,
+        freeze_bn=freeze_bn,
     )
     with tempfile.TemporaryDirectory(prefix="edgepipe-finetune-") as tmp:
         path = finetune(

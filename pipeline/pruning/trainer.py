@@ -32,8 +32,10 @@ class PrunedDetectionTrainer(DetectionTrainer):
         threads: int | None = None,
         feature_weight: float = 0.0,
         kept_features: list[torch.Tensor | None] | None = None,
+        freeze_bn: bool = False,
     ):
         super().__init__(overrides=overrides)
+        self.freeze_bn = freeze_bn
         # Ultralytics' select_device() leaves torch one thread short of the CPU count (1 of 2 cores here),
         # and runs again in the validator: set the count back at every epoch and after training.
         self.threads = threads or os.cpu_count() or 1
@@ -56,6 +58,15 @@ class PrunedDetectionTrainer(DetectionTrainer):
     def _setup_train(self):
         with _offline_amp_check():
             super()._setup_train()
+
+    def _model_train(self):
+        super()._model_train()
+        if self.freeze_bn:
+            # BatchNorm in eval mode: training starts from the very function pruning reconstructed (its
+            # intercepts live in the running means), and 16-image mosaic batches do not re-estimate it.
+            for module in self.model.modules():
+                if isinstance(module, nn.BatchNorm2d):
+                    module.eval()
 
 
 def _attach_distillation(trainer: PrunedDetectionTrainer) -> None:
@@ -99,12 +110,15 @@ def train(
     threads: int | None = None,
     feature_weight: float = 0.0,
     kept_features: list[torch.Tensor | None] | None = None,
+    freeze_bn: bool = False,
+    keep: str = "best",
     **train_args,
 ) -> Path:
-    """Train `model` (a .pt checkpoint or a model YAML) on `data`; copy the best checkpoint to `out_path`.
+    """Train `model` (a .pt checkpoint or a model YAML) on `data`; copy the `keep` checkpoint (best or
+    last) to `out_path`.
 
     The Ultralytics run directory (results.csv, plots, last.pt) is `run_dir`. The copy is atomic, and
-    the best checkpoint (EMA weights, pruned shape) loads with `ultralytics.YOLO(out_path)`.
+    the checkpoint (EMA weights, pruned shape) loads with `ultralytics.YOLO(out_path)`.
     """
     overrides = {
         "model": str(model),
@@ -126,7 +140,8 @@ def train(
         threads=threads,
         feature_weight=feature_weight,
         kept_features=kept_features,
+        freeze_bn=freeze_bn,
     )
     trainer.train()
-    best = trainer.best if trainer.best.is_file() else trainer.last
-    return write_atomic(out_path, best.read_bytes())
+    chosen = trainer.best if keep == "best" and trainer.best.is_file() else trainer.last
+    return write_atomic(out_path, chosen.read_bytes())

@@ -53,15 +53,25 @@ class FinetuneConfig(Section):
         description="extra images, a folder or a data.yaml whose labels are ignored: the teacher "
         "pseudo-labels them and they are trained on with distillation (needs a teacher)",
     )
+    checkpoint: Literal["last", "best"] = Field(
+        "last",
+        description="which epoch to keep: last (the final EMA weights; measured better: held-apart images "
+        "of the split the model was trained on are ones it memorised) or best (by mAP on `holdout`)",
+    )
     holdout: float = Field(
         0.1,
         ge=0,
         lt=0.5,
-        description="fraction of the labelled training images held apart to select the best epoch "
-        "(0: Ultralytics' own choice, the dataset's val split)",
+        description="with checkpoint best: fraction of the labelled training images held apart to choose "
+        "the epoch on (0: the dataset's val split, Ultralytics' own choice)",
     )
     threads: int | None = Field(
         None, ge=1, description="torch CPU threads for training (default: every core)"
+    )
+    freeze_bn: bool = Field(
+        True,
+        description="keep BatchNorm statistics as the checkpoint has them (eval mode) while training; "
+        "a model YAML trained from scratch always updates them",
     )
     device: str | None = Field(None, description="torch device: cpu, 0, cuda:0 (default: the run's device)")
     data: Path | None = Field(None, description="data.yaml to train on (default: the run's data)")
@@ -78,7 +88,7 @@ def finetune(
     run_dir: Path,
     teacher: Path | None = None,
 ) -> Path:
-    """Check the inputs, train, and write the best checkpoint to `out_path` (atomically)."""
+    """Check the inputs, train, and write the kept checkpoint to `out_path` (atomically)."""
     from pipeline.pruning.trainer import train
 
     nc = _check_model(model)
@@ -96,6 +106,8 @@ def finetune(
         # Ultralytics warms bias learning rates down from 0.1 (meant for SGD from scratch; only its
         # optimizer=auto path turns that off): with Adam-type optimizers it wrecks a pretrained model.
         "warmup_bias_lr": 0.0,
+        # Keeping the last epoch needs no per-epoch validation (Ultralytics still validates the last one).
+        "val": config.checkpoint == "best",
     }
     if config.lr0 is not None:
         args["lr0"] = config.lr0
@@ -114,21 +126,25 @@ def finetune(
         threads=config.threads,
         feature_weight=config.feature_weight if teacher_model is not None else 0.0,
         kept_features=_kept_features(model, teacher_model),
+        freeze_bn=config.freeze_bn and nc is not None,
+        keep=config.checkpoint,
         **args,
     )
 
 
 def _training_set(data: Path, config: FinetuneConfig, teacher, imgsz: int, out_dir: Path) -> Path:
-    """The data.yaml Ultralytics trains on: labelled images minus the held-apart part, plus pseudo-labelled
-    extras; the held-apart part is its val split. Returns `data` itself when neither applies."""
+    """The data.yaml Ultralytics trains on: labelled images minus the held-apart part (checkpoint best),
+    plus pseudo-labelled extras; the held-apart part is its val split. Returns `data` itself when neither
+    applies."""
     from core.checkpoints import class_names
     from core.dataset import load_dataset
     from pipeline.pruning.trainset import pseudo_label, split_held_apart, unlabelled_images, write_data_yaml
 
-    if config.holdout == 0 and config.unlabelled is None:
+    holdout = config.holdout if config.checkpoint == "best" else 0.0
+    if holdout == 0 and config.unlabelled is None:
         return data
     dataset = load_dataset(data)
-    train, held = split_held_apart(dataset.images("train"), config.holdout, config.seed)
+    train, held = split_held_apart(dataset.images("train"), holdout, config.seed)
     if not held:
         held = dataset.images("val")
     if config.unlabelled is not None:
