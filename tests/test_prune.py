@@ -247,4 +247,4 @@ def test_pruned_and_reconstructed_yolov8n_exports_with_parity(shared_dir, tmp_pa
 def test_sensitivity_images_keep_every_level_a_whole_multiple_of_the_stride(imgsz, expected):
     from pipeline.pruning.schedule import sensitivity_size
 
-    assert sensitivity_size(imgsz) == expected
+    assert sensitivity_size(imgsz, stride=32) == expected

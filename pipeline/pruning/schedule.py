@@ -78,7 +78,7 @@ def prune_and_reconstruct(
 
     start = size()
     sensitivity = [
-        F.interpolate(b, size=sensitivity_size(b.shape[-1]), mode="area")
+        F.interpolate(b, size=sensitivity_size(b.shape[-1], int(model.stride.max())), mode="area")
         for b in _images(batches, SENSITIVITY_IMAGES)
     ]
     statistics = _images(batches, STATS_IMAGES)
@@ -119,9 +119,9 @@ def prune_and_reconstruct(
     return Outcome(fits, pruner.kept)
 
 
-def sensitivity_size(imgsz: int, stride: int = 32) -> int:
-    """SENSITIVITY_SCALE of `imgsz`, rounded to a multiple of the stride so that every level lines up
-    (half of 480 is 240, which YOLOv8's P5 cannot take)."""
+def sensitivity_size(imgsz: int, stride: int) -> int:
+    """SENSITIVITY_SCALE of `imgsz`, rounded to a multiple of the model's largest stride so that every
+    level lines up (half of 480 is 240, which YOLOv8's P5, stride 32, cannot take)."""
     return max(stride, round(imgsz * SENSITIVITY_SCALE / stride) * stride)
 
 

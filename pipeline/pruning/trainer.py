@@ -12,6 +12,7 @@ import contextlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Literal
 
 import torch
 from torch import nn
@@ -111,7 +112,7 @@ def train(
     feature_weight: float = 0.0,
     kept_features: list[torch.Tensor | None] | None = None,
     freeze_bn: bool = False,
-    keep: str = "best",
+    keep: Literal["best", "last"] = "best",
     **train_args,
 ) -> Path:
     """Train `model` (a .pt checkpoint or a model YAML) on `data`; copy the `keep` checkpoint (best or
