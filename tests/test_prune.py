@@ -164,6 +164,9 @@ def test_cli_exits_2_naming_the_bad_value_and_the_empty_folder(tiny_checkpoint, 
     runner = CliRunner()
     result = runner.invoke(app, ["prune", "--model", str(tiny_checkpoint), "--macs", "1.5", "-o", str(out)])
     assert result.exit_code == 2 and "1.5" in result.output
+    args = ["prune", "--model", str(tiny_checkpoint), "--sensitivity-images", "0", "-o", str(out)]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2 and "sensitivity" in result.output
     empty = tmp_path / "no-images"
     empty.mkdir()
     (empty / "notes.txt").write_text("no images here")

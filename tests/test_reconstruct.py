@@ -7,13 +7,14 @@ from copy import deepcopy
 import torch
 from torch import nn
 
-from pipeline.pruning.reconstruct import refit_conv
+from pipeline.pruning.reconstruct import MAX_ROWS, im2col_rows, refit_conv
 
 
 def _stack(seed: int = 0) -> tuple[nn.Sequential, torch.Tensor]:
     torch.manual_seed(seed)
     stack = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.ReLU(), nn.Conv2d(16, 8, 3, padding=1)).eval()
-    images = torch.rand(12, 3, 24, 24)
+    images = torch.rand(6, 3, 24, 24)
+    assert images[:, 0].numel() <= MAX_ROWS  # every output position enters the fit: no sampling
     return stack, images
 
 
@@ -49,3 +50,20 @@ def test_intercept_is_folded_into_batchnorm():
     refit_conv(conv, bn, iter([(x, target, None)]))
     assert conv.bias is None  # the architecture is unchanged
     assert torch.allclose(bn(conv(x)), original_bn(target), atol=1e-3)
+
+
+@torch.no_grad()
+def test_sampled_patches_are_the_same_rows_as_the_full_im2col():
+    torch.manual_seed(2)
+    x = torch.rand(3, 5, 11, 9)
+    for conv in (
+        nn.Conv2d(5, 4, 3, padding=1),
+        nn.Conv2d(5, 4, 3, stride=2, padding=1),
+        nn.Conv2d(5, 4, 1),
+        nn.Conv2d(5, 4, 5, padding=2, dilation=1),
+        nn.Conv2d(5, 4, 3, padding=2, dilation=2),
+    ):
+        full = im2col_rows(conv, x)
+        assert full.shape[0] == conv(x)[:, 0].numel()
+        pick = torch.randperm(full.shape[0])[:17]
+        assert torch.equal(im2col_rows(conv, x, pick), full[pick])

@@ -35,6 +35,9 @@ def command(
     data: Annotated[Path | None, option(PruneConfig, "data")] = None,
     method: Annotated[str, option(PruneConfig, "method")] = default(PruneConfig, "method"),
     calib_images: Annotated[int, option(PruneConfig, "calib_images")] = default(PruneConfig, "calib_images"),
+    sensitivity_images: Annotated[int, option(PruneConfig, "sensitivity_images")] = default(
+        PruneConfig, "sensitivity_images"
+    ),
     bn_batches: Annotated[int, option(PruneConfig, "bn_batches")] = default(PruneConfig, "bn_batches"),
     imgsz: Annotated[int, typer.Option(help="input size for GFLOPs and data batches")] = 640,
     device: Annotated[str, typer.Option(help=DEVICE_HELP)] = "cpu",
@@ -59,6 +62,7 @@ def command(
         bn_batches=bn_batches,
         method=method,
         calib_images=calib_images,
+        sensitivity_images=sensitivity_images,
     )
     report = prune_checkpoint(model, output, config, imgsz=imgsz, device=device, data=data)
     table = Table(title=f"pruned {model.name} -> {output}")

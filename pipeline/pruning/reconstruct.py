@@ -20,9 +20,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-RIDGE = 1e-3  # ridge strength relative to the mean input energy; pulls the fit towards today's weights
+RIDGE = 3e-4  # ridge strength relative to the mean input energy; pulls the fit towards today's weights
 CONFIDENCE_FLOOR = 0.05  # weight of a background position in the head's fits (an object's is up to 1.05)
-MAX_ROWS = 8192  # im2col rows (output positions) per batch that enter a fit
+MAX_ROWS = 4096  # im2col rows (output positions) per batch of 8 images that enter a fit
 
 
 class _Captured(Exception):
@@ -92,12 +92,38 @@ def execution_order(module: nn.Module, inputs, skip: Callable[[nn.Module], bool]
     return list(dict.fromkeys(order))
 
 
-def _patches(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
-    """(rows, Cin*kh*kw) im2col rows of `x` as `conv` sees them, laid out as conv.weight.view(Cout, -1)."""
-    if conv.kernel_size == (1, 1) and conv.stride == (1, 1) and conv.padding in ((0, 0), "valid"):
-        return x.permute(0, 2, 3, 1).reshape(-1, x.shape[1])
-    cols = F.unfold(x, conv.kernel_size, conv.dilation, conv.padding, conv.stride)
-    return cols.transpose(1, 2).reshape(-1, cols.shape[1])
+def im2col_rows(conv: nn.Conv2d, x: torch.Tensor, positions: torch.Tensor | None = None) -> torch.Tensor:
+    """(rows, Cin*kh*kw) im2col rows of `x` as `conv` sees them, laid out as conv.weight.view(Cout, -1).
+
+    With `positions` (flat indices into the N x Hout x Wout output grid), only those rows are gathered:
+    the full im2col of a high-resolution layer is many times larger than the sample a fit needs.
+    """
+    one_by_one = conv.kernel_size == (1, 1) and conv.stride == (1, 1) and conv.padding in ((0, 0), "valid")
+    if positions is None:
+        if one_by_one:
+            return x.permute(0, 2, 3, 1).reshape(-1, x.shape[1])
+        cols = F.unfold(x, conv.kernel_size, conv.dilation, conv.padding, conv.stride)
+        return cols.transpose(1, 2).reshape(-1, cols.shape[1])
+    if one_by_one:
+        return x.permute(0, 2, 3, 1).reshape(-1, x.shape[1])[positions]
+    (kh, kw), (sh, sw), (dh, dw), (ph, pw) = conv.kernel_size, conv.stride, conv.dilation, conv.padding
+    height, width = _output_size(conv, x)
+    image, rest = positions // (height * width), positions % (height * width)
+    top, left = (rest // width) * sh, (rest % width) * sw
+    padded = F.pad(x, (pw, pw, ph, ph))
+    taps = [
+        padded[image, :, top + i * dh, left + j * dw] for i in range(kh) for j in range(kw)
+    ]  # each (rows, Cin)
+    return torch.stack(taps, 2).reshape(len(positions), -1)  # (Cin, kh, kw) order, as unfold's
+
+
+def _output_size(conv: nn.Conv2d, x: torch.Tensor) -> tuple[int, int]:
+    sizes = []
+    for n, k, s, d, p in zip(
+        x.shape[2:], conv.kernel_size, conv.stride, conv.dilation, conv.padding, strict=True
+    ):
+        sizes.append((n + 2 * p - d * (k - 1) - 1) // s + 1)
+    return sizes[0], sizes[1]
 
 
 def _capture(module: nn.Module, inputs, conv: nn.Module, *, output: bool) -> torch.Tensor:
@@ -154,19 +180,20 @@ def refit_conv(
     d = weight.shape[1] + 1
     gram = torch.zeros(d, d, dtype=torch.float64)
     cross = torch.zeros(d, conv.out_channels, dtype=torch.float64)
-    target_energy = before = 0.0
+    target_energy = target_square = 0.0
     bias = (
         conv.bias.double() if conv.bias is not None else torch.zeros(conv.out_channels, dtype=torch.float64)
     )
     generator = torch.Generator().manual_seed(0)
     for x, target, position_weight in pairs:
-        rows = _patches(conv, x)
         y = target.permute(0, 2, 3, 1).reshape(-1, conv.out_channels)
         w = position_weight.permute(0, 2, 3, 1).reshape(-1, 1) if position_weight is not None else None
-        if rows.shape[0] > MAX_ROWS:  # high-resolution layers: a seeded sample of positions is plenty
-            pick = torch.randperm(rows.shape[0], generator=generator)[:MAX_ROWS]
-            rows, y = rows[pick], y[pick]
+        pick = None
+        if y.shape[0] > MAX_ROWS:  # high-resolution layers: a seeded sample of positions is plenty
+            pick = torch.randperm(y.shape[0], generator=generator)[:MAX_ROWS]
+            y = y[pick]
             w = w[pick] if w is not None else None
+        rows = im2col_rows(conv, x, pick)
         rows = torch.cat([rows, torch.ones(rows.shape[0], 1)], 1)
         if w is not None:  # weighted least squares: scale each row by the square root of its weight
             rows, y = rows * w.sqrt(), y * w.sqrt()
@@ -174,7 +201,7 @@ def refit_conv(
         cross += (rows.T @ y).double()
         y = y.double()
         target_energy += float((y - y.mean(0)).square().sum())
-        before += float((rows.double() @ torch.cat([weight.T, bias.view(1, -1)], 0) - y).square().sum())
+        target_square += float(y.square().sum())
     # Ridge towards today's weights (not towards zero): where the data say little, nothing moves.
     current = torch.cat([weight.T, bias.view(1, -1)], 0)
     strength = ridge * float(torch.diagonal(gram)[:-1].mean())
@@ -182,12 +209,12 @@ def refit_conv(
     penalty[-1] = 0.0
     solution = torch.linalg.solve(gram + torch.diag(penalty), cross + penalty.view(-1, 1) * current)
 
-    # Residual energy from the normal equations: sum (Xw - y)^2 = w'Gw - 2 w'c + y'y; computed as the
-    # difference against the old weights so y'y is not needed.
+    # Residual energy from the normal equations, sum (Xw - y)^2 = w'Gw - 2 w'c + y'y: no second pass
+    # over the rows.
     def residual(w: torch.Tensor) -> float:
-        return float((w * (gram @ w)).sum() - 2 * (w * cross).sum())
+        return float((w * (gram @ w)).sum() - 2 * (w * cross).sum()) + target_square
 
-    after = before + residual(solution) - residual(current)
+    before, after = residual(current), residual(solution)
     new_weight, intercept = solution[:-1].T, solution[-1]
     conv.weight.copy_(new_weight.reshape_as(conv.weight).to(conv.weight.dtype))
     if conv.bias is not None:
@@ -197,7 +224,7 @@ def refit_conv(
     else:
         conv.bias = nn.Parameter(intercept.to(conv.weight.dtype), requires_grad=False)
     scale = max(target_energy, 1e-12)
-    return before / scale, max(after, 0.0) / scale
+    return max(before, 0.0) / scale, max(after, 0.0) / scale
 
 
 def _units(s_layer: nn.Module, t_layer: nn.Module) -> list[tuple[nn.Module, nn.Module, int | None]]:

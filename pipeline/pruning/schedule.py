@@ -21,8 +21,7 @@ from pipeline.pruning.groups import GroupPruner
 from pipeline.pruning.reconstruct import ConvFit, reconstruct
 from pipeline.pruning.selection import OutputDistortion, allocate, channel_stats, measure_groups
 
-SENSITIVITY_IMAGES = 8  # images the group costs are measured on
-SENSITIVITY_SCALE = 0.5  # ... at half the input size: 4x cheaper, and the ranking of groups holds
+SENSITIVITY_SCALE = 0.5  # group costs are measured at half the input size: 4x cheaper
 STATS_IMAGES = 8  # images for the activation statistics and the MACs per layer
 
 
@@ -61,12 +60,14 @@ def prune_and_reconstruct(
     *,
     imgsz: int,
     steps: int,
+    sensitivity_images: int,
     unit: str = "macs",
     progress: Callable[[str, float], None] | None = None,
 ) -> Outcome:
     """Prune `model` in place to `keep` of its GFLOPs (or parameters) in `steps` steps.
 
-    `batches` are letterboxed calibration images (N, 3, imgsz, imgsz) in 0..1.
+    `batches` are letterboxed calibration images (N, 3, imgsz, imgsz) in 0..1; the group costs are
+    measured on the first `sensitivity_images` of them.
     """
     model.eval()
     teacher = deepcopy(model)
@@ -79,7 +80,7 @@ def prune_and_reconstruct(
     start = size()
     sensitivity = [
         F.interpolate(b, size=sensitivity_size(b.shape[-1], int(model.stride.max())), mode="area")
-        for b in _images(batches, SENSITIVITY_IMAGES)
+        for b in _images(batches, sensitivity_images)
     ]
     statistics = _images(batches, STATS_IMAGES)
     fits: list[ConvFit] = []

@@ -31,6 +31,7 @@ from pipeline.stages.checkpoint_accuracy import checkpoint_map, input_map, map_m
 
 PRUNED_FILE = "pruned.pt"
 RECONSTRUCT_STEP = 0.9  # the default schedule removes at most a tenth of the MACs per step (measured best)
+SENSITIVITY_IMAGES = 32  # measured: 8 or 16 images make the allocation noisy (docs/pruning.md)
 
 
 class PruneConfig(Section):
@@ -75,7 +76,13 @@ class PruneConfig(Section):
         "enough steps that none removes more than a tenth of the MACs)",
     )
     calib_images: int = Field(
-        64, ge=8, description="calibration images that channel costs and the reconstruction are measured on"
+        128, ge=8, description="calibration images that channel costs and the reconstruction are measured on"
+    )
+    sensitivity_images: int = Field(
+        SENSITIVITY_IMAGES,
+        ge=1,
+        description="of the calibration images, how many each channel group's cost to the head's outputs "
+        "is measured on (at half the input size; at most calib_images); fewer make the allocation noisy",
     )
     finetune_epochs_per_step: int = Field(
         0, ge=0, description="fine-tuning epochs after each pruning step (needs data; 0: none)"
@@ -189,6 +196,7 @@ def _prune_reconstruct(model, data: Path, config: PruneConfig, imgsz: int):
             Guards(config.max_layer_ratio, config.min_channels, config.round_to or 1),
             imgsz=imgsz,
             steps=steps,
+            sensitivity_images=config.sensitivity_images,
             unit=unit,
             progress=lambda what, done: progress.update(task, description=what, completed=done),
         )
