@@ -147,6 +147,24 @@ def test_narrow_layers_and_the_convs_feeding_detect_outputs_keep_their_width(tin
             assert after[name] == before[name]
 
 
+def test_the_head_is_protected_by_default_only_for_magnitude_pruning(tiny_checkpoint):
+    from pipeline.pruning.core import ignored_layers
+    from pipeline.stages.prune import PruneConfig
+
+    model = _load(tiny_checkpoint)
+    head = model.model[-1]
+    feeding = {id(branch[-2]) for branch in (*head.cv2, *head.cv3)}  # the convs before the final ones
+
+    def protected(config: PruneConfig, method: str) -> bool:
+        ignored = ignored_layers(model, [], config.resolved_protect_head(method))
+        return feeding <= {id(m) for m in ignored}
+
+    assert protected(PruneConfig(), "magnitude")
+    assert not protected(PruneConfig(), "reconstruct")  # its final convs are re-fitted by least squares
+    assert protected(PruneConfig(protect_head=True), "reconstruct")
+    assert not protected(PruneConfig(protect_head=False), "magnitude")
+
+
 @pytest.mark.parametrize("ratio", [0.0, 1.0, 1.5, -0.2])
 def test_ratio_outside_zero_one_is_rejected(tiny_checkpoint, tmp_path, ratio):
     out = tmp_path / "pruned.pt"
@@ -251,3 +269,29 @@ def test_sensitivity_images_keep_every_level_a_whole_multiple_of_the_stride(imgs
     from pipeline.pruning.schedule import sensitivity_size
 
     assert sensitivity_size(imgsz, stride=32) == expected
+
+
+def test_only_the_last_step_reconstructs_on_every_calibration_batch(tiny_checkpoint, monkeypatch):
+    import pipeline.pruning.schedule as schedule
+    from core.checkpoints import gflops
+    from pipeline.modules import split_c2f
+    from pipeline.pruning.core import ignored_layers
+
+    seen: list[int] = []
+    real = schedule.reconstruct
+
+    def recording(model, teacher, batches, kept, **kwargs):
+        seen.append(len(batches))
+        return real(model, teacher, batches, kept, **kwargs)
+
+    monkeypatch.setattr(schedule, "reconstruct", recording)
+    model = split_c2f(_load(tiny_checkpoint))
+    torch.manual_seed(0)
+    batches = [torch.rand(2, 3, IMGSZ, IMGSZ) for _ in range(4)]
+    guards = schedule.Guards(max_layer_ratio=0.6, min_channels=0, round_to=2)
+    before = gflops(model, IMGSZ)
+    schedule.prune_and_reconstruct(
+        model, ignored_layers(model, []), batches, 0.8, guards, imgsz=IMGSZ, steps=3, sensitivity_images=4
+    )
+    assert seen == [2, 2, 4]  # the steps before the last fit on half the batches, the last on all of them
+    assert gflops(model, IMGSZ) <= 0.8 * before * 1.02

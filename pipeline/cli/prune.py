@@ -28,7 +28,7 @@ def command(
     ),
     min_channels: Annotated[int, option(PruneConfig, "min_channels")] = default(PruneConfig, "min_channels"),
     protect_head: Annotated[
-        bool,
+        bool | None,
         option(PruneConfig, "protect_head", "--protect-head/--prune-head"),
     ] = default(PruneConfig, "protect_head"),
     steps: Annotated[int | None, option(PruneConfig, "steps")] = default(PruneConfig, "steps"),

@@ -99,13 +99,14 @@ def im2col_rows(conv: nn.Conv2d, x: torch.Tensor, positions: torch.Tensor | None
     the full im2col of a high-resolution layer is many times larger than the sample a fit needs.
     """
     one_by_one = conv.kernel_size == (1, 1) and conv.stride == (1, 1) and conv.padding in ((0, 0), "valid")
+    if one_by_one:
+        rows = x.permute(0, 2, 3, 1).reshape(-1, x.shape[1])
+        return rows if positions is None else rows[positions]
+    if isinstance(conv.padding, str):
+        raise ValueError(f"padding {conv.padding!r} is not supported: Ultralytics' convs pad by a number")
     if positions is None:
-        if one_by_one:
-            return x.permute(0, 2, 3, 1).reshape(-1, x.shape[1])
         cols = F.unfold(x, conv.kernel_size, conv.dilation, conv.padding, conv.stride)
         return cols.transpose(1, 2).reshape(-1, cols.shape[1])
-    if one_by_one:
-        return x.permute(0, 2, 3, 1).reshape(-1, x.shape[1])[positions]
     (kh, kw), (sh, sw), (dh, dw), (ph, pw) = conv.kernel_size, conv.stride, conv.dilation, conv.padding
     height, width = _output_size(conv, x)
     image, rest = positions // (height * width), positions % (height * width)

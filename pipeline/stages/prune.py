@@ -63,8 +63,11 @@ class PruneConfig(Section):
     protected_layers: list[int] = Field(
         [0, 1], description="indices in model.model never pruned (default: the stem convolutions)"
     )
-    protect_head: bool = Field(
-        True, description="keep the width of the Detect convs that feed the final box/class convs"
+    protect_head: bool | None = Field(
+        None,
+        description="keep the width of the Detect convs that feed the final box/class convs (default: "
+        "for magnitude pruning only; the reconstruction re-fits the final convs, and freeing the head "
+        "measured better)",
     )
     isomorphic: bool = Field(
         False, description="rank channels only against groups of the same structure (isomorphic pruning)"
@@ -120,6 +123,10 @@ class PruneConfig(Section):
             return "reconstruct" if data is not None else "magnitude"
         return self.method
 
+    def resolved_protect_head(self, method: str) -> bool:
+        """Whether the convs feeding Detect's final convs keep their width (auto: magnitude only)."""
+        return self.protect_head if self.protect_head is not None else method == "magnitude"
+
     @property
     def target(self) -> tuple[str, float]:
         return ("params", self.params) if self.params is not None else ("macs", self.macs or 0.5)
@@ -148,7 +155,11 @@ def prune_checkpoint(
     model.to(_torch_device(device))
     unit, keep = config.target
     params_before, gflops_before = measure(model, imgsz)
-    extra: dict = {"method": method, "target": {unit: keep}}
+    extra: dict = {
+        "method": method,
+        "target": {unit: keep},
+        "protect_head": config.resolved_protect_head(method),
+    }
     if method == "reconstruct":
         if data is None:
             raise InputError(
@@ -190,7 +201,7 @@ def _prune_reconstruct(model, data: Path, config: PruneConfig, imgsz: int):
         task = progress.add_task("pruning", total=1.0)
         outcome = prune_and_reconstruct(
             model,
-            ignored_layers(model, config.protected_layers, config.protect_head),
+            ignored_layers(model, config.protected_layers, config.resolved_protect_head("reconstruct")),
             batches,
             keep,
             Guards(config.max_layer_ratio, config.min_channels, config.round_to or 1),
@@ -241,7 +252,7 @@ def _prune_magnitude(model, data: Path | None, config: PruneConfig, imgsz: int, 
         max_layer_ratio=config.max_layer_ratio,
         min_channels=config.min_channels,
         protected_layers=tuple(config.protected_layers),
-        protect_head=config.protect_head,
+        protect_head=config.resolved_protect_head("magnitude"),
         isomorphic=config.isomorphic,
         imgsz=imgsz,
     )
