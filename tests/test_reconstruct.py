@@ -67,3 +67,29 @@ def test_sampled_patches_are_the_same_rows_as_the_full_im2col():
         assert full.shape[0] == conv(x)[:, 0].numel()
         pick = torch.randperm(full.shape[0])[:17]
         assert torch.equal(im2col_rows(conv, x, pick), full[pick])
+
+
+@torch.no_grad()
+def test_a_residual_branch_fitted_to_the_corrected_target_absorbs_the_drift_of_its_skip():
+    from ultralytics.nn.modules.block import Bottleneck
+
+    from pipeline.pruning.reconstruct import skip_corrected
+
+    torch.manual_seed(4)
+    block = Bottleneck(8, 8, e=1.0).eval()
+    block.cv2.bn.running_var.uniform_(0.5, 2)
+    block.cv2.bn.weight.uniform_(0.5, 1.5)
+    x_teacher = torch.randn(6, 8, 12, 12)
+    x_student = 0.8 * x_teacher + 0.1  # the drift earlier pruned layers left, a function of the image
+    wanted = block(x_teacher)
+    target = block.cv2.conv(block.cv1(x_teacher))
+
+    def block_error(fit_target: torch.Tensor) -> float:
+        student = deepcopy(block)
+        hidden = student.cv1(x_student)
+        refit_conv(student.cv2.conv, student.cv2.bn, iter([(hidden, fit_target, None)]))
+        return float((student(x_student) - wanted).square().mean())
+
+    plain = block_error(target)
+    corrected = block_error(skip_corrected(target, x_teacher - x_student, block.cv2.bn))
+    assert corrected < 0.6 * plain

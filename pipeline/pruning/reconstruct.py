@@ -5,6 +5,9 @@ trained on. Following He et al. (ICCV 2017) and ThiNet (Luo et al., ICCV 2017), 
 re-fitted by ridge least squares so that, on calibration images, its output before BatchNorm matches the
 teacher's output for the channels it kept. The fit runs in execution order on the student's own
 (already repaired) activations, so each layer also corrects the drift left by the layers before it.
+The last convolution of a residual bottleneck is fitted so that the block's output (skip + branch), not
+the branch alone, matches the teacher's: otherwise the skip's drift passes through every bottleneck of a
+chain untouched (`skip_corrected`).
 
 The intercept of each fit is folded into the following BatchNorm's running mean, or into the bias of
 Detect's final convolutions, so the repaired model has exactly the unpruned architecture minus the
@@ -23,6 +26,7 @@ from torch import nn
 RIDGE = 3e-4  # ridge strength relative to the mean input energy; pulls the fit towards today's weights
 CONFIDENCE_FLOOR = 0.05  # weight of a background position in the head's fits (an object's is up to 1.05)
 MAX_ROWS = 4096  # im2col rows (output positions) per batch of 8 images that enter a fit
+SLOPE_FLOOR = 0.5  # smallest SiLU slope a residual branch's linearised correction divides by
 
 
 class _Captured(Exception):
@@ -253,6 +257,48 @@ def _confidence(head: nn.Module, level: int, inputs: list[torch.Tensor]) -> list
     return [head.cv3[level](x).sigmoid().amax(1, keepdim=True) + CONFIDENCE_FLOOR for x in inputs]
 
 
+def _block_target(
+    target: torch.Tensor,
+    t_block: nn.Module,
+    keep: torch.Tensor | None,
+    skip: torch.Tensor,
+    t_skip: torch.Tensor,
+) -> torch.Tensor:
+    """`skip_corrected` for one residual bottleneck: `target` is its teacher branch's output on the kept
+    channels, `skip`/`t_skip` the student's and the teacher's input to the block."""
+    bn = t_block.cv2.bn
+    if keep is not None:
+        t_skip = t_skip[:, keep]
+        kept = nn.BatchNorm2d(len(keep), eps=bn.eps)
+        kept.weight.data, kept.bias.data = bn.weight.data[keep], bn.bias.data[keep]
+        kept.running_mean, kept.running_var = bn.running_mean[keep], bn.running_var[keep]
+        bn = kept
+    return skip_corrected(target, t_skip - skip, bn)
+
+
+def residual_branches(model: nn.Module) -> dict[nn.Conv2d, nn.Module]:
+    """The Conv2d that ends the branch of every residual bottleneck (x + cv2(cv1(x))), to its bottleneck."""
+    from ultralytics.nn.modules.block import Bottleneck
+
+    return {m.cv2.conv: m for m in model.modules() if isinstance(m, Bottleneck) and m.add}
+
+
+def skip_corrected(target: torch.Tensor, drift: torch.Tensor, bn: nn.BatchNorm2d) -> torch.Tensor:
+    """The pre-BatchNorm output a residual branch needs so that skip + branch matches the teacher's.
+
+    Fitting the branch to the teacher's branch leaves the drift of the skip input (`drift`, teacher's
+    minus student's) in the block's output, and chains of bottlenecks add it up. With SiLU linearised
+    around the teacher's own activation, the branch takes it up: z = z_t + drift / (SiLU'(u_t) * scale),
+    with u_t = BN(z_t) and `scale` BatchNorm's gain. `bn` holds the teacher's statistics of the kept
+    channels.
+    """
+    scale = (bn.weight / (bn.running_var + bn.eps).sqrt()).view(1, -1, 1, 1)
+    u = (target - bn.running_mean.view(1, -1, 1, 1)) * scale + bn.bias.view(1, -1, 1, 1)
+    gate = u.sigmoid()
+    slope = (gate * (1 + u * (1 - gate))).clamp(min=SLOPE_FLOOR)
+    return target + drift / (slope * scale)
+
+
 def batchnorm_after(model: nn.Module) -> dict[nn.Conv2d, nn.BatchNorm2d]:
     """Each Ultralytics Conv's nn.Conv2d mapped to the BatchNorm that follows it."""
     return {
@@ -283,6 +329,7 @@ def reconstruct(
     names = {m: n for n, m in student.named_modules()}
     teacher_modules = dict(teacher.named_modules())
     norms = batchnorm_after(student)
+    residual = residual_branches(student)
     head = student.model[-1]
     frozen = set(head.dfl.modules()) if hasattr(head, "dfl") else set()
     s_cache, t_cache = LayerCache(student, batches), LayerCache(teacher, batches)
@@ -309,18 +356,29 @@ def reconstruct(
                 weights = _confidence(t_layer, pick, t_inputs) if pick is not None else None
                 for conv, target in zip(convs, targets, strict=True):
                     keep = kept_out.get(names[conv])
+                    block = residual.get(conv)
+                    t_block = teacher_modules[names[block]] if block is not None else None
 
                     def pairs(
                         conv=conv,
                         target=target,
                         keep=keep,
+                        block=block,
+                        t_block=t_block,
                         s_unit=s_unit,
+                        t_unit=t_unit,
                         unit_inputs=unit_inputs,
                         weights=weights,
+                        t_inputs=t_inputs,
                     ):
                         for b in range(len(batches)):
-                            x = _capture(s_unit, unit_inputs(s_cache, b), conv, output=False)
+                            s_inputs = unit_inputs(s_cache, b)
+                            x = _capture(s_unit, s_inputs, conv, output=False)
                             y = target[b] if keep is None else target[b][:, keep]
+                            if block is not None:
+                                skip = _capture(s_unit, s_inputs, block, output=False)
+                                t_skip = _capture(t_unit, t_inputs[b], t_block, output=False)
+                                y = _block_target(y, t_block, keep, skip, t_skip)
                             yield x, y, (weights[b] if weights is not None else None)
 
                     before, after = refit_conv(conv, norms.get(conv), pairs(), ridge)
