@@ -131,23 +131,25 @@ def _output_size(conv: nn.Conv2d, x: torch.Tensor) -> tuple[int, int]:
     return sizes[0], sizes[1]
 
 
-def _capture(module: nn.Module, inputs, conv: nn.Module, *, output: bool) -> torch.Tensor:
-    """The input (or output) tensor of `conv` during module(inputs); stops the forward pass there."""
-    found: list[torch.Tensor] = []
+def _inputs_of(module: nn.Module, inputs, *targets: nn.Module) -> list[torch.Tensor]:
+    """The input tensor of each of `targets` during module(inputs); stops the pass once it has them all."""
+    found: dict[nn.Module, torch.Tensor] = {}
 
-    def hook(_mod, args, out=None):
-        found.append(out if output else args[0])
-        raise _Captured
+    def hook(mod, args):
+        found[mod] = args[0]
+        if len(found) == len(targets):
+            raise _Captured
 
-    handle = conv.register_forward_hook(hook) if output else conv.register_forward_pre_hook(hook)
+    handles = [target.register_forward_pre_hook(hook) for target in targets]
     try:
         with torch.no_grad():
             module(inputs)
     except _Captured:
         pass
     finally:
-        handle.remove()
-    return found[0]
+        for handle in handles:
+            handle.remove()
+    return [found[target] for target in targets]
 
 
 @torch.no_grad()
@@ -257,25 +259,6 @@ def _confidence(head: nn.Module, level: int, inputs: list[torch.Tensor]) -> list
     return [head.cv3[level](x).sigmoid().amax(1, keepdim=True) + CONFIDENCE_FLOOR for x in inputs]
 
 
-def _block_target(
-    target: torch.Tensor,
-    t_block: nn.Module,
-    keep: torch.Tensor | None,
-    skip: torch.Tensor,
-    t_skip: torch.Tensor,
-) -> torch.Tensor:
-    """`skip_corrected` for one residual bottleneck: `target` is its teacher branch's output on the kept
-    channels, `skip`/`t_skip` the student's and the teacher's input to the block."""
-    bn = t_block.cv2.bn
-    if keep is not None:
-        t_skip = t_skip[:, keep]
-        kept = nn.BatchNorm2d(len(keep), eps=bn.eps)
-        kept.weight.data, kept.bias.data = bn.weight.data[keep], bn.bias.data[keep]
-        kept.running_mean, kept.running_var = bn.running_mean[keep], bn.running_var[keep]
-        bn = kept
-    return skip_corrected(target, t_skip - skip, bn)
-
-
 def residual_branches(model: nn.Module) -> dict[nn.Conv2d, nn.Module]:
     """The Conv2d that ends the branch of every residual bottleneck (x + cv2(cv1(x))), to its bottleneck."""
     from ultralytics.nn.modules.block import Bottleneck
@@ -283,17 +266,24 @@ def residual_branches(model: nn.Module) -> dict[nn.Conv2d, nn.Module]:
     return {m.cv2.conv: m for m in model.modules() if isinstance(m, Bottleneck) and m.add}
 
 
-def skip_corrected(target: torch.Tensor, drift: torch.Tensor, bn: nn.BatchNorm2d) -> torch.Tensor:
+def skip_corrected(
+    target: torch.Tensor, drift: torch.Tensor, bn: nn.BatchNorm2d, channels: torch.Tensor | None = None
+) -> torch.Tensor:
     """The pre-BatchNorm output a residual branch needs so that skip + branch matches the teacher's.
 
     Fitting the branch to the teacher's branch leaves the drift of the skip input (`drift`, teacher's
     minus student's) in the block's output, and chains of bottlenecks add it up. With SiLU linearised
     around the teacher's own activation, the branch takes it up: z = z_t + drift / (SiLU'(u_t) * scale),
-    with u_t = BN(z_t) and `scale` BatchNorm's gain. `bn` holds the teacher's statistics of the kept
-    channels.
+    with u_t = BN(z_t) and `scale` BatchNorm's gain. `bn` is the teacher's; `channels` are the ones the
+    student kept (default: all).
     """
-    scale = (bn.weight / (bn.running_var + bn.eps).sqrt()).view(1, -1, 1, 1)
-    u = (target - bn.running_mean.view(1, -1, 1, 1)) * scale + bn.bias.view(1, -1, 1, 1)
+    pick = slice(None) if channels is None else channels
+
+    def per_channel(values: torch.Tensor) -> torch.Tensor:
+        return values[pick].view(1, -1, 1, 1)
+
+    scale = per_channel(bn.weight / (bn.running_var + bn.eps).sqrt())
+    u = (target - per_channel(bn.running_mean)) * scale + per_channel(bn.bias)
     gate = u.sigmoid()
     slope = (gate * (1 + u * (1 - gate))).clamp(min=SLOPE_FLOOR)
     return target + drift / (slope * scale)
@@ -373,12 +363,14 @@ def reconstruct(
                     ):
                         for b in range(len(batches)):
                             s_inputs = unit_inputs(s_cache, b)
-                            x = _capture(s_unit, s_inputs, conv, output=False)
                             y = target[b] if keep is None else target[b][:, keep]
-                            if block is not None:
-                                skip = _capture(s_unit, s_inputs, block, output=False)
-                                t_skip = _capture(t_unit, t_inputs[b], t_block, output=False)
-                                y = _block_target(y, t_block, keep, skip, t_skip)
+                            if block is None:
+                                (x,) = _inputs_of(s_unit, s_inputs, conv)
+                            else:
+                                skip, x = _inputs_of(s_unit, s_inputs, block, conv)
+                                (t_skip,) = _inputs_of(t_unit, t_inputs[b], t_block)
+                                t_skip = t_skip if keep is None else t_skip[:, keep]
+                                y = skip_corrected(y, t_skip - skip, t_block.cv2.bn, keep)
                             yield x, y, (weights[b] if weights is not None else None)
 
                     before, after = refit_conv(conv, norms.get(conv), pairs(), ridge)
