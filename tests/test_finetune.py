@@ -38,8 +38,8 @@ def _params(path: Path) -> int:
     return count_params(load_detection_model(path))
 
 
-def _train(pruned: Path, data: Path, out_dir: Path, teacher: Path | None = None) -> Path:
-    config = FinetuneConfig(epochs=1, batch=8, workers=0)
+def _train(pruned: Path, data: Path, out_dir: Path, teacher: Path | None = None, **options) -> Path:
+    config = FinetuneConfig(epochs=1, batch=8, workers=0, **options)
     return finetune(
         pruned,
         data,
@@ -91,6 +91,52 @@ def test_distillation_loss_vanishes_for_a_perfect_student_and_has_gradients():
     assert all(torch.isfinite(t.grad).all() and t.grad.abs().sum() > 0 for t in other.values())
     same.backward()
     assert student["boxes"].grad.abs().max() < 1e-6  # the LD term is at its minimum
+
+
+def test_the_configured_label_weight_reaches_the_trainers_loss(
+    teacher_and_pruned, synth_dataset, tmp_path, monkeypatch
+):
+    import pipeline.pruning.trainer as trainer
+
+    seen = []
+
+    class Recording(trainer.DistillationLoss):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            seen.append(self.label_weight)
+
+    monkeypatch.setattr(trainer, "DistillationLoss", Recording)
+    teacher, pruned = teacher_and_pruned
+    _train(pruned, synth_dataset, tmp_path, teacher=teacher, label_weight=0.25)
+    assert seen == [0.25]
+
+
+def test_label_weight_scales_the_labelled_terms_only_and_they_are_still_reported():
+    from torch import nn
+
+    from pipeline.pruning.distill import DistillationLoss
+
+    torch.manual_seed(0)
+    outputs = {"scores": torch.randn(2, 3, 10), "boxes": torch.randn(2, 64, 10)}
+
+    class Teacher(nn.Module):
+        def forward(self, img):
+            return None, outputs
+
+    class Labelled:  # Ultralytics' criterion: (box, cls, dfl) x batch size, and its loss items
+        def __call__(self, preds, batch):
+            return torch.tensor([1.0, 2.0, 3.0]), {"box_loss": torch.tensor(0.5)}
+
+        def parse_output(self, preds):
+            return preds[1]
+
+    batch = {"img": torch.zeros(2, 3, 8, 8)}
+    preds = (None, outputs)
+    full, items = DistillationLoss(Labelled(), Teacher(), 1.0)(preds, batch)
+    alone, alone_items = DistillationLoss(Labelled(), Teacher(), 1.0, label_weight=0.0)(preds, batch)
+    assert full[:3].tolist() == [1.0, 2.0, 3.0] and alone[:3].tolist() == [0.0, 0.0, 0.0]
+    assert alone[3] == full[3] > 0  # the distillation term is untouched
+    assert alone_items["box_loss"] == items["box_loss"] == 0.5
 
 
 def test_class_count_mismatch_fails_clearly_and_writes_nothing(tiny_checkpoint, synth_dataset, tmp_path):

@@ -44,6 +44,9 @@ def command(
     feature_weight: Annotated[float, option(FinetuneConfig, "feature_weight")] = default(
         FinetuneConfig, "feature_weight"
     ),
+    label_weight: Annotated[float, option(FinetuneConfig, "label_weight")] = default(
+        FinetuneConfig, "label_weight"
+    ),
     unlabelled: Annotated[Path | None, option(FinetuneConfig, "unlabelled")] = default(
         FinetuneConfig, "unlabelled"
     ),
@@ -73,6 +76,7 @@ def command(
         workers=workers,
         distill_weight=distill_weight,
         feature_weight=feature_weight,
+        label_weight=label_weight,
         unlabelled=unlabelled,
         checkpoint=checkpoint,
         holdout=holdout,

@@ -1,7 +1,8 @@
 """Logit distillation from an unpruned teacher onto a pruned YOLOv8 student.
 
 A pruned student keeps its teacher's Detect layout (same classes, DFL bins and strides), so their raw
-head outputs line up anchor for anchor and need no adapters. Two terms, added to the detection loss:
+head outputs line up anchor for anchor and need no adapters. Two terms, added to the detection loss
+(weighted by `label_weight`; 0 trains on the teacher alone):
 
 - classification: binary cross-entropy of the student's class logits against the teacher's sigmoid
   scores, i.e. Hinton et al.'s soft targets (2015) in the per-class sigmoid form YOLOv8 uses;
@@ -37,12 +38,14 @@ class DistillationLoss:
         weight: float,
         features: tuple[FeatureTaps, FeatureTaps, list[torch.Tensor | None]] | None = None,
         feature_weight: float = 1.0,
+        label_weight: float = 1.0,
     ):
         self.detection_loss = detection_loss
         self.teacher = teacher.eval()
         self.weight = weight
         self.features = features
         self.feature_weight = feature_weight
+        self.label_weight = label_weight
 
     def __call__(self, preds, batch: dict) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         loss, items = self.detection_loss(preds, batch)
@@ -54,7 +57,9 @@ class DistillationLoss:
             student_taps, teacher_taps, kept = self.features
             kd = kd + self.feature_weight * feature_loss(student_taps.outputs, teacher_taps.outputs, kept)
         batch_size = student["scores"].shape[0]
-        return torch.cat([loss, (kd * batch_size).view(1)]), {**items, "kd_loss": kd.detach()}
+        # The labelled terms are still reported (box/cls/dfl) when their weight is 0.
+        total = torch.cat([loss * self.label_weight, (kd * batch_size).view(1)])
+        return total, {**items, "kd_loss": kd.detach()}
 
     def update(self) -> None:
         if hasattr(self.detection_loss, "update"):

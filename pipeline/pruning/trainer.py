@@ -34,6 +34,7 @@ class PrunedDetectionTrainer(DetectionTrainer):
         feature_weight: float = 0.0,
         kept_features: list[torch.Tensor | None] | None = None,
         freeze_bn: bool = False,
+        label_weight: float = 1.0,
     ):
         super().__init__(overrides=overrides)
         self.freeze_bn = freeze_bn
@@ -47,6 +48,7 @@ class PrunedDetectionTrainer(DetectionTrainer):
         self.distill_weight = distill_weight
         self.feature_weight = feature_weight
         self.kept_features = kept_features
+        self.label_weight = label_weight
         if teacher is not None:
             # After the EMA copy is made, so neither the EMA nor any checkpoint ever holds the teacher.
             self.add_callback("on_pretrain_routine_end", _attach_distillation)
@@ -79,7 +81,12 @@ def _attach_distillation(trainer: PrunedDetectionTrainer) -> None:
     if trainer.feature_weight > 0 and trainer.kept_features is not None:
         features = (FeatureTaps(model), FeatureTaps(teacher), trainer.kept_features)
     model.criterion = DistillationLoss(
-        model.init_criterion(), teacher, trainer.distill_weight, features, trainer.feature_weight
+        model.init_criterion(),
+        teacher,
+        trainer.distill_weight,
+        features,
+        trainer.feature_weight,
+        trainer.label_weight,
     )
 
 
@@ -112,11 +119,12 @@ def train(
     feature_weight: float = 0.0,
     kept_features: list[torch.Tensor | None] | None = None,
     freeze_bn: bool = False,
+    label_weight: float = 1.0,
     keep: Literal["best", "last"] = "best",
     **train_args,
 ) -> Path:
     """Train `model` (a .pt checkpoint or a model YAML) on `data`; copy the `keep` checkpoint (best or
-    last) to `out_path`.
+    last) to `out_path`. `label_weight` scales the labelled loss when distilling from `teacher`.
 
     The Ultralytics run directory (results.csv, plots, last.pt) is `run_dir`. The copy is atomic, and
     the checkpoint (EMA weights, pruned shape) loads with `ultralytics.YOLO(out_path)`.
@@ -142,6 +150,7 @@ def train(
         feature_weight=feature_weight,
         kept_features=kept_features,
         freeze_bn=freeze_bn,
+        label_weight=label_weight,
     )
     trainer.train()
     chosen = trainer.best if keep == "best" and trainer.best.is_file() else trainer.last
