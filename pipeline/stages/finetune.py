@@ -129,7 +129,7 @@ def finetune(
         device=device,
         teacher=teacher_model,
         distill_weight=config.distill_weight,
-        label_weight=config.label_weight if teacher_model is not None else 1.0,
+        label_weight=config.label_weight,
         threads=config.threads,
         feature_weight=config.feature_weight if teacher_model is not None else 0.0,
         kept_features=_kept_features(model, teacher_model),
