@@ -295,3 +295,30 @@ def test_only_the_last_step_reconstructs_on_every_calibration_batch(tiny_checkpo
     )
     assert seen == [2, 2, 4]  # the steps before the last fit on half the batches, the last on all of them
     assert gflops(model, IMGSZ) <= 0.8 * before * 1.02
+
+
+def test_reconstructing_a_reconstructed_model_again_leaves_its_folded_intercepts(tiny_checkpoint):
+    """A multi-step prune re-fits the same convolutions at every step: each fit must replace the intercept
+    the previous one folded into a BatchNorm's running mean, not add to it."""
+    import pipeline.pruning.schedule as schedule
+    from pipeline.modules import split_c2f
+    from pipeline.pruning.core import ignored_layers
+    from pipeline.pruning.reconstruct import reconstruct
+
+    model = split_c2f(_load(tiny_checkpoint))
+    teacher = deepcopy(model)
+    torch.manual_seed(0)
+    batches = [torch.rand(2, 3, IMGSZ, IMGSZ) for _ in range(4)]
+    guards = schedule.Guards(max_layer_ratio=0.6, min_channels=0, round_to=2)
+    outcome = schedule.prune_and_reconstruct(
+        model, ignored_layers(model, []), batches, 0.8, guards, imgsz=IMGSZ, steps=1, sensitivity_images=4
+    )
+
+    def running_means() -> list[torch.Tensor]:
+        return [m.running_mean.clone() for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+
+    once = running_means()
+    with torch.no_grad():
+        reconstruct(model, teacher, batches, outcome.kept)
+    moved = max(float((a - b).abs().max()) for a, b in zip(once, running_means(), strict=True))
+    assert moved < 1e-3  # the same fit again; adding the intercepts up moved them by 0.06

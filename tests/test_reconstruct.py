@@ -53,6 +53,21 @@ def test_intercept_is_folded_into_batchnorm():
 
 
 @torch.no_grad()
+def test_a_second_fit_replaces_the_folded_intercept_instead_of_adding_to_it():
+    torch.manual_seed(1)
+    conv, bn = nn.Conv2d(4, 6, 1, bias=False), nn.BatchNorm2d(6).eval()
+    bn.running_mean.uniform_(-1, 1)
+    teacher_bn = deepcopy(bn)
+    x = torch.rand(5, 4, 8, 8)
+    target = conv(x) + 3.0
+    for _ in range(2):  # every pruning step re-fits the convs downstream of its cut
+        pairs = iter([(x, target, None)])
+        before, after = refit_conv(conv, bn, pairs, reference_mean=teacher_bn.running_mean)
+    assert before < 1e-3 and after < 1e-3  # the second fit starts from the function the first one left
+    assert torch.allclose(bn(conv(x)), teacher_bn(target), atol=1e-3)
+
+
+@torch.no_grad()
 def test_sampled_patches_are_the_same_rows_as_the_full_im2col():
     torch.manual_seed(2)
     x = torch.rand(3, 5, 11, 9)

@@ -175,12 +175,19 @@ def refit_conv(
     bn: nn.BatchNorm2d | None,
     pairs: Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]],
     ridge: float = RIDGE,
+    *,
+    reference_mean: torch.Tensor | None = None,
 ) -> tuple[float, float]:
     """Re-fit `conv` (and fold the intercept) so conv(x) matches `target` over the (x, target[, weight]).
 
     `target` is the teacher's convolution output for the channels `conv` keeps; an optional weight
     (N, 1, H, W) per output position makes it a weighted fit. Returns the relative squared error
     (weighted alike) before and after the fit.
+
+    A bias-free conv's intercept lives in `bn`'s running mean, as `reference_mean - intercept`, where
+    `reference_mean` is the running mean of the teacher's BatchNorm for these channels (default: `bn`'s
+    own, i.e. nothing folded yet). A conv re-fitted at every pruning step thus carries its latest
+    intercept only, not the sum of all of them.
     """
     assert conv.groups == 1, "grouped convolutions are not re-fitted"
     weight = conv.weight.reshape(conv.out_channels, -1).double()
@@ -188,9 +195,13 @@ def refit_conv(
     gram = torch.zeros(d, d, dtype=torch.float64)
     cross = torch.zeros(d, conv.out_channels, dtype=torch.float64)
     target_energy = target_square = 0.0
-    bias = (
-        conv.bias.double() if conv.bias is not None else torch.zeros(conv.out_channels, dtype=torch.float64)
-    )
+    if conv.bias is not None:
+        bias = conv.bias.double()
+    elif bn is not None:
+        reference_mean = bn.running_mean.clone() if reference_mean is None else reference_mean
+        bias = (reference_mean - bn.running_mean).double()  # the intercept folded by an earlier fit
+    else:
+        bias = torch.zeros(conv.out_channels, dtype=torch.float64)
     generator = torch.Generator().manual_seed(0)
     for x, target, position_weight in pairs:
         y = target.permute(0, 2, 3, 1).reshape(-1, conv.out_channels)
@@ -227,7 +238,7 @@ def refit_conv(
     if conv.bias is not None:
         conv.bias.copy_(intercept.to(conv.bias.dtype))
     elif bn is not None:
-        bn.running_mean.sub_(intercept.to(bn.running_mean.dtype))
+        bn.running_mean.copy_(reference_mean - intercept.to(bn.running_mean.dtype))
     else:
         conv.bias = nn.Parameter(intercept.to(conv.weight.dtype), requires_grad=False)
     scale = max(target_energy, 1e-12)
@@ -318,7 +329,7 @@ def reconstruct(
     teacher.eval()
     names = {m: n for n, m in student.named_modules()}
     teacher_modules = dict(teacher.named_modules())
-    norms = batchnorm_after(student)
+    norms, t_norms = batchnorm_after(student), batchnorm_after(teacher)
     residual = residual_branches(student)
     head = student.model[-1]
     frozen = set(head.dfl.modules()) if hasattr(head, "dfl") else set()
@@ -373,7 +384,13 @@ def reconstruct(
                                 y = skip_corrected(y, t_skip - skip, t_block.cv2.bn, keep)
                             yield x, y, (weights[b] if weights is not None else None)
 
-                    before, after = refit_conv(conv, norms.get(conv), pairs(), ridge)
+                    t_norm = t_norms.get(teacher_modules[names[conv]])
+                    reference = None
+                    if t_norm is not None:
+                        reference = t_norm.running_mean if keep is None else t_norm.running_mean[keep]
+                    before, after = refit_conv(
+                        conv, norms.get(conv), pairs(), ridge, reference_mean=reference
+                    )
                     fits.append(ConvFit(names[conv], before, after))
         s_cache.advance()
         t_cache.advance()
