@@ -1,13 +1,16 @@
 """Run the configured stages in order, cache each by content, resume after a crash, lock the work dir.
 
-A stage's cache key hashes its config section, the sha256 of its input artifacts, the data it reads
-and the versions of the libraries it uses. Each stage runs in a fresh temporary directory that is
-renamed to `stages/<label>-<key>` only once `stage.json` (its completion record) is written, so a
-crash or Ctrl-C never leaves a half-artifact that a later run would trust.
+A stage's cache key hashes its config section, the sha256 of its input artifacts, the data it reads,
+the versions of the libraries it uses and edgepipe's own source code. Each stage runs in a fresh
+temporary directory that is renamed to `stages/<label>-<key>` only once `stage.json` (its completion
+record) is written, so a crash or Ctrl-C never leaves a half-artifact that a later run would trust.
 """
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import importlib
 import json
 import os
 import shutil
@@ -37,6 +40,7 @@ from core.errors import EdgepipeError, InputError
 from pipeline.stages.base import RunSettings, StageContext
 
 STAGE_RECORD = "stage.json"
+SOURCE_PACKAGES = ("core", "benchmarks", "targets", "pipeline")  # edgepipe's code, hashed into stage keys
 STAGE_ORDER = ("data", "search", "prune", "finetune", "export", "build", "bench", "report", "gate")
 
 
@@ -67,6 +71,23 @@ def library_versions(names: tuple[str, ...]) -> dict[str, str]:
     versions = {"edgepipe": _version("edgepipe")}
     versions.update({name: _version(name) for name in names})
     return versions
+
+
+@functools.cache
+def source_digest() -> str:
+    """sha256 of edgepipe's Python sources. The version string alone stays the same while a developer
+    changes the code, and a stage written by an older pruner would then be reused."""
+    roots = [Path(str(importlib.import_module(name).__file__)).parent for name in SOURCE_PACKAGES]
+    return digest_sources(roots)
+
+
+def digest_sources(roots: list[Path]) -> str:
+    digest = hashlib.sha256()
+    for root in roots:
+        for path in sorted(root.rglob("*.py")):
+            digest.update(f"{root.name}/{path.relative_to(root).as_posix()}\0".encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()
 
 
 def _version(name: str) -> str:
@@ -180,6 +201,7 @@ class StageRunner:
                 "reads": [fingerprint_data(p) for p in plan.reads],
                 "settings": {"imgsz": self.settings.imgsz, "device": self.settings.device},
                 "versions": library_versions(plan.libraries),
+                "code": source_digest(),
             }
         )
 

@@ -12,6 +12,7 @@ import pytest
 
 from core.artifacts import MANIFEST_FILE, Artifact, sha256_path
 from core.errors import EdgepipeError, InputError
+from pipeline import stage_runner
 from pipeline.stage_runner import StagePlan, StageRunner, WorkDir
 from pipeline.stages.base import RunSettings, Section, StageContext
 
@@ -194,3 +195,26 @@ def test_dataset_artifact_survives_trainer_caches_but_not_edits(tmp_path):
     (tmp_path / "labels" / "a.txt").write_text("1 0.5 0.5 0.1 0.1\n")
     with pytest.raises(InputError, match="sha256 changed"):
         dataset.verify()
+
+
+def test_a_change_to_edgepipes_code_reruns_every_stage(tmp_path, monkeypatch):
+    run(tmp_path, [])
+    monkeypatch.setattr(stage_runner, "source_digest", lambda: "edited")
+    again = run(tmp_path, [])
+    assert [o.status for o in again.outcomes] == ["ran", "ran"]
+
+
+def test_the_source_digest_follows_file_contents_and_names(tmp_path):
+    package = tmp_path / "pkg"
+    (package / "sub").mkdir(parents=True)
+    (package / "sub" / "a.py").write_text("x = 1\n")
+    (package / "notes.txt").write_text("not code")
+    first = stage_runner.digest_sources([package])
+    (package / "notes.txt").write_text("still not code")
+    assert stage_runner.digest_sources([package]) == first
+    (package / "sub" / "a.py").write_text("x = 2\n")
+    edited = stage_runner.digest_sources([package])
+    assert edited != first
+    (package / "sub" / "a.py").rename(package / "sub" / "b.py")
+    assert stage_runner.digest_sources([package]) not in {first, edited}
+    assert len(stage_runner.source_digest()) == 64
