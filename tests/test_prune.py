@@ -271,11 +271,26 @@ def test_sensitivity_images_keep_every_level_a_whole_multiple_of_the_stride(imgs
     assert sensitivity_size(imgsz, stride=32) == expected
 
 
+def _prune_tiny(model, batches: list[torch.Tensor], steps: int):
+    """Data-aware pruning of the tiny model to 0.8 of its MACs, with guards that suit its narrow layers."""
+    import pipeline.pruning.schedule as schedule
+    from pipeline.pruning.core import ignored_layers
+
+    guards = schedule.Guards(max_layer_ratio=0.6, min_channels=0, round_to=2)
+    return schedule.prune_and_reconstruct(
+        model, ignored_layers(model, []), batches, 0.8, guards, imgsz=IMGSZ, steps=steps, sensitivity_images=4
+    )
+
+
+def _tiny_batches() -> list[torch.Tensor]:
+    torch.manual_seed(0)
+    return [torch.rand(2, 3, IMGSZ, IMGSZ) for _ in range(4)]
+
+
 def test_only_the_last_step_reconstructs_on_every_calibration_batch(tiny_checkpoint, monkeypatch):
     import pipeline.pruning.schedule as schedule
     from core.checkpoints import gflops
     from pipeline.modules import split_c2f
-    from pipeline.pruning.core import ignored_layers
 
     seen: list[int] = []
     real = schedule.reconstruct
@@ -286,13 +301,8 @@ def test_only_the_last_step_reconstructs_on_every_calibration_batch(tiny_checkpo
 
     monkeypatch.setattr(schedule, "reconstruct", recording)
     model = split_c2f(_load(tiny_checkpoint))
-    torch.manual_seed(0)
-    batches = [torch.rand(2, 3, IMGSZ, IMGSZ) for _ in range(4)]
-    guards = schedule.Guards(max_layer_ratio=0.6, min_channels=0, round_to=2)
     before = gflops(model, IMGSZ)
-    schedule.prune_and_reconstruct(
-        model, ignored_layers(model, []), batches, 0.8, guards, imgsz=IMGSZ, steps=3, sensitivity_images=4
-    )
+    _prune_tiny(model, _tiny_batches(), steps=3)
     assert seen == [2, 2, 4]  # the steps before the last fit on half the batches, the last on all of them
     assert gflops(model, IMGSZ) <= 0.8 * before * 1.02
 
@@ -300,19 +310,13 @@ def test_only_the_last_step_reconstructs_on_every_calibration_batch(tiny_checkpo
 def test_reconstructing_a_reconstructed_model_again_leaves_its_folded_intercepts(tiny_checkpoint):
     """A multi-step prune re-fits the same convolutions at every step: each fit must replace the intercept
     the previous one folded into a BatchNorm's running mean, not add to it."""
-    import pipeline.pruning.schedule as schedule
     from pipeline.modules import split_c2f
-    from pipeline.pruning.core import ignored_layers
     from pipeline.pruning.reconstruct import reconstruct
 
     model = split_c2f(_load(tiny_checkpoint))
     teacher = deepcopy(model)
-    torch.manual_seed(0)
-    batches = [torch.rand(2, 3, IMGSZ, IMGSZ) for _ in range(4)]
-    guards = schedule.Guards(max_layer_ratio=0.6, min_channels=0, round_to=2)
-    outcome = schedule.prune_and_reconstruct(
-        model, ignored_layers(model, []), batches, 0.8, guards, imgsz=IMGSZ, steps=1, sensitivity_images=4
-    )
+    batches = _tiny_batches()
+    outcome = _prune_tiny(model, batches, steps=1)
 
     def running_means() -> list[torch.Tensor]:
         return [m.running_mean.clone() for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]

@@ -39,14 +39,19 @@ def test_reconstruction_lowers_the_output_error_against_plain_removal():
     assert refitted < 0.5 * plain  # re-fitting recovers most of what removal lost
 
 
-@torch.no_grad()
-def test_intercept_is_folded_into_batchnorm():
+def _conv_needing_an_intercept() -> tuple[nn.Conv2d, nn.BatchNorm2d, torch.Tensor, torch.Tensor]:
+    """A bias-free conv and its BatchNorm, inputs, and a target that is the conv's output + 3."""
     torch.manual_seed(1)
     conv, bn = nn.Conv2d(4, 6, 1, bias=False), nn.BatchNorm2d(6).eval()
     bn.running_mean.uniform_(-1, 1)
-    original_bn = deepcopy(bn)
     x = torch.rand(5, 4, 8, 8)
-    target = conv(x) + 3.0  # needs an intercept that the bias-free conv cannot hold
+    return conv, bn, x, conv(x) + 3.0
+
+
+@torch.no_grad()
+def test_intercept_is_folded_into_batchnorm():
+    conv, bn, x, target = _conv_needing_an_intercept()
+    original_bn = deepcopy(bn)
     refit_conv(conv, bn, iter([(x, target, None)]))
     assert conv.bias is None  # the architecture is unchanged
     assert torch.allclose(bn(conv(x)), original_bn(target), atol=1e-3)
@@ -54,12 +59,8 @@ def test_intercept_is_folded_into_batchnorm():
 
 @torch.no_grad()
 def test_a_second_fit_replaces_the_folded_intercept_instead_of_adding_to_it():
-    torch.manual_seed(1)
-    conv, bn = nn.Conv2d(4, 6, 1, bias=False), nn.BatchNorm2d(6).eval()
-    bn.running_mean.uniform_(-1, 1)
+    conv, bn, x, target = _conv_needing_an_intercept()
     teacher_bn = deepcopy(bn)
-    x = torch.rand(5, 4, 8, 8)
-    target = conv(x) + 3.0
     for _ in range(2):  # every pruning step re-fits the convs downstream of its cut
         pairs = iter([(x, target, None)])
         before, after = refit_conv(conv, bn, pairs, reference_mean=teacher_bn.running_mean)
