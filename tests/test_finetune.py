@@ -277,3 +277,35 @@ def test_batchnorm_statistics_stay_frozen_unless_asked_to_train(
     # The default keeps the last epoch, trained on every image: nothing held apart.
     assert best.read_bytes() == (tmp_path / "run" / "weights" / "last.pt").read_bytes()
     assert not (tmp_path / "data").exists()
+
+
+@pytest.mark.parametrize(
+    ("bf16_units", "amp", "trained_in"),
+    [(True, True, torch.bfloat16), (True, False, torch.float32), (False, True, torch.float32)],
+    ids=["bf16-units", "amp-off", "no-bf16-units"],
+)
+def test_cpu_training_runs_in_bf16_only_where_the_cpu_has_bf16_units_and_amp_is_on(
+    teacher_and_pruned, synth_dataset, tmp_path, monkeypatch, bf16_units, amp, trained_in
+):
+    """The dtype the student's convolutions produce while training, with and without bf16 units."""
+    import ultralytics.engine.trainer as engine
+
+    import pipeline.pruning.trainer as trainer
+
+    monkeypatch.setattr(trainer, "cpu_runs_bf16_natively", lambda: bf16_units)
+    seen: set[torch.dtype] = set()
+    conv_forward = torch.nn.Conv2d._conv_forward
+
+    def recording(self, *args):
+        out = conv_forward(self, *args)
+        if self.training:  # the student; the teacher runs in eval mode
+            seen.add(out.dtype)
+        return out
+
+    monkeypatch.setattr(torch.nn.Conv2d, "_conv_forward", recording)
+    autocast, check_amp = engine.autocast, engine.check_amp
+    teacher, pruned = teacher_and_pruned
+    best = _train(pruned, synth_dataset, tmp_path, teacher=teacher, amp=amp)
+    assert seen == {trained_in}
+    assert (engine.autocast, engine.check_amp) == (autocast, check_amp)  # Ultralytics is left as it was
+    assert _params(best) == _params(pruned)

@@ -31,6 +31,7 @@ def command(
     optimizer: Annotated[str, option(FinetuneConfig, "optimizer")] = default(FinetuneConfig, "optimizer"),
     patience: Annotated[int, option(FinetuneConfig, "patience")] = default(FinetuneConfig, "patience"),
     workers: Annotated[int, option(FinetuneConfig, "workers")] = default(FinetuneConfig, "workers"),
+    amp: Annotated[bool, option(FinetuneConfig, "amp", "--amp/--fp32")] = default(FinetuneConfig, "amp"),
     teacher: Annotated[
         Path | None,
         typer.Option(
@@ -74,6 +75,7 @@ def command(
         optimizer=optimizer,
         patience=patience,
         workers=workers,
+        amp=amp,
         distill_weight=distill_weight,
         feature_weight=feature_weight,
         label_weight=label_weight,

@@ -36,7 +36,11 @@ class FinetuneConfig(Section):
     )
     patience: int = Field(100, ge=1, description="stop after this many epochs without improvement")
     workers: int = Field(4, ge=0, description="dataloader worker processes (CPU training uses 0)")
-    amp: bool = Field(True, description="mixed precision on CUDA devices")
+    amp: bool = Field(
+        True,
+        description="mixed precision: fp16 on CUDA, bf16 on CPUs with bf16 units (AVX512-BF16, AMX); "
+        "false trains in fp32",
+    )
     seed: int = Field(0, description="random seed")
     teacher: bool | Path = Field(
         False,
