@@ -275,10 +275,18 @@ def _prune_tiny(model, batches: list[torch.Tensor], steps: int):
     """Data-aware pruning of the tiny model to 0.8 of its MACs, with guards that suit its narrow layers."""
     import pipeline.pruning.schedule as schedule
     from pipeline.pruning.core import ignored_layers
+    from pipeline.pruning.goals import CountGoal
 
     guards = schedule.Guards(max_layer_ratio=0.6, min_channels=0, round_to=2)
     return schedule.prune_and_reconstruct(
-        model, ignored_layers(model, []), batches, 0.8, guards, imgsz=IMGSZ, steps=steps, sensitivity_images=4
+        model,
+        ignored_layers(model, []),
+        batches,
+        0.8,
+        guards,
+        goal=CountGoal("macs", IMGSZ),
+        steps=steps,
+        sensitivity_images=4,
     )
 
 

@@ -11,6 +11,11 @@ from pipeline.cli.options import DEVICE_HELP, config_from_options, default, opti
 from pipeline.stages.prune import PRUNED_FILE, PruneConfig, prune_checkpoint
 
 
+def _round_to(value: str | int) -> int | str:
+    """--round-to's value: a channel count, or the text itself ('auto', or a mistake the config names)."""
+    return int(value) if str(value).isdigit() else value
+
+
 def command(
     model: Annotated[Path, typer.Option("--model", help="Ultralytics YOLOv8 .pt checkpoint to prune")],
     output: Annotated[Path, typer.Option("-o", "--output", help="pruned checkpoint to write")] = Path(
@@ -18,11 +23,23 @@ def command(
     ),
     macs: Annotated[float | None, option(PruneConfig, "macs")] = default(PruneConfig, "macs"),
     params: Annotated[float | None, option(PruneConfig, "params")] = default(PruneConfig, "params"),
+    latency: Annotated[float | None, option(PruneConfig, "latency")] = default(PruneConfig, "latency"),
+    latency_engine: Annotated[str, option(PruneConfig, "latency_engine")] = default(
+        PruneConfig, "latency_engine"
+    ),
+    latency_threads: Annotated[int | None, option(PruneConfig, "latency_threads")] = default(
+        PruneConfig, "latency_threads"
+    ),
+    latency_variants: Annotated[int, option(PruneConfig, "latency_variants")] = default(
+        PruneConfig, "latency_variants"
+    ),
     importance: Annotated[str, option(PruneConfig, "importance")] = default(PruneConfig, "importance"),
     global_pruning: Annotated[bool, option(PruneConfig, "global_pruning", "--global/--local")] = default(
         PruneConfig, "global_pruning"
     ),
-    round_to: Annotated[int, option(PruneConfig, "round_to")] = default(PruneConfig, "round_to"),
+    round_to: Annotated[str, option(PruneConfig, "round_to", parser=_round_to)] = default(
+        PruneConfig, "round_to"
+    ),
     max_layer_ratio: Annotated[float, option(PruneConfig, "max_layer_ratio")] = default(
         PruneConfig, "max_layer_ratio"
     ),
@@ -52,6 +69,10 @@ def command(
         "prune",
         macs=macs,
         params=params,
+        latency=latency,
+        latency_engine=latency_engine,
+        latency_threads=latency_threads,
+        latency_variants=latency_variants,
         importance=importance,
         global_pruning=global_pruning,
         round_to=round_to,
@@ -78,3 +99,25 @@ def command(
         f"{report.gflops_ratio:.3f}",
     )
     Console().print(table)
+    if "latency" in report.extra:
+        Console().print(latency_table(report.extra["latency"]))
+
+
+def latency_table(latency: dict):
+    """The pruned model's time against the unpruned model's, per stage of the network."""
+    from rich.table import Table
+
+    threads = latency["threads"] or "default"
+    goal = f"goal {latency['goal']:.2f}, " if latency.get("goal") else ""
+    table = Table(
+        title=f"latency on {latency['engine']} @{latency['imgsz']}, {threads} thread(s): {goal}"
+        f"predicted {latency['predicted']:.2f}, measured {latency['measured']:.2f} "
+        f"(p50 {latency['p50_before_ms']:.2f} -> {latency['p50_after_ms']:.2f} ms)",
+        caption=f"the latency model predicted held-apart variants within "
+        f"{latency['model']['held_apart_error']:.1%} (mean); channel block {latency['model']['block']}",
+    )
+    for column in ("stage (part/stride)", "conv ms before", "after", "after / before"):
+        table.add_column(column, justify="right")
+    for stage, (before, after) in latency["stages"].items():
+        table.add_row(stage, f"{before:.2f}", f"{after:.2f}", f"{after / before:.2f}" if before else "-")
+    return table

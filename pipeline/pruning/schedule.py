@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from core.checkpoints import count_params, gflops
+from pipeline.pruning.goals import Goal
 from pipeline.pruning.groups import GroupPruner
 from pipeline.pruning.reconstruct import ConvFit, reconstruct
 from pipeline.pruning.selection import OutputDistortion, allocate, channel_stats, measure_groups
@@ -63,13 +63,12 @@ def prune_and_reconstruct(
     keep: float,
     guards: Guards,
     *,
-    imgsz: int,
+    goal: Goal,
     steps: int,
     sensitivity_images: int,
-    unit: str = "macs",
     progress: Callable[[str, float], None] | None = None,
 ) -> Outcome:
-    """Prune `model` in place to `keep` of its GFLOPs (or parameters) in `steps` steps.
+    """Prune `model` in place to `keep` of what `goal` counts (MACs, parameters, latency) in `steps` steps.
 
     `batches` are letterboxed calibration images (N, 3, imgsz, imgsz) in 0..1; the group costs are
     measured on the first `sensitivity_images` of them, and the steps before the last reconstruct on the
@@ -80,10 +79,7 @@ def prune_and_reconstruct(
     example = batches[0][:1]
     pruner = GroupPruner(model, example, ignored)
 
-    def size() -> float:
-        return gflops(model, imgsz) if unit == "macs" else float(count_params(model))
-
-    start = size()
+    start = goal.total(model)
     sensitivity = [
         F.interpolate(b, size=sensitivity_size(b.shape[-1], int(model.stride.max())), mode="area")
         for b in _images(batches, sensitivity_images)
@@ -91,14 +87,8 @@ def prune_and_reconstruct(
     statistics = _images(batches, STATS_IMAGES)
     fits: list[ConvFit] = []
     for step in range(1, steps + 1):
-        goal = keep ** (step / steps)
         stats = channel_stats(model, statistics)
-        conv_total = sum(
-            s.macs if unit == "macs" else s.params_per_pair * s.cin * s.cout for s in stats.shapes.values()
-        )
-        now = size() / start
-        # Convolutions are nearly all of the GFLOPs and weights; scale the step's cut to theirs.
-        to_remove = conv_total * (1 - goal / now)
+        to_remove = goal.to_remove(stats, goal.total(model) / start, keep ** (step / steps))
         distortion = OutputDistortion(model, teacher, sensitivity)
         plans = measure_groups(
             pruner.groups(),
@@ -111,7 +101,9 @@ def prune_and_reconstruct(
             round_to=guards.round_to,
             progress=(lambda f, s=step: progress(f"step {s}/{steps}: measuring", f)) if progress else None,
         )
-        cuts = allocate(plans, stats, to_remove, guards.round_to, unit)
+        cuts = allocate(
+            plans, stats, to_remove, guards.round_to, lambda c, i, o, s=stats: goal.conv_cost(s, c, i, o)
+        )
         for plan in plans:
             pruner.remove(plan.group, cuts[id(plan)])
         last = step == steps

@@ -13,7 +13,8 @@ Two measurements on calibration images, no labels:
   and per-layer reconstruction errors do not show.
 
 Channels are then allocated greedily: the next cut is always the one with the least measured cost per
-MAC saved, within the caps (`max_layer_ratio`, `min_channels`, `round_to`).
+unit of the goal saved (a MAC, a parameter, or a millisecond the latency model predicts on the target),
+within the caps (`max_layer_ratio`, `min_channels`, `round_to`).
 """
 
 from __future__ import annotations
@@ -258,19 +259,19 @@ def measure_groups(
 
 
 def allocate(
-    plans: Sequence[GroupPlan], stats: ChannelStats, to_remove: float, round_to: int, unit: str = "macs"
+    plans: Sequence[GroupPlan],
+    stats: ChannelStats,
+    to_remove: float,
+    round_to: int,
+    conv_cost: Callable[[nn.Conv2d, int, int], float],
 ) -> dict:
-    """Channels to cut per group: greedy by measured distortion per MAC (or parameter) saved, until
-    `to_remove` conv MACs (or weights) are gone.
+    """Channels to cut per group: greedy by measured distortion per unit of the goal saved (MACs,
+    parameters or predicted milliseconds: `conv_cost(conv, in channels, out channels)`), until
+    `to_remove` of it is gone.
 
-    Costs are tracked per convolution (input x output channels), so cutting both sides of a convolution
-    is counted once.
+    Costs are tracked per convolution at its current widths, so cutting both sides of a convolution is
+    counted once, and a latency that steps with the kernel's channel blocks is followed step by step.
     """
-
-    def per_pair(conv: nn.Conv2d) -> int:
-        shape = stats.shapes[conv]
-        return shape.per_pair if unit == "macs" else shape.params_per_pair
-
     cin = {conv: s.cin for conv, s in stats.shapes.items()}
     cout = {conv: s.cout for conv, s in stats.shapes.items()}
     removed = {id(p): 0 for p in plans}
@@ -278,14 +279,17 @@ def allocate(
     def saving(plan: GroupPlan) -> float:
         total = 0.0
         for conv in plan.group.producers:
-            total += per_pair(conv) * cin[conv] * round_to
+            total += conv_cost(conv, cin[conv], cout[conv]) - conv_cost(
+                conv, cin[conv], cout[conv] - round_to
+            )
         for conv, (inputs, _) in plan.group.consumers.items():
-            total += per_pair(conv) * cout[conv] * round_to * _fan(plan, inputs)
+            narrower = cin[conv] - round_to * _fan(plan, inputs)
+            total += conv_cost(conv, cin[conv], cout[conv]) - conv_cost(conv, narrower, cout[conv])
         return total
 
     saved = 0.0
     while saved < to_remove:
-        best, best_score = None, math.inf
+        best, best_score, best_gain = None, math.inf, 0.0
         for plan in plans:
             n = removed[id(plan)]
             if n + round_to > min(plan.removable, plan.curve[-1][0]):  # never beyond what was measured
@@ -295,10 +299,10 @@ def allocate(
                 continue
             score = (plan.cost(n + round_to) - plan.cost(n)) / gain
             if score < best_score:
-                best, best_score = plan, score
+                best, best_score, best_gain = plan, score, gain
         if best is None:
             break
-        saved += saving(best)
+        saved += best_gain
         removed[id(best)] += round_to
         for conv in best.group.producers:
             cout[conv] -= round_to

@@ -31,6 +31,8 @@ from pipeline.stages.checkpoint_accuracy import checkpoint_map, input_map, map_m
 
 PRUNED_FILE = "pruned.pt"
 RECONSTRUCT_STEP = 0.9  # the default schedule removes at most a tenth of the MACs per step (measured best)
+# The engines a latency goal is measured on (pipeline.pruning.engine_timing.ENGINES, which imports torch)
+LatencyEngine = Literal["openvino/fp32", "openvino/bf16", "openvino/int8"]
 SENSITIVITY_IMAGES = 32  # measured: 8 or 16 images make the allocation noisy (docs/pruning.md)
 
 
@@ -47,13 +49,36 @@ class PruneConfig(Section):
         description="fraction of the MACs to keep, e.g. 0.5 (default 0.5 unless params is set)",
     )
     params: float | None = Field(None, gt=0, lt=1, description="fraction of the parameters to keep instead")
+    latency: float | None = Field(
+        None,
+        gt=0,
+        lt=1,
+        description="fraction of the unpruned model's latency (p50) on `latency_engine` to keep instead, "
+        "e.g. 0.6: cuts are chosen by accuracy cost per millisecond a latency model measured on this "
+        "machine predicts (docs/pruning.md), and the result is timed against the unpruned model",
+    )
+    latency_engine: LatencyEngine = Field(
+        "openvino/bf16",
+        description="the engine (target/precision) whose latency the latency goal and round_to: auto "
+        "are measured on, at the pruning's input size",
+    )
+    latency_threads: int | None = Field(
+        None, ge=1, description="inference threads the latency is measured with (default: the runtime's)"
+    )
+    latency_variants: int = Field(
+        12, ge=3, description="random width variants timed to fit the latency model (a quarter held apart)"
+    )
     importance: Literal["l1", "l2", "taylor", "bn-scale"] = Field(
         "l2", description="channel importance: weight l1/l2 norm, first-order Taylor (needs data), BN scale"
     )
     global_pruning: bool = Field(
         True, description="rank channels across all layers (global) instead of pruning each layer alike"
     )
-    round_to: int | None = Field(8, ge=1, description="keep channel counts multiples of this")
+    round_to: int | Literal["auto"] | None = Field(
+        8,
+        description="keep channel counts multiples of this; auto: the channel block the latency model "
+        "finds the engine's kernels prefer (measured on latency_engine)",
+    )
     max_layer_ratio: float = Field(
         0.5, gt=0, lt=1, description="largest fraction of any one layer's channels that may be removed"
     )
@@ -111,11 +136,23 @@ class PruneConfig(Section):
         with reported_by_pydantic():
             return None if value is None else check_imgsz(value)
 
+    @field_validator("round_to")
+    @classmethod
+    def _positive(cls, value: int | str | None) -> int | str | None:
+        if isinstance(value, int) and value < 1:
+            raise ValueError("round_to is a positive channel count or 'auto'")
+        return value
+
     @model_validator(mode="after")
     def _one_target(self) -> PruneConfig:
-        if self.macs is not None and self.params is not None:
-            raise ValueError("set macs or params, not both")
+        if sum(goal is not None for goal in (self.macs, self.params, self.latency)) > 1:
+            raise ValueError("set one of macs, params and latency")
         return self
+
+    @property
+    def measures_latency(self) -> bool:
+        """Whether the pruning fits a latency model: a latency goal or round_to: auto."""
+        return self.latency is not None or self.round_to == "auto"
 
     def resolved_method(self, data: Path | None) -> str:
         """'reconstruct' or 'magnitude': auto picks reconstruct whenever calibration data is given."""
@@ -129,6 +166,8 @@ class PruneConfig(Section):
 
     @property
     def target(self) -> tuple[str, float]:
+        if self.latency is not None:
+            return "latency", self.latency
         return ("params", self.params) if self.params is not None else ("macs", self.macs or 0.5)
 
 
@@ -160,13 +199,20 @@ def prune_checkpoint(
         "target": {unit: keep},
         "protect_head": config.resolved_protect_head(method),
     }
+    if method == "magnitude" and config.measures_latency:
+        raise InputError(
+            "a latency goal and round_to: auto need data-aware pruning: give --data D.yaml or an image "
+            f"folder (method {config.method!r})",
+            path=checkpoint,
+        )
     if method == "reconstruct":
         if data is None:
             raise InputError(
                 "method 'reconstruct' needs calibration images (--data D.yaml or an image folder)"
             )
-        outcome, steps, calibration = _prune_reconstruct(model, data, config, imgsz)
+        outcome, steps, calibration, latency, round_to = _prune_reconstruct(model, data, config, imgsz)
         extra |= {"steps": steps, "calibration": calibration, "kept_features": outcome.kept_features(model)}
+        extra |= {"round_to": round_to} | ({"latency": latency} if latency else {})
     else:
         console.print(
             "[yellow]warning:[/] no calibration data: magnitude pruning without reconstruction, which "
@@ -182,13 +228,18 @@ def prune_checkpoint(
 
 
 def _prune_reconstruct(model, data: Path, config: PruneConfig, imgsz: int):
-    """Data-aware selection and layer-wise reconstruction (pipeline.pruning.schedule)."""
+    """Data-aware selection and layer-wise reconstruction (pipeline.pruning.schedule), to a MACs,
+    parameter or latency goal; with a latency model, the result is timed against the unpruned model."""
     import math
+    from copy import deepcopy
 
     import torch
 
     from pipeline.modules import split_c2f
     from pipeline.pruning.core import ignored_layers
+    from pipeline.pruning.engine_timing import check_latency
+    from pipeline.pruning.goals import CountGoal, Goal, LatencyGoal
+    from pipeline.pruning.latency import conv_widths
     from pipeline.pruning.schedule import Guards, prune_and_reconstruct
 
     calibration = calibration_set(data, imgsz, config.calib_images)
@@ -197,21 +248,70 @@ def _prune_reconstruct(model, data: Path, config: PruneConfig, imgsz: int):
     unit, keep = config.target
     steps = config.steps or max(1, math.ceil(math.log(keep) / math.log(RECONSTRUCT_STEP)))
     split_c2f(model)
+    ignored = ignored_layers(model, config.protected_layers, config.resolved_protect_head("reconstruct"))
+    timing_images = list(calibration.batches(1))[:8]
+    record: dict = {}
     with Progress(console=console, transient=True) as progress:
         task = progress.add_task("pruning", total=1.0)
+
+        def report(what: str, done: float) -> None:
+            progress.update(task, description=what, completed=done)
+
+        latency_model = None
+        if config.measures_latency:
+            latency_model = _latency_model(model, ignored, timing_images, config, imgsz, report)
+            record = {"model": latency_model.record()}
+        goal: Goal = (
+            LatencyGoal(latency_model, {m: n for n, m in model.named_modules()})
+            if unit == "latency" and latency_model is not None
+            else CountGoal(unit, imgsz)
+        )
+        round_to = latency_model.block if config.round_to == "auto" and latency_model else config.round_to
+        unpruned = deepcopy(model) if latency_model is not None else None
         outcome = prune_and_reconstruct(
             model,
-            ignored_layers(model, config.protected_layers, config.resolved_protect_head("reconstruct")),
+            ignored,
             batches,
             keep,
-            Guards(config.max_layer_ratio, config.min_channels, config.round_to or 1),
-            imgsz=imgsz,
+            Guards(config.max_layer_ratio, config.min_channels, int(round_to or 1)),
+            goal=goal,
             steps=steps,
             sensitivity_images=config.sensitivity_images,
-            unit=unit,
-            progress=lambda what, done: progress.update(task, description=what, completed=done),
+            progress=report,
         )
-    return outcome, steps, calibration.record()
+        if unpruned is not None and latency_model is not None:
+            report(f"timing the pruned model against the unpruned one on {config.latency_engine}", 0.0)
+            check = check_latency(
+                unpruned,
+                model,
+                timing_images,
+                engine=config.latency_engine,
+                imgsz=imgsz,
+                threads=config.latency_threads,
+            )
+            predicted = latency_model.predict(conv_widths(model)) / latency_model.predict(
+                conv_widths(unpruned)
+            )
+            record |= {"goal": config.latency, "predicted": round(predicted, 4), **check.record()}
+    return outcome, steps, calibration.record(), record, round_to
+
+
+def _latency_model(model, ignored, images, config: PruneConfig, imgsz: int, report):
+    """The latency model of `model` on `config.latency_engine`, fitted on timed width variants."""
+    from pipeline.pruning.latency import fit, measure_variants
+
+    timings = measure_variants(
+        model,
+        ignored,
+        images,
+        engine=config.latency_engine,
+        imgsz=imgsz,
+        threads=config.latency_threads,
+        variants=config.latency_variants,
+        guards=(config.max_layer_ratio, config.min_channels),
+        progress=lambda done: report(f"timing width variants on {config.latency_engine}", done),
+    )
+    return fit(timings, config.latency_engine, imgsz, config.latency_threads)
 
 
 def labelled_dataset(data: Path | None) -> Path | None:
@@ -248,7 +348,7 @@ def _prune_magnitude(model, data: Path | None, config: PruneConfig, imgsz: int, 
     options = PruneOptions(
         importance=config.importance,
         global_pruning=config.global_pruning,
-        round_to=config.round_to,
+        round_to=config.round_to if isinstance(config.round_to, int) else None,
         max_layer_ratio=config.max_layer_ratio,
         min_channels=config.min_channels,
         protected_layers=tuple(config.protected_layers),
