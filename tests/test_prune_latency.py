@@ -147,3 +147,19 @@ def test_a_latency_goal_is_reached_when_measured_on_openvino(synth_dataset, tmp_
     assert latency["measured"] <= 0.85
     assert report.extra["round_to"] == latency["model"]["block"]
     assert load_detection_model(tmp_path / "p.pt").model[-1].nc == 6
+
+
+@pytest.mark.parametrize(
+    ("configured", "block", "unit", "expected"),
+    [
+        ("auto", 16, "macs", 16),
+        (8, 16, "latency", 16),
+        (8, 16, "macs", 8),
+        (24, 16, "latency", 48),
+        (8, None, "macs", 8),
+    ],
+)
+def test_a_latency_goal_cuts_whole_kernel_blocks(configured, block, unit, expected):
+    from pipeline.stages.prune import _round_to
+
+    assert _round_to(configured, block, unit) == expected

@@ -36,7 +36,7 @@ from pipeline.pruning.selection import removable_channels
 
 BLOCKS = (8, 16, 32, 64)  # candidate channel blocks of the CPU's convolution kernels
 WIDTH_STEP = 8  # variants' channel counts are multiples of this, so that every block size is tested
-MIN_KEEP = 0.4  # a variant's group keeps between this share and all of its removable channels
+SPREAD = 0.6  # a variant of depth d cuts each group by d * U(1 - SPREAD, 1) of what it may lose
 HELD_APART = 0.25  # share of the variants predicted before the final fit
 PROFILED_RUNS = 8  # profiled inferences per variant for the per-convolution times
 
@@ -97,8 +97,11 @@ def random_variant(
     example: torch.Tensor,
     guards_of: Callable[[int, int], int],
     rng: random.Random,
+    depth: float,
 ) -> nn.Module:
-    """A copy of `model` whose prunable groups each keep a random share of their removable channels."""
+    """A copy of `model` whose prunable groups each lose a random share, up to `depth`, of the channels
+    they may lose. Variants of evenly spread depths span the unpruned model to the most pruned one, so
+    that the latency a pruning ends at lies inside what the model was fitted on."""
     variant = deepcopy(model)
     names = {m: n for n, m in model.named_modules()}
     by_name = dict(variant.named_modules())
@@ -107,7 +110,7 @@ def random_variant(
         removable = guards_of(group.size, pruner.initial[group.root])
         if removable < WIDTH_STEP:
             continue
-        cut = rng.randint(0, int(removable * (1 - MIN_KEEP)) // WIDTH_STEP) * WIDTH_STEP
+        cut = round(removable * depth * rng.uniform(1 - SPREAD, 1) / WIDTH_STEP) * WIDTH_STEP
         pruner.remove(group, rng.sample(range(group.size), cut))
     return variant
 
@@ -143,6 +146,7 @@ def measure_variants(
                 example,
                 lambda size, initial: removable_channels(size, initial, max_ratio, min_channels, WIDTH_STEP),
                 rng,
+                depth=k / variants,
             )
         )
         compiled.append(CompiledEngine(deployment_onnx(variant, imgsz), engine, imgsz, threads, calibration))
@@ -165,8 +169,9 @@ def measure_variants(
 def fit(timings: Sequence[EngineTiming], engine: str, imgsz: int, threads: int | None) -> LatencyModel:
     """The latency model of these timings: the block size that explains the per-layer times best, each
     convolution's (a, b), and the p50's scale and intercept; the held-apart error from a fit on the rest."""
-    apart = max(1, round(len(timings) * HELD_APART)) if len(timings) >= 4 else 0
-    training, held = list(timings[: len(timings) - apart]), list(timings[len(timings) - apart :])
+    step = round(1 / HELD_APART)  # every 4th variant, across the whole range of depths
+    held = list(timings[step // 2 :: step]) if len(timings) >= step else []
+    training = [t for t in timings if all(t is not h for h in held)]
     block = min(BLOCKS, key=lambda b: _layer_residual(training, b))
     model = _fit_with_block(training, engine, imgsz, threads, block)
     pairs = [(model.predict(t.widths), t.p50_ms) for t in held]
