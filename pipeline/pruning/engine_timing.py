@@ -246,21 +246,23 @@ def check_latency(
     rounds: int = 5,
     runs: int = 20,
 ) -> LatencyCheck:
-    """Both models compiled as `engine` runs them and timed in `rounds` interleaved rounds, so that a
-    change in machine load hits both alike; per-stage convolution times from the profiler."""
+    """Both models compiled as `engine` runs them, timed and profiled in `rounds` interleaved rounds, so
+    that a change in machine load hits both alike; per-stage convolution times are the rounds' medians."""
     compiled = [
         CompiledEngine(deployment_onnx(m, imgsz), engine, imgsz, threads, calibration)
         for m in (before, after)
     ]
     times: list[list[float]] = [[], []]
+    profiles: list[list[dict[str, float]]] = [[], []]
     for _ in range(rounds):
         for k, engine_k in enumerate(compiled):
             times[k] += engine_k.latencies(runs)
+            profiles[k].append(engine_k.conv_times(3))
     stage_times: dict[str, list[float]] = {}
-    for k, (model, engine_k) in enumerate(zip((before, after), compiled, strict=True)):
-        conv = engine_k.conv_times(10)
+    for k, model in enumerate((before, after)):
         for name, stage in stages(model, imgsz).items():
-            stage_times.setdefault(stage, [0.0, 0.0])[k] += conv.get(name, 0.0)
+            ms = float(np.median([profile.get(name, 0.0) for profile in profiles[k]]))
+            stage_times.setdefault(stage, [0.0, 0.0])[k] += ms
     return LatencyCheck(
         engine,
         imgsz,
