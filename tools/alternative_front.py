@@ -35,7 +35,7 @@ from pipeline.stages.benchmark import bench_progress
 from pipeline.stages.search import pruned_candidates
 from pipeline.stages.search_candidates import MeasureSettings, build_candidate, time_runners
 from targets.base import RunOptions, get_target
-from targets.openvino import OpenVinoRunner
+from targets.openvino import OpenVinoRunner, int8_float_hint
 
 LEVELS = 7  # mAP levels compared, from the reference model's down to 3 points below it
 P90 = parse_budget("p90<=1ms")  # only its statistic is used: the upper bound of p90
@@ -85,7 +85,8 @@ def measure(args: argparse.Namespace, console: Console) -> list[dict[str, Any]]:
         for label, xml in exports.items():
             size = int(label.rsplit(" ", 1)[1])
             candidate = Candidate(size, 1.0, label)  # the label keeps the two sides apart
-            runners[candidate] = OpenVinoRunner(xml, "int8" if "INT8" in label else "bf16", options)
+            precision = "int8" if "INT8" in label else "bf16"  # float parts as OpenVINO runs them by default
+            runners[candidate] = OpenVinoRunner(xml, precision, options, hint=int8_float_hint())
             labels[candidate] = label
         samples, flags = time_runners(runners, settings, args.data, progress)
         for candidate, runner in runners.items():
