@@ -16,13 +16,13 @@ from core.errors import InputError
 from pipeline.cli.options import DEVICE_HELP, config_from_options, default, option, renamed, torch_device
 from pipeline.run import run_pipeline, run_search
 from pipeline.search.budget_expr import parse_budget
+from pipeline.search.grid import DEFAULT_SIZES
 from pipeline.stages.search import SearchConfig
 
 WINNER_CONFIG = "search.yaml"
 BUDGET_FILE = "budget.yaml"
 SEARCH_FILE = "search.json"
 WINNER_DIR = "winner"
-DEFAULT_IMGSZ = 640  # the input size searched when --imgsz is not given
 DEFAULT_MACS = ",".join(f"{ratio:g}" for ratio in default(SearchConfig, "macs"))
 
 
@@ -42,8 +42,9 @@ def comma_list(text: str | None, cast: type, option_name: str) -> list[Any] | No
 def winner_config(
     search: dict[str, Any], *, model: Path, data: Path, val: Path, device: str, config: SearchConfig
 ) -> dict[str, Any]:
-    """The `edgepipe run` config that reproduces the winner: its input size, pruning (as searched: at the
-    search's pruning size), fine-tuning, build, benchmark, report and the budget as the gate."""
+    """The `edgepipe run` config that reproduces the winner: its input size, pruning (as searched: at its
+    own input size, or at the one pruning size of a search.json from before), fine-tuning, build,
+    benchmark, report and the budget as the gate."""
     chosen = search["chosen"]
     run: dict[str, Any] = {
         "name": f"{model.stem}-{chosen['imgsz']}px-{chosen['ratio']:g}macs",
@@ -54,7 +55,8 @@ def winner_config(
         "device": device,
     }
     if chosen["ratio"] < 1.0:
-        prune = config.prune_config(search["prune_imgsz"]).model_dump(include={"round_to", "imgsz"})
+        size = search.get("prune_imgsz") or chosen["imgsz"]
+        prune = config.prune_config(size).model_dump(include={"round_to", "imgsz"})
         run["prune"] = {"macs": chosen["ratio"], **prune}
     if chosen.get("finetuned_map50_95") is not None:
         run["finetune"] = {"epochs": config.finetune_epochs, "teacher": config.teacher}
@@ -103,8 +105,12 @@ def command(
         str, typer.Option(help="precisions tried, comma-separated, e.g. int8,bf16")
     ] = ",".join(default(SearchConfig, "precisions")),
     imgsz: Annotated[
-        str, typer.Option(help="input sizes tried, comma-separated multiples of 32, e.g. 640,512,448")
-    ] = str(DEFAULT_IMGSZ),
+        str | None,
+        typer.Option(
+            help="input sizes tried, comma-separated multiples of 32 "
+            f"[default: {','.join(map(str, DEFAULT_SIZES))}]"
+        ),
+    ] = None,
     macs: Annotated[
         str, typer.Option(help="MACs ratios tried, comma-separated (1.0: the model as given)")
     ] = DEFAULT_MACS,
@@ -113,9 +119,10 @@ def command(
     finetune_epochs: Annotated[int, option(SearchConfig, "finetune_epochs", min=0)] = default(
         SearchConfig, "finetune_epochs"
     ),
-    finetune_top: Annotated[int, option(SearchConfig, "finetune_top", min=1)] = default(
-        SearchConfig, "finetune_top"
+    finetune_minutes: Annotated[float, option(SearchConfig, "finetune_minutes")] = default(
+        SearchConfig, "finetune_minutes"
     ),
+    finetune_top: Annotated[int | None, option(SearchConfig, "finetune_top", min=1)] = None,
     teacher: Annotated[
         bool, typer.Option("--teacher", help="distill the fine-tuning from the unpruned model")
     ] = False,
@@ -153,6 +160,7 @@ def command(
         batch=batch,
         round_to=round_to,
         finetune_epochs=finetune_epochs,
+        finetune_minutes=finetune_minutes,
         finetune_top=finetune_top,
         teacher=teacher,
         calib_images=calib_images,
@@ -166,9 +174,7 @@ def command(
         if path is not None and not path.exists():
             raise InputError("file not found", path=path)
     val = val or data
-    chosen = run_search(
-        config, model=model, data=data, val=val, imgsz=DEFAULT_IMGSZ, device=device, workdir=output
-    )
+    chosen = run_search(config, model=model, data=data, val=val, device=device, workdir=output)
     search = json.loads(chosen.path.read_text())
     write_atomic(output / SEARCH_FILE, chosen.path.read_bytes())
     write_atomic(output / BUDGET_FILE, yaml.safe_dump(budget_file(config, chosen.metadata["precision"])))
