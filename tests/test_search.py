@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from core.errors import EXIT_BAD_INPUT, EXIT_CHECK_FAILED, CheckFailed, InputError
 from pipeline.config import load_config
-from pipeline.report.search import row_score, summary_line
+from pipeline.report.search import candidate_rows, row_score, summary_line
 from pipeline.search.budget_expr import parse_budget
 from pipeline.search.grid import Candidate, check_ratios, check_sizes, grid
 from pipeline.search.select import (
@@ -202,6 +202,15 @@ def test_predicted_fine_tuning_time_scales_with_the_gflops_of_those_done():
 def test_default_input_sizes_are_a_ladder():
     assert SearchConfig(budget="p90<=10ms").sizes() == [640, 512, 448, 384, 320]
     assert SearchConfig(budget="p90<=10ms", imgsz=[320, 640]).sizes() == [640, 320]
+
+
+def test_the_table_shows_each_pruned_candidates_speed_up_against_its_macs_cut():
+    search = {"target": "openvino", "batch": 1, **select(COCO_LIKE, parse_budget("p90<=15ms")).as_dict()}
+    header, rows = candidate_rows(search)
+    column = header.index("speed-up vs MACs cut")
+    by_size = {(row[0].rstrip(" ★"), row[1]): row[column] for row in rows}
+    assert by_size["640", "1"] == "—"
+    assert by_size["640", "0.8"] == f"{20.0 / 17.0:.2f}× vs {1 / 0.8:.2f}×"  # p50 20 -> 17 ms, GFLOPs ÷ 0.8
 
 
 def test_the_winner_is_pruned_at_its_own_input_size_and_old_search_files_at_theirs(tmp_path):
