@@ -17,6 +17,7 @@ from pipeline.config import load_config
 from pipeline.report.search import candidate_rows, row_score, summary_line
 from pipeline.search.budget_expr import parse_budget
 from pipeline.search.grid import Candidate, check_ratios, check_sizes, grid
+from pipeline.search.recheck import recheck
 from pipeline.search.select import (
     Measurement,
     finetune_order,
@@ -204,13 +205,31 @@ def test_default_input_sizes_are_a_ladder():
     assert SearchConfig(budget="p90<=10ms", imgsz=[320, 640]).sizes() == [640, 320]
 
 
-def test_the_table_shows_each_pruned_candidates_speed_up_against_its_macs_cut():
-    search = {"target": "openvino", "batch": 1, **select(COCO_LIKE, parse_budget("p90<=15ms")).as_dict()}
+def test_the_table_shows_a_partial_map_and_each_pruned_candidates_speed_up_against_its_macs_cut():
+    partial = [replace(m, map_images=32, map_total_images=128) for m in COCO_LIKE]
+    search = {"target": "openvino", "batch": 1, **select(partial, parse_budget("p90<=15ms")).as_dict()}
     header, rows = candidate_rows(search)
+    assert "mAP50-95 (partial, 32 of 128 images)" in header
     column = header.index("speed-up vs MACs cut")
     by_size = {(row[0].rstrip(" ★"), row[1]): row[column] for row in rows}
     assert by_size["640", "1"] == "—"
     assert by_size["640", "0.8"] == f"{20.0 / 17.0:.2f}× vs {1 / 0.8:.2f}×"  # p50 20 -> 17 ms, GFLOPs ÷ 0.8
+    whole = {"target": "openvino", "batch": 1, **select(COCO_LIKE, parse_budget("p90<=15ms")).as_dict()}
+    assert candidate_rows(whole)[0][6] == "mAP50-95"
+
+
+def test_the_winners_full_map_is_put_beside_the_partial_one_and_a_rival_flagged():
+    partial = [replace(m, map_images=32, map_total_images=128) for m in COCO_LIKE]
+    search = select(partial, parse_budget("p90<=15ms"), margin=0.0).as_dict()
+    assert (search["chosen"]["imgsz"], search["chosen"]["map50_95"]) == (512, 0.417)
+    fine = recheck(search, 0.41)
+    assert fine is not None and fine.warning() is None
+    assert "whole val split (128 images): 0.4100" in fine.line() and "32 images" in fine.line()
+    flagged = recheck(search, 0.37)  # below 384 px's partial 0.382, which also meets the budget
+    assert flagged is not None and flagged.as_dict()["rival"] == "384px × 1 MACs, int8"
+    assert "may have ranked them wrongly" in (flagged.warning() or "")
+    whole = select(COCO_LIKE, parse_budget("p90<=15ms"), margin=0.0).as_dict()
+    assert recheck(whole, 0.37) is None  # scored on the whole split: nothing to check
 
 
 def test_the_winner_is_pruned_at_its_own_input_size_and_old_search_files_at_theirs(tmp_path):
@@ -307,7 +326,7 @@ def test_tiny_search_end_to_end_then_a_new_budget_reuses_the_measurements(
     tiny_model, synth_dataset, tmp_path
 ):
     out = tmp_path / "search"
-    grid_options = ["--imgsz", "64,32", "--macs", "1.0,0.6", "--round-to", "2"]
+    grid_options = ["--imgsz", "64,32", "--macs", "1.0,0.6", "--round-to", "2", "--map-images", "4"]
     first = search_cli(tiny_model, synth_dataset, out, "p90<=10000ms", *grid_options)
     assert first.exit_code == 0, first.output
     assert list(manifest_stages(out)) == [
@@ -321,8 +340,11 @@ def test_tiny_search_end_to_end_then_a_new_budget_reuses_the_measurements(
     chosen = search["chosen"]
     assert chosen["map50_95"] == max(r["map50_95"] for r in rows)  # every candidate meets a generous budget
     said = " ".join(first.output.split())
-    for header in ("imgsz", "MACs", "p90 bound ms", "mAP50-95"):
+    for header in ("imgsz", "MACs", "p90 bound ms", "mAP50-95 (partial, 4 of"):
         assert header in said
+    recheck_record = json.loads((out / "search.json").read_text())["recheck"]  # the winner's run: whole split
+    assert recheck_record["map_images"] == 4 and recheck_record["total_images"] > 4
+    assert f"whole val split ({recheck_record['total_images']} images)" in said
 
     winner = yaml.safe_load((out / "search.yaml").read_text())
     assert winner["imgsz"] == chosen["imgsz"]

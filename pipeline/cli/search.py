@@ -17,6 +17,7 @@ from pipeline.cli.options import DEVICE_HELP, config_from_options, default, opti
 from pipeline.run import run_pipeline, run_search
 from pipeline.search.budget_expr import parse_budget
 from pipeline.search.grid import DEFAULT_SIZES
+from pipeline.search.recheck import recheck
 from pipeline.stages.search import SearchConfig
 
 WINNER_CONFIG = "search.yaml"
@@ -84,6 +85,30 @@ def budget_file(config: SearchConfig, precision: str) -> dict[str, Any]:
             }
         ]
     }
+
+
+def winner_map(winner_dir: Path, config: SearchConfig, precision: str) -> float | None:
+    """The mAP50-95 the winner's own run measured (on the whole val split), from its bench stage."""
+    from benchmarks.results import load_results
+
+    stages = json.loads((winner_dir / "manifest.json").read_text())["stages"]
+    label = f"bench:{config.target}/{precision}"
+    paths = [Path(s["artifacts"]["results"]["path"]) for s in stages if s["label"] == label]
+    found = [r.map50_95 for r in load_results(*paths) if r.batch == config.batch] if paths else []
+    return found[0] if found else None
+
+
+def recheck_partial_map(search: dict[str, Any], output: Path, config: SearchConfig) -> None:
+    """With a partial mAP (--map-images), print the winner's full one beside it, flag a feasible candidate
+    that scored above it, and keep both in search.json."""
+    full = winner_map(output / WINNER_DIR, config, search["chosen"]["precision"])
+    checked = recheck(search, full) if full is not None else None
+    if checked is None:
+        return
+    console.print(checked.line())
+    if (warning := checked.warning()) is not None:
+        console.print(f"[yellow]warning:[/yellow] {warning}")
+    write_atomic(output / SEARCH_FILE, json.dumps({**search, "recheck": checked.as_dict()}, indent=2))
 
 
 def command(
@@ -184,6 +209,7 @@ def command(
     if not verify:
         return
     code = run_pipeline(config_path, output / WINNER_DIR, console=console)
+    recheck_partial_map(search, output, config)
     if code == 0:
         limit = parse_budget(config.budget, config.batch)
         console.print(f"[bold green]budget met[/bold green] when benchmarked again ({limit.describe()})")

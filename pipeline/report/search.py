@@ -27,6 +27,21 @@ def _is_chosen(row: dict[str, Any], chosen: dict[str, Any] | None) -> bool:
     return chosen is not None and all(row[k] == chosen[k] for k in keys)
 
 
+def map_label(search: dict[str, Any]) -> str:
+    """ "mAP50-95", or "mAP50-95 (partial, N of M images)" when the candidates were scored on part of the
+    split (`--map-images`): such a figure ranks candidates, it is not the model's mAP."""
+    partial = [row for row in search["candidates"] if is_partial(row)]
+    if not partial:
+        return "mAP50-95"
+    counts = sorted({row["map_images"] for row in partial})
+    return f"mAP50-95 (partial, {'/'.join(map(str, counts))} of {partial[0]['map_total_images']} images)"
+
+
+def is_partial(row: dict[str, Any]) -> bool:
+    images, total = row.get("map_images"), row.get("map_total_images")
+    return images is not None and total is not None and images < total
+
+
 def pruning_gain(row: dict[str, Any], rows: list[dict[str, Any]]) -> str:
     """A pruned candidate's p50 speed-up against its cut in GFLOPs (MACs), both relative to the unpruned
     candidate of the same input size and precision: "1.10× vs 1.43×"."""
@@ -49,6 +64,7 @@ def candidate_rows(search: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     """
     header = [*HEADER]
     header[5] = f"{search['budget']['statistic']} bound ms"
+    header[6] = map_label(search)
     rows = []
     for row in search["candidates"]:
         mark = " ★" if _is_chosen(row, search.get("chosen")) else ""

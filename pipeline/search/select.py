@@ -38,6 +38,8 @@ class Measurement:
     ran_precision: str | None = None  # what the backend actually ran, e.g. bf16 for an OpenVINO fp32 IR
     error: str | None = None
     flags: tuple[str, ...] = ()
+    map_images: int | None = None  # val images the mAP was measured on (None in files before it was kept)
+    map_total_images: int | None = None  # of the split: more than map_images for a partial mAP
 
     @property
     def candidate(self) -> Candidate:
@@ -70,6 +72,8 @@ class CandidateRow:
     ran_precision: str | None = None
     error: str | None = None
     flags: tuple[str, ...] = field(default_factory=tuple)
+    map_images: int | None = None
+    map_total_images: int | None = None
 
     @property
     def candidate(self) -> Candidate:
@@ -249,6 +253,8 @@ def _row(
         ran_precision=m.ran_precision,
         error=m.error,
         flags=m.flags,
+        map_images=m.map_images,
+        map_total_images=m.map_total_images,
     )
 
 

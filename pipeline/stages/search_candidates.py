@@ -202,6 +202,8 @@ def measure_candidates(
                     candidate.precision,
                     samples_ms=tuple(round(s, 4) for s in samples[candidate]),
                     map50_95=round(score.map50_95, 5),
+                    map_images=score.images,
+                    map_total_images=score.total_images,
                     ran_precision=runner.precision,
                     flags=(spread,) if spread else (),
                     **facts[candidate],
