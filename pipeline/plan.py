@@ -24,7 +24,13 @@ SEARCH_LIBS = ("torch", "ultralytics", "torch-pruning", "onnx", "onnxslim", "onn
 SEARCH_PRUNE_FIELDS = {"macs", "imgsz", "round_to"}
 SEARCH_MEASURE_FIELDS = {"target", "precisions", "imgsz", *MeasureSettings.__dataclass_fields__}
 SEARCH_SELECT_FIELDS = {"budget", "batch", "confidence", "margin"}
-SEARCH_FINETUNE_FIELDS = {*SEARCH_SELECT_FIELDS, "finetune_epochs", "finetune_top", "teacher"}
+SEARCH_FINETUNE_FIELDS = {
+    *SEARCH_SELECT_FIELDS,
+    "finetune_epochs",
+    "finetune_minutes",
+    "finetune_top",
+    "teacher",
+}
 
 
 def _synth_stage(section: SynthSource, ctx: StageContext) -> dict[str, Artifact]:
@@ -49,23 +55,33 @@ def search_plans(config: search.SearchConfig, *, data_reads: tuple[Path, ...]) -
     def key(fields: set[str]) -> dict[str, Any]:
         return {"search": config.model_dump(mode="json", include=fields), "prune": _prune_defaults()}
 
+    pruned = [(ratio, size) for size in config.sizes() for ratio in config.macs if ratio < 1.0]
+    checkpoints = {
+        search.checkpoint_input(r, s): f"search:{search.checkpoint_input(r, s)}" for r, s in pruned
+    }
     plans = [
         StagePlan(
-            "search:prune",
+            f"search:prune:{ratio:g}@{size}",  # one stage per (ratio, size): each cached on its own
             "search",
-            bind(search.run_prune, config),
-            key(SEARCH_PRUNE_FIELDS),
+            partial(search.run_prune, config, ratio, size),
+            {
+                "search": {"macs": ratio, "imgsz": size, "round_to": config.round_to},
+                "prune": _prune_defaults(),
+            },
             needs={"model": "model"},
-            provides={"checkpoints": "search:checkpoints"},
+            provides={"checkpoint": f"search:{search.checkpoint_input(ratio, size)}"},
             libraries=SEARCH_LIBS,
             reads=data_reads,
-        ),
+        )
+        for ratio, size in pruned
+    ]
+    plans += [
         StagePlan(
             "search:measure",
             "search",
             bind(search.run_measure, config),
             key(SEARCH_PRUNE_FIELDS | SEARCH_MEASURE_FIELDS),
-            needs={"model": "model", "checkpoints": "search:checkpoints"},
+            needs={"model": "model", **checkpoints},
             provides={"measurements": "search:measurements"},
             libraries=SEARCH_LIBS,
             reads=data_reads,
@@ -87,11 +103,7 @@ def search_plans(config: search.SearchConfig, *, data_reads: tuple[Path, ...]) -
                 "search",
                 bind(search.run_finetune, config),
                 key(SEARCH_FINETUNE_FIELDS),
-                needs={
-                    "model": "model",
-                    "checkpoints": "search:checkpoints",
-                    "measurements": "search:measurements",
-                },
+                needs={"model": "model", "measurements": "search:measurements", **checkpoints},
                 provides={"search": "search"},
                 libraries=SEARCH_LIBS,
                 reads=data_reads,

@@ -114,7 +114,6 @@ def run_search(
     model: Path,
     data: Path,
     val: Path,
-    imgsz: int,
     device: str,
     workdir: Path,
     console: Console | None = None,
@@ -124,7 +123,7 @@ def run_search(
     console = console or shared_console
     work = WorkDir(workdir)
     settings = RunSettings(
-        imgsz=max(config.sizes(imgsz)), device=device, data=data, val=val, model_name=model.stem
+        imgsz=max(config.sizes()), device=device, data=data, val=val, model_name=model.stem
     )
     with work.lock():
         work.clean_stale()

@@ -2,8 +2,10 @@
 
 OpenVINO's CPU plugin runs an FP32 IR in bf16 on CPUs with bf16 units unless told otherwise, so every
 engine states its `INFERENCE_PRECISION_HINT` and records what the compiled model reports back. INT8
-keeps the Detect head's post-processing in float (as Ultralytics' OpenVINO INT8 export does) and runs
-those float parts at f32, since bf16 has too few bits for pixel coordinates.
+keeps the Detect head's post-processing in float (as Ultralytics' OpenVINO INT8 export does). Its float
+parts run in bf16 where the CPU has bf16 units (the plugin itself keeps the box decode after the last
+convolution in f32), else f32; the INT8 self-check measures them as they run and returns them to f32
+when bf16 costs mAP past the bound (targets/openvino_int8.py). The engine records the hint it chose.
 """
 
 from __future__ import annotations
@@ -28,7 +30,8 @@ if TYPE_CHECKING:
 MODEL_FILE = "model.xml"
 DEVICES = ("CPU", "GPU", "NPU", "AUTO")  # also with a suffix: GPU.1, AUTO:GPU,CPU
 PERFORMANCE_HINTS = ("LATENCY", "THROUGHPUT", "CUMULATIVE_THROUGHPUT")
-# The hint each engine compiles with; int8 names the precision of its float parts.
+# The hint each engine compiles with; int8 names the precision of its float parts, the slowest it may
+# take (`int8_float_hint` picks bf16 where the device runs it, and the engine records the choice).
 HINTS = {"fp32": "f32", "bf16": "bf16", "fp16": "f16", "int8": "f32"}
 PRECISION_NAMES = {"f32": "fp32", "bf16": "bf16", "f16": "fp16"}
 
@@ -36,6 +39,22 @@ PRECISION_NAMES = {"f32": "fp32", "bf16": "bf16", "f16": "fp16"}
 def runtime_precision(precision: str, hint_read_back: str) -> str:
     actual = PRECISION_NAMES.get(hint_read_back, hint_read_back)
     return f"int8+{actual}" if precision == "int8" else actual
+
+
+def int8_float_hint(device: str = "CPU") -> str:
+    """The hint for an INT8 engine's float parts: bf16 on a CPU with bf16 units (AVX512-BF16, AMX), which
+    OpenVINO reports in its optimization capabilities, else f32. Other devices keep f32."""
+    import openvino as ov
+
+    name = device_name(device)
+    if name.split(".")[0] != "CPU":
+        return HINTS["int8"]
+    return "bf16" if "BF16" in ov.Core().get_property(name, "OPTIMIZATION_CAPABILITIES") else HINTS["int8"]
+
+
+def engine_hint(metadata: dict[str, Any]) -> str:
+    """The hint an engine was built for, from its record (engines built before the choice: f32)."""
+    return str(metadata.get("inference_precision_hint") or HINTS[metadata["precision"]])
 
 
 def device_name(device: str) -> str:
@@ -50,14 +69,14 @@ def device_name(device: str) -> str:
 
 
 def compile_model(
-    path: Path | Any, precision: str, options: RunOptions, performance: str = "LATENCY", profile: bool = False
+    path: Path | Any, hint: str, options: RunOptions, performance: str = "LATENCY", profile: bool = False
 ):
-    """`performance` is the hint unless the options name one; streams are explicit, so the recorded
-    stream count is the one that ran."""
+    """`hint` is the inference precision hint (f32, bf16, f16); `performance` is the performance hint
+    unless the options name one; streams are explicit, so the recorded stream count is the one that ran."""
     import openvino as ov
 
     config: dict[str, Any] = {
-        "INFERENCE_PRECISION_HINT": HINTS[precision],
+        "INFERENCE_PRECISION_HINT": hint,
         "PERFORMANCE_HINT": options.performance_hint or performance,
         "NUM_STREAMS": options.streams,
     }
@@ -119,6 +138,7 @@ class OpenVinoTarget:
         model = ov.convert_model(str(inputs.onnx))
         versions = {"openvino": ov.__version__}
         extra: dict[str, Any] = {}
+        hint = HINTS[precision]
         if precision == "int8":
             if calibration is None:
                 raise InputError("int8 needs a calibration set", hint="pass --data data.yaml")
@@ -126,21 +146,22 @@ class OpenVinoTarget:
 
             from targets.openvino_int8 import quantize
 
-            def measure(candidate) -> tuple[float, float]:
-                runner = OpenVinoRunner(candidate, "int8", RunOptions())
+            def measure(candidate, float_hint: str) -> tuple[float, float]:
+                runner = OpenVinoRunner(candidate, "int8", RunOptions(), hint=float_hint)
                 accuracy = evaluate(runner, options["val_data"], facts.imgsz)
                 return accuracy.map50_95, accuracy.map50
 
             versions["nncf"] = nncf.__version__
             model, extra["quantization"], control = quantize(
-                model, calibration, options, facts.imgsz, measure
+                model, calibration, options, facts.imgsz, measure, int8_float_hint()
             )
+            hint = extra["quantization"]["float_parts"]["hint"]
             if control is not None:
                 extra["accuracy_control"] = control
         out_dir.mkdir(parents=True, exist_ok=True)
         ov.save_model(model, out_dir / MODEL_FILE, compress_to_fp16=precision == "fp16")
 
-        compiled = compile_model(out_dir / MODEL_FILE, precision, RunOptions())
+        compiled = compile_model(out_dir / MODEL_FILE, hint, RunOptions())
         actual = runtime_precision(precision, hint_read_back(compiled))
         if precision in ("bf16", "fp16") and actual != precision:
             raise PrecisionUnavailable(
@@ -158,19 +179,21 @@ class OpenVinoTarget:
             calibration=calibration if precision == "int8" else None,
             options=options,
             versions=versions,
-            extra={"inference_precision_hint": HINTS[precision], **extra},
+            extra={"inference_precision_hint": hint, **extra},
         )
 
     def load(self, artifact: Artifact, options: RunOptions) -> OpenVinoRunner:
-        return OpenVinoRunner(model_path(artifact), artifact.metadata["precision"], options)
+        meta = artifact.metadata
+        return OpenVinoRunner(model_path(artifact), meta["precision"], options, hint=engine_hint(meta))
 
 
 class OpenVinoRunner(Runner):
-    def __init__(self, path: Path | Any, precision: str, options: RunOptions):
-        """`path`: an IR file, or an ov.Model in memory (the INT8 build measures candidates so)."""
+    def __init__(self, path: Path | Any, precision: str, options: RunOptions, hint: str | None = None):
+        """`path`: an IR file, or an ov.Model in memory (the INT8 build measures candidates so); `hint`:
+        the inference precision hint, by default the precision's own (f32 for int8's float parts)."""
         self.path = path
-        self.engine_precision = precision
-        self.compiled = compile_model(path, precision, options)
+        self.hint = hint or HINTS[precision]
+        self.compiled = compile_model(path, self.hint, options)
         self.request = self.compiled.create_infer_request()
         self.precision = runtime_precision(precision, hint_read_back(self.compiled))
         self.options = options
@@ -188,7 +211,7 @@ class OpenVinoRunner(Runner):
         import openvino as ov
 
         options = replace(self.options, streams=streams)
-        compiled = compile_model(self.path, self.engine_precision, options, performance="THROUGHPUT")
+        compiled = compile_model(self.path, self.hint, options, performance="THROUGHPUT")
         requests = self.options.infer_requests or compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")
         queue = ov.AsyncInferQueue(compiled, requests)
         self._settings["throughput"] = {**read_back(compiled), "infer_requests": requests}
@@ -204,7 +227,7 @@ class OpenVinoRunner(Runner):
 
     def layer_times(self, batch: np.ndarray, runs: int) -> list[LayerTime]:
         """OpenVINO's own per-layer counters (PERF_COUNT), as `benchmark_app -pc` prints them."""
-        compiled = compile_model(self.path, self.engine_precision, self.options, profile=True)
+        compiled = compile_model(self.path, self.hint, self.options, profile=True)
         request = compiled.create_infer_request()
         request.infer({0: batch})  # untimed: first-run allocations
         times = []

@@ -14,10 +14,20 @@ from typer.testing import CliRunner
 
 from core.errors import EXIT_BAD_INPUT, EXIT_CHECK_FAILED, CheckFailed, InputError
 from pipeline.config import load_config
-from pipeline.report.search import row_score, summary_line
+from pipeline.report.search import candidate_rows, row_score, summary_line
 from pipeline.search.budget_expr import parse_budget
 from pipeline.search.grid import Candidate, check_ratios, check_sizes, grid
-from pipeline.search.select import Measurement, monotone_fit, require_choice, select, upper_bound
+from pipeline.search.recheck import recheck
+from pipeline.search.select import (
+    Measurement,
+    finetune_order,
+    monotone_fit,
+    predicted_seconds,
+    require_choice,
+    select,
+    upper_bound,
+)
+from pipeline.stages.search import SearchConfig
 
 
 def measured(
@@ -158,6 +168,82 @@ def test_fine_tuned_map_ranks_a_candidate():
     assert (chosen.imgsz, chosen.ratio, chosen.score) == (512, 0.8, 0.43)
 
 
+def test_fine_tuning_goes_to_the_fastest_pruned_candidates_at_each_size_not_the_most_accurate():
+    """The old rule fine-tuned the feasible candidates with the highest mAP before training: unpruned ones.
+    The new one takes pruned candidates that full recovery would put on the front, fastest first at each
+    input size, whatever their mAP before training."""
+    candidates = [
+        *COCO_LIKE,
+        measured(640, 0.5, 14.5, 0.05),  # lowest mAP before training, yet the fastest pruned one at 640
+        measured(512, 0.5, 10.5, 0.02),
+        measured(320, 1.0, 6.0, 0.363),
+        measured(320, 0.8, 5.5, 0.20),  # faster than all: would be on the front even at a lower ceiling
+    ]
+    selection = select(candidates, parse_budget("p90<=16ms"), margin=0.0)
+    order = [(row.imgsz, row.ratio) for row in finetune_order(selection)]
+    # 640 × 0.8 misses the budget; 384 × 0.8 could at best reach 384 px's 0.382, which 320 px × 1.0 (faster)
+    # nearly has: it stays, since 0.382 > 0.363. Round one: the fastest at each size; round two: the rest.
+    assert order == [(640, 0.5), (512, 0.5), (384, 0.8), (320, 0.8), (512, 0.8)]
+    assert all(ratio < 1.0 for _, ratio in order)  # never the unpruned model, which the old rule picked
+    top_before = max((r for r in selection.rows if r.meets), key=lambda r: r.score or 0.0)
+    assert top_before.ratio == 1.0 and (top_before.imgsz, top_before.ratio) not in order
+
+    # A pruned candidate that a faster one beats even at its ceiling never reaches the front: left out.
+    dominated = [*candidates, measured(352, 1.0, 7.0, 0.39)]  # faster than 384 × 0.8, above its 0.382
+    order = [(row.imgsz, row.ratio) for row in finetune_order(select(dominated, parse_budget("p90<=16ms")))]
+    assert (384, 0.8) not in order and (640, 0.5) in order
+
+
+def test_predicted_fine_tuning_time_scales_with_the_gflops_of_those_done():
+    assert predicted_seconds([], 4.0) is None  # the first fine-tune always runs
+    assert predicted_seconds([(8.0, 400.0), (4.0, 200.0)], 2.0) == pytest.approx(100.0)
+    assert predicted_seconds([(8.0, 400.0)], None) is None
+
+
+def test_default_input_sizes_are_a_ladder():
+    assert SearchConfig(budget="p90<=10ms").sizes() == [640, 512, 448, 384, 320]
+    assert SearchConfig(budget="p90<=10ms", imgsz=[320, 640]).sizes() == [640, 320]
+
+
+def test_the_table_shows_a_partial_map_and_each_pruned_candidates_speed_up_against_its_macs_cut():
+    partial = [replace(m, map_images=32, map_total_images=128) for m in COCO_LIKE]
+    search = {"target": "openvino", "batch": 1, **select(partial, parse_budget("p90<=15ms")).as_dict()}
+    header, rows = candidate_rows(search)
+    assert "mAP50-95 (partial, 32 of 128 images)" in header
+    column = header.index("speed-up vs MACs cut")
+    by_size = {(row[0].rstrip(" ★"), row[1]): row[column] for row in rows}
+    assert by_size["640", "1"] == "—"
+    assert by_size["640", "0.8"] == f"{20.0 / 17.0:.2f}× vs {1 / 0.8:.2f}×"  # p50 20 -> 17 ms, GFLOPs ÷ 0.8
+    whole = {"target": "openvino", "batch": 1, **select(COCO_LIKE, parse_budget("p90<=15ms")).as_dict()}
+    assert candidate_rows(whole)[0][6] == "mAP50-95"
+
+
+def test_the_winners_full_map_is_put_beside_the_partial_one_and_a_rival_flagged():
+    partial = [replace(m, map_images=32, map_total_images=128) for m in COCO_LIKE]
+    search = select(partial, parse_budget("p90<=15ms"), margin=0.0).as_dict()
+    assert (search["chosen"]["imgsz"], search["chosen"]["map50_95"]) == (512, 0.417)
+    fine = recheck(search, 0.41)
+    assert fine is not None and fine.warning() is None
+    assert "whole val split (128 images): 0.4100" in fine.line() and "32 images" in fine.line()
+    flagged = recheck(search, 0.37)  # below 384 px's partial 0.382, which also meets the budget
+    assert flagged is not None and flagged.as_dict()["rival"] == "384px × 1 MACs, int8"
+    assert "may have ranked them wrongly" in (flagged.warning() or "")
+    whole = select(COCO_LIKE, parse_budget("p90<=15ms"), margin=0.0).as_dict()
+    assert recheck(whole, 0.37) is None  # scored on the whole split: nothing to check
+
+
+def test_the_winner_is_pruned_at_its_own_input_size_and_old_search_files_at_theirs(tmp_path):
+    from pipeline.cli.search import winner_config
+
+    config = SearchConfig(budget="p90<=10ms")
+    chosen = {"imgsz": 384, "ratio": 0.7, "precision": "int8", "finetuned_map50_95": None}
+    files = tmp_path / "m.pt", tmp_path / "d.yaml", tmp_path / "v.yaml"
+    for prune_imgsz, expected in ((None, 384), (640, 640)):  # search.json now; from before (one size)
+        search = {"chosen": chosen, "prune_imgsz": prune_imgsz}
+        run = winner_config(search, model=files[0], data=files[1], val=files[2], device="cpu", config=config)
+        assert run["prune"] == {"macs": 0.7, "round_to": 8, "imgsz": expected} and run["imgsz"] == 384
+
+
 def test_no_candidate_meeting_the_budget_names_the_nearest():
     failed = Measurement(320, 0.3, "int8", error="pruning stopped at 0.35")
     selection = select([*COCO_LIKE, failed], parse_budget("p90<=5ms"))
@@ -240,10 +326,12 @@ def test_tiny_search_end_to_end_then_a_new_budget_reuses_the_measurements(
     tiny_model, synth_dataset, tmp_path
 ):
     out = tmp_path / "search"
-    grid_options = ["--imgsz", "64,32", "--macs", "1.0,0.6", "--round-to", "2"]
+    grid_options = ["--imgsz", "64,32", "--macs", "1.0,0.6", "--round-to", "2", "--map-images", "4"]
     first = search_cli(tiny_model, synth_dataset, out, "p90<=10000ms", *grid_options)
     assert first.exit_code == 0, first.output
-    assert list(manifest_stages(out)) == ["search:prune", "search:measure", "search:select"]
+    assert list(manifest_stages(out)) == [
+        "search:prune:0.6@64", "search:prune:0.6@32", "search:measure", "search:select"
+    ]  # fmt: skip
     search = json.loads((out / "search.json").read_text())
     rows = search["candidates"]
     assert [(r["imgsz"], r["ratio"]) for r in rows] == [(64, 1.0), (64, 0.6), (32, 1.0), (32, 0.6)]
@@ -252,8 +340,11 @@ def test_tiny_search_end_to_end_then_a_new_budget_reuses_the_measurements(
     chosen = search["chosen"]
     assert chosen["map50_95"] == max(r["map50_95"] for r in rows)  # every candidate meets a generous budget
     said = " ".join(first.output.split())
-    for header in ("imgsz", "MACs", "p90 bound ms", "mAP50-95"):
+    for header in ("imgsz", "MACs", "p90 bound ms", "mAP50-95 (partial, 4 of"):
         assert header in said
+    recheck_record = json.loads((out / "search.json").read_text())["recheck"]  # the winner's run: whole split
+    assert recheck_record["map_images"] == 4 and recheck_record["total_images"] > 4
+    assert f"whole val split ({recheck_record['total_images']} images)" in said
 
     winner = yaml.safe_load((out / "search.yaml").read_text())
     assert winner["imgsz"] == chosen["imgsz"]
@@ -271,9 +362,21 @@ def test_tiny_search_end_to_end_then_a_new_budget_reuses_the_measurements(
     second = search_cli(tiny_model, synth_dataset, out, "p90<=0.0001ms", *grid_options)
     assert second.exit_code == EXIT_CHECK_FAILED
     said = " ".join(second.output.split())
-    assert "no candidate meets 'p90<=0.0001ms'" in said and "the nearest, 32px" in said
+    assert "no candidate meets 'p90<=0.0001ms'" in said and "the nearest, " in said
     stages = manifest_stages(out)
-    assert stages["search:prune"]["status"] == stages["search:measure"]["status"] == "cached"
+    assert stages["search:prune:0.6@32"]["status"] == stages["search:measure"]["status"] == "cached"
+    pruned = {
+        size: json.loads((Path(stages[f"search:prune:0.6@{size}"]["directory"]) / "stage.json").read_text())
+        for size in (64, 32)
+    }
+    assert pruned[64]["key"] != pruned[32]["key"]  # pruned at each size, each cached on its own
+
+    third = search_cli(tiny_model, synth_dataset, out, "p90<=10000ms", "--imgsz", "64", "--macs", "1.0,0.6",
+                       "--round-to", "2", "--no-verify")  # fmt: skip
+    assert third.exit_code == 0, third.output
+    stages = manifest_stages(out)
+    statuses = {label: stage["status"] for label, stage in stages.items()}
+    assert statuses == {"search:prune:0.6@64": "cached", "search:measure": "ran", "search:select": "ran"}
 
 
 @pytest.mark.slow
@@ -302,9 +405,7 @@ def test_search_on_the_reference_detector_picks_the_measured_best_under_the_budg
 
 
 @pytest.mark.slow
-def test_search_fine_tunes_the_best_feasible_candidates_and_chooses_again(
-    tiny_model, synth_dataset, tmp_path
-):
+def test_search_fine_tunes_the_pruned_candidates_and_chooses_again(tiny_model, synth_dataset, tmp_path):
     out = tmp_path / "search"
     options = ["--imgsz", "64", "--macs", "1.0,0.6", "--round-to", "2", "--no-verify"]
     result = search_cli(
@@ -315,20 +416,18 @@ def test_search_fine_tunes_the_best_feasible_candidates_and_chooses_again(
         *options,
         "--finetune-epochs",
         "1",
-        "--finetune-top",
-        "1",
     )
     assert result.exit_code == 0, result.output
     assert list(manifest_stages(out)) == [
-        "search:prune",
+        "search:prune:0.6@64",
         "search:measure",
         "search:select",
         "search:finetune",
     ]
     search = json.loads((out / "search.json").read_text())
     tuned = [r for r in search["candidates"] if r["finetuned_map50_95"] is not None]
-    assert len(tuned) == 1  # --finetune-top 1: the most accurate feasible candidate before fine-tuning
-    assert tuned[0]["map50_95"] == max(r["map50_95"] for r in search["candidates"])
+    assert [(r["imgsz"], r["ratio"]) for r in tuned] == [(64, 0.6)]  # the pruned one, never the unpruned
+    assert search["finetune"]["order"][0]["seconds"] > 0 and search["finetune"]["minutes"] == 30
 
     def score(row: dict) -> float:
         return row["map50_95"] if row["finetuned_map50_95"] is None else row["finetuned_map50_95"]

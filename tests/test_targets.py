@@ -80,7 +80,7 @@ CASES = [
     ("onnxruntime", "int8", "int8"),
     ("openvino", "fp32", "fp32"),
     ("openvino", "bf16", "bf16"),
-    ("openvino", "int8", "int8+fp32"),
+    ("openvino", "int8", "int8+fp32"),  # int8+bf16 on a CPU with bf16 units
 ]
 
 
@@ -90,6 +90,8 @@ def test_build_and_run(
 ):
     if precision == "bf16" and target == "openvino" and not openvino_has_bf16():
         pytest.skip("this CPU has no bf16 units")
+    if (target, precision) == ("openvino", "int8") and openvino_has_bf16():
+        runs_as = "int8+bf16"  # the float parts in the fastest float precision the CPU runs
     out = tmp_path / "engine"
     artifact = build(target, precision, tiny_onnx, tiny_checkpoint, synth_dataset, out)
 
@@ -147,6 +149,38 @@ def test_openvino_fp32_states_the_f32_hint(tiny_onnx, tiny_checkpoint, synth_dat
     runner = load(out, threads=1)
     assert runner.compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name() == "f32"
     assert runner.throughput(images[:1], streams=1, seconds=0.2) > 0
+
+
+@pytest.mark.parametrize(("bf16_map", "kept"), [(0.495, "bf16"), (0.40, "f32")], ids=["within", "past"])
+def test_openvino_int8_float_parts_go_back_to_f32_when_bf16_costs_map(
+    tiny_onnx, synth_dataset, bf16_map, kept
+):
+    """The self-check measures INT8 with its float parts in bf16; past the bound they run f32 again, and the
+    record says why. The metric is scripted per hint; the model, NNCF and the quantization are real."""
+    import openvino as ov
+
+    from targets.openvino_int8 import quantize
+
+    measured: list[str] = []
+
+    def measure(model, hint: str) -> tuple[float, float]:
+        measured.append(hint)
+        return (bf16_map, 0.6) if hint == "bf16" else (0.5, 0.7)
+
+    calibration = CalibrationSet.from_dataset(synth_dataset, IMGSZ, size=8)
+    options = {"val_data": str(synth_dataset), "max_map_drop": 0.01}
+    model = ov.convert_model(str(tiny_onnx))
+    _, record, control = quantize(model, calibration, options, IMGSZ, measure, "bf16")
+    assert record["float_parts"]["hint"] == kept and record["float_parts"]["checked"]
+    assert control is not None and control["met"] and not control["fell_back"]
+    if kept == "f32":
+        assert measured == ["f32", "bf16", "f32"]  # FP32, INT8 with bf16 float parts, then with f32 ones
+        assert record["float_parts"]["tried"] == {"hint": "bf16", "map50_95": 0.40, "map50": 0.6}
+        assert "dropped 0.1000 mAP50-95, past the bound 0.0100" in record["float_parts"]["why"]
+        assert control["final"]["map50_95"] == 0.5
+    else:
+        assert measured == ["f32", "bf16"] and "tried" not in record["float_parts"]
+        assert control["final"]["map50_95"] == bf16_map
 
 
 def test_torch_fp16_needs_cuda(tiny_onnx, tiny_checkpoint, synth_dataset, tmp_path):

@@ -32,20 +32,27 @@ from pipeline.search.budget_expr import parse_budget
 from pipeline.search.grid import Candidate
 from pipeline.search.select import upper_bound
 from pipeline.stages.benchmark import bench_progress
-from pipeline.stages.search import pruned_candidates
+from pipeline.stages.search import CANDIDATES_FILE
 from pipeline.stages.search_candidates import MeasureSettings, build_candidate, time_runners
 from targets.base import RunOptions, get_target
-from targets.openvino import OpenVinoRunner
+from targets.openvino import OpenVinoRunner, int8_float_hint
 
 LEVELS = 7  # mAP levels compared, from the reference model's down to 3 points below it
 P90 = parse_budget("p90<=1ms")  # only its statistic is used: the upper bound of p90
 
 
-def search_files(workdir: Path) -> tuple[dict[str, Any], Path]:
-    """search.json and the folder of the search's pruned checkpoints."""
-    stages = {s["label"]: s for s in json.loads((workdir / "manifest.json").read_text())["stages"]}
-    checkpoints = Path(stages["search:prune"]["artifacts"]["checkpoints"]["path"])
-    return json.loads((workdir / "search.json").read_text()), checkpoints
+def search_files(workdir: Path, model: Path) -> tuple[dict[str, Any], dict[tuple[float, int], Path]]:
+    """search.json and the search's checkpoint of each (ratio, input size), the model itself at 1.0."""
+    stages = json.loads((workdir / "manifest.json").read_text())["stages"]
+    search = json.loads((workdir / "search.json").read_text())
+    files = {(row["ratio"], row["imgsz"]): model for row in search["candidates"] if row["ratio"] >= 1.0}
+    for stage in stages:
+        if stage["label"].startswith("search:prune:"):
+            folder = Path(stage["artifacts"]["checkpoint"]["path"])
+            record = json.loads((folder / CANDIDATES_FILE).read_text())
+            if record["file"]:
+                files[record["ratio"], record["imgsz"]] = folder / record["file"]
+    return search, files
 
 
 def ultralytics_exports(model: Path, sizes: list[int], data: Path, work: Path) -> dict[str, Path]:
@@ -64,8 +71,7 @@ def ultralytics_exports(model: Path, sizes: list[int], data: Path, work: Path) -
 
 
 def measure(args: argparse.Namespace, console: Console) -> list[dict[str, Any]]:
-    search, checkpoints = search_files(args.search)
-    files = {c.ratio: c.path for c in pruned_candidates(checkpoints, args.model) if c.path is not None}
+    search, files = search_files(args.search, args.model)
     sizes = sorted({row["imgsz"] for row in search["candidates"]}, reverse=True)
     front = [row for row in search["candidates"] if row["front"]]
     settings = MeasureSettings(target="openvino", rounds=args.rounds, iters=args.iters)
@@ -77,7 +83,7 @@ def measure(args: argparse.Namespace, console: Console) -> list[dict[str, Any]]:
         for index, row in enumerate(front):
             candidate = Candidate(row["imgsz"], row["ratio"], row["precision"])
             engine = build_candidate(
-                files[row["ratio"]], candidate, Path(tmp) / f"e{index}", settings, args.data
+                files[row["ratio"], row["imgsz"]], candidate, Path(tmp) / f"e{index}", settings, args.data
             )
             runners[candidate] = get_target("openvino").load(engine, options)
             labels[candidate] = f"edgepipe {row['imgsz']} px {row['ratio']:g} MACs {row['precision']}"
@@ -85,7 +91,8 @@ def measure(args: argparse.Namespace, console: Console) -> list[dict[str, Any]]:
         for label, xml in exports.items():
             size = int(label.rsplit(" ", 1)[1])
             candidate = Candidate(size, 1.0, label)  # the label keeps the two sides apart
-            runners[candidate] = OpenVinoRunner(xml, "int8" if "INT8" in label else "bf16", options)
+            precision = "int8" if "INT8" in label else "bf16"  # float parts as OpenVINO runs them by default
+            runners[candidate] = OpenVinoRunner(xml, precision, options, hint=int8_float_hint())
             labels[candidate] = label
         samples, flags = time_runners(runners, settings, args.data, progress)
         for candidate, runner in runners.items():

@@ -41,7 +41,7 @@ from core.letterbox import preprocess
 from pipeline.stages.build import BuildEntry, build_engine
 from pipeline.stages.export import export_onnx
 from targets.base import RunOptions, get_target
-from targets.openvino import HINTS
+from targets.openvino import engine_hint
 
 PRECISIONS = ("fp32", "bf16", "int8")
 TOLERANCE = 0.10
@@ -185,7 +185,7 @@ def measure(artifact: Artifact, settings: CheckSettings, work: Path) -> Row:
 
     meta = artifact.metadata
     imgsz, xml = int(meta["imgsz"]), artifact.path / meta["model_file"]
-    hint, threads, seconds = HINTS[meta["precision"]], settings.threads, settings.seconds
+    hint, threads, seconds = engine_hint(meta), settings.threads, settings.seconds
     if settings.image is not None:
         tensor = preprocess([settings.image], imgsz)[0]
     else:

@@ -16,13 +16,14 @@ from core.errors import InputError
 from pipeline.cli.options import DEVICE_HELP, config_from_options, default, option, renamed, torch_device
 from pipeline.run import run_pipeline, run_search
 from pipeline.search.budget_expr import parse_budget
+from pipeline.search.grid import DEFAULT_SIZES
+from pipeline.search.recheck import recheck
 from pipeline.stages.search import SearchConfig
 
 WINNER_CONFIG = "search.yaml"
 BUDGET_FILE = "budget.yaml"
 SEARCH_FILE = "search.json"
 WINNER_DIR = "winner"
-DEFAULT_IMGSZ = 640  # the input size searched when --imgsz is not given
 DEFAULT_MACS = ",".join(f"{ratio:g}" for ratio in default(SearchConfig, "macs"))
 
 
@@ -42,8 +43,9 @@ def comma_list(text: str | None, cast: type, option_name: str) -> list[Any] | No
 def winner_config(
     search: dict[str, Any], *, model: Path, data: Path, val: Path, device: str, config: SearchConfig
 ) -> dict[str, Any]:
-    """The `edgepipe run` config that reproduces the winner: its input size, pruning (as searched: at the
-    search's pruning size), fine-tuning, build, benchmark, report and the budget as the gate."""
+    """The `edgepipe run` config that reproduces the winner: its input size, pruning (as searched: at its
+    own input size, or at the one pruning size of a search.json from before), fine-tuning, build,
+    benchmark, report and the budget as the gate."""
     chosen = search["chosen"]
     run: dict[str, Any] = {
         "name": f"{model.stem}-{chosen['imgsz']}px-{chosen['ratio']:g}macs",
@@ -54,7 +56,8 @@ def winner_config(
         "device": device,
     }
     if chosen["ratio"] < 1.0:
-        prune = config.prune_config(search["prune_imgsz"]).model_dump(include={"round_to", "imgsz"})
+        size = search.get("prune_imgsz") or chosen["imgsz"]
+        prune = config.prune_config(size).model_dump(include={"round_to", "imgsz"})
         run["prune"] = {"macs": chosen["ratio"], **prune}
     if chosen.get("finetuned_map50_95") is not None:
         run["finetune"] = {"epochs": config.finetune_epochs, "teacher": config.teacher}
@@ -84,6 +87,30 @@ def budget_file(config: SearchConfig, precision: str) -> dict[str, Any]:
     }
 
 
+def winner_map(winner_dir: Path, config: SearchConfig, precision: str) -> float | None:
+    """The mAP50-95 the winner's own run measured (on the whole val split), from its bench stage."""
+    from benchmarks.results import load_results
+
+    stages = json.loads((winner_dir / "manifest.json").read_text())["stages"]
+    label = f"bench:{config.target}/{precision}"
+    paths = [Path(s["artifacts"]["results"]["path"]) for s in stages if s["label"] == label]
+    found = [r.map50_95 for r in load_results(*paths) if r.batch == config.batch] if paths else []
+    return found[0] if found else None
+
+
+def recheck_partial_map(search: dict[str, Any], output: Path, config: SearchConfig) -> None:
+    """With a partial mAP (--map-images), print the winner's full one beside it, flag a feasible candidate
+    that scored above it, and keep both in search.json."""
+    full = winner_map(output / WINNER_DIR, config, search["chosen"]["precision"])
+    checked = recheck(search, full) if full is not None else None
+    if checked is None:
+        return
+    console.print(checked.line())
+    if (warning := checked.warning()) is not None:
+        console.print(f"[yellow]warning:[/yellow] {warning}")
+    write_atomic(output / SEARCH_FILE, json.dumps({**search, "recheck": checked.as_dict()}, indent=2))
+
+
 def command(
     model: Annotated[Path, typer.Option("--model", help="Ultralytics YOLOv8 .pt checkpoint to compress")],
     data: Annotated[
@@ -103,8 +130,12 @@ def command(
         str, typer.Option(help="precisions tried, comma-separated, e.g. int8,bf16")
     ] = ",".join(default(SearchConfig, "precisions")),
     imgsz: Annotated[
-        str, typer.Option(help="input sizes tried, comma-separated multiples of 32, e.g. 640,512,448")
-    ] = str(DEFAULT_IMGSZ),
+        str | None,
+        typer.Option(
+            help="input sizes tried, comma-separated multiples of 32 "
+            f"[default: {','.join(map(str, DEFAULT_SIZES))}]"
+        ),
+    ] = None,
     macs: Annotated[
         str, typer.Option(help="MACs ratios tried, comma-separated (1.0: the model as given)")
     ] = DEFAULT_MACS,
@@ -113,9 +144,10 @@ def command(
     finetune_epochs: Annotated[int, option(SearchConfig, "finetune_epochs", min=0)] = default(
         SearchConfig, "finetune_epochs"
     ),
-    finetune_top: Annotated[int, option(SearchConfig, "finetune_top", min=1)] = default(
-        SearchConfig, "finetune_top"
+    finetune_minutes: Annotated[float, option(SearchConfig, "finetune_minutes")] = default(
+        SearchConfig, "finetune_minutes"
     ),
+    finetune_top: Annotated[int | None, option(SearchConfig, "finetune_top", min=1)] = None,
     teacher: Annotated[
         bool, typer.Option("--teacher", help="distill the fine-tuning from the unpruned model")
     ] = False,
@@ -153,6 +185,7 @@ def command(
         batch=batch,
         round_to=round_to,
         finetune_epochs=finetune_epochs,
+        finetune_minutes=finetune_minutes,
         finetune_top=finetune_top,
         teacher=teacher,
         calib_images=calib_images,
@@ -166,9 +199,7 @@ def command(
         if path is not None and not path.exists():
             raise InputError("file not found", path=path)
     val = val or data
-    chosen = run_search(
-        config, model=model, data=data, val=val, imgsz=DEFAULT_IMGSZ, device=device, workdir=output
-    )
+    chosen = run_search(config, model=model, data=data, val=val, device=device, workdir=output)
     search = json.loads(chosen.path.read_text())
     write_atomic(output / SEARCH_FILE, chosen.path.read_bytes())
     write_atomic(output / BUDGET_FILE, yaml.safe_dump(budget_file(config, chosen.metadata["precision"])))
@@ -178,6 +209,7 @@ def command(
     if not verify:
         return
     code = run_pipeline(config_path, output / WINNER_DIR, console=console)
+    recheck_partial_map(search, output, config)
     if code == 0:
         limit = parse_budget(config.budget, config.batch)
         console.print(f"[bold green]budget met[/bold green] when benchmarked again ({limit.describe()})")

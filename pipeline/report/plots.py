@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 from typing import Any
 
-from pipeline.report.search import row_score
+from pipeline.report.search import map_label, row_score
 from pipeline.report.summary import DeviceSummary
 
 DPI = 110
@@ -218,7 +218,7 @@ def search_front(search: dict[str, Any]) -> bytes:
     if rows:
         ax.set_ylim(*map_limits([score(r) for r in rows]))
     ax.set_xlabel(f"latency {budget['statistic']} upper bound, model only (ms); labels: MACs ratio")
-    ax.set_ylabel("mAP50-95")
+    ax.set_ylabel(map_label(search))
     ax.set_title(f"Search on {search['target']}, batch {search['batch']}")
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))  # outside: never over a point

@@ -16,6 +16,7 @@ HEADER = [
     "bound ms",
     "mAP50-95",
     "tuned",
+    "speed-up vs MACs cut",
     "front",
     "meets?",
 ]
@@ -26,13 +27,44 @@ def _is_chosen(row: dict[str, Any], chosen: dict[str, Any] | None) -> bool:
     return chosen is not None and all(row[k] == chosen[k] for k in keys)
 
 
+def map_label(search: dict[str, Any]) -> str:
+    """ "mAP50-95", or "mAP50-95 (partial, N of M images)" when the candidates were scored on part of the
+    split (`--map-images`): such a figure ranks candidates, it is not the model's mAP."""
+    partial = [row for row in search["candidates"] if is_partial(row)]
+    if not partial:
+        return "mAP50-95"
+    counts = sorted({row["map_images"] for row in partial})
+    return f"mAP50-95 (partial, {'/'.join(map(str, counts))} of {partial[0]['map_total_images']} images)"
+
+
+def is_partial(row: dict[str, Any]) -> bool:
+    images, total = row.get("map_images"), row.get("map_total_images")
+    return images is not None and total is not None and images < total
+
+
+def pruning_gain(row: dict[str, Any], rows: list[dict[str, Any]]) -> str:
+    """A pruned candidate's p50 speed-up against its cut in GFLOPs (MACs), both relative to the unpruned
+    candidate of the same input size and precision: "1.10× vs 1.43×"."""
+    same = (row["imgsz"], row["precision"])
+    unpruned = [
+        other for other in rows if other["ratio"] >= 1.0 and (other["imgsz"], other["precision"]) == same
+    ]
+    figures: list[float | None] = [r.get(key) for r in (row, *unpruned[:1]) for key in ("p50_ms", "gflops")]
+    if row["ratio"] >= 1.0 or not unpruned or None in figures:
+        return "—"
+    p50, gflops, base_p50, base_gflops = (float(f or 0.0) for f in figures)
+    return f"{base_p50 / p50:.2f}× vs {base_gflops / gflops:.2f}×"
+
+
 def candidate_rows(search: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     """Header and rows of the candidate table, largest input and least pruned first; the winner marked ★.
 
-    "bound ms" is the budget statistic's upper confidence bound after the monotone fit.
+    "bound ms" is the budget statistic's upper confidence bound after the monotone fit; "speed-up vs MACs
+    cut" compares a pruned candidate with the unpruned one of its input size and precision.
     """
     header = [*HEADER]
     header[5] = f"{search['budget']['statistic']} bound ms"
+    header[6] = map_label(search)
     rows = []
     for row in search["candidates"]:
         mark = " ★" if _is_chosen(row, search.get("chosen")) else ""
@@ -50,6 +82,7 @@ def candidate_rows(search: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
                 fmt(row.get("fitted_ms")),
                 fmt(row.get("map50_95"), digits=4),
                 fmt(row.get("finetuned_map50_95"), digits=4),
+                pruning_gain(row, search["candidates"]),
                 "●" if row.get("front") else "",
                 meets if not row.get("error") else f"not built: {row['error']}",
             ]

@@ -38,6 +38,8 @@ class Measurement:
     ran_precision: str | None = None  # what the backend actually ran, e.g. bf16 for an OpenVINO fp32 IR
     error: str | None = None
     flags: tuple[str, ...] = ()
+    map_images: int | None = None  # val images the mAP was measured on (None in files before it was kept)
+    map_total_images: int | None = None  # of the split: more than map_images for a partial mAP
 
     @property
     def candidate(self) -> Candidate:
@@ -70,6 +72,8 @@ class CandidateRow:
     ran_precision: str | None = None
     error: str | None = None
     flags: tuple[str, ...] = field(default_factory=tuple)
+    map_images: int | None = None
+    map_total_images: int | None = None
 
     @property
     def candidate(self) -> Candidate:
@@ -168,6 +172,43 @@ def best_meeting(
     return max(feasible, key=lambda row: (row.score, -(row.fitted_ms or 0.0)), default=None)
 
 
+def finetune_order(selection: Selection) -> list[CandidateRow]:
+    """The pruned candidates worth fine-tuning, in the order to fine-tune them; one row per checkpoint
+    (input size, ratio), which its precisions share.
+
+    Fine-tuning is what a pruned candidate needs to reach the front, so its mAP before training plays no
+    part. A pruned candidate is worth it when it meets the budget and full recovery would put it on the
+    front: the mAP of the unpruned model at its input size and precision (what distillation from that model
+    aims at; unbounded when that was not measured) is above every faster candidate's measured mAP. The
+    order is the fastest such candidate at each input size (largest size first), then the second fastest
+    at each, and so on, so that a time budget spends itself across the sizes.
+    """
+    rows = [row for row in selection.rows if row.fitted_ms is not None and row.score is not None]
+    unpruned = {(row.imgsz, row.precision): row.score or 0.0 for row in rows if row.ratio >= 1.0}
+
+    def worth_it(row: CandidateRow) -> bool:
+        ceiling = unpruned.get((row.imgsz, row.precision), float("inf"))
+        faster = [other.score or 0.0 for other in rows if (other.fitted_ms or 0.0) < (row.fitted_ms or 0.0)]
+        return row.ratio < 1.0 and row.meets and ceiling > max(faster, default=float("-inf"))
+
+    per_size: dict[int, list[CandidateRow]] = {}
+    seen: set[tuple[int, float]] = set()
+    for row in sorted(filter(worth_it, rows), key=lambda r: (-r.imgsz, r.fitted_ms or 0.0, -r.ratio)):
+        if (row.imgsz, row.ratio) not in seen:  # the checkpoint's fastest precision stands for it
+            seen.add((row.imgsz, row.ratio))
+            per_size.setdefault(row.imgsz, []).append(row)
+    queues = list(per_size.values())
+    return [queue[i] for i in range(max(map(len, queues), default=0)) for queue in queues if i < len(queue)]
+
+
+def predicted_seconds(done: list[tuple[float, float]], gflops: float | None) -> float | None:
+    """Seconds the next fine-tune will take, from the (GFLOPs, seconds) of those done so far: training time
+    grows with the model's arithmetic at its input size. None before the first, or without GFLOPs."""
+    if not done or gflops is None:
+        return None
+    return gflops * sum(seconds for _, seconds in done) / sum(g for g, _ in done)
+
+
 def select(
     measurements: list[Measurement], budget: LatencyBudget, *, confidence: float = 0.95, margin: float = 0.05
 ) -> Selection:
@@ -212,6 +253,8 @@ def _row(
         ran_precision=m.ran_precision,
         error=m.error,
         flags=m.flags,
+        map_images=m.map_images,
+        map_total_images=m.map_total_images,
     )
 
 

@@ -1,14 +1,16 @@
 """The budget search: the most accurate model that meets a latency budget on this device, across input
 size × MACs ratio × precision.
 
-Four cached stages (`pipeline.plan.search_plans`):
-- `search:prune` prunes each MACs ratio once (prune defaults, data-aware repair, no fine-tuning);
+Cached stages (`pipeline.plan.search_plans`):
+- `search:prune:R@S`, one per pruned MACs ratio R and input size S, prunes at the size the candidate runs
+  at (prune defaults, data-aware repair, no fine-tuning), so each is cached on its own;
 - `search:measure` builds every candidate on the target, times them in interleaved rounds and measures
   each one's mAP50-95 on the val split. Neither stage's key holds the budget, so a new budget reuses them;
 - `search:select` scores every candidate on both axes and picks the highest mAP whose latency bound meets
   the budget (pipeline/search/select.py); it writes search.json, the Pareto plot and the winner;
-- `search:finetune` (with `finetune_epochs`) fine-tunes the best few feasible candidates, measures them
-  again and picks among them by the new mAP.
+- `search:finetune` (with `finetune_epochs`) fine-tunes the pruned candidates that need training to reach
+  the front, fastest first at each input size, within a time budget (`finetune_order`), measures them again
+  and chooses again over all.
 
 `edgepipe search` then writes the winner as an ordinary pipeline config (search.yaml) and runs it.
 """
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import json
 import tempfile
+import time
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -32,8 +35,15 @@ from core.validation import reported_by_pydantic
 from pipeline.report.plots import search_front
 from pipeline.report.search import candidate_rows, summary_line
 from pipeline.search.budget_expr import parse_budget
-from pipeline.search.grid import Candidate, check_ratios, check_sizes, grid
-from pipeline.search.select import CandidateRow, Measurement, Selection, best_meeting, require_choice, select
+from pipeline.search.grid import DEFAULT_SIZES, Candidate, check_ratios, check_sizes, grid
+from pipeline.search.select import (
+    Measurement,
+    Selection,
+    finetune_order,
+    predicted_seconds,
+    require_choice,
+    select,
+)
 from pipeline.stages.base import Section, StageContext
 from pipeline.stages.benchmark import bench_progress
 from pipeline.stages.finetune import FinetuneConfig, finetune
@@ -43,7 +53,7 @@ from pipeline.stages.search_candidates import (
     PrunedCandidate,
     build_candidate,
     measure_candidates,
-    prune_candidates,
+    prune_candidate,
 )
 from targets.base import RunOptions, check_precision, get_target
 
@@ -63,7 +73,9 @@ class SearchConfig(Section):
     target: str = Field("openvino", description="backend the candidates are built and timed on")
     precisions: list[str] = Field(["int8"], description="precisions the candidates are built in")
     imgsz: list[int] | None = Field(
-        None, description="input sizes tried, multiples of 32 (default: the run's imgsz only)"
+        None,
+        description="input sizes tried, multiples of 32 (default: the ladder "
+        f"{','.join(map(str, DEFAULT_SIZES))})",
     )
     macs: list[float] = Field([1.0, 0.9, 0.8, 0.7], description="MACs ratios tried (1.0: the model as given)")
     batch: int = Field(1, ge=1, description="batch size the budget applies to")
@@ -81,8 +93,15 @@ class SearchConfig(Section):
     margin: float = Field(
         0.05, ge=0, lt=1, description="relative headroom for drift between the search and later runs"
     )
-    finetune_epochs: int = Field(0, ge=0, description="fine-tune the best feasible candidates (0: skip)")
-    finetune_top: int = Field(2, ge=1, description="how many feasible candidates are fine-tuned")
+    finetune_epochs: int = Field(
+        0, ge=0, description="fine-tune the pruned candidates that need training to reach the front (0: skip)"
+    )
+    finetune_minutes: float = Field(
+        30.0,
+        gt=0,
+        description="time budget of the fine-tuning; a fine-tune predicted to overrun it is skipped",
+    )
+    finetune_top: int | None = Field(None, ge=1, description="at most this many checkpoints are fine-tuned")
     teacher: bool = Field(False, description="distill the fine-tuning from the unpruned model")
 
     @field_validator("budget")
@@ -111,8 +130,8 @@ class SearchConfig(Section):
                 check_precision(get_target(self.target), precision)
         return self
 
-    def sizes(self, run_imgsz: int) -> list[int]:
-        return self.imgsz or [run_imgsz]
+    def sizes(self) -> list[int]:
+        return self.imgsz or list(DEFAULT_SIZES)
 
     def prune_config(self, imgsz: int) -> PruneConfig:
         """The prune stage's defaults at this search's channel rounding and pruning input size."""
@@ -126,40 +145,42 @@ class SearchConfig(Section):
         return select(measurements, self.parsed_budget(), confidence=self.confidence, margin=self.margin)
 
 
-def run_prune(config: SearchConfig, ctx: StageContext) -> dict[str, Artifact]:
-    """Prune every MACs ratio once, at the largest input size; write candidates.json beside them."""
-    size = max(config.sizes(ctx.settings.imgsz))
-    folder = ctx.out_dir / "candidates"
+def checkpoint_input(ratio: float, imgsz: int) -> str:
+    """The name under which the search's later stages read the checkpoint of (ratio, imgsz)."""
+    return f"checkpoint:{ratio:g}@{imgsz}"
+
+
+def run_prune(config: SearchConfig, ratio: float, imgsz: int, ctx: StageContext) -> dict[str, Artifact]:
+    """Prune to `ratio` of the MACs at `imgsz`; write the checkpoint (or why it cannot) and its record."""
+    folder = ctx.out_dir / "candidate"
     folder.mkdir()
-    with bench_progress() as progress:
-        pruned = prune_candidates(
-            ctx.input("model").path,
-            config.macs,
-            folder,
-            config.prune_config(size),
-            imgsz=size,
-            device=ctx.settings.device,
-            data=ctx.settings.data,
-            progress=progress,
-        )
-    record = [
-        {"ratio": p.ratio, "file": p.path.name if p.path and p.ratio < 1 else None, "error": p.error}
-        for p in pruned
-    ]
-    write_json_atomic(folder / CANDIDATES_FILE, {"imgsz": size, "candidates": record})
-    return {"checkpoints": Artifact.from_path("search-checkpoints", folder, imgsz=size)}
+    pruned = prune_candidate(
+        ctx.input("model").path,
+        ratio,
+        imgsz,
+        folder,
+        config.prune_config(imgsz),
+        device=ctx.settings.device,
+        data=ctx.settings.data,
+    )
+    record = {"ratio": ratio, "imgsz": imgsz, "file": pruned.path.name if pruned.path else None}
+    write_json_atomic(folder / CANDIDATES_FILE, {**record, "error": pruned.error})
+    return {"checkpoint": Artifact.from_path("search-checkpoint", folder, ratio=ratio, imgsz=imgsz)}
 
 
-def pruned_candidates(checkpoints: Path, source: Path) -> list[PrunedCandidate]:
-    record = json.loads((checkpoints / CANDIDATES_FILE).read_text())["candidates"]
-    return [
-        PrunedCandidate(
-            c["ratio"],
-            (checkpoints / c["file"]) if c["file"] else (None if c["error"] else source),
-            c["error"],
-        )
-        for c in record
-    ]
+def pruned_candidates(config: SearchConfig, ctx: StageContext) -> dict[tuple[float, int], PrunedCandidate]:
+    """Every (ratio, input size)'s checkpoint: the source at 1.0, else what its search:prune stage wrote."""
+    source, found = ctx.input("model").path, {}
+    for imgsz in config.sizes():
+        for ratio in config.macs:
+            if ratio >= 1.0:
+                found[ratio, imgsz] = PrunedCandidate(ratio, imgsz, source)
+                continue
+            folder = ctx.input(checkpoint_input(ratio, imgsz)).path
+            record = json.loads((folder / CANDIDATES_FILE).read_text())
+            path = folder / record["file"] if record["file"] else None
+            found[ratio, imgsz] = PrunedCandidate(ratio, imgsz, path, record["error"])
+    return found
 
 
 def run_measure(config: SearchConfig, ctx: StageContext) -> dict[str, Artifact]:
@@ -170,8 +191,8 @@ def run_measure(config: SearchConfig, ctx: StageContext) -> dict[str, Artifact]:
     settings = MeasureSettings(
         **{k: getattr(config, k) for k in MeasureSettings.__dataclass_fields__}  # same names as the config
     )
-    pruned = pruned_candidates(ctx.input("checkpoints").path, ctx.input("model").path)
-    candidates = grid(config.sizes(ctx.settings.imgsz), config.macs, config.precisions)
+    pruned = pruned_candidates(config, ctx)
+    candidates = grid(config.sizes(), config.macs, config.precisions)
     with bench_progress() as progress:
         measurements, flags = measure_candidates(
             pruned, candidates, settings, data=ctx.settings.data, val=val, progress=progress
@@ -180,7 +201,7 @@ def run_measure(config: SearchConfig, ctx: StageContext) -> dict[str, Artifact]:
         "schema": 2,
         "target": config.target,
         "batch": config.batch,
-        "prune_imgsz": ctx.input("checkpoints").metadata["imgsz"],
+        "prune_imgsz": None,  # each candidate pruned at its own input size (files before: the one size)
         "device": device_name(fingerprint(threads=config.threads)),
         "val": str(val),
         "flags": flags,
@@ -209,10 +230,15 @@ def read_measurements(ctx: StageContext) -> tuple[dict[str, Any], list[Measureme
 
 
 def write_search(
-    config: SearchConfig, ctx: StageContext, measured: dict[str, Any], selection: Selection
+    config: SearchConfig,
+    ctx: StageContext,
+    measured: dict[str, Any],
+    selection: Selection,
+    extra: dict[str, Any] | None = None,
 ) -> dict[str, Artifact]:
     search = {key: measured[key] for key in ("target", "batch", "prune_imgsz", "device", "flags", "val")}
     search |= {"model": ctx.settings.model_name, "precisions": config.precisions, **selection.as_dict()}
+    search |= extra or {}
     console.print(candidate_table(search))
     chosen = require_choice(selection)  # exit 1 with the nearest candidate named when none meets it
     path = write_json_atomic(ctx.out_dir / SEARCH_FILE, search)
@@ -227,38 +253,51 @@ def write_search(
 
 
 def run_finetune(config: SearchConfig, ctx: StageContext) -> dict[str, Artifact]:
-    """Fine-tune the best few feasible candidates, measure their mAP again and choose among all."""
+    """Fine-tune the pruned candidates that need training to reach the front (`finetune_order`) within
+    `finetune_minutes`, measure their mAP again and choose again over all."""
     measured, measurements = read_measurements(ctx)
     selection = config.select(measurements)
-    pruned = {
-        p.ratio: p.path for p in pruned_candidates(ctx.input("checkpoints").path, ctx.input("model").path)
-    }
-    best = top_feasible(selection, config.finetune_top)
-    scores = {}
-    for row in best:
-        console.print(f"fine-tuning {row.candidate.label} for {config.finetune_epochs} epochs")
-        checkpoint = pruned[row.ratio]
-        assert checkpoint is not None  # a feasible candidate was built
-        scores[row.candidate] = finetuned_map(config, ctx, checkpoint, row.candidate)
+    pruned = pruned_candidates(config, ctx)
+    budget_s = config.finetune_minutes * 60
+    done: list[tuple[float, float]] = []  # (GFLOPs, seconds) of each fine-tune so far
+    record: list[dict[str, Any]] = []
+    scores: dict[Candidate, float] = {}
+    for row in finetune_order(selection):
+        what = f"{row.imgsz}px × {row.ratio:g} MACs"
+        guess, spent = predicted_seconds(done, row.gflops), sum(seconds for _, seconds in done)
+        if config.finetune_top is not None and len(done) >= config.finetune_top:
+            record.append({"imgsz": row.imgsz, "ratio": row.ratio, "skipped": "finetune_top reached"})
+            continue
+        if guess is not None and spent + guess > budget_s:
+            why = f"predicted {guess:.0f} s, {budget_s - spent:.0f} s of the time budget left"
+            console.print(f"[yellow]not fine-tuning {what}[/yellow]: {why}")
+            record.append({"imgsz": row.imgsz, "ratio": row.ratio, "skipped": why})
+            continue
+        console.print(f"fine-tuning {what} for {config.finetune_epochs} epochs")
+        started = time.perf_counter()
+        checkpoint = pruned[row.ratio, row.imgsz].path
+        assert checkpoint is not None  # a candidate that meets the budget was built
+        feasible = [
+            r.candidate for r in selection.rows if (r.imgsz, r.ratio) == (row.imgsz, row.ratio) and r.meets
+        ]
+        scores |= finetuned_maps(config, ctx, checkpoint, feasible)
+        seconds = time.perf_counter() - started
+        done.append((row.gflops or 0.0, seconds))
+        record.append({"imgsz": row.imgsz, "ratio": row.ratio, "seconds": round(seconds, 1)})
     updated = [
         replace(m, finetuned_map50_95=scores.get(m.candidate, m.finetuned_map50_95)) for m in measurements
     ]
-    return write_search(config, ctx, measured, config.select(updated))
+    extra = {
+        "finetune": {"epochs": config.finetune_epochs, "minutes": config.finetune_minutes, "order": record}
+    }
+    return write_search(config, ctx, measured, config.select(updated), extra)
 
 
-def top_feasible(selection: Selection, count: int) -> list[CandidateRow]:
-    """The `count` highest-mAP candidates that meet the budget."""
-    chosen: list[CandidateRow] = []
-    for _ in range(count):
-        row = best_meeting(selection.rows, lambda r: r not in chosen)
-        if row is None:
-            break
-        chosen.append(row)
-    return chosen
-
-
-def finetuned_map(config: SearchConfig, ctx: StageContext, checkpoint: Path, candidate: Candidate) -> float:
-    """Fine-tune one candidate at its input size, build it as searched and measure its mAP50-95."""
+def finetuned_maps(
+    config: SearchConfig, ctx: StageContext, checkpoint: Path, candidates: list[Candidate]
+) -> dict[Candidate, float]:
+    """Fine-tune one checkpoint at its candidates' input size, build it in each of their precisions as
+    searched and measure each one's mAP50-95."""
     data, val = ctx.settings.data, require_val(ctx)
     if data is None:
         raise InputError("fine-tuning needs a training set: set `data`")
@@ -268,17 +307,20 @@ def finetuned_map(config: SearchConfig, ctx: StageContext, checkpoint: Path, can
         data,
         work / "finetuned.pt",
         FinetuneConfig(epochs=config.finetune_epochs),
-        imgsz=candidate.imgsz,
+        imgsz=candidates[0].imgsz,
         device=ctx.settings.device,
         run_dir=work / "train",
         teacher=ctx.input("model").path if config.teacher else None,
     )
     settings = MeasureSettings(config.target, config.batch, config.calib_images, map_images=config.map_images)
-    engine = build_candidate(out, candidate, work / "build", settings, data)
     options = RunOptions(threads=config.threads, batch=config.batch)
-    with get_target(config.target).load(engine, options) as runner:
-        score = evaluate(runner, val, candidate.imgsz, batch=config.batch, max_images=config.map_images)
-    return round(score.map50_95, 5)
+    scores = {}
+    for index, candidate in enumerate(candidates):
+        engine = build_candidate(out, candidate, work / f"build-{index}", settings, data)
+        with get_target(config.target).load(engine, options) as runner:
+            score = evaluate(runner, val, candidate.imgsz, batch=config.batch, max_images=config.map_images)
+        scores[candidate] = round(score.map50_95, 5)
+    return scores
 
 
 def candidate_table(search: dict[str, Any]) -> Table:

@@ -42,9 +42,10 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class PrunedCandidate:
-    """One ratio's checkpoint, or why pruning could not reach it."""
+    """One (ratio, input size)'s checkpoint, or why pruning could not reach it."""
 
     ratio: float
+    imgsz: int
     path: Path | None
     error: str | None = None
 
@@ -62,46 +63,27 @@ class MeasureSettings:
     map_images: int | None = None  # None: the whole val split
 
 
-def prune_candidates(
+def prune_candidate(
     source: Path,
-    ratios: list[float],
+    ratio: float,
+    imgsz: int,
     out_dir: Path,
     prune: PruneConfig,
     *,
-    imgsz: int,
     device: str,
     data: Path | None,
-    progress: Progress | None = None,
-) -> list[PrunedCandidate]:
-    """The checkpoint of every ratio (the source itself at 1.0). A ratio that pruning cannot reach (layer
-    caps and protected layers bound it), and every smaller one, is recorded with the reason instead."""
-    pruned: list[PrunedCandidate] = []
-    out_of_reach: str | None = None
-    task = progress.add_task("pruning candidates", total=len(ratios)) if progress else None
-    for ratio in sorted(ratios, reverse=True):
-        if progress is not None and task is not None:
-            progress.update(task, description=f"pruning to {ratio:g} of the MACs")
-        if ratio >= 1.0:
-            pruned.append(PrunedCandidate(ratio, source))
-        elif out_of_reach is None:
-            out = out_dir / f"macs-{ratio:g}.pt"
-            try:
-                prune_checkpoint(
-                    source,
-                    out,
-                    prune.model_copy(update={"macs": ratio}),
-                    imgsz=imgsz,
-                    device=device,
-                    data=data,
-                )
-                pruned.append(PrunedCandidate(ratio, out))
-            except CheckFailed as exc:
-                out_of_reach = str(exc).splitlines()[0]
-        if out_of_reach is not None:
-            pruned.append(PrunedCandidate(ratio, None, out_of_reach))
-        if progress is not None and task is not None:
-            progress.advance(task)
-    return pruned
+) -> PrunedCandidate:
+    """`source` pruned to `ratio` of its MACs at `imgsz` (the source itself at 1.0), or the reason pruning
+    cannot reach it (layer caps and protected layers bound it)."""
+    if ratio >= 1.0:
+        return PrunedCandidate(ratio, imgsz, source)
+    out = out_dir / f"macs-{ratio:g}-{imgsz}px.pt"
+    try:
+        config = prune.model_copy(update={"macs": ratio, "imgsz": imgsz})
+        prune_checkpoint(source, out, config, imgsz=imgsz, device=device, data=data)
+    except CheckFailed as exc:
+        return PrunedCandidate(ratio, imgsz, None, str(exc).splitlines()[0])
+    return PrunedCandidate(ratio, imgsz, out)
 
 
 def build_candidate(
@@ -166,7 +148,7 @@ def time_runners(
 
 
 def measure_candidates(
-    pruned: list[PrunedCandidate],
+    pruned: dict[tuple[float, int], PrunedCandidate],
     candidates: list[Candidate],
     settings: MeasureSettings,
     *,
@@ -174,8 +156,8 @@ def measure_candidates(
     val: Path,
     progress: Progress | None = None,
 ) -> tuple[list[Measurement], list[str]]:
-    """Build, time and score every candidate; returns the measurements and the machine's noise flags."""
-    checkpoints = {p.ratio: p for p in pruned}
+    """Build, time and score every candidate (its checkpoint: `pruned[ratio, imgsz]`); returns the
+    measurements and the machine's noise flags."""
     measurements: list[Measurement] = []
     facts: dict[Candidate, dict[str, Any]] = {}
     options = RunOptions(threads=settings.threads, batch=settings.batch)
@@ -185,7 +167,7 @@ def measure_candidates(
         for index, candidate in enumerate(candidates):
             if progress is not None and task is not None:
                 progress.update(task, description=f"building {candidate.label}")
-            source = checkpoints[candidate.ratio]
+            source = pruned[candidate.ratio, candidate.imgsz]
             if source.path is None:
                 measurements.append(
                     Measurement(candidate.imgsz, candidate.ratio, candidate.precision, error=source.error)
@@ -220,6 +202,8 @@ def measure_candidates(
                     candidate.precision,
                     samples_ms=tuple(round(s, 4) for s in samples[candidate]),
                     map50_95=round(score.map50_95, 5),
+                    map_images=score.images,
+                    map_total_images=score.total_images,
                     ran_precision=runner.precision,
                     flags=(spread,) if spread else (),
                     **facts[candidate],
