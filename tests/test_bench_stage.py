@@ -89,6 +89,18 @@ def test_command_writes_results_and_table(tiny_engine, synth_dataset, tmp_path, 
     assert "torch/fp32" in capsys.readouterr().out
 
 
+def test_busy_machine_is_said_before_timing_and_recorded(tiny_engine, tmp_path, capsys, busy_cpu):
+    out = tmp_path / "busy.json"
+    command(artifact=tiny_engine.path, output=out, no_accuracy=True, batch="1", warmup=1, iters=3,
+            min_seconds=0.0, throughput_seconds=0.2, threads=None, memory=False)  # fmt: skip
+    printed = capsys.readouterr().out
+    assert "busy before timing" in printed and "running with --threads 1" in printed
+    assert printed.index("busy before timing") < printed.index("edgepipe bench")  # before the table
+    (result,) = load_results(out)
+    assert result.threads == 1
+    assert any(flag.startswith("cpu-load-before: other processes use") for flag in result.flags)
+
+
 def test_missing_artifact(tmp_path):
     missing = tmp_path / "nowhere"
     with pytest.raises(InputError, match="artifact not found") as raised:
