@@ -47,6 +47,7 @@ def test_bench_plain_checkpoint_speed_only(tiny_checkpoint):
     ]
     for r in results:
         assert r.model == "tiny" and r.precision == "fp32" and r.streams == 2 and r.threads == 1
+        assert r.imgsz == 64 and r.letterbox is None  # the input size is known without a mAP
         assert r.latency_ms.n == len(r.samples_ms) >= 5 and r.e2e_latency_ms.n == len(r.e2e_samples_ms) >= 5
         assert r.latency_ms.min <= r.latency_ms.p50 <= r.latency_ms.p99 <= r.latency_ms.max
         assert r.throughput_ips > 0 and r.throughput == [

@@ -318,6 +318,7 @@ def bench_batch(
         samples_ms=samples,
         e2e_samples_ms=e2e_samples,
         build_notes=build_notes(meta),
+        imgsz=imgsz,
     )
     return result, runner
 
