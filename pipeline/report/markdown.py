@@ -29,10 +29,14 @@ def table(header: list[str], rows: Iterable[list[str]]) -> str:
 
 
 def gate_verdict_line(verdicts: list[Verdict]) -> str:
-    broken = [v for v in verdicts if not v.passed]
+    """Counts the checks, the rows the gate's tables show, and the (budget, result) pairs they form."""
+    checks = sum(len(v.checks) for v in verdicts)
+    broken = sum(len(v.failures) for v in verdicts)
+    pairs = f"{len(verdicts)} (budget, result) pair{'s' * (len(verdicts) != 1)}"
     if not broken:
-        return f"✅ **edgepipe gate passed**: all {len(verdicts)} budget checks hold."
-    return f"❌ **edgepipe gate failed**: {len(broken)} of {len(verdicts)} budget checks broken."
+        return f"✅ **edgepipe gate passed**: all {checks} checks hold, in {pairs}."
+    failed = sum(not v.passed for v in verdicts)
+    return f"❌ **edgepipe gate failed**: {broken} of {checks} checks broken, in {failed} of {pairs}."
 
 
 def _check_row(verdict: Verdict, check: Check) -> list[str]:
