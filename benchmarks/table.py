@@ -69,6 +69,7 @@ MEASURES: dict[str, Callable[[Result], str]] = {
     "flags": _flag_kinds,
 }
 TEXT_COLUMNS = ("when", "device", "model", "target", "ran as", "flags")
+NO_WRAP = ("target", "mAP50-95", "img/s")  # "0.4200 (32 img, partial)" and "83.3 (4 str)" stay whole
 # keeps the history table readable in 160 columns
 LEFT_OUT_IN_CONTEXT = ("p90 ms", "p99 ms", "size MB", "mem MB")
 
@@ -87,7 +88,7 @@ def results_table(results: list[Result], title: str = "benchmark results", conte
     for header in columns:
         text = header in TEXT_COLUMNS
         table.add_column(
-            header, justify="left" if text else "right", overflow="fold", no_wrap=header == "target"
+            header, justify="left" if text else "right", overflow="fold", no_wrap=header in NO_WRAP
         )
     for r in results:
         table.add_row(*(cell(r) for cell in columns.values()))
