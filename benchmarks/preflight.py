@@ -61,11 +61,13 @@ def wait_for_idle(
 ) -> CpuLoad:
     """Sample until the CPUs are quiet or `limit_s` seconds have passed; returns the last sample."""
     load = measure()
-    deadline = time.monotonic() + limit_s
+    started = time.monotonic()
     if load.is_busy and limit_s > 0:
         say(f"machine busy: {load.describe()}; waiting up to {limit_s:g} s for it to be idle (--wait-idle)")
-        while load.is_busy and time.monotonic() < deadline:
+        while load.is_busy and time.monotonic() - started < limit_s:
             load = measure()
+        waited = time.monotonic() - started
+        say(f"idle after {waited:.0f} s" if not load.is_busy else f"still busy after {waited:.0f} s")
     return load
 
 

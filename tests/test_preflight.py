@@ -47,7 +47,14 @@ def test_wait_for_idle_samples_until_quiet():
     said: list[str] = []
     load = wait_for_idle(60, said.append, measure=lambda: next(samples))
     assert load == IDLE
-    assert len(said) == 1 and "waiting up to 60 s" in said[0] and "1.0 of the 2" in said[0]
+    assert len(said) == 2 and "waiting up to 60 s" in said[0] and "1.0 of the 2" in said[0]
+    assert said[1].startswith("idle after")
+
+
+def test_a_machine_busy_past_the_wait_says_so():
+    said: list[str] = []
+    assert wait_for_idle(0.01, said.append, measure=lambda: HALF_BUSY) == HALF_BUSY
+    assert said[-1].startswith("still busy after")
 
 
 def test_no_wait_measures_once():
