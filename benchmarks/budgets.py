@@ -11,10 +11,11 @@ from __future__ import annotations
 import fnmatch
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from benchmarks import budget_values
 from benchmarks.results import Result
 from core.errors import InputError
 from core.yamlfile import read_yaml_model
@@ -28,7 +29,9 @@ CRITERIA = (
     "max_memory_mb",
     "min_map50_95",
     "max_map_drop",
+    "ran_as",
 )
+EXAMPLE = '- {target: "openvino/int8", max_latency_ms: "p90<=20ms", min_map50_95: 0.40, ran_as: "int8*"}'
 
 
 class Budget(BaseModel):
@@ -41,10 +44,14 @@ class Budget(BaseModel):
     target: str = Field(description="glob on target/precision, e.g. 'openvino/int8' or 'tensorrt/*'")
     batch: int | None = Field(None, ge=1, description="only results measured at this batch size")
     max_latency_ms: dict[Statistic, float] | None = Field(
-        None, description="model-only latency ceilings in ms by statistic, e.g. {p90: 20}"
+        None,
+        description='model-only latency ceilings in ms by statistic: {p90: 20}, or "p90<=20ms" as the '
+        "search writes it (alias `max_latency`)",
     )
     max_e2e_latency_ms: dict[Statistic, float] | None = Field(
-        None, description="end-to-end (pre + infer + post) latency ceilings in ms by statistic"
+        None,
+        description="end-to-end (pre + infer + post) latency ceilings, written as max_latency_ms "
+        "(alias `max_e2e_latency`)",
     )
     min_throughput_ips: float | None = Field(None, gt=0, description="minimum images per second")
     max_size_mb: float | None = Field(None, gt=0, description="maximum engine size in MB")
@@ -61,6 +68,31 @@ class Budget(BaseModel):
     allow_partial_map: bool = Field(
         False, description="accept a mAP measured on a subset of the split (bench --max-images/--fraction)"
     )
+    ran_as: str | None = Field(
+        None,
+        description="glob the precision that actually ran must match, e.g. 'int8*' fails an INT8 engine "
+        "that fell back to fp32",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _keys_in_any_case(cls, raw: Any) -> Any:
+        return budget_values.normalize_keys(raw)
+
+    @field_validator("max_latency_ms", "max_e2e_latency_ms", mode="before")
+    @classmethod
+    def _latency_syntax(cls, value: Any) -> Any:
+        return None if value is None else budget_values.latency_limits(value)
+
+    @field_validator("max_size_mb", "max_memory_mb", mode="before")
+    @classmethod
+    def _megabytes(cls, value: Any) -> Any:
+        return budget_values.quantity(value, "MB", "5 or 5MB")
+
+    @field_validator("min_throughput_ips", mode="before")
+    @classmethod
+    def _images_per_second(cls, value: Any) -> Any:
+        return budget_values.quantity(value, "img/s", "50 or 50img/s")
 
     @model_validator(mode="after")
     def _coherent(self) -> Budget:
@@ -106,9 +138,9 @@ def load_budgets(path: Path | str) -> list[Budget]:
         path,
         BudgetsFile,
         what="budgets file",
-        expected="a mapping with a `budgets:` list",
+        expected=f"a mapping with a `budgets:` list, whose entries look like {EXAMPLE}",
         invalid="invalid budgets",
-        hint="docs/config.md lists every budget key (device, target, batch and the max_/min_ criteria)",
+        hint=f"entries look like {EXAMPLE}; docs/config.md lists every budget key",
     ).budgets
 
 
@@ -160,6 +192,30 @@ class Check:
             f"{self.criterion} {verdict}: measured {self.measured_text}, limit {self.limit_text}, "
             f"margin {self.margin_text}"
         )
+
+
+@dataclass(frozen=True)
+class RanAsCheck(Check):
+    """The precision that ran against the budget's `ran_as` glob: a check without a margin."""
+
+    pattern: str = "*"
+    ran_as: str = ""
+
+    @property
+    def passed(self) -> bool:
+        return _glob(self.ran_as, self.pattern)
+
+    @property
+    def measured_text(self) -> str:
+        return self.ran_as
+
+    @property
+    def limit_text(self) -> str:
+        return f"matches {self.pattern}"
+
+    @property
+    def margin_text(self) -> str:
+        return "—"
 
 
 def _fmt(value: float, unit: str, signed: bool = False) -> str:
@@ -237,6 +293,8 @@ def _checks(
         checks.append(Check("size", "MB", budget.max_size_mb, result.size_mb, upper=True))
     if budget.max_memory_mb is not None:
         checks.append(Check("memory", "MB", budget.max_memory_mb, result.memory_mb, upper=True))
+    if budget.ran_as is not None:
+        checks.append(RanAsCheck("ran as", "", 0.0, None, True, pattern=budget.ran_as, ran_as=result.ran_as))
     if budget.min_map50_95 is not None or budget.max_map_drop is not None:
         check_full_map(index, budget, result, source)
     if budget.min_map50_95 is not None:

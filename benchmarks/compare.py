@@ -2,7 +2,8 @@
 
 Results are paired by (target, precision as configured, batch). A pair is judged only when its two
 results are comparable: timed on the same kind of input images, and mAP on the same dataset and
-letterbox (or in neither); `refuse_unjudgeable` turns a file with no pair, or a pair that is not
+letterbox (or in neither), at the same input size, threads, streams and performance hint;
+`refuse_unjudgeable` turns a file with no pair, or a pair that is not
 comparable, into an InputError (exit 2), since a check that judges nothing would pass anything.
 
 A latency change counts only when both hold:
@@ -139,17 +140,41 @@ def compare_pair(
     return comparison
 
 
+# What differs -> the bench option (or build setting) that makes it differ, named in the refusal's hint.
+OPTIONS = {
+    "timing images": "--val or --no-accuracy",
+    "dataset": "--val",
+    "letterbox": "--imgsz",
+    "input size": "--imgsz",
+    "mAP images": "--max-images or --fraction",
+    "mAP in one file": "--no-accuracy",
+    "threads": "--threads",
+    "streams": "--streams",
+    "performance hint": "--performance-hint",
+}
+
+
 def comparability_problems(base: Result, new: Result) -> list[str]:
     """Why two results of one engine cannot be judged against each other (empty: they can).
 
-    A field missing from an older result is unknown, and is not held against it.
+    Each problem starts with what differs (a key of OPTIONS). A field missing from an older result is
+    unknown, and is not held against it.
     """
     problems = []
     if base.timing_images and new.timing_images and base.timing_images != new.timing_images:
-        problems.append(f"timed on other input images: {base.timing_images} vs {new.timing_images}")
+        problems.append(f"timing images: {base.timing_images} in base, {new.timing_images} in new")
+    hints = (base.backend_settings.get("performance_hint"), new.backend_settings.get("performance_hint"))
+    for what, old, now in (
+        ("input size", base.imgsz, new.imgsz),
+        ("threads", base.threads, new.threads),
+        ("streams", base.streams, new.streams),
+        ("performance hint", *hints),
+    ):
+        if old is not None and now is not None and old != now:
+            problems.append(f"{what}: {old} in base, {now} in new")
     if (base.map50_95 is None) != (new.map50_95 is None):
         which = "base" if base.map50_95 is not None else "new"
-        problems.append(f"mAP measured in the {which} file only, so accuracy cannot be compared")
+        problems.append(f"mAP in one file only (the {which}), so accuracy cannot be compared")
     elif base.map50_95 is not None and new.map50_95 is not None:
         for what, old, now in (
             ("dataset", base.dataset, new.dataset),
@@ -157,23 +182,27 @@ def comparability_problems(base: Result, new: Result) -> list[str]:
             ("mAP images", base.map_images, new.map_images),
         ):
             if old is not None and now is not None and old != now:
-                problems.append(f"mAP on another {what}: {old} vs {now}")
+                problems.append(f"{what}: {old} in base, {now} in new")
     return problems
 
 
 def refuse_unjudgeable(comparisons: list[Comparison], unpaired: list[str]) -> None:
-    """InputError when no pair was found, or when a pair's results are not comparable."""
+    """InputError when no pair was found, or when a pair's results are not comparable; the hint names
+    the options that differ."""
     if not comparisons:
         raise InputError(
             "no (target, precision, batch) appears in both files, so nothing can be compared: "
             + ("; ".join(unpaired) or "both files are empty"),
             hint="compare results of the same engines at the same batch sizes",
         )
-    problems = [f"{c.label}: {p}" for c in comparisons for p in c.problems]
+    problems = [(c.label, p) for c in comparisons for p in c.problems]
     if problems:
+        options = dict.fromkeys(
+            option for _, p in problems for what, option in OPTIONS.items() if p.startswith(what)
+        )
         raise InputError(
-            "the results are not comparable:\n  " + "\n  ".join(problems),
-            hint="benchmark both the same way (same --val dataset, or --no-accuracy in both)",
+            "the results are not comparable:\n  " + "\n  ".join(f"{label}: {p}" for label, p in problems),
+            hint=f"benchmark both the same way (the same {', '.join(options)})",
         )
 
 

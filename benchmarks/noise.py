@@ -2,7 +2,10 @@
 
 - other processes used a noticeable share of the CPU while we measured (a busy or shared machine);
 - the CPU or GPU throttled, or a thermal zone sat at its throttling trip point;
-- the samples spread widely (a high coefficient of variation).
+- the samples spread widely (a high coefficient of variation);
+- the end-to-end median is below the model-only one, which contains it (the load changed mid-run).
+
+What the CPUs looked like before timing is `benchmarks.preflight`'s.
 """
 
 from __future__ import annotations
@@ -117,4 +120,14 @@ def spread_flag(label: str, samples_ms: list[float], max_cv: float = MAX_CV) -> 
     cv = coefficient_of_variation(samples_ms)
     if cv > max_cv:
         return f"high-cv: {label} latency varies by {cv:.0%} (std / mean, limit {max_cv:.0%})"
+    return None
+
+
+def consistency_flag(model_p50: float, e2e_p50: float) -> str | None:
+    """End to end includes the model run, so an e2e median below the model's means the load changed."""
+    if e2e_p50 < model_p50:
+        return (
+            f"inconsistent: e2e p50 {e2e_p50:.2f} ms is below the model-only p50 {model_p50:.2f} ms "
+            "(the machine's load changed during the run)"
+        )
     return None

@@ -74,6 +74,7 @@ class Result(BaseModel):
     e2e_samples_ms: list[float] = Field(default_factory=list)
     stage_story: list[dict[str, Any]] = Field(default_factory=list)  # params/GFLOPs per pipeline stage
     build_notes: list[str] = Field(default_factory=list)  # what the build checked or chose (INT8 drop, ...)
+    imgsz: int | None = None  # the engine's square input size, whether or not mAP was measured
 
     @property
     def key(self) -> str:

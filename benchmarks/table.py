@@ -1,6 +1,7 @@
 """The rich table people read results in (bench, history, run): latency, throughput, mAP, size, memory, flags.
 
-The target column is the engine's key (target/precision as configured); "ran as" is what actually ran.
+The target column is the engine's key (target/precision as configured); "ran as" is what actually ran;
+imgsz, threads and the streams of img/s say how it was measured, and a partial mAP shows its images.
 """
 
 from __future__ import annotations
@@ -28,6 +29,19 @@ def _map(r: Result) -> str:
     return f"{text} ({r.map_images} img, partial)" if r.map50_95 is not None and r.map_partial else text
 
 
+def map_text(r: Result) -> str:
+    """mAP50-95 with the images it saw when partial, for the report and Markdown ("—" when absent)."""
+    return "—" if r.map50_95 is None else _map(r)
+
+
+def _imgsz(r: Result) -> str:
+    return "-" if r.imgsz is None else str(r.imgsz)
+
+
+def _threads(r: Result) -> str:
+    return "-" if r.threads is None else str(r.threads)
+
+
 def _flag_kinds(r: Result) -> str:
     return ", ".join(dict.fromkeys(flag.split(":")[0] for flag in r.flags))
 
@@ -42,6 +56,8 @@ MEASURES: dict[str, Callable[[Result], str]] = {
     "target": lambda r: r.key,
     "ran as": lambda r: r.ran_as,
     "batch": lambda r: str(r.batch),
+    "imgsz": _imgsz,
+    "threads": _threads,
     "p50 ms": lambda r: _number(r.latency_ms.p50, 2),
     "p90 ms": lambda r: _number(r.latency_ms.p90, 2),
     "p99 ms": lambda r: _number(r.latency_ms.p99, 2),
@@ -53,7 +69,9 @@ MEASURES: dict[str, Callable[[Result], str]] = {
     "flags": _flag_kinds,
 }
 TEXT_COLUMNS = ("when", "device", "model", "target", "ran as", "flags")
-LEFT_OUT_IN_CONTEXT = ("p99 ms", "size MB", "mem MB")  # keeps the history table readable in 100 columns
+NO_WRAP = ("target", "mAP50-95", "img/s")  # "0.4200 (32 img, partial)" and "83.3 (4 str)" stay whole
+# keeps the history table readable in 160 columns
+LEFT_OUT_IN_CONTEXT = ("p90 ms", "p99 ms", "size MB", "mem MB")
 
 
 def results_table(results: list[Result], title: str = "benchmark results", context: bool = False) -> Table:
@@ -70,7 +88,7 @@ def results_table(results: list[Result], title: str = "benchmark results", conte
     for header in columns:
         text = header in TEXT_COLUMNS
         table.add_column(
-            header, justify="left" if text else "right", overflow="fold", no_wrap=header == "target"
+            header, justify="left" if text else "right", overflow="fold", no_wrap=header in NO_WRAP
         )
     for r in results:
         table.add_row(*(cell(r) for cell in columns.values()))

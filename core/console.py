@@ -13,3 +13,9 @@ def make_console() -> Console:
 
 
 console = make_console()
+
+
+def log_console() -> Console:
+    """A stderr Console for timestamped progress lines (`.log`), without the caller's file:line, which
+    wraps and means nothing to a user."""
+    return Console(stderr=True, log_path=False)

@@ -81,7 +81,12 @@ def _resolve_paths(model: BaseModel, base: Path, file: Path, where: str = "") ->
         if isinstance(value, Path):
             resolved = value if value.is_absolute() else (base / value).resolve()
             if not _exists(resolved):
-                raise InputError(f"key '{key}': {value} does not exist (resolved to {resolved})", path=file)
+                raise InputError(
+                    f"key '{key}': {value} does not exist (resolved to {resolved})",
+                    path=file,
+                    hint=f"relative paths are resolved against the config's folder, {base}; "
+                    f"the comments at the top of {file.name} say where its files come from",
+                )
             setattr(model, name, resolved)
         elif isinstance(value, BaseModel):
             _resolve_paths(value, base, file, key)

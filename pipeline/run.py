@@ -9,6 +9,7 @@ from pathlib import Path
 from rich.console import Console
 
 from benchmarks.history import global_history_path, history_path
+from benchmarks.results import load_results, save_results
 from core.artifacts import Artifact, write_atomic
 from core.checkpoints import load_detection_model
 from core.console import console as shared_console
@@ -18,7 +19,7 @@ from pipeline.plan import make_plans, search_plans
 from pipeline.stage_runner import StageOutcome, StagePlan, StageRunner, WorkDir
 from pipeline.stages.base import RunSettings
 from pipeline.stages.search import SearchConfig
-from pipeline.summary import MODEL_STAGES, model_stage_lines, print_summary
+from pipeline.summary import MODEL_STAGES, engine_stage_lines, model_stage_lines, print_summary
 
 
 def default_workdir(config_path: Path) -> Path:
@@ -44,17 +45,28 @@ def settings_for(config: PipelineConfig, data_yaml: Path | None) -> RunSettings:
     )
 
 
-# The latest report and gate, copied to stable names at the top of the work dir after every run.
+# The latest report, gate (Markdown and JUnit) and results, at stable names at the top of the work dir
+# after every run, so that CI finds them without the hashed stage folders.
 LATEST = {"report": "report.html", "gate": "gate.md"}
+LATEST_JUNIT = "gate.xml"
+LATEST_RESULTS = "results.json"
 
 
 def publish_latest(root: Path, available: dict[str, Artifact]) -> dict[str, Path]:
-    """Copy the report and gate of this run to WORKDIR/report.html and WORKDIR/gate.md."""
+    """Copy this run's report and gate to WORKDIR/report.html, gate.md and gate.xml, and every results
+    file of the run (its model's and the unpruned source's) into one WORKDIR/results.json."""
     published = {}
     for kind, name in LATEST.items():
         artifact = available.get(kind)
         if artifact is not None and artifact.path.is_file():
             published[kind] = write_atomic(root / name, artifact.path.read_bytes())
+    gate = available.get("gate")
+    junit = gate.path.parent / gate.metadata.get("junit", LATEST_JUNIT) if gate is not None else None
+    if junit is not None and junit.is_file():
+        published["junit"] = write_atomic(root / LATEST_JUNIT, junit.read_bytes())
+    files = dict.fromkeys(a.path for a in available.values() if a.kind == "results" and a.path.is_file())
+    if files:
+        published["results"] = save_results(root / LATEST_RESULTS, load_results(*files))
     return published
 
 
@@ -85,13 +97,17 @@ def run_pipeline(
         runner = StageRunner(work, replace(settings_for(config, data_yaml), histories=histories), console)
 
         def follow(plan: StagePlan, outcome: StageOutcome) -> None:
-            """The synthetic data becomes the run's data; a stage that changed the model says how."""
+            """The synthetic data becomes the run's data; a stage that changed the model says how, and a
+            build what its INT8 check found."""
             if plan.stage == "data":
                 dataset = outcome.artifacts["data"]
                 data = dataset.path / dataset.metadata["data_yaml"]
                 runner.settings = replace(settings_for(config, data), histories=histories)
             if plan.stage in MODEL_STAGES and "model" in outcome.artifacts:
                 for line in model_stage_lines(plan.label, outcome.artifacts["model"]):
+                    console.print(line)
+            if plan.stage == "build" and "engine" in outcome.artifacts:
+                for line in engine_stage_lines(plan.label, outcome.artifacts["engine"]):
                     console.print(line)
 
         runner.on_outcome = follow

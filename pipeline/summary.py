@@ -1,4 +1,5 @@
-"""What `edgepipe run` prints at the end: the stages, the results table, the gate's verdict, the report."""
+"""What `edgepipe run` prints: after each model stage what it changed, after each build what its INT8
+check found, and at the end the stages, the results table, the gate's verdict, the report."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from benchmarks.results import load_results
 from benchmarks.table import results_table
 from core.artifacts import Artifact
 from pipeline.stage_runner import StageOutcome
+from pipeline.stages.benchmark import build_notes
 from pipeline.stages.gate import broken_table
 
 MODEL_STAGES = ("prune", "finetune")  # the stages that change the model, whose effect `run` prints
@@ -44,6 +46,12 @@ def model_stage_lines(stage: str, model: Artifact) -> list[str]:
             f"({before:.4f} -> {after:.4f}); no budget asked, but check that this model is still useful"
         )
     return lines
+
+
+def engine_stage_lines(stage: str, engine: Artifact) -> list[str]:
+    """What a build checked or chose, as `edgepipe build` prints it: the INT8 self-check's outcome (the
+    drop against fp32, what fell back to float) and the precision `auto` chose."""
+    return [f"[bold]{stage}[/bold]: {note}" for note in build_notes(engine.metadata)]
 
 
 def stages_table(outcomes: list[StageOutcome]) -> Table:
@@ -90,4 +98,7 @@ def print_summary(
                 console.print(f"gate: {verdict}  {path}")
             elif artifact.kind == "report":
                 console.print(f"report: {path}")
+    for kind, label in (("junit", "JUnit"), ("results", "results")):
+        if kind in (latest or {}):
+            console.print(f"{label}: {(latest or {})[kind]}")
     console.print(f"[dim]finished in {seconds:.1f} s[/dim]")

@@ -122,6 +122,17 @@ class OpenVinoTarget:
     def available(self) -> tuple[bool, str]:
         return library_status("openvino", "pip install openvino nncf")
 
+    def unavailable_precisions(self) -> dict[str, str]:
+        """bf16 and fp16 on a CPU without those units: OpenVINO would run them as fp32."""
+        import openvino as ov
+
+        capabilities = ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+        return {
+            precision: f"this CPU has no {precision.upper()} units (OpenVINO would run fp32)"
+            for precision in ("bf16", "fp16")
+            if precision.upper() not in capabilities
+        }
+
     def build(
         self,
         inputs: BuildInputs,

@@ -16,8 +16,7 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from rich.console import Console
-
+from core.console import log_console
 from targets.accuracy_bound import AccuracyBound
 from targets.accuracy_control import validation_dataset, validation_fn
 from targets.head import head_postprocess_nodes
@@ -88,7 +87,7 @@ def quantize(
     if not options.get("val_data"):
         return quantized, record, None
 
-    console = Console(stderr=True)
+    console = log_console()
     val_data, bound = options["val_data"], AccuracyBound.from_options(options)
     fp32 = measure(model, "f32")
     limit = bound.limit(fp32[0])

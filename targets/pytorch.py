@@ -55,6 +55,12 @@ class TorchTarget:
     def available(self) -> tuple[bool, str]:
         return library_status("torch", "pip install torch")
 
+    def unavailable_precisions(self) -> dict[str, str]:
+        """Precisions this machine cannot run, with why (fp16 needs CUDA)."""
+        import torch
+
+        return {} if torch.cuda.is_available() else {"fp16": "CUDA only, and no CUDA device here"}
+
     def build(
         self,
         inputs: BuildInputs,

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -52,3 +56,22 @@ def shared_dir() -> Path:
 def private_history(tmp_path_factory, monkeypatch):
     """Keep tests out of the user's benchmark history (~/.cache/edgepipe/history.sqlite)."""
     monkeypatch.setenv("EDGEPIPE_HISTORY", str(tmp_path_factory.mktemp("history") / "history.sqlite"))
+
+
+@pytest.fixture
+def busy_cpu() -> Iterator[int]:
+    """A CPU-bound child process on this process's first CPU, to which this process is pinned too: the
+    machine a benchmark must not trust. Yields the CPU; both are undone afterwards."""
+    if not hasattr(os, "sched_getaffinity"):
+        pytest.skip("needs CPU affinity (Linux)")
+    original = os.sched_getaffinity(0)
+    cpu = min(original)
+    spin = f"import os\nos.sched_setaffinity(0, {{{cpu}}})\nwhile True: pass"
+    child = subprocess.Popen([sys.executable, "-c", spin])
+    os.sched_setaffinity(0, {cpu})
+    try:
+        yield cpu
+    finally:
+        os.sched_setaffinity(0, original)
+        child.kill()
+        child.wait()

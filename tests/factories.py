@@ -6,7 +6,7 @@ import numpy as np
 
 from benchmarks.results import LatencyStats, Result
 
-CPU = {"name": "Intel Xeon Platinum 8480+", "arch": "x86_64", "cores": 2, "os": "Linux"}
+CPU = {"name": "Intel Xeon Platinum 8480+", "arch": "x86_64", "cores": 2, "os": "Linux", "threads_used": 1}
 JETSON = {"name": "NVIDIA Jetson AGX Orin 64GB", "arch": "aarch64", "nvpmodel": "MAXN", "jetpack": "6.1"}
 
 
@@ -34,7 +34,7 @@ def make_result(
     """A result whose latency stats come from 200 log-normal samples with median `p50`."""
     samples = p50 * np.random.default_rng(seed).lognormal(0.0, 0.08, 200)
     samples *= p50 / np.median(samples)
-    fields = {"model": "yolov8n-pruned", **extra}
+    fields = {"model": "yolov8n-pruned", "imgsz": 640, "threads": 1, **extra}
     return Result(
         target=target,
         precision=ran_as or precision,

@@ -47,6 +47,7 @@ def test_bench_plain_checkpoint_speed_only(tiny_checkpoint):
     ]
     for r in results:
         assert r.model == "tiny" and r.precision == "fp32" and r.streams == 2 and r.threads == 1
+        assert r.imgsz == 64 and r.letterbox is None  # the input size is known without a mAP
         assert r.latency_ms.n == len(r.samples_ms) >= 5 and r.e2e_latency_ms.n == len(r.e2e_samples_ms) >= 5
         assert r.latency_ms.min <= r.latency_ms.p50 <= r.latency_ms.p99 <= r.latency_ms.max
         assert r.throughput_ips > 0 and r.throughput == [
@@ -87,6 +88,18 @@ def test_command_writes_results_and_table(tiny_engine, synth_dataset, tmp_path, 
     (result,) = load_results(out)
     assert result.map50_95 is not None
     assert "torch/fp32" in capsys.readouterr().out
+
+
+def test_busy_machine_is_said_before_timing_and_recorded(tiny_engine, tmp_path, capsys, busy_cpu):
+    out = tmp_path / "busy.json"
+    command(artifact=tiny_engine.path, output=out, no_accuracy=True, batch="1", warmup=1, iters=3,
+            min_seconds=0.0, throughput_seconds=0.2, threads=None, memory=False)  # fmt: skip
+    printed = capsys.readouterr().out
+    assert "busy before timing" in printed and "running with --threads 1" in printed
+    assert printed.index("busy before timing") < printed.index("edgepipe bench")  # before the table
+    (result,) = load_results(out)
+    assert result.threads == 1
+    assert any(flag.startswith("cpu-load-before: other processes use") for flag in result.flags)
 
 
 def test_missing_artifact(tmp_path):

@@ -134,8 +134,11 @@ def test_compare_refuses_accuracy_in_one_file_only(engines, ov_bench, tmp_path):
                   *QUICK).exit_code == 0  # fmt: skip
     outcome = invoke("compare", ov_bench[0], speed_only)
     assert outcome.exit_code == 2
-    assert "mAP measured in the base file only" in outcome.output
-    assert "timed on other input images" in outcome.output  # the dataset's images vs a synthetic one
+    output = " ".join(outcome.output.split())
+    assert "mAP in one file only (the base)" in output
+    assert "timing images: shapes/val in base, synthetic 480x640 in new" in output
+    # the base ran 2 streams, the new one the default: named with its option
+    assert "streams: 2 in base, 1 in new" in output and "--streams" in output
 
 
 @pytest.mark.parametrize("command", ["build", "bench", "export"])

@@ -43,7 +43,11 @@ budgets:
         ("budgets:\n  - target: a/b\n    max_size_mb: 1\n  - target: x/y\n    max_sise_mb: 2\n",
          ["budgets[1].max_sise_mb", "unknown key"]),
         ("budgets:\n  - target: a/b\n    max_latency_ms: {p91: 3}\n",
-         ["budgets[0].max_latency_ms.p91", "p99"]),
+         ["budgets[0].max_latency_ms", "unknown statistic 'p91'", "p99"]),
+        ("budgets:\n  - target: a/b\n    max_latency_ms: 50\n",
+         ["budgets[0].max_latency_ms", 'e.g. {p90: 20} or "p90<=20ms"']),
+        ("budgets:\n  - target: a/b\n    max_latency_ms: 'p90>=50ms'\n", ["a latency budget is a ceiling"]),
+        ("budgets:\n  - target: a/b\n    max_size_mb: 5GB\n", ["budgets[0].max_size_mb", "e.g. 5 or 5MB"]),
         ("budgets:\n  - target: a/b\n", ["budgets[0]", "no criterion"]),
         ("budgets:\n  - target: a/b\n    max_map_drop: 0.01\n", ["budgets[0]", "baseline"]),
         ("budgets:\n  - device: '*'\n    max_size_mb: 1\n", ["budgets[0].target", "missing"]),
@@ -60,6 +64,41 @@ def test_load_errors_name_file_entry_and_key(tmp_path, text, expected):
     for fragment in expected:
         assert fragment in message
     assert info.value.exit_code == 2
+    if "YAML" not in message:  # the YAML parser's error points at the line instead
+        assert 'look like - {target: "openvino/int8", max_latency_ms: "p90<=20ms"' in message
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [
+        'max_latency_ms: "p90<=50ms"',  # the syntax of `search --budget`
+        'max_latency: "P90 <= 50 ms"',  # its key without the unit, the statistic in capitals
+        "Max_Latency_MS: {P90: 50ms}",
+        'max_latency_ms: {p90: "0.05s"}',
+        "max_latency_ms: {p90: 50}",  # the mapping form as before
+    ],
+)
+def test_latency_budget_in_the_search_syntax_any_case_and_with_units(tmp_path, entry):
+    (budget,) = load_budgets(write(tmp_path, f"budgets:\n  - target: a/b\n    {entry}\n"))
+    assert budget.max_latency_ms == {"p90": 50.0}
+
+
+def test_several_limits_units_of_size_and_throughput(tmp_path):
+    text = 'budgets:\n  - target: a/b\n    max_e2e_latency: "p50<=15ms, p99<=30ms"\n'
+    text += "    max_size_mb: 5MB\n    MIN_THROUGHPUT_IPS: 30fps\n    max_memory_mb: 300 MB\n"
+    (budget,) = load_budgets(write(tmp_path, text))
+    assert budget.max_e2e_latency_ms == {"p50": 15.0, "p99": 30.0}
+    assert (budget.max_size_mb, budget.min_throughput_ips, budget.max_memory_mb) == (5.0, 30.0, 300.0)
+
+
+def test_a_budget_can_require_what_the_engine_ran_as():
+    fell_back = make_result("openvino", "int8", 10.0, 0.39, ran_as="fp32")
+    quantized = make_result("openvino", "int8", 10.0, 0.39, ran_as="int8+fp32", seed=1)
+    budget = Budget(target="openvino/int8", ran_as="int8*")
+    broken, held = evaluate([budget], [fell_back, quantized])
+    (check,) = broken.checks
+    assert not broken.passed and held.passed
+    assert check.describe() == "ran as BROKEN: measured fp32, limit matches int8*, margin —"
 
 
 def test_missing_budgets_file(tmp_path):

@@ -45,6 +45,36 @@ def test_device_lists_cpu_targets_available_and_tensorrt_with_its_reason():
         assert "│ no " in rows["tensorrt"] and "tensorrt is not" in rows["tensorrt"]
 
 
+def test_device_json_tells_which_precisions_run_here():
+    import json
+
+    import torch
+
+    result = invoke("device", "--json")
+    assert result.exit_code == 0, result.output
+    found = json.loads(result.output)
+    assert found["device"]["name"] and found["device"]["cpu"]
+    torch_here = next(t for t in found["targets"] if t["target"] == "torch")
+    assert torch_here["available"] and "fp32" in torch_here["precisions"]
+    if not torch.cuda.is_available():  # fp16 is CUDA only: not listed as runnable on a CPU-only machine
+        assert (
+            "fp16" not in torch_here["precisions"] and "CUDA" in torch_here["unavailable_precisions"]["fp16"]
+        )
+        table = invoke("device").output
+        torch_row = next(line for line in table.splitlines() if line.startswith("│ torch "))
+        assert "fp16" not in torch_row.split("│")[3] and "no fp16: CUDA only" in torch_row
+
+
+def test_no_help_screen_shows_a_type_beside_a_flag():
+    from typer.main import get_command
+
+    group = get_command(app)
+    screens = [("--help",), ("data", "synth", "--help")] + [(name, "--help") for name in group.commands]
+    for args in screens:
+        output = invoke(*args).output
+        assert "Show this message and exit" in output and "<bool>" not in output, args
+
+
 @pytest.mark.parametrize(
     "args",
     [

@@ -87,23 +87,39 @@ def test_no_common_pair_exits_2_naming_what_each_file_holds(tmp_path):
 
 
 @pytest.mark.parametrize(
-    ("changes", "why"),
+    ("changes", "why", "option"),
     [
-        ({"dataset": "coco128"}, "mAP on another dataset: coco128-val2017 vs coco128"),
-        ({"letterbox": "square 320x320"}, "mAP on another letterbox"),
-        ({"map50_95": None}, "mAP measured in the base file only"),
-        ({"timing_images": "synthetic 480x640"}, "timed on other input images"),
-        ({"map_images": 32, "map_partial": True}, "mAP on another mAP images: 128 vs 32"),
+        ({"dataset": "coco128"}, "dataset: coco128-val2017 in base, coco128 in new", "--val"),
+        ({"letterbox": "square 320x320"}, "letterbox: square 640x640 in base, square 320x320", "--imgsz"),
+        ({"imgsz": 320}, "input size: 640 in base, 320 in new", "--imgsz"),
+        ({"map50_95": None}, "mAP in one file only (the base)", "--no-accuracy"),
+        ({"timing_images": "synthetic 480x640"}, "timing images: coco128-val2017/val in base", "--val"),
+        ({"map_images": 32, "map_partial": True}, "mAP images: 128 in base, 32 in new", "--max-images"),
+        ({"threads": 2}, "threads: 1 in base, 2 in new", "--threads"),
+        ({"streams": 4}, "streams: 1 in base, 4 in new", "--streams"),
+        (
+            {"backend_settings": {"performance_hint": "THROUGHPUT"}},
+            "performance hint: LATENCY in base, THROUGHPUT in new",
+            "--performance-hint",
+        ),
     ],
 )
-def test_pairs_that_cannot_be_judged_exit_2_and_say_why(tmp_path, changes, why):
-    common = {"timing_images": "coco128-val2017/val", "map_images": 128}
+def test_pairs_that_cannot_be_judged_exit_2_and_name_the_option(tmp_path, changes, why, option):
+    common = {"timing_images": "coco128-val2017/val", "map_images": 128, "threads": 1, "imgsz": 640}
+    common["backend_settings"] = {"performance_hint": "LATENCY"}
     base = save_results(tmp_path / "b.json", [make_result("openvino", "int8", 10.0, 0.42, **common)])
     other = make_result("openvino", "int8", 10.0, 0.42, seed=3, **common)
     new = save_results(tmp_path / "n.json", [other.model_copy(update=changes)])
     with pytest.raises(InputError, match="not comparable") as raised:
         compare_command(base, new)
     assert why in str(raised.value) and raised.value.exit_code == 2
+    assert option in raised.value.hint and "datasets" not in raised.value.hint
+
+
+def test_threads_unknown_in_an_older_result_are_not_held_against_it():
+    base = make_result("openvino", "int8", 10.0, 0.42, threads=None)
+    (c,), _ = compare_results([base], [make_result("openvino", "int8", 10.0, 0.42, seed=1, threads=2)])
+    assert c.problems == []
 
 
 def test_noisy_results_warn_and_fail_with_strict(tmp_path, capsys):

@@ -59,6 +59,20 @@ def test_missing_file_is_named_before_any_work(tmp_path, minimal):
     assert "'model'" in str(err.value) and "nowhere/model.pt" in str(err.value)
 
 
+def test_the_coco_example_says_where_its_files_come_from_and_fails_with_a_hint_without_them(tmp_path):
+    """A clone without `shared/` beside it: the example stops at once, naming the file and the way out."""
+    example = Path(__file__).resolve().parents[1] / "examples" / "yolov8n-coco.yaml"
+    assert "Where its files come from" in example.read_text()
+    copy = tmp_path / "clone" / "examples" / example.name  # no shared/ beside this clone
+    copy.parent.mkdir(parents=True)
+    copy.write_text(example.read_text())
+    with pytest.raises(InputError) as err:
+        load_config(copy)
+    assert "key 'model'" in str(err.value) and "shared/models/yolov8n.pt does not exist" in str(err.value)
+    assert err.value.hint and "resolved against the config's folder" in err.value.hint
+    assert "comments at the top of yolov8n-coco.yaml" in err.value.hint
+
+
 def test_missing_required_key(tmp_path, minimal):
     del minimal["model"]
     with pytest.raises(InputError, match="'model': required key is missing"):

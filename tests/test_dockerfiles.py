@@ -244,3 +244,22 @@ def test_ci_examples_gate_and_upload_the_verdict():
     assert any("gate results/" in line and "--junit gate.xml" in line for line in job["script"])
     assert job["artifacts"]["when"] == "always" and job["artifacts"]["reports"]["junit"] == "gate.xml"
     assert "report.html" in job["artifacts"]["paths"]
+
+
+def test_ci_examples_take_a_pipeline_runs_outputs_from_its_stable_paths():
+    import yaml
+
+    github = yaml.safe_load((REPO / "docs/ci/github-actions.yml").read_text())
+    steps = github["jobs"]["cpu-pipeline"]["steps"]
+    workdir = github["jobs"]["cpu-pipeline"]["env"]["WORKDIR"]
+    assert any('--workdir "$WORKDIR"' in step.get("run", "") for step in steps)
+    (upload,) = [s for s in steps if str(s.get("uses", "")).startswith("actions/upload-artifact")]
+    stable = {f"{workdir}/{name}" for name in ("gate.xml", "gate.md", "report.html", "results.json")}
+    assert set(upload["with"]["path"].split()) == stable
+    (junit,) = [s for s in steps if "junit" in str(s.get("uses", ""))]
+    assert junit["with"]["report_paths"] == f"{workdir}/gate.xml"
+
+    job = yaml.safe_load((REPO / "docs/ci/gitlab-ci.yml").read_text())["cpu-pipeline"]
+    workdir = job["variables"]["WORKDIR"]
+    assert job["artifacts"]["reports"]["junit"] == f"{workdir}/gate.xml"
+    assert f"{workdir}/results.json" in job["artifacts"]["paths"]

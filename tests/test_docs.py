@@ -51,3 +51,17 @@ def test_license_is_the_agpl_pyproject_names():
         text.lstrip().startswith("GNU AFFERO GENERAL PUBLIC LICENSE")
         and "Version 3, 19 November 2007" in text
     )
+
+
+def test_search_options_in_the_docs_are_those_of_search_help():
+    """`edgepipe search` has no YAML section: the page lists what its --help lists, no more, no less."""
+    from typer.testing import CliRunner
+
+    from pipeline.cli import app
+
+    help_text = CliRunner().invoke(app, ["search", "--help"], terminal_width=200).output
+    in_help = set(re.findall(r"(?<![\w-])--[a-z][a-z0-9-]*", help_text)) - {"--help"}
+    section = PAGE.read_text().split("the options of `edgepipe search`", 1)[1].split("\n## ", 1)[0]
+    documented = set(re.findall(r"`(--[a-z][a-z0-9-]*)`", section))
+    assert documented == in_help
+    assert {"--precision", "--map-images"} <= documented and "`precisions`" not in section

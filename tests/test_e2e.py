@@ -107,6 +107,9 @@ def test_run_end_to_end_then_fully_cached(tiny_pipeline):
     assert (workdir / "report.html").read_text().lstrip().startswith("<!")
     assert_unpruned_baseline_shown(workdir / "report.html", own, sources)
     assert (workdir / "gate.md").read_text().startswith("✅")
+    assert "<testsuite" in (workdir / "gate.xml").read_text()  # CI's stable paths
+    assert "build:onnxruntime/int8: INT8 checked on" in " ".join(first.output.split())  # as `build` says
+    assert {r.key for r in load_results(workdir / "results.json") if not r.is_source} == {r.key for r in own}
     assert {r.key for r in query_results(path=workdir / "history.sqlite")} == {
         "torch/fp32",
         "onnxruntime/int8",

@@ -37,6 +37,20 @@ def test_append_and_query(history, capsys):
     assert "torch/fp32" in out and "openvino" not in out
 
 
+def test_history_shows_input_size_threads_streams_and_partial_map(history, capsys):
+    one = make_result("openvino", "int8", 9.0, 0.42, threads=1, imgsz=320, map_images=32, map_partial=True)
+    two = make_result("openvino", "int8", 12.0, 0.42, seed=1, threads=2, imgsz=640, streams=4)
+    append_results([one, two])
+    history_command(device="*", target="*", last=5)
+    lines = capsys.readouterr().out.splitlines()
+    header = [c.strip() for c in next(line for line in lines if "imgsz" in line).split("┃")]
+    rows = [dict(zip(header, (c.strip() for c in line.split("│")), strict=True)) for line in lines
+            if "openvino/int8" in line]  # fmt: skip
+    shown = [(row["imgsz"], row["threads"], row["img/s"], row["mAP50-95"]) for row in rows]
+    assert shown[1][:2] == ("320", "1") and shown[1][3].startswith("0.4200 (32")  # "img, partial)" folds
+    assert shown[0][:2] == ("640", "2") and shown[0][2].endswith("(4 str)")
+
+
 def test_empty_query_says_so(history, capsys):
     history_command(device="nothing*", target="*", last=5)
     assert "No results" in capsys.readouterr().out

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from copy import deepcopy
@@ -9,8 +10,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import tiny_detection_model
+from typer.main import get_command
 
+from core.checkpoints import save_checkpoint
+from core.dataset import load_dataset
 from core.errors import InputError
+from pipeline.cli import app
 from pipeline.cli.prune import command
 from pipeline.stages.base import RunSettings, StageContext
 from pipeline.stages.prune import PruneConfig, run
@@ -334,3 +340,22 @@ def test_reconstructing_a_reconstructed_model_again_leaves_its_folded_intercepts
         reconstruct(model, teacher, batches, outcome.kept)
     moved = max(float((a - b).abs().max()) for a, b in zip(once, running_means(), strict=True))
     assert moved < 1e-3  # the same fit again; adding the intercepts up moved them by 0.06
+
+
+def test_prune_val_prints_the_map_before_and_after_with_the_one_point_warning(
+    synth_dataset, tmp_path, capsys
+):
+    """A standalone prune says what it cost, as `edgepipe run` does; its --data help names no run."""
+    names = load_dataset(synth_dataset).names
+    model = tiny_detection_model(nc=len(names))
+    model.names = names
+    source = save_checkpoint(model, tmp_path / "six.pt")
+    out = tmp_path / "pruned.pt"
+    command(model=source, output=out, macs=0.7, val=synth_dataset, imgsz=IMGSZ, round_to=4)
+    printed = " ".join(capsys.readouterr().out.split())
+    assert "prune: GFLOPs" in printed and "mAP50-95 " in printed and " points)" in printed
+    before, after = map(float, re.search(r"mAP50-95 (\d\.\d{4}) -> (\d\.\d{4})", printed).groups())
+    assert ("warning: prune lost" in printed) is (before - after > 0.01)
+    prune = get_command(app).commands["prune"]
+    data_help = next(p.help for p in prune.params if p.name == "data")
+    assert "the run" not in data_help

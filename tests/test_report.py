@@ -92,13 +92,18 @@ def test_report_tables_and_markdown(two_device_report):
     for text in ("Intel Xeon Platinum 8480+", "NVIDIA Jetson AGX Orin 64GB", "tensorrt/int8", "bf16-hint"):
         assert text in html
     assert 'title="requested fp32, ran as bf16"' in html
+    # threads per row, never one result's threads for the whole device
+    assert "<td>640 px, 1 thr, 1 str</td>" in html and "threads_used" not in html
     markdown = two_device_report.with_suffix(".md").read_text()
     int8_row = next(line for line in markdown.splitlines() if line.startswith("| tensorrt/int8"))
     cells = [c.strip() for c in int8_row.strip("|").split("|")]
-    assert cells[1] == "int8" and cells[8] == "0.3890"
-    assert cells[10] == "-0.0120"  # against torch/fp32 on the same Jetson, not the CPU's
-    assert cells[11] == "—"  # no unpruned model benched on the Jetson
-    assert cells[12] == "★"  # fastest on its device is always on the front
+    assert cells[1] == "int8" and cells[10] == "0.3890"
+    assert cells[3] == "640 px, 1 thr, 1 str"  # how it was measured
+    assert cells[7] == "5.60"  # e2e p50
+    assert cells[12] == "-0.0120"  # against torch/fp32 on the same Jetson, not the CPU's
+    assert cells[13] == "10.77×"  # no unpruned model benched on the Jetson: against torch/fp32 there
+    assert cells[14] == "★"  # fastest on its device is always on the front
+    assert "mAP on coco128-val2017 (square 640x640)" in markdown
     assert "The pipeline's story" in markdown and "| prune | 1.480 | 4.30 |" in markdown
 
 
@@ -141,7 +146,7 @@ def test_report_tables_against_the_unpruned_model(two_device_report):
         "openvino/int8", "1", "21.90", "9.50", "2.31×", "0.4250", "0.3920", "-3.30", "3.40", "1.70", "0.50×",
     ]  # fmt: skip
     assert markdown_row(markdown, header, "torch/fp32")[4:8] == ["2.30×", "0.4330", "0.4010", "-3.20"]
-    assert markdown_row(markdown, "## Intel", "openvino/int8")[11] == "2.31×"  # the results' speed-up column
+    assert markdown_row(markdown, "## Intel", "openvino/int8")[13] == "2.31×"  # the results' speed-up column
     html = two_device_report.read_text()
     assert "<h3>Against the unpruned model</h3>" in html and '<td class="loss">-3.30</td>' in html
 

@@ -57,3 +57,21 @@ def test_the_run_summary_prints_the_unpruned_models_results_apart(tmp_path):
     own_table, source_table = text.split("the unpruned model, for reference")
     assert "21.90" in source_table and "21.90" not in own_table  # the source's openvino/int8 p50
     assert "9.50" in own_table
+
+
+def test_run_prints_what_the_int8_check_of_a_build_found(tmp_path):
+    """`edgepipe run` says what the INT8 fallback did, as `edgepipe build` does, not only report.md."""
+    from pipeline.summary import engine_stage_lines
+
+    (tmp_path / "engine").mkdir()
+    record = {
+        "val_data": "val.yaml", "met": True, "fell_back": True, "bound": "1% of FP32 mAP50-95",
+        "max_map_drop": 0.004, "float_layers": [f"/model.{i}/conv" for i in range(24)],
+        "fp32": {"map50_95": 0.40}, "final": {"map50_95": 0.398, "drop": 0.002},
+    }  # fmt: skip
+    engine = Artifact.from_path("engine", tmp_path / "engine", precision="int8", accuracy_control=record)
+    (line,) = engine_stage_lines("build:openvino/int8", engine)
+    assert line.startswith("[bold]build:openvino/int8[/bold]: INT8 checked on val.yaml")
+    assert "fell back: 24 convolutions in float" in line
+    unchecked = Artifact.from_path("engine", tmp_path / "engine", precision="fp32")
+    assert engine_stage_lines("build:openvino/fp32", unchecked) == []

@@ -1,6 +1,7 @@
 """Write docs/config.md, every key of the pipeline YAML, the targets' build options and the budgets YAML,
-from the pydantic models that validate them: `python -m tools.config_docs` (tests/test_docs.py fails when
-the page is out of date)."""
+from the pydantic models that validate them, and the options of `edgepipe search` (which has no YAML
+section) from the command itself, so the page lists what `--help` lists: `python -m tools.config_docs`
+(tests/test_docs.py fails when the page is out of date)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,6 @@ from pydantic_core import PydanticUndefined
 
 from benchmarks.budgets import Budget
 from pipeline.config import PipelineConfig
-from pipeline.stages.search import SearchConfig
 from targets.options import OPTIONS
 
 PAGE = Path(__file__).resolve().parents[1] / "docs" / "config.md"
@@ -72,12 +72,33 @@ def section(model: type[BaseModel], prefix: str, title: str) -> list[str]:
     return lines
 
 
+def command_options(name: str, title: str) -> list[str]:
+    """A table of a command's options as its `--help` lists them (the click command typer builds)."""
+    from typer.main import get_command
+
+    from pipeline.cli import app
+
+    command: Any = get_command(app)  # Typer's own click: checked by attribute, not by class
+    lines = [f"## {title}", "", "| option | type | default | meaning |", "|---|---|---|---|"]
+    for param in command.commands[name].params:
+        if param.param_type_name != "option" or param.hidden:
+            continue
+        names = " / ".join(f"`{opt}`" for opt in [*param.opts, *param.secondary_opts])
+        kind = "flag" if param.is_flag else param.bare_type()
+        default = (
+            "required" if param.required else "none" if param.default is None else f"`{param.default!r}`"
+        )
+        meaning = (param.help or "").replace("|", "\\|")
+        lines.append(f"| {names} | {kind} | {default} | {meaning} |")
+    return [*lines, ""]
+
+
 def render() -> str:
     lines = [HEADER, *section(PipelineConfig, "", "Pipeline config (`edgepipe run CONFIG`)")]
     for target, model in OPTIONS.items():
         lines += section(model, "", f"`build[].options` for target `{target}`")
     lines += section(Budget, "", "Budgets file: each entry of `budgets:` (`edgepipe gate --budgets`)")
-    lines += section(SearchConfig, "", "Budget search: the options of `edgepipe search` (docs/search.md)")
+    lines += command_options("search", "Budget search: the options of `edgepipe search` (docs/search.md)")
     return "\n".join(lines).rstrip() + "\n"
 
 

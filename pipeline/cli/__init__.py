@@ -15,6 +15,7 @@ from pipeline.cli import (
     build,
     compare,
     data,
+    device,
     export,
     finetune,
     fleet,
@@ -33,6 +34,10 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    # Typer's rich panels print "<bool>" beside every flag (--help <bool>), as if it took a value; the
+    # plain help lists flags bare and value options with their type.
+    rich_markup_mode=None,
+    context_settings={"max_content_width": 120},
 )
 data_app = typer.Typer(help="Datasets: make the embedded synthetic dataset.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
@@ -43,7 +48,7 @@ def register(typer_app: typer.Typer, name: str, fn: Callable[..., None]) -> None
 
 
 register(app, "run", run.run_command)
-register(app, "device", run.device_command)
+register(app, "device", device.device_command)
 for _name, _module in (
     ("search", search),
     ("prune", prune),

@@ -77,6 +77,9 @@ def command(
     cuda_graphs: Annotated[bool, option(BenchConfig, "cuda_graphs", "--cuda-graphs")] = default(
         BenchConfig, "cuda_graphs"
     ),
+    wait_idle: Annotated[float, option(BenchConfig, "wait_idle", "--wait-idle", min=0)] = default(
+        BenchConfig, "wait_idle"
+    ),
     force: Annotated[bool, typer.Option("--force", help="replace an existing results file")] = False,
     global_history: Annotated[
         bool, typer.Option("--global-history", help="also record in the global history (~/.cache/edgepipe)")
@@ -109,6 +112,7 @@ def command(
         performance_hint=performance_hint,
         infer_requests=infer_requests,
         cuda_graphs=cuda_graphs,
+        wait_idle=wait_idle,
     )
     with bench_progress() as progress:
         results = bench_artifact(

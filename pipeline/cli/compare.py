@@ -40,7 +40,8 @@ def compare_command(
     """Per target: did latency change beyond noise, did mAP or size change.
 
     Exit 1 on a regression (or, with --strict, a noise-flagged result); exit 2 when no pair appears in
-    both files or a pair is not comparable (other dataset, input images, accuracy in one file only).
+    both files or a pair is not comparable (other dataset, input images or size, threads, streams,
+    hint, accuracy in one file only).
     """
     comparisons, unpaired = compare_results(
         load_results(base), load_results(new), alpha, min_effect, max_map_drop

@@ -20,6 +20,7 @@ from pipeline.fleet.driver import run_matrix
 from pipeline.fleet.matrix import load_matrix
 from pipeline.fleet.outputs import write_outputs
 from pipeline.fleet.resources import available_targets, device_kind, node_resources, require_ray
+from pipeline.report.markdown import gate_verdict_line
 
 fleet_app = typer.Typer(
     help="Benchmark a matrix of models x targets x devices on a Ray cluster of devices.",
@@ -131,7 +132,7 @@ def run_command(
     failed = [o for o in outcomes if o.status == "failed"]
     if gate.broken:
         raise CheckFailed(
-            f"{len(gate.broken)} of {len(gate.verdicts)} budget checks broken",
+            gate_verdict_line(gate.verdicts).replace("**", "").removeprefix("❌ "),
             hint=f"see {output / 'gate.md'}",
         )
     if failed or gate.unchecked:

@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from core.artifacts import Artifact
+from core.console import console
 from pipeline.cli.options import DEVICE_HELP, config_from_options, default, option, torch_device
+from pipeline.stages.base import RunSettings
+from pipeline.stages.checkpoint_accuracy import checkpoint_map, map_metadata
 from pipeline.stages.prune import PRUNED_FILE, PruneConfig, prune_checkpoint
+from pipeline.summary import model_stage_lines
+
+if TYPE_CHECKING:
+    from pipeline.pruning import PruneReport
 
 
 def _round_to(value: str | int) -> int | str:
@@ -49,7 +57,17 @@ def command(
         option(PruneConfig, "protect_head", "--protect-head/--prune-head"),
     ] = default(PruneConfig, "protect_head"),
     steps: Annotated[int | None, option(PruneConfig, "steps")] = default(PruneConfig, "steps"),
-    data: Annotated[Path | None, option(PruneConfig, "data")] = None,
+    data: Annotated[
+        Path | None,
+        typer.Option(
+            help="data.yaml (its train split) or a folder of images for the data-aware steps; labels are "
+            "used only by Taylor importance"
+        ),
+    ] = None,
+    val: Annotated[
+        Path | None,
+        typer.Option(help="data.yaml whose val split measures mAP50-95 before and after pruning (PyTorch)"),
+    ] = None,
     method: Annotated[str, option(PruneConfig, "method")] = default(PruneConfig, "method"),
     calib_images: Annotated[int, option(PruneConfig, "calib_images")] = default(PruneConfig, "calib_images"),
     sensitivity_images: Annotated[int, option(PruneConfig, "sensitivity_images")] = default(
@@ -59,7 +77,8 @@ def command(
     imgsz: Annotated[int, typer.Option(help="input size for GFLOPs and data batches")] = 640,
     device: Annotated[str, typer.Option(help=DEVICE_HELP)] = "cpu",
 ) -> None:
-    """Prune a YOLOv8 checkpoint to a fraction of its MACs: data-aware with --data, by magnitude without."""
+    """Prune a YOLOv8 checkpoint to a fraction of its MACs: data-aware with --data, by magnitude without;
+    --val measures the mAP50-95 it cost."""
     from rich.console import Console
     from rich.table import Table
 
@@ -101,6 +120,8 @@ def command(
     Console().print(table)
     if "latency" in report.extra:
         Console().print(latency_table(report.extra["latency"]))
+    if val is not None:
+        print_map_change(model, output, report, val, imgsz, device)
 
 
 def latency_table(latency: dict):
@@ -121,3 +142,20 @@ def latency_table(latency: dict):
     for stage, (before, after) in latency["stages"].items():
         table.add_row(stage, f"{before:.2f}", f"{after:.2f}", f"{after / before:.2f}" if before else "-")
     return table
+
+
+def print_map_change(
+    model: Path, output: Path, report: PruneReport, val: Path, imgsz: int, device: str
+) -> None:
+    """mAP50-95 before and after, as `edgepipe run` prints it, with its warning past one point lost."""
+    settings = RunSettings(imgsz=imgsz, device=device, data=None, val=val)
+    before, after = checkpoint_map(model, settings), checkpoint_map(output, settings)
+    measured = {
+        "params_before": report.params_before,
+        "params_after": report.params_after,
+        "gflops_before": report.gflops_before,
+        "gflops_after": report.gflops_after,
+        **map_metadata(before, after),
+    }
+    for line in model_stage_lines("prune", Artifact.from_path("checkpoint", output, **measured)):
+        console.print(line)

@@ -6,12 +6,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
-from benchmarks.device import fingerprint
 from core.console import console
 from pipeline.run import run_pipeline
-from targets.base import get_target, target_names
 
 
 def run_command(
@@ -49,30 +46,3 @@ def run_command(
         global_history=global_history,
     )
     raise typer.Exit(code)
-
-
-def device_command() -> None:
-    """Print this machine's fingerprint and which targets can run here (with the reason when not)."""
-    info = fingerprint()
-    table = Table(title=f"device: {info.get('name', 'unknown')}", show_header=False)
-    for key, value in info.items():
-        if key == "versions" or value in (None, [], {}):
-            continue
-        if isinstance(value, dict):
-            for sub, item in value.items():
-                if item not in (None, [], {}):
-                    table.add_row(
-                        f"{key}.{sub}", ", ".join(map(str, item)) if isinstance(item, list) else str(item)
-                    )
-        else:
-            table.add_row(key, ", ".join(map(str, value)) if isinstance(value, list) else str(value))
-    console.print(table)
-    targets = Table(title="targets")
-    for column in ("target", "available", "precisions", "reason"):
-        targets.add_column(column)
-    for name in target_names():
-        target = get_target(name)
-        ok, reason = target.available()
-        mark = "[green]yes[/green]" if ok else "[red]no[/red]"
-        targets.add_row(name, mark, ", ".join(target.precisions), reason)
-    console.print(targets)

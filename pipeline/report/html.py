@@ -7,9 +7,20 @@ from html import escape
 from typing import Any
 
 from benchmarks.results import Result
+from benchmarks.table import map_text
 from pipeline.report import plots
 from pipeline.report.search import search_html
-from pipeline.report.summary import GAIN_HEADER, DeviceSummary, Row, SourceGain, fmt, fmt_ratio, gain_cells
+from pipeline.report.summary import (
+    GAIN_HEADER,
+    DeviceSummary,
+    Row,
+    SourceGain,
+    fmt,
+    fmt_ratio,
+    gain_cells,
+    measured_on,
+    setup_text,
+)
 
 CSS = """
 body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, "DejaVu Sans", sans-serif; margin: 0;
@@ -55,7 +66,12 @@ def _img(png: bytes | None, alt: str) -> str:
 
 
 def _fingerprint(info: dict[str, Any]) -> str:
-    items = [(k, v) for k, v in info.items() if isinstance(v, str | int | float | bool) and k != "name"]
+    # threads differ per result (the table's column), so the first result's would mislead here
+    items = [
+        (k, v)
+        for k, v in info.items()
+        if isinstance(v, str | int | float | bool) and k not in ("name", "threads_used")
+    ]
     if not items:
         return ""
     cells = "".join(f"<dt>{escape(str(k))}</dt><dd>{escape(str(v))}</dd>" for k, v in items)
@@ -92,8 +108,9 @@ def _flag(flag: str) -> str:
 
 
 def _device_table(device: DeviceSummary, baseline: str) -> str:
-    head = ["target", "ran as", "batch", "p50 ms", "p90 ms", "p99 ms", "e2e p50 ms", "img/s", "size MB"]
-    head += ["mAP50-95", "mAP50", f"Δ mAP50-95 vs {baseline}", "speed-up vs unpruned", "flags"]
+    head = ["target", "ran as", "batch", "setup", "p50 ms", "p90 ms", "p99 ms", "e2e p50 ms", "img/s"]
+    head += ["size MB", "mAP50-95", "mAP50", f"Δ mAP50-95 vs {baseline}"]
+    head += [f"speed-up vs unpruned, else {baseline}", "flags"]
     header = _header(head, {"target", "ran as", "flags"})
     body = []
     for row in device.rows:
@@ -104,13 +121,14 @@ def _device_table(device: DeviceSummary, baseline: str) -> str:
             _target_cell(row),
             _precision_cell(row),
             f"<td>{r.batch}</td>",
+            f"<td>{escape(setup_text(r))}</td>",
             *(f"<td>{fmt(v)}</td>" for v in (r.latency_ms.p50, r.latency_ms.p90, r.latency_ms.p99, e2e)),
             f"<td>{fmt(r.throughput_ips, digits=1)}</td>",
             f"<td>{fmt(r.size_mb)}</td>",
-            f"<td>{fmt(r.map50_95, digits=4)}</td>",
+            f"<td>{escape(map_text(r))}</td>",
             f"<td>{fmt(r.map50, digits=4)}</td>",
             f"<td>{_delta(row.map_delta)}</td>",
-            f"<td>{fmt_ratio(row.gain.speedup if row.gain else None)}</td>",
+            f"<td>{fmt_ratio(row.speedup)}</td>",
             f'<td class="l flags">{flags}</td>',
         ]
         body.append(f'<tr class="{"pareto" if row.pareto else ""}">{"".join(cells)}</tr>')
@@ -142,13 +160,12 @@ def _gain_table(device: DeviceSummary) -> str:
 
 
 def _device_section(device: DeviceSummary, baseline: str) -> str:
-    datasets = sorted({r.result.dataset for r in device.rows if r.result.dataset})
     notes = "".join(f'<p class="note">{escape(n)}</p>' for n in device.notes)
     plot_html = _img(plots.latency_vs_map(device), f"latency vs mAP50-95 on {device.name}")
     plot_html += _img(plots.latency_cdf(device), f"latency distribution on {device.name}")
     return (
         f"<section><h2>{escape(device.name)}</h2>{_fingerprint(device.fingerprint)}"
-        f"<p class='sub'>mAP on {escape(', '.join(datasets) or 'no dataset')}; latency is model-only "
+        f"<p class='sub'>mAP on {escape(measured_on(device.rows))}; latency is model-only "
         f"unless marked e2e (pre + infer + post); ★ marks the latency/mAP Pareto front.</p>"
         f"{notes}{_device_table(device, baseline)}{_gain_table(device)}"
         f"<div class='plots'>{plot_html}</div></section>"

@@ -6,8 +6,17 @@ from collections.abc import Iterable
 from typing import Any
 
 from benchmarks.budgets import Check, Verdict
+from benchmarks.table import map_text
 from pipeline.report.search import candidate_rows, summary_line
-from pipeline.report.summary import GAIN_HEADER, DeviceSummary, fmt, fmt_ratio, gain_cells
+from pipeline.report.summary import (
+    GAIN_HEADER,
+    DeviceSummary,
+    fmt,
+    fmt_ratio,
+    gain_cells,
+    measured_on,
+    setup_text,
+)
 
 
 def table(header: list[str], rows: Iterable[list[str]]) -> str:
@@ -20,10 +29,14 @@ def table(header: list[str], rows: Iterable[list[str]]) -> str:
 
 
 def gate_verdict_line(verdicts: list[Verdict]) -> str:
-    broken = [v for v in verdicts if not v.passed]
+    """Counts the checks, the rows the gate's tables show, and the (budget, result) pairs they form."""
+    checks = sum(len(v.checks) for v in verdicts)
+    broken = sum(len(v.failures) for v in verdicts)
+    pairs = f"{len(verdicts)} (budget, result) pair{'s' * (len(verdicts) != 1)}"
     if not broken:
-        return f"✅ **edgepipe gate passed**: all {len(verdicts)} budget checks hold."
-    return f"❌ **edgepipe gate failed**: {len(broken)} of {len(verdicts)} budget checks broken."
+        return f"✅ **edgepipe gate passed**: all {checks} checks hold, in {pairs}."
+    failed = sum(not v.passed for v in verdicts)
+    return f"❌ **edgepipe gate failed**: {broken} of {checks} checks broken, in {failed} of {pairs}."
 
 
 def _check_row(verdict: Verdict, check: Check) -> list[str]:
@@ -61,22 +74,26 @@ def report_markdown(
         parts += [f"## {device.name}", ""]
         if device.notes:
             parts += [f"> {note}" for note in device.notes] + [""]
-        header = ["target", "ran as", "batch", "p50 ms", "p90 ms", "p99 ms", "img/s", "MB"]
-        header += ["mAP50-95", "mAP50", f"Δ mAP50-95 vs {baseline}", "speed-up", "Pareto", "flags"]
+        parts += [f"mAP on {measured_on(device.rows)}; latency is model-only unless marked e2e.", ""]
+        header = ["target", "ran as", "batch", "setup", "p50 ms", "p90 ms", "p99 ms", "e2e p50 ms"]
+        header += ["img/s", "MB", "mAP50-95", "mAP50", f"Δ mAP50-95 vs {baseline}"]
+        header += [f"speed-up vs unpruned, else {baseline}", "Pareto", "flags"]
         rows = [
             [
                 row.result.key,
                 row.result.precision,
                 str(row.result.batch),
+                setup_text(row.result),
                 fmt(row.result.latency_ms.p50),
                 fmt(row.result.latency_ms.p90),
                 fmt(row.result.latency_ms.p99),
+                fmt(row.result.e2e_latency_ms.p50 if row.result.e2e_latency_ms else None),
                 fmt(row.result.throughput_ips, digits=1),
                 fmt(row.result.size_mb),
-                fmt(row.result.map50_95, digits=4),
+                map_text(row.result),
                 fmt(row.result.map50, digits=4),
                 fmt(row.map_delta, digits=4, signed=True),
-                fmt_ratio(row.gain.speedup if row.gain else None),
+                fmt_ratio(row.speedup),
                 "★" if row.pareto else "",
                 ", ".join(row.result.flags),
             ]

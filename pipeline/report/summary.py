@@ -53,6 +53,16 @@ class Row:
         return self.result.map50_95 - self.baseline.map50_95
 
     @property
+    def speedup(self) -> float | None:
+        """p50 speed-up against the unpruned model of the same engine when the run benched it, else
+        against the baseline target on the same device and batch (2.0: twice as fast)."""
+        if self.gain is not None:
+            return self.gain.speedup
+        if self.baseline is None:
+            return None
+        return self.baseline.latency_ms.p50 / self.result.latency_ms.p50
+
+    @property
     def precision_changed(self) -> bool:
         requested = self.result.requested_precision
         return requested is not None and requested != self.result.precision
@@ -143,6 +153,23 @@ def fmt(value: float | None, unit: str = "", digits: int = 2, signed: bool = Fal
 def fmt_ratio(value: float | None) -> str:
     """A ratio as "2.31×"."""
     return "—" if value is None else f"{value:.2f}×"
+
+
+def setup_text(result: Result) -> str:
+    """How a result was measured, beside its batch: "640 px, 2 thr, 1 str" (input size, the threads
+    the backend ran with, the throughput's streams); an unknown part is left out."""
+    parts = [
+        f"{result.imgsz} px" if result.imgsz is not None else None,
+        f"{result.threads} thr" if result.threads is not None else None,
+        f"{result.streams} str",
+    ]
+    return ", ".join(p for p in parts if p)
+
+
+def measured_on(rows: list[Row]) -> str:
+    """The datasets and letterboxes that measured the mAPs: "coco128-val2017 (square 640x640)"."""
+    seen = {(r.result.dataset, r.result.letterbox) for r in rows if r.result.dataset}
+    return ", ".join(f"{d} ({lb})" if lb else str(d) for d, lb in sorted(seen, key=str)) or "no dataset"
 
 
 GAIN_HEADER = [

@@ -17,12 +17,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-from rich.console import Console
 
 from benchmarks.accuracy import evaluate
 from benchmarks.device import cpu_info
 from benchmarks.latency import TimingPlan, model_latency
 from core.artifacts import ARTIFACT_FILE, Artifact, sha256_path, write_json_atomic
+from core.console import log_console
 from core.engine_record import read_artifact_dir
 from core.errors import BackendUnavailable, InputError
 from targets.accuracy_bound import AccuracyBound
@@ -75,7 +75,7 @@ def build_auto(
             "precision auto compares each precision's mAP with fp32's", hint="pass --val data.yaml"
         )
     target = get_target(entry.target)
-    console = Console(stderr=True)
+    console = log_console()
     bound = AccuracyBound(entry.max_map_drop)
     candidates = [Candidate(precision) for precision in target.precisions]
     with tempfile.TemporaryDirectory(prefix="edgepipe-auto-", dir=Path(out_dir).parent) as tmp:

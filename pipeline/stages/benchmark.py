@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 from pydantic import Field, model_validator
 
-from benchmarks import latency, memory, noise, throughput
+from benchmarks import latency, memory, noise, preflight, throughput
 from benchmarks.accuracy import evaluate, labelled_images
 from benchmarks.device import fingerprint, library_versions
 from benchmarks.history import append_results
@@ -25,6 +25,7 @@ from benchmarks.profile import PROFILE_RUNS, summarize_profile
 from benchmarks.results import SOURCE_ROLE, Result, save_results
 from core import letterbox
 from core.artifacts import Artifact, now_iso, sha256_path
+from core.console import console
 from core.dataset import load_dataset
 from core.engine_record import read_artifact_dir
 from core.errors import InputError
@@ -80,6 +81,9 @@ class BenchConfig(Section):
         None, ge=1, description="OpenVINO infer requests of the throughput run; default: the plugin's optimum"
     )
     cuda_graphs: bool = Field(False, description="TensorRT: replay each inference as a captured CUDA graph")
+    wait_idle: float = Field(
+        0, ge=0, description="before timing, wait up to this many seconds for idle CPUs (0: no wait)"
+    )
 
     @model_validator(mode="after")
     def _one_subset(self) -> BenchConfig:
@@ -179,6 +183,12 @@ def bench_artifact(
     if config.accuracy and data_yaml is not None:
         images = labelled_images(Path(data_yaml), config.split)[0]  # fail on a dataset without labels now
         map_images = config.map_images(len(images))
+    say = progress.console.print if progress is not None else console.print
+    load = preflight.wait_for_idle(config.wait_idle, lambda text: say(f"[yellow]note[/]: {text}"))
+    threads = preflight.plan_threads(load, config.threads)
+    for warning in threads.warnings:
+        say(f"[yellow]warning[/]: {warning}")
+    config = config.model_copy(update={"threads": threads.threads})
     with tempfile.TemporaryDirectory(prefix="edgepipe-bench-") as scratch:
         artifact = resolve_artifact(Path(artifact_path), Path(scratch), imgsz)
         target = get_target(artifact.metadata["target"])
@@ -189,6 +199,8 @@ def bench_artifact(
         for batch in batch_sizes(artifact, config.batch):
             result, runner = bench_batch(target, artifact, batch, data_yaml, config, progress)
             result.model, result.artifact_sha256 = name, measured_sha256
+            used = result.threads or config.threads
+            result.flags = threads.flags + preflight.thread_flags(used, load) + result.flags
             with runner:  # closed once this batch size is measured
                 if config.accuracy and data_yaml is not None and scores is None:
                     size = int(artifact.metadata["imgsz"])
@@ -259,6 +271,8 @@ def bench_batch(
         )
     flags = load.flags()
     flags += [f for f in (noise.spread_flag("model", samples), noise.spread_flag("e2e", e2e_samples)) if f]
+    inconsistent = noise.consistency_flag(float(np.median(samples)), float(np.median(e2e_samples)))
+    flags += [inconsistent] if inconsistent else []
     settings = runner.settings()
     gpu_split = settings.pop("gpu_split_ms", None)  # TensorRT's H2D / compute / D2H medians
     device_memory = settings.pop("device_memory_mb", None)  # TensorRT: context + I/O buffers
@@ -304,6 +318,7 @@ def bench_batch(
         samples_ms=samples,
         e2e_samples_ms=e2e_samples,
         build_notes=build_notes(meta),
+        imgsz=imgsz,
     )
     return result, runner
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from benchmarks.accuracy import evaluate
+from core.console import log_console
 from core.errors import InputError
 from targets.accuracy_bound import AccuracyBound
 from targets.accuracy_int8.layers import quantizable_groups
@@ -126,11 +127,10 @@ def quantize_within_map_drop(
     the candidates (default: the same quantizer), so another tool's Q/DQ file goes through the loop.
     """
     import onnxruntime
-    from rich.console import Console
 
     if max_steps is not None and max_steps < 0:
         raise InputError(f"max_steps must be 0 or more, got {max_steps}")
-    console = Console(stderr=True)
+    console = log_console()
     imgsz = calibration.imgsz
     groups = quantizable_groups(onnx_in, scheme)
     by_name = {group.name: group for group in groups}

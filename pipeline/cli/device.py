@@ -1,0 +1,64 @@
+"""`edgepipe device`: this machine's fingerprint and the targets and precisions that can run here."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from benchmarks.device import fingerprint
+from core.console import console
+from targets.base import get_target, target_names
+
+
+def targets_here() -> list[dict[str, Any]]:
+    """Each target: available or why not, the precisions it runs here and those it cannot, with why."""
+    found = []
+    for name in target_names():
+        target = get_target(name)
+        ok, reason = target.available()
+        unavailable: dict[str, str] = getattr(target, "unavailable_precisions", dict)() if ok else {}
+        found.append({
+            "target": name,
+            "available": ok,
+            "reason": reason,
+            "precisions": [p for p in target.precisions if p not in unavailable],
+            "unavailable_precisions": unavailable,
+        })  # fmt: skip
+    return found
+
+
+def device_command(
+    as_json: Annotated[
+        bool, typer.Option("--json", help="print one JSON object instead of the tables")
+    ] = False,
+) -> None:
+    """Print this machine's fingerprint and which targets and precisions can run here (with the reason
+    when not)."""
+    info, targets = fingerprint(), targets_here()
+    if as_json:
+        typer.echo(json.dumps({"device": info, "targets": targets}, indent=2, default=str))
+        return
+    table = Table(title=f"device: {info.get('name', 'unknown')}", show_header=False)
+    for key, value in info.items():
+        if key == "versions" or value in (None, [], {}):
+            continue
+        if isinstance(value, dict):
+            for sub, item in value.items():
+                if item not in (None, [], {}):
+                    table.add_row(
+                        f"{key}.{sub}", ", ".join(map(str, item)) if isinstance(item, list) else str(item)
+                    )
+        else:
+            table.add_row(key, ", ".join(map(str, value)) if isinstance(value, list) else str(value))
+    console.print(table)
+    rows = Table(title="targets")
+    for column in ("target", "available", "precisions", "reason"):
+        rows.add_column(column)
+    for entry in targets:
+        mark = "[green]yes[/green]" if entry["available"] else "[red]no[/red]"
+        reasons = [entry["reason"]] + [f"no {p}: {why}" for p, why in entry["unavailable_precisions"].items()]
+        rows.add_row(entry["target"], mark, ", ".join(entry["precisions"]), "; ".join(reasons))
+    console.print(rows)
