@@ -10,6 +10,7 @@ from rich.table import Table
 
 from benchmarks.device import fingerprint
 from core.console import console
+from core.families import supported
 from pipeline.run import run_pipeline
 from targets.base import get_target, target_names
 
@@ -76,3 +77,4 @@ def device_command() -> None:
         mark = "[green]yes[/green]" if ok else "[red]no[/red]"
         targets.add_row(name, mark, ", ".join(target.precisions), reason)
     console.print(targets)
+    console.print(f"models: {supported()}")
