@@ -79,6 +79,7 @@ def prune_and_reconstruct(
     teacher = deepcopy(model)
     example = batches[0][:1]
     pruner = GroupPruner(model, example, ignored)
+    uncounted = set(pruner.twins.values())  # YOLO26's one-to-many branch: not in the inference MACs
 
     def size() -> float:
         return gflops(model, imgsz) if unit == "macs" else float(count_params(model))
@@ -94,7 +95,9 @@ def prune_and_reconstruct(
         goal = keep ** (step / steps)
         stats = channel_stats(model, statistics)
         conv_total = sum(
-            s.macs if unit == "macs" else s.params_per_pair * s.cin * s.cout for s in stats.shapes.values()
+            s.macs if unit == "macs" else s.params_per_pair * s.cin * s.cout
+            for conv, s in stats.shapes.items()
+            if conv not in uncounted
         )
         now = size() / start
         # Convolutions are nearly all of the GFLOPs and weights; scale the step's cut to theirs.
