@@ -1,9 +1,11 @@
 """One pre-process (square letterbox), one decode + NMS and one COCO-style mAP for every Runner.
 
 Decode + NMS are Ultralytics' own, with its `val` settings (conf 0.001, IoU 0.7, up to 300 boxes,
-multi-label), so detections equal those of `yolo val` at batch 1. The metric is faster-coco-eval on a
-COCO ground truth converted in memory from the YOLO labels (no crowds), with maxDets 300 instead of
-COCO's 100 so the low-confidence tail Ultralytics counts is kept (it changes mAP by < 0.0001 here).
+multi-label), so detections equal those of `yolo val` at batch 1. An end-to-end head (YOLO26) outputs
+its final boxes, (N, 300, 6): they are only filtered by confidence, as `val` does, without NMS. The
+metric is faster-coco-eval on a COCO ground truth converted in memory from the YOLO labels (no crowds),
+with maxDets 300 instead of COCO's 100 so the low-confidence tail Ultralytics counts is kept (it changes
+mAP by < 0.0001 here).
 
 COCO and Ultralytics still differ in matching: COCO gives each ground-truth box to the highest-scoring
 detection above the IoU threshold, Ultralytics to the highest-IoU one. On yolov8n the same detections
@@ -56,12 +58,27 @@ def ratio_pad(box: Letterbox) -> tuple[tuple[float, float], tuple[float, float]]
     return (round(h * box.scale) / h, round(w * box.scale) / w), box.pad
 
 
+def end_to_end(raw: np.ndarray) -> bool:
+    """Whether `raw` is an end-to-end head's output (YOLO26): (N, max_det, 6), rows x1 y1 x2 y2 score
+    class in input pixels, best first, already free of duplicates; Detect's is (N, 4 + nc, anchors)."""
+    return raw.ndim == 3 and raw.shape[-1] == 6
+
+
+def decode_end_to_end(raw: np.ndarray, conf: float = CONF_THRESHOLD) -> list[np.ndarray]:
+    """Per image, the rows of an end-to-end output scoring above `conf`, as Ultralytics' `val` keeps
+    them: no NMS (the one-to-one head assigns one box per object)."""
+    rows = np.asarray(raw, dtype=np.float32)
+    return [image[image[:, 4] > conf][:MAX_DETECTIONS] for image in rows]
+
+
 def postprocess(raw: np.ndarray, boxes: list[Letterbox], imgsz: int) -> list[np.ndarray]:
-    """Detect output (N, 4+nc, anchors) -> per image (K, 6): x1 y1 x2 y2 conf class, original pixels."""
+    """Detect output (N, 4+nc, anchors), or an end-to-end one (N, max_det, 6) -> per image (K, 6):
+    x1 y1 x2 y2 conf class, original pixels."""
     import torch
-    from ultralytics.utils import ops
     from ultralytics.utils.nms import non_max_suppression
 
+    if end_to_end(raw):
+        return _to_original([torch.from_numpy(det) for det in decode_end_to_end(raw)], boxes, imgsz)
     detections = non_max_suppression(
         torch.from_numpy(np.asarray(raw, dtype=np.float32)),
         CONF_THRESHOLD,
@@ -70,6 +87,13 @@ def postprocess(raw: np.ndarray, boxes: list[Letterbox], imgsz: int) -> list[np.
         max_det=MAX_DETECTIONS,
         max_time_img=60.0,  # the default 0.05 s/image truncates NMS on a busy CPU: mAP would depend on load
     )
+    return _to_original(detections, boxes, imgsz)
+
+
+def _to_original(detections: list, boxes: list[Letterbox], imgsz: int) -> list[np.ndarray]:
+    """Boxes of (K, 6) tensors from letterboxed input pixels back to each original image's pixels."""
+    from ultralytics.utils import ops
+
     out = []
     for det, box in zip(detections, boxes, strict=True):
         det[:, :4] = ops.scale_boxes((imgsz, imgsz), det[:, :4], box.shape, ratio_pad=ratio_pad(box))

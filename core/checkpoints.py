@@ -1,4 +1,4 @@
-"""Load, check and save Ultralytics YOLOv8 detector checkpoints.
+"""Load, check and save Ultralytics detector checkpoints (YOLOv8, YOLO11, YOLO26: `core.families`).
 
 Pickled checkpoints run code when loaded: edgepipe loads only files the user named and records each
 artifact's sha256 so a swapped file is noticed before it is used. torch and Ultralytics are imported
@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from core.artifacts import write_atomic
 from core.errors import InputError
+from core.families import check_detector, select_inference_branch
 
 if TYPE_CHECKING:
     from ultralytics.nn.tasks import DetectionModel
@@ -37,12 +38,13 @@ def load_detection_model(path: Path | str) -> DetectionModel:
     if not isinstance(ckpt, dict):
         raise InputError("not an Ultralytics checkpoint (no model dictionary)", path=path)
     model = ckpt.get("ema") or ckpt.get("model")
-    if not isinstance(model, DetectionModel) or type(model).__name__ != "DetectionModel":
+    if model is None or not hasattr(model, "model"):
         kind = type(model).__name__ if model is not None else "nothing"
-        raise InputError(f"not a YOLOv8 detection model (holds {kind})", path=path)
-    head = model.model[-1]
-    if type(head).__name__ != "Detect" or not hasattr(head, "reg_max"):
-        raise InputError(f"last layer is {type(head).__name__}, not a YOLOv8 Detect head", path=path)
+        raise InputError(f"not an Ultralytics model (holds {kind})", path=path)
+    check_detector(model, path)
+    if not isinstance(model, DetectionModel) or not hasattr(model.model[-1], "reg_max"):
+        raise InputError(f"last layer is {type(model.model[-1]).__name__}, not a Detect head", path=path)
+    select_inference_branch(model)
     model = model.float().eval()
     for p in model.parameters():
         p.requires_grad_(False)

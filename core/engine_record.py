@@ -40,6 +40,7 @@ class EngineRecord(BaseModel):
     imgsz: int
     batch: int | None  # None: dynamic batch
     names: dict[str, str]
+    family: str | None = None  # yolov8, yolo11, yolo26 (core.families); None in older records
     source: EngineSource
     calibration: dict[str, Any] | None  # CalibrationSet.record() of an INT8 build
     params: int | None
@@ -50,8 +51,9 @@ class EngineRecord(BaseModel):
     created_at: str
 
     def as_metadata(self) -> dict[str, Any]:
-        """The record as the JSON-able dict an Artifact carries (and artifact.json holds)."""
-        return self.model_dump(mode="json")
+        """The record as the JSON-able dict an Artifact carries (and artifact.json holds); a key an older
+        record lacks (`family`) stays out, so it reads back as written."""
+        return self.model_dump(mode="json", exclude_unset=True)
 
 
 def read_engine_record(directory: Path) -> EngineRecord:

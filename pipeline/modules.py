@@ -3,8 +3,10 @@
 Torch-Pruning's dependency graph cannot prune through C2f's `cv1(x).chunk(2, 1)`: the two halves are one
 tensor, so removing a channel of one half would shift the other. `C2fSplit` computes the halves with two
 1x1 convolutions whose weights are exactly the halves of `cv1`, so each half is its own prunable group.
-Pruned checkpoints pickle `pipeline.modules.C2fSplit`; they load with `ultralytics.YOLO(path)` wherever
-edgepipe is installed.
+YOLO11's and YOLO26's C3k2 is a C2f with other inner blocks (C3k, or a bottleneck plus attention) and is
+split the same way; C2PSA's `cv1(x).split((c, c))` becomes `C2PSASplit`.
+Pruned checkpoints pickle `pipeline.modules.C2fSplit` / `C2PSASplit`; they load with
+`ultralytics.YOLO(path)` wherever edgepipe is installed.
 """
 
 from __future__ import annotations
@@ -49,6 +51,32 @@ class C2fSplit(nn.Module):
         return split
 
 
+class C2PSASplit(nn.Module):
+    """C2PSA (attention block) with its first conv split in two: cv0 -> a (passed through), cv1 -> b."""
+
+    def __init__(self, cv0: nn.Module, cv1: nn.Module, cv2: nn.Module, m: nn.Sequential):
+        super().__init__()
+        self.cv0 = cv0
+        self.cv1 = cv1
+        self.cv2 = cv2
+        self.m = m
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.cv2(torch.cat((self.cv0(x), self.m(self.cv1(x))), 1))
+
+    @classmethod
+    def from_c2psa(cls, c2psa: nn.Module) -> C2PSASplit:
+        """An equivalent module: cv0/cv1 hold the first/second half of `c2psa.cv1`'s output channels."""
+        c = c2psa.c
+        split = cls(
+            _conv_slice(c2psa.cv1, slice(0, c)), _conv_slice(c2psa.cv1, slice(c, 2 * c)), c2psa.cv2, c2psa.m
+        )
+        for name in _LAYER_ATTRS:
+            if hasattr(c2psa, name):
+                setattr(split, name, getattr(c2psa, name))
+        return split
+
+
 def _conv_slice(conv: nn.Module, channels: slice) -> nn.Module:
     """A copy of an Ultralytics Conv (conv, optional bn, act) keeping only the given output channels."""
     part = deepcopy(conv)
@@ -68,11 +96,14 @@ def _conv_slice(conv: nn.Module, channels: slice) -> nn.Module:
 
 
 def split_c2f(model: nn.Module) -> nn.Module:
-    """Replace every C2f in `model` by an equivalent C2fSplit, in place; returns `model`."""
-    from ultralytics.nn.modules.block import C2f
+    """Replace every C2f and C3k2 by an equivalent C2fSplit and every C2PSA by a C2PSASplit, in place;
+    returns `model`."""
+    from ultralytics.nn.modules.block import C2PSA, C2f, C3k2
 
     for parent in list(model.modules()):
         for name, child in parent.named_children():
-            if type(child) is C2f:
+            if type(child) in (C2f, C3k2):
                 setattr(parent, name, C2fSplit.from_c2f(child))
+            elif type(child) is C2PSA:
+                setattr(parent, name, C2PSASplit.from_c2psa(child))
     return model

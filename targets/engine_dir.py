@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 META_PARAMS = "edgepipe_params"
 META_GFLOPS = "edgepipe_gflops"
 META_CHECKPOINT_SHA256 = "edgepipe_checkpoint_sha256"
+META_FAMILY = "edgepipe_family"  # yolov8, yolo11, yolo26 (core.families)
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,7 @@ class ModelFacts:
     params: int | None
     gflops: float | None
     checkpoint_sha256: str | None
+    family: str | None = None  # None: an ONNX exported before edgepipe recorded it
 
 
 def load_onnx(path: Path) -> onnx.ModelProto:
@@ -73,6 +75,7 @@ def onnx_facts(path: Path) -> ModelFacts:
         params=int(meta[META_PARAMS]) if META_PARAMS in meta else None,
         gflops=float(meta[META_GFLOPS]) if META_GFLOPS in meta else None,
         checkpoint_sha256=meta.get(META_CHECKPOINT_SHA256),
+        family=meta.get(META_FAMILY),
     )
 
 
@@ -110,6 +113,7 @@ def write_engine_artifact(
         "imgsz": facts.imgsz,
         "batch": facts.batch,
         "names": facts.names,
+        "family": facts.family,
         "source": {
             "onnx": str(inputs.onnx) if inputs.onnx else None,
             "onnx_sha256": sha256_file(inputs.onnx) if inputs.onnx else None,

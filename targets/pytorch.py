@@ -13,6 +13,7 @@ import numpy as np
 from core.artifacts import sha256_file
 from core.checkpoints import class_names, count_params, gflops, load_detection_model
 from core.errors import InputError
+from core.families import family_of
 from core.runner import Runner
 from targets.base import BuildInputs, RunOptions, library_status
 from targets.engine_dir import ModelFacts, copy_into, model_path, onnx_facts, write_engine_artifact
@@ -33,6 +34,7 @@ def checkpoint_facts(checkpoint: Path, imgsz: int) -> ModelFacts:
         params=count_params(model),
         gflops=round(gflops(model, imgsz), 3),
         checkpoint_sha256=sha256_file(checkpoint),
+        family=family_of(model),
     )
 
 

@@ -208,7 +208,7 @@ def test_unusable_inputs_fail_clearly_and_write_nothing(tmp_path, synth_dataset,
         command(model=garbage, output=out, macs=0.5)
     not_detector = tmp_path / "conv.pt"
     torch.save({"model": torch.nn.Conv2d(3, 8, 3)}, not_detector)
-    with pytest.raises(InputError, match="not a YOLOv8 detection model"):
+    with pytest.raises(InputError, match="not an Ultralytics model"):
         command(model=not_detector, output=out, macs=0.5)
     with pytest.raises(InputError, match="not found"):
         command(model=tmp_path / "missing.pt", output=out, macs=0.5)

@@ -30,7 +30,7 @@ from pipeline.cli.errors import user_errors
 
 app = typer.Typer(
     name="edgepipe",
-    help="Prune, fine-tune, export, build, benchmark and gate YOLOv8 detectors for edge devices.",
+    help="Prune, fine-tune, export, build, benchmark and gate YOLOv8, YOLO11 and YOLO26 edge detectors.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,

@@ -10,6 +10,7 @@ from rich.table import Table
 
 from benchmarks.device import fingerprint
 from core.console import console
+from core.families import supported
 from targets.base import get_target, target_names
 
 
@@ -39,7 +40,9 @@ def device_command(
     when not)."""
     info, targets = fingerprint(), targets_here()
     if as_json:
-        typer.echo(json.dumps({"device": info, "targets": targets}, indent=2, default=str))
+        typer.echo(
+            json.dumps({"device": info, "targets": targets, "models": supported()}, indent=2, default=str)
+        )
         return
     table = Table(title=f"device: {info.get('name', 'unknown')}", show_header=False)
     for key, value in info.items():
@@ -62,3 +65,4 @@ def device_command(
         reasons = [entry["reason"]] + [f"no {p}: {why}" for p, why in entry["unavailable_precisions"].items()]
         rows.add_row(entry["target"], mark, ", ".join(entry["precisions"]), "; ".join(reasons))
     console.print(rows)
+    console.print(f"models: {supported()}")

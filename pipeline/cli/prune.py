@@ -25,7 +25,12 @@ def _round_to(value: str | int) -> int | str:
 
 
 def command(
-    model: Annotated[Path, typer.Option("--model", help="Ultralytics YOLOv8 .pt checkpoint to prune")],
+    model: Annotated[
+        Path,
+        typer.Option(
+            "--model", help="Ultralytics YOLOv8, YOLO11 or YOLO26 detection .pt checkpoint to prune"
+        ),
+    ],
     output: Annotated[Path, typer.Option("-o", "--output", help="pruned checkpoint to write")] = Path(
         PRUNED_FILE
     ),
@@ -77,8 +82,8 @@ def command(
     imgsz: Annotated[int, typer.Option(help="input size for GFLOPs and data batches")] = 640,
     device: Annotated[str, typer.Option(help=DEVICE_HELP)] = "cpu",
 ) -> None:
-    """Prune a YOLOv8 checkpoint to a fraction of its MACs: data-aware with --data, by magnitude without;
-    --val measures the mAP50-95 it cost."""
+    """Prune a YOLOv8, YOLO11 or YOLO26 checkpoint to a fraction of its MACs (or of its latency):
+    data-aware with --data, by magnitude without; --val measures the mAP50-95 it cost."""
     from rich.console import Console
     from rich.table import Table
 

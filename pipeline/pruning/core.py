@@ -29,6 +29,14 @@ from torch import nn
 from core.checkpoints import count_params, gflops
 from core.errors import CheckFailed
 from pipeline.modules import split_c2f
+from pipeline.pruning.families import (
+    attention_blocks,
+    branch_internals,
+    customized_pruners,
+    end_to_end,
+    head_branches,
+    training_outputs,
+)
 from pipeline.pruning.importance import LayerCap, accumulate_gradients, make_importance
 
 SCHEDULE_STEPS = 400  # schedule granularity: one step prunes at most 1/400 of max_layer_ratio more
@@ -90,15 +98,25 @@ def ignored_layers(model: nn.Module, protected: Iterable[int], protect_head: boo
     With `protect_head`, also the conv before each final one: the final convs have no BatchNorm after
     them, so a channel removed from their input shifts the raw box and class logits and no BatchNorm
     re-estimation can absorb the shift.
+    Attention blocks are kept whole (`families`).
     """
     head = model.model[-1]
-    branches = (*head.cv2, *head.cv3)
-    layers: list[nn.Module] = [head.dfl]
+    branches = head_branches(head)
+    layers: list[nn.Module] = [head.dfl, *attention_blocks(model)]
     layers += [branch[-1] for branch in branches]
     if protect_head:
         layers += [branch[-2] for branch in branches]
     layers += [model.model[i] for i in protected]
     return layers
+
+
+def magnitude_ignored(
+    model: nn.Module, protected: Iterable[int], protect_head: bool = True
+) -> list[nn.Module]:
+    """`ignored_layers`, plus every conv inside YOLO26's head branches: Torch-Pruning's scheduler cannot
+    keep the one-to-one and one-to-many branches alike, so their inner widths stay as they are."""
+    layers = ignored_layers(model, protected, protect_head)
+    return layers + branch_internals(model.model[-1]) if end_to_end(model.model[-1]) else layers
 
 
 def prune_model(
@@ -154,8 +172,10 @@ def prune_model(
         pruning_ratio=options.max_layer_ratio,
         max_pruning_ratio=options.max_layer_ratio,
         iterative_steps=SCHEDULE_STEPS,
-        ignored_layers=ignored_layers(model, options.protected_layers, options.protect_head),
+        ignored_layers=magnitude_ignored(model, options.protected_layers, options.protect_head),
         round_to=options.round_to,
+        customized_pruners=customized_pruners(model),
+        output_transform=training_outputs if end_to_end(model.model[-1]) else None,
     )
     ratio, steps = 1.0, 0
     while ratio > keep and pruner.current_step < SCHEDULE_STEPS:

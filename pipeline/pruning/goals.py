@@ -6,6 +6,7 @@ greedy cut saves by narrowing it), and how much of that the next step must remov
 
 from __future__ import annotations
 
+from collections.abc import Set as AbstractSet
 from typing import TYPE_CHECKING, Protocol
 
 from torch import nn
@@ -26,8 +27,11 @@ class Goal(Protocol):
     def conv_cost(self, stats: ChannelStats, conv: nn.Conv2d, cin: int, cout: int) -> float:
         """One convolution's share of the size at these widths."""
 
-    def to_remove(self, stats: ChannelStats, now: float, goal: float) -> float:
-        """Convolution cost the step must remove to bring `now` (a share of the start) to `goal`."""
+    def to_remove(
+        self, stats: ChannelStats, now: float, goal: float, uncounted: AbstractSet[nn.Module]
+    ) -> float:
+        """Convolution cost the step must remove to bring `now` (a share of the start) to `goal`;
+        `uncounted` convolutions do not run at inference (YOLO26's one-to-many branch)."""
 
 
 class CountGoal:
@@ -43,9 +47,13 @@ class CountGoal:
         shape = stats.shapes[conv]
         return (shape.per_pair if self.unit == "macs" else shape.params_per_pair) * cin * cout
 
-    def to_remove(self, stats: ChannelStats, now: float, goal: float) -> float:
+    def to_remove(
+        self, stats: ChannelStats, now: float, goal: float, uncounted: AbstractSet[nn.Module]
+    ) -> float:
         # Convolutions are nearly all of the GFLOPs and weights; scale the step's cut to theirs.
-        conv_total = sum(self.conv_cost(stats, c, s.cin, s.cout) for c, s in stats.shapes.items())
+        conv_total = sum(
+            self.conv_cost(stats, c, s.cin, s.cout) for c, s in stats.shapes.items() if c not in uncounted
+        )
         return conv_total * (1 - goal / now)
 
 
@@ -69,7 +77,10 @@ class LatencyGoal:
     def conv_cost(self, stats: ChannelStats, conv: nn.Conv2d, cin: int, cout: int) -> float:
         return self.model.conv_ms(self.names[conv], cin, cout)
 
-    def to_remove(self, stats: ChannelStats, now: float, goal: float) -> float:
+    def to_remove(
+        self, stats: ChannelStats, now: float, goal: float, uncounted: AbstractSet[nn.Module]
+    ) -> float:
+        # The exported graph holds no uncounted convolution, so the latency model never timed them.
         # `now` and `goal` are shares of the starting p50; the intercept cannot be cut, so the whole gap
         # comes out of the convolutions' predicted times.
         assert self.start is not None, "total() gives the starting latency first"

@@ -23,6 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from pipeline.pruning.families import ONE_TO_MANY, ONE_TO_ONE, end_to_end
+
 RIDGE = 3e-4  # ridge strength relative to the mean input energy; pulls the fit towards today's weights
 CONFIDENCE_FLOOR = 0.05  # weight of a background position in the head's fits (an object's is up to 1.05)
 MAX_ROWS = 4096  # im2col rows (output positions) per batch of 8 images that enter a fit
@@ -249,13 +251,15 @@ def _units(s_layer: nn.Module, t_layer: nn.Module) -> list[tuple[nn.Module, nn.M
     """(student part, teacher part, index of its input) fitted one after the other within a layer.
 
     Detect's box and class branches are independent chains, each reading one pyramid level: fitting them
-    one chain at a time re-runs a chain, not the whole head, for every convolution.
+    one chain at a time re-runs a chain, not the whole head, for every convolution. YOLO26's one-to-one
+    branches are fitted to the teacher's one-to-one branches.
     """
     if all(hasattr(s_layer, a) for a in ("cv2", "cv3", "nl")):
+        branches = ONE_TO_MANY + (ONE_TO_ONE if end_to_end(s_layer) else ())
         return [
             (getattr(s_layer, branch)[i], getattr(t_layer, branch)[i], i)
             for i in range(s_layer.nl)
-            for branch in ("cv2", "cv3")
+            for branch in branches
         ]
     return [(s_layer, t_layer, None)]
 
@@ -323,7 +327,9 @@ def reconstruct(
     """Re-fit every convolution of `student` downstream of a change, in execution order, against `teacher`.
 
     `student` is `teacher` with channels removed (same module names); `kept_out[name]` lists, for each
-    pruned Conv2d, which of the teacher's output channels it kept. Detect's DFL is left as it is.
+    pruned Conv2d, which of the teacher's output channels it kept. Detect's DFL is left as it is, and so
+    are depthwise convs (YOLO11/26's head and attention): each keeps its own channels' weights, and the
+    1x1 conv after it is re-fitted.
     """
     student.eval()
     teacher.eval()
@@ -351,7 +357,9 @@ def reconstruct(
                     inputs = cache.inputs(b)
                     return inputs if pick is None else inputs[pick]
 
-                convs = execution_order(s_unit, unit_inputs(s_cache, 0), skip=lambda m: m in frozen)
+                convs = execution_order(
+                    s_unit, unit_inputs(s_cache, 0), skip=lambda m: m in frozen or int(m.groups) != 1
+                )
                 t_inputs = [unit_inputs(t_cache, b) for b in range(len(batches))]
                 targets = _teacher_outputs(t_unit, t_inputs, [teacher_modules[names[c]] for c in convs])
                 weights = _confidence(t_layer, pick, t_inputs) if pick is not None else None

@@ -78,6 +78,7 @@ def prune_and_reconstruct(
     teacher = deepcopy(model)
     example = batches[0][:1]
     pruner = GroupPruner(model, example, ignored)
+    uncounted = set(pruner.twins.values())  # YOLO26's one-to-many branch: not in the inference MACs
 
     start = goal.total(model)
     sensitivity = [
@@ -88,7 +89,7 @@ def prune_and_reconstruct(
     fits: list[ConvFit] = []
     for step in range(1, steps + 1):
         stats = channel_stats(model, statistics)
-        to_remove = goal.to_remove(stats, goal.total(model) / start, keep ** (step / steps))
+        to_remove = goal.to_remove(stats, goal.total(model) / start, keep ** (step / steps), uncounted)
         distortion = OutputDistortion(model, teacher, sensitivity)
         plans = measure_groups(
             pruner.groups(),

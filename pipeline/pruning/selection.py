@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from pipeline.pruning.families import inference_outputs
 from pipeline.pruning.groups import ChannelGroup
 from pipeline.pruning.reconstruct import layer_inputs
 
@@ -156,19 +157,29 @@ class OutputDistortion:
 def head_distortion(student: dict[str, torch.Tensor], teacher: dict[str, torch.Tensor]) -> torch.Tensor:
     """How far the student's head outputs are from the teacher's where the teacher sees objects.
 
-    Per anchor: KL of the class probabilities (per-class Bernoulli) plus the DFL box KL, averaged with the
+    Per anchor: KL of the class probabilities (per-class Bernoulli) plus the box distortion, averaged with the
     teacher's top class probability as the weight, the anchors that make up the mAP. The unweighted
-    distillation loss is dominated by the thousands of background anchors.
+    distillation loss is dominated by the thousands of background anchors. An end-to-end head is judged
+    on its one-to-one outputs, the ones inference runs.
     """
+    student, teacher = inference_outputs(student), inference_outputs(teacher)
     t_prob = teacher["scores"].float().sigmoid().clamp(1e-6, 1 - 1e-6)
     s_prob = student["scores"].float().sigmoid().clamp(1e-6, 1 - 1e-6)
     cls = (t_prob * (t_prob / s_prob).log() + (1 - t_prob) * ((1 - t_prob) / (1 - s_prob)).log()).sum(1)
-    b, _, anchors = student["boxes"].shape
-    s_bins = student["boxes"].float().view(b, 4, -1, anchors).log_softmax(2)
-    t_bins = teacher["boxes"].float().view(b, 4, -1, anchors).log_softmax(2)
-    box = (t_bins.exp() * (t_bins - s_bins)).sum(2).mean(1)
+    box = box_distortion(student["boxes"].float(), teacher["boxes"].float())
     weight = t_prob.amax(1)
     return ((cls + box) * weight).sum() / weight.sum().clamp(min=1e-6)
+
+
+def box_distortion(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+    """Per anchor: the DFL box KL (mean of the 4 sides), or without a DFL (YOLO26, one bin per side) the
+    mean squared difference of the 4 distances, in strides."""
+    b, channels, anchors = student.shape
+    if channels == 4:
+        return (student - teacher).square().mean(1)
+    s_bins = student.view(b, 4, -1, anchors).log_softmax(2)
+    t_bins = teacher.view(b, 4, -1, anchors).log_softmax(2)
+    return (t_bins.exp() * (t_bins - s_bins)).sum(2).mean(1)
 
 
 def mean_replaced(group: ChannelGroup, channels: list[int], stats: ChannelStats):

@@ -1,4 +1,4 @@
-"""Prune stage: structured pruning of a YOLOv8 checkpoint to a fraction of its MACs or parameters.
+"""Prune stage: structured pruning of a YOLOv8, YOLO11 or YOLO26 checkpoint to a fraction of its MACs.
 
 With data (a data.yaml or a folder of images; no labels needed) the default is data-aware pruning:
 channels chosen by what removing them costs the head's outputs, and every downstream convolution
