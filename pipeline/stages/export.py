@@ -6,7 +6,6 @@ and fails when boxes or scores differ by more than the tolerance: no ONNX is lef
 
 from __future__ import annotations
 
-import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +14,7 @@ import numpy as np
 from pydantic import Field
 
 from core.artifacts import Artifact, atomic_output, sha256_file
-from core.checkpoints import count_params, gflops, load_detection_model
+from core.checkpoints import count_params, gflops, load_detection_model, ultralytics_copy
 from core.dataset import load_dataset
 from core.errors import CheckFailed
 from core.letterbox import preprocess
@@ -90,9 +89,9 @@ def _ultralytics_export(
 ) -> Path:
     from ultralytics import YOLO
 
-    # Pruned checkpoints pickle `pipeline.modules.C2fSplit`: unpickling imports that module by its name.
-    local = work / "model.pt"  # the exporter writes beside its input, which may be read-only
-    shutil.copyfile(checkpoint, local)
+    # The exporter writes beside its input (which may be read-only) and unpickles it fully: give it a copy
+    # re-saved from the restricted load.
+    local = ultralytics_copy(checkpoint, work / "model.pt")
     exported = YOLO(str(local)).export(
         format="onnx", imgsz=imgsz, opset=opset, simplify=simplify, dynamic=dynamic, batch=1, device="cpu"
     )
