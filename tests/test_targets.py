@@ -198,6 +198,26 @@ def test_changed_engine_file_is_refused(tiny_onnx, tiny_checkpoint, synth_datase
         load(out)
 
 
+def test_bench_refuses_an_engine_directory_with_a_missing_or_changed_weights_file(tiny_onnx, tmp_path):
+    from typer.testing import CliRunner
+
+    from pipeline.cli import app
+
+    out = tmp_path / "engine"
+    build("openvino", "fp32", tiny_onnx, None, None, out)
+    weights = out / "model.bin"
+    content = weights.read_bytes()
+    bench = ["bench", "--artifact", str(out), "--no-accuracy", "--no-memory", "-o", str(tmp_path / "r.json")]
+    for damage, message in ((weights.unlink, "engine file is missing"), (None, "changed since it was built")):
+        if damage is None:
+            weights.write_bytes(content[:-4] + b"\0\0\0\0")
+        else:
+            damage()
+        result = CliRunner().invoke(app, bench)
+        assert result.exit_code == 2, result.output
+        assert f"{weights}: {message}" in " ".join(result.output.split())
+
+
 def test_build_stage_writes_into_its_output_dir(tiny_onnx, tiny_checkpoint, synth_dataset, tmp_path):
     from pipeline.stages import build as build_stage
     from pipeline.stages.base import RunSettings, StageContext
