@@ -16,6 +16,7 @@ warning, for files the user vouches for.
 
 from __future__ import annotations
 
+import functools
 import importlib
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,7 @@ CLASS_MODULES = ("ultralytics.utils.loss", "ultralytics.utils.tal", "ultralytics
 PROJECT_MODULES = ("pipeline.modules",)
 
 _trusted = False
+_warned: set[Path] = set()  # files already named in the --trust-checkpoint warning
 
 
 def trust_checkpoints() -> None:
@@ -39,20 +41,18 @@ def trust_checkpoints() -> None:
     _trusted = True
 
 
-def trusting() -> bool:
-    return _trusted
-
-
 def read_checkpoint(path: Path) -> Any:
     """The unpickled checkpoint, loaded as the trust setting says; an InputError names a refused file."""
     from ultralytics.nn import tasks
 
     path = Path(path)
     if _trusted:
-        console.print(
-            f"[yellow]warning[/]: {path}: loading with full unpickling (--trust-checkpoint): "
-            "the file can run any code"
-        )
+        if path.resolve() not in _warned:
+            _warned.add(path.resolve())
+            console.print(
+                f"[yellow]warning[/]: {path}: loading with full unpickling (--trust-checkpoint): "
+                "the file can run any code"
+            )
         return tasks.torch_safe_load(str(path), safe_only=False)[0]
     classes = allowed_globals(path)
     import torch
@@ -127,6 +127,7 @@ def _model_attribute(obj: Any, name: str) -> Any:
     raise InputError(f"refused: getattr({type(obj).__name__}, {name!r}) while unpickling a checkpoint")
 
 
+@functools.cache
 def _data_globals() -> dict[str, Any]:
     """The plain data of Ultralytics' checkpoints, as Ultralytics' restricted loader allows it."""
     import pathlib

@@ -25,7 +25,7 @@ from benchmarks.profile import PROFILE_RUNS, summarize_profile
 from benchmarks.results import SOURCE_ROLE, Result, save_results
 from core import letterbox
 from core.artifacts import Artifact, now_iso, sha256_path
-from core.dataset import load_dataset
+from core.dataset import check_fits_model, load_dataset
 from core.engine_record import read_artifact_dir
 from core.errors import InputError
 from core.letterbox import load_image
@@ -181,6 +181,8 @@ def bench_artifact(
         map_images = config.map_images(len(images))
     with tempfile.TemporaryDirectory(prefix="edgepipe-bench-") as scratch:
         artifact = resolve_artifact(Path(artifact_path), Path(scratch), imgsz)
+        if config.accuracy and data_yaml is not None:
+            check_fits_model(data_yaml, len(artifact.metadata["names"]), (config.split,))
         target = get_target(artifact.metadata["target"])
         name = model_name or default_model_name(artifact)
         measured_sha256 = artifact.sha256 if Path(artifact_path).is_dir() else sha256_path(artifact_path)
