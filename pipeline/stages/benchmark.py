@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib
 import math
 import tempfile
+from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -18,7 +19,7 @@ import numpy as np
 from pydantic import Field, model_validator
 
 from benchmarks import latency, memory, noise, throughput
-from benchmarks.accuracy import evaluate, labelled_images
+from benchmarks.accuracy import NmsThresholds, evaluate, labelled_images
 from benchmarks.device import fingerprint, library_versions
 from benchmarks.history import append_results
 from benchmarks.profile import PROFILE_RUNS, summarize_profile
@@ -80,12 +81,24 @@ class BenchConfig(Section):
         None, ge=1, description="OpenVINO infer requests of the throughput run; default: the plugin's optimum"
     )
     cuda_graphs: bool = Field(False, description="TensorRT: replay each inference as a captured CUDA graph")
+    # The end-to-end loop's NMS, as the deployed detector runs it (Ultralytics `predict`'s defaults);
+    # mAP is always measured with Ultralytics `val`'s (conf 0.001, multi-label).
+    e2e_conf: float = Field(0.25, ge=0, le=1, description="end-to-end latency: NMS confidence threshold")
+    e2e_iou: float = Field(0.7, gt=0, le=1, description="end-to-end latency: NMS IoU threshold")
+    e2e_max_det: int = Field(300, ge=1, description="end-to-end latency: most detections kept per image")
+    e2e_multi_label: bool = Field(False, description="end-to-end latency: a box may take several classes")
+    e2e_agnostic: bool = Field(False, description="end-to-end latency: NMS across classes (class-agnostic)")
 
     @model_validator(mode="after")
     def _one_subset(self) -> BenchConfig:
         if self.max_images is not None and self.fraction is not None:
             raise ValueError("give max_images or fraction, not both")
         return self
+
+    def e2e_thresholds(self) -> NmsThresholds:
+        return NmsThresholds(
+            self.e2e_conf, self.e2e_iou, self.e2e_max_det, self.e2e_multi_label, self.e2e_agnostic
+        )
 
     def map_images(self, total: int) -> int | None:
         """How many of the split's `total` images measure mAP; None: all of them."""
@@ -254,7 +267,8 @@ def bench_batch(
         step("model latency")
         samples = latency.model_latency(runner, tensor, plan)
         step("end-to-end latency")
-        e2e_samples = latency.e2e_latency(runner, latency.encode_images(images), imgsz, plan)
+        thresholds = config.e2e_thresholds()
+        e2e_samples = latency.e2e_latency(runner, latency.encode_images(images), imgsz, plan, thresholds)
         step(f"throughput, {config.streams} stream(s)")
         ips = throughput.measure_throughput(
             runner, tensor, config.streams, config.throughput_seconds, lambda: load_runner(config.streams)
@@ -293,6 +307,7 @@ def bench_batch(
         gpu_split_ms=gpu_split,
         latency_ms=latency.latency_stats(samples),
         e2e_latency_ms=latency.latency_stats(e2e_samples),
+        e2e_thresholds=asdict(thresholds),
         throughput_ips=ips,
         throughput=[{"batch": batch, "streams": config.streams, "ips": ips}],
         size_mb=engine_size_mb(artifact),
