@@ -39,6 +39,27 @@ MAX_DETECTIONS = 300
 
 
 @dataclass(frozen=True)
+class NmsThresholds:
+    """What NMS keeps. mAP is measured with `EVALUATION`; the end-to-end loop with what a deployed detector
+    uses (`bench`'s e2e_* keys; by default Ultralytics `predict`'s: conf 0.25, single label)."""
+
+    conf: float = 0.25
+    iou: float = 0.7
+    max_det: int = 300
+    multi_label: bool = False
+    agnostic: bool = False
+
+    def describe(self) -> str:
+        labels = "multi-label" if self.multi_label else "single-label"
+        return f"conf {self.conf:g}, iou {self.iou:g}, max_det {self.max_det}, {labels}" + (
+            ", class-agnostic" if self.agnostic else ""
+        )
+
+
+EVALUATION = NmsThresholds(conf=CONF_THRESHOLD, iou=IOU_THRESHOLD, max_det=MAX_DETECTIONS, multi_label=True)
+
+
+@dataclass(frozen=True)
 class Accuracy:
     map50_95: float
     map50: float
@@ -71,20 +92,24 @@ def decode_end_to_end(raw: np.ndarray, conf: float = CONF_THRESHOLD) -> list[np.
     return [image[image[:, 4] > conf][:MAX_DETECTIONS] for image in rows]
 
 
-def postprocess(raw: np.ndarray, boxes: list[Letterbox], imgsz: int) -> list[np.ndarray]:
+def postprocess(
+    raw: np.ndarray, boxes: list[Letterbox], imgsz: int, thresholds: NmsThresholds = EVALUATION
+) -> list[np.ndarray]:
     """Detect output (N, 4+nc, anchors), or an end-to-end one (N, max_det, 6) -> per image (K, 6):
-    x1 y1 x2 y2 conf class, original pixels."""
+    x1 y1 x2 y2 conf class, original pixels. NMS (not for end-to-end outputs) at `thresholds`."""
     import torch
     from ultralytics.utils.nms import non_max_suppression
 
     if end_to_end(raw):
-        return _to_original([torch.from_numpy(det) for det in decode_end_to_end(raw)], boxes, imgsz)
+        kept = decode_end_to_end(raw, thresholds.conf)
+        return _to_original([torch.from_numpy(det[: thresholds.max_det]) for det in kept], boxes, imgsz)
     detections = non_max_suppression(
         torch.from_numpy(np.asarray(raw, dtype=np.float32)),
-        CONF_THRESHOLD,
-        IOU_THRESHOLD,
-        multi_label=True,
-        max_det=MAX_DETECTIONS,
+        thresholds.conf,
+        thresholds.iou,
+        agnostic=thresholds.agnostic,
+        multi_label=thresholds.multi_label,
+        max_det=thresholds.max_det,
         max_time_img=60.0,  # the default 0.05 s/image truncates NMS on a busy CPU: mAP would depend on load
     )
     return _to_original(detections, boxes, imgsz)

@@ -4,18 +4,22 @@ from __future__ import annotations
 
 import fnmatch
 import json
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from benchmarks.accuracy import EVALUATION, NmsThresholds
 from core.artifacts import write_json_atomic
 from core.errors import InputError
 from core.validation import validation_error
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 SOURCE_ROLE = "source"  # Result.role of the unpruned model a run benches as the reference for its own
-READABLE_SCHEMAS = (1, 2)  # version 2 only added fields, so a version 1 file reads with their defaults
+READABLE_SCHEMAS = (1, 2, 3)  # versions 2 and 3 only added fields: older files read with their defaults
+# Before schema 3 the end-to-end loop ran NMS with mAP's thresholds; results of those files say so.
+EVALUATION_E2E = {**asdict(EVALUATION), "evaluation": True}
 
 
 class LatencyStats(BaseModel):
@@ -58,6 +62,7 @@ class Result(BaseModel):
     gpu_split_ms: dict[str, float] | None = None  # TensorRT: median H2D, GPU compute and D2H per batch
     latency_ms: LatencyStats
     e2e_latency_ms: LatencyStats | None = None
+    e2e_thresholds: dict[str, Any] | None = None  # the e2e loop's NMS: conf, iou, max_det, multi_label
     throughput_ips: float | None = None
     throughput: list[dict[str, Any]] = Field(default_factory=list)  # [{batch, streams, ips}]
     size_mb: float | None = None
@@ -88,6 +93,16 @@ class Result(BaseModel):
         """Glob (case-insensitive) on the target, the key, or target/ran-as: all name this engine."""
         names = {self.target, self.key, f"{self.target}/{self.precision}"}
         return any(fnmatch.fnmatchcase(name.lower(), pattern.lower()) for name in names)
+
+    @property
+    def e2e_nms(self) -> str:
+        """The NMS thresholds e2e latency was timed with, in words ("" when unknown)."""
+        if not self.e2e_thresholds:
+            return ""
+        if self.e2e_thresholds.get("evaluation"):
+            return "evaluation thresholds (conf 0.001, multi-label)"
+        known = {k: v for k, v in self.e2e_thresholds.items() if k in NmsThresholds.__dataclass_fields__}
+        return NmsThresholds(**known).describe()
 
     @property
     def is_source(self) -> bool:
@@ -127,7 +142,12 @@ def load_results(*paths: Path) -> list[Result]:
                 hint=f'expected {{"schema": {SCHEMA_VERSION}, "results": [...]}}, as `edgepipe bench` writes',
             )
         try:
-            results.extend(ResultsFile.model_validate(raw).results)
+            loaded = ResultsFile.model_validate(raw).results
         except ValidationError as exc:
             raise validation_error(exc, what="invalid results file", model=ResultsFile, path=path) from None
+        if raw["schema"] < 3:
+            for result in loaded:
+                if result.e2e_latency_ms is not None and result.e2e_thresholds is None:
+                    result.e2e_thresholds = dict(EVALUATION_E2E)
+        results.extend(loaded)
     return results

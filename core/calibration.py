@@ -19,7 +19,7 @@ import numpy as np
 from core.artifacts import sha256_file
 from core.dataset import load_dataset
 from core.errors import InputError
-from core.letterbox import preprocess
+from core.letterbox import decodable, preprocess
 
 MIN_IMAGES = 8
 
@@ -33,10 +33,10 @@ class CalibrationSet:
 
     @classmethod
     def from_files(cls, paths: list[Path], imgsz: int, dataset: str) -> CalibrationSet:
-        files = tuple(Path(f) for f in paths)
+        files = tuple(decodable(Path(f) for f in paths))
         if len(files) < MIN_IMAGES:
             raise InputError(
-                f"calibration needs at least {MIN_IMAGES} images, found {len(files)}",
+                f"calibration needs at least {MIN_IMAGES} images that decode, found {len(files)}",
                 path=dataset,
                 hint="point --data at a data.yaml whose train split holds more images",
             )

@@ -1,8 +1,9 @@
 """Load, check and save Ultralytics detector checkpoints (YOLOv8, YOLO11, YOLO26: `core.families`).
 
-Pickled checkpoints run code when loaded: edgepipe loads only files the user named and records each
-artifact's sha256 so a swapped file is noticed before it is used. torch and Ultralytics are imported
-inside the functions, so that importing this module (and the CLI above it) stays cheap.
+Pickled checkpoints can run code when loaded: every checkpoint is opened by `core.safe_load` (weights
+only, against an allow-list of model classes), and each artifact's sha256 is recorded so a swapped file is
+noticed before it is used. torch and Ultralytics are imported inside the functions, so that importing this
+module (and the CLI above it) stays cheap.
 """
 
 from __future__ import annotations
@@ -13,28 +14,47 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from core.artifacts import write_atomic
+from core.artifacts import sha256_file, write_atomic
 from core.errors import InputError
 from core.families import check_detector, select_inference_branch
+from core.safe_load import read_checkpoint
 
 if TYPE_CHECKING:
     from ultralytics.nn.tasks import DetectionModel
 
 
-def load_detection_model(path: Path | str) -> DetectionModel:
-    """The float32 DetectionModel in eval mode, or an InputError that says what the file is instead."""
+def check_sha256(path: Path | str, expected: str) -> None:
+    """A pinned checkpoint (`model_sha256`): compare its bytes before anything unpickles it."""
+    actual = sha256_file(Path(path))
+    if actual != expected.lower():
+        raise InputError(
+            f"sha256 is {actual}, not the pinned {expected} (model_sha256)",
+            path=path,
+            hint="the file changed: check where it came from, then update the pin",
+        )
+
+
+def open_checkpoint(path: Path | str) -> Any:
+    """The unpickled checkpoint (`core.safe_load`); an InputError for a missing, foreign or refused file."""
     path = Path(path)
     if not path.is_file():
         raise InputError("checkpoint not found", path=path)
     if path.suffix != ".pt":
         raise InputError("expected an Ultralytics .pt checkpoint", path=path)
-    from ultralytics.nn.tasks import DetectionModel, torch_safe_load
-
-    # Pruned checkpoints pickle `pipeline.modules.C2fSplit`: unpickling imports that module by its name.
     try:
-        ckpt, _ = torch_safe_load(str(path))
+        return read_checkpoint(path)
+    except InputError:
+        raise
     except Exception as exc:  # torch raises many types for a damaged file
         raise InputError(f"cannot read checkpoint: {exc}", path=path) from exc
+
+
+def load_detection_model(path: Path | str) -> DetectionModel:
+    """The float32 DetectionModel in eval mode, or an InputError that says what the file is instead."""
+    path = Path(path)
+    ckpt = open_checkpoint(path)
+    from ultralytics.nn.tasks import DetectionModel
+
     if not isinstance(ckpt, dict):
         raise InputError("not an Ultralytics checkpoint (no model dictionary)", path=path)
     model = ckpt.get("ema") or ckpt.get("model")
@@ -53,10 +73,18 @@ def load_detection_model(path: Path | str) -> DetectionModel:
 
 def checkpoint_metadata(path: Path | str) -> dict[str, Any]:
     """What edgepipe recorded in a checkpoint (`edgepipe` key): pruning report, kept channels, ..."""
-    from ultralytics.nn.tasks import torch_safe_load
-
-    ckpt, _ = torch_safe_load(str(path))
+    ckpt = open_checkpoint(path)
     return dict(ckpt.get("edgepipe") or {}) if isinstance(ckpt, dict) else {}
+
+
+def ultralytics_copy(path: Path | str, out_path: Path) -> Path:
+    """A copy of a checkpoint for Ultralytics' own loaders (exporter, trainer), which unpickle fully:
+    re-saved from the objects the restricted load built, so it holds nothing the original could smuggle."""
+    import torch
+
+    buffer = io.BytesIO()
+    torch.save(open_checkpoint(path), buffer)
+    return write_atomic(Path(out_path), buffer.getvalue())
 
 
 def class_names(model: DetectionModel) -> dict[int, str]:

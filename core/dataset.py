@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -93,3 +94,27 @@ def load_dataset(yaml_path: Path | str) -> DetectionDataset:
     if not splits.get("val") and not splits.get("train"):
         raise InputError("dataset lists neither a 'train' nor a 'val' split with images", path=yaml_path)
     return DetectionDataset(yaml_path=yaml_path.resolve(), root=root, names=names, splits=splits)
+
+
+def check_fits_model(
+    yaml_path: Path | str, model_classes: int, splits: Iterable[str] = ("train", "val")
+) -> None:
+    """Fail when the dataset cannot score this model: `names` of another length, or a label whose class id
+    the model does not have (mAP would silently count it as missed). Names the first label file and id."""
+    dataset = load_dataset(yaml_path)
+    if dataset.nc != model_classes:
+        raise InputError(
+            f"names lists {dataset.nc} classes but the model predicts {model_classes}",
+            path=dataset.yaml_path,
+            hint="use the dataset the model was trained on, or one with the same class list",
+        )
+    for split in splits:
+        for image in dataset.splits.get(split, []):
+            for number, (cls, *_) in enumerate(read_labels(image), 1):
+                if not 0 <= cls < model_classes:
+                    raise InputError(
+                        f"line {number}: class id {cls} is outside the model's {model_classes} classes "
+                        f"(0..{model_classes - 1})",
+                        path=label_path(image),
+                        hint="fix the labels, or use a data.yaml that fits the model",
+                    )

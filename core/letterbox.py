@@ -6,6 +6,7 @@ the RGB float32 NCHW batch in 0..1 every Runner takes.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,6 +39,19 @@ def load_image(path: Path) -> np.ndarray:
     if image is None:
         raise InputError("cannot read image", path=path)
     return image
+
+
+def decodable(paths: Iterable[Path]) -> list[Path]:
+    """The images that decode; each one that does not is skipped with a warning naming it."""
+    from core.console import console
+
+    usable = []
+    for path in paths:
+        if cv2.imread(str(path), cv2.IMREAD_COLOR) is None:
+            console.print(f"[yellow]warning[/]: {path}: cannot decode this image; skipped")
+        else:
+            usable.append(path)
+    return usable
 
 
 def letterbox(image_bgr: np.ndarray, imgsz: int) -> tuple[np.ndarray, Letterbox]:

@@ -41,6 +41,16 @@ class SynthSource(Section):
 class PipelineConfig(Section):
     name: str = Field("edgepipe", description="a name for this pipeline, shown in reports")
     model: Path = Field(description="the Ultralytics YOLOv8 .pt checkpoint to start from")
+    model_sha256: str | None = Field(
+        None,
+        pattern=r"^[0-9a-fA-F]{64}$",
+        description="the sha256 `model` must have, checked before the file is opened (a pin)",
+    )
+    trust_checkpoint: bool = Field(
+        False,
+        description="unpickle checkpoints fully, which can run code in them: only for files you trust "
+        "(default: weights only, model classes on an allow-list)",
+    )
     data: Path | SynthSource = Field(
         description="data.yaml for fine-tuning and INT8 calibration (train split), or {synth: {...}}"
     )

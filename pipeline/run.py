@@ -11,9 +11,10 @@ from rich.console import Console
 from benchmarks.history import global_history_path, history_path
 from benchmarks.results import load_results, save_results
 from core.artifacts import Artifact, write_atomic
-from core.checkpoints import load_detection_model
+from core.checkpoints import check_sha256, load_detection_model
 from core.console import console as shared_console
 from core.errors import EXIT_CHECK_FAILED, EXIT_OK
+from core.safe_load import trust_checkpoints
 from pipeline.config import PipelineConfig, SynthSource, load_config
 from pipeline.plan import make_plans, search_plans
 from pipeline.stage_runner import StageOutcome, StagePlan, StageRunner, WorkDir
@@ -26,11 +27,14 @@ def default_workdir(config_path: Path) -> Path:
     return Path.cwd() / ".edgepipe" / config_path.stem
 
 
-def source_model_artifact(model: Path) -> Artifact:
-    """The user's checkpoint, checked to be a YOLOv8 detector before any stage runs.
+def source_model_artifact(model: Path, sha256: str | None = None) -> Artifact:
+    """The user's checkpoint, checked against its pin (`model_sha256`) and to be a YOLOv8 detector before
+    any stage runs.
 
     Its params and GFLOPs are left to the report stage, which counts them only when it runs.
     """
+    if sha256 is not None:
+        check_sha256(model, sha256)
     load_detection_model(model)
     return Artifact.from_path("checkpoint", model)
 
@@ -111,7 +115,9 @@ def run_pipeline(
                     console.print(line)
 
         runner.on_outcome = follow
-        source = source_model_artifact(config.model)
+        if config.trust_checkpoint:
+            trust_checkpoints()
+        source = source_model_artifact(config.model, config.model_sha256)
         runner.seed("model", source)
         runner.seed("model:source", source)
         console.print(f"[bold]edgepipe run[/bold] {config_path}  [dim]work dir {work.root}[/dim]")

@@ -137,14 +137,17 @@ def write_engine_artifact(
 
 
 def model_path(artifact: Artifact) -> Path:
-    """The engine file of a build directory, checked against the hash recorded at build time."""
+    """The engine file of a build directory, once every file of it is checked against `artifact.json`."""
     meta = artifact.metadata
-    path = Path(artifact.path) / meta["model_file"]
-    if not path.is_file():
-        raise InputError(f"engine file {meta['model_file']} is missing", path=artifact.path)
-    expected = meta.get("files_sha256", {}).get(meta["model_file"])
-    if expected and sha256_file(path) != expected:
-        raise InputError(
-            f"{meta['model_file']} changed since it was built", path=artifact.path, hint="rebuild the engine"
-        )
-    return path
+    recorded = meta.get("files_sha256") or {}
+    for name in sorted({meta["model_file"], *recorded}):
+        path = Path(artifact.path) / name
+        if not path.is_file():
+            raise InputError("engine file is missing", path=path, hint="rebuild the engine")
+        if name in recorded and sha256_file(path) != recorded[name]:
+            raise InputError(
+                f"changed since it was built (sha256 differs from {recorded[name][:12]}... in artifact.json)",
+                path=path,
+                hint="rebuild the engine",
+            )
+    return Path(artifact.path) / meta["model_file"]

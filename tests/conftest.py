@@ -34,7 +34,7 @@ def tiny_checkpoint(tmp_path_factory) -> Path:
     from core.checkpoints import save_checkpoint
 
     path = tmp_path_factory.mktemp("tiny") / "tiny.pt"
-    return save_checkpoint(tiny_detection_model(), path)
+    return save_checkpoint(tiny_detection_model(nc=6), path)  # the classes of `synth_dataset`
 
 
 @pytest.fixture(scope="session")

@@ -295,19 +295,41 @@ def test_bad_calibration_starts_the_fallback_and_labels_the_result(
         assert "met = false" in output
 
 
-def test_int8_without_a_val_set_warns_that_it_is_unchecked(confident_onnx, synth_dataset, tmp_path):
+def test_int8_without_a_val_set_warns_that_it_is_unchecked(confident_onnx, blank_calibration, tmp_path):
+    train_only = blank_calibration.with_name("train-only.yaml")  # no val split anywhere
+    train_only.write_text("train: images\nnames:\n  0: class0\n  1: class1\n  2: class2\n")
     common = ["build", "--onnx", str(confident_onnx), "--target", "onnxruntime", "--precision", "int8",
-              "--data", str(synth_dataset), "--calib-size", "8"]  # fmt: skip
+              "--data", str(train_only), "--calib-size", "8"]  # fmt: skip
     unchecked = cli(*common, "-o", str(tmp_path / "a"))
     assert unchecked.exit_code == 0, unchecked.output
     assert "int8 mAP is unchecked" in " ".join(unchecked.output.split())
     assert "accuracy_control" not in read_artifact_dir(tmp_path / "a")
-    opted_out = cli(*common, "--val", str(synth_dataset), "--no-verify", "-o", str(tmp_path / "b"))
+    opted_out = cli(*common, "--val", str(blank_calibration), "--no-verify", "-o", str(tmp_path / "b"))
     assert opted_out.exit_code == 0 and "unchecked" not in opted_out.output
     assert "accuracy_control" not in read_artifact_dir(tmp_path / "b")
-    both = cli(*common, "--val", str(synth_dataset), "--no-verify", "--max-map-drop", "0.01",
+    both = cli(*common, "--val", str(blank_calibration), "--no-verify", "--max-map-drop", "0.01",
                "-o", str(tmp_path / "c"))  # fmt: skip
     assert both.exit_code == 2 and "--no-verify" in both.output
+
+
+def test_int8_checks_itself_on_the_val_split_of_its_calibration_data(
+    confident_onnx, self_labelled_val, tmp_path
+):
+    out = tmp_path / "engine"
+    result = cli(
+        "build", "--onnx", str(confident_onnx), "--target", "onnxruntime", "--precision", "int8",
+        "--data", str(self_labelled_val), "--calib-size", "8", "-o", str(out),
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "unchecked" not in result.output
+    meta = read_artifact_dir(out)
+    record = meta["accuracy_control"]
+    assert meta["options"]["val_data"] == str(self_labelled_val)
+    assert (
+        record["max_map_drop"] == pytest.approx(0.01 * record["fp32"]["map50_95"])
+        and "99%" in record["bound"]
+    )
+    assert record["final"]["drop"] == pytest.approx(record["fp32"]["map50_95"] - record["final"]["map50_95"])
 
 
 # How much the blank calibration costs OpenVINO INT8 depends on the CPU: over 1% of mAP50-95 on AVX-512 VNNI

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from benchmarks.history import HISTORY_ENV, query_results
-from benchmarks.results import load_results
+from benchmarks.results import load_results, save_results
 from core.artifacts import Artifact, sha256_file
 from core.errors import InputError
 from pipeline.cli.bench import command, parse_batches
@@ -56,6 +56,32 @@ def test_bench_plain_checkpoint_speed_only(tiny_checkpoint):
         assert r.size_mb > 0 and r.params > 0 and r.map50_95 is None
         assert r.device["name"] and r.versions["torch"]
         assert r.artifact_sha256 == sha256_file(tiny_checkpoint)  # what the user named, not our temp build
+
+
+def test_e2e_is_timed_with_the_deployment_thresholds_it_records(tiny_checkpoint, tmp_path):
+    config = BenchConfig(accuracy=False, e2e_conf=0.4, e2e_max_det=50, e2e_agnostic=True, **QUICK)
+    (result,) = bench_artifact(tiny_checkpoint, None, config, imgsz=64)
+    thresholds = {"conf": 0.4, "iou": 0.7, "max_det": 50, "multi_label": False, "agnostic": True}
+    assert result.e2e_thresholds == thresholds
+    assert result.e2e_nms == "conf 0.4, iou 0.7, max_det 50, single-label, class-agnostic"
+    assert BenchConfig().e2e_thresholds().describe() == "conf 0.25, iou 0.7, max_det 300, single-label"
+    path = tmp_path / "r.json"
+    save_results(path, [result])
+    assert load_results(path)[0].e2e_thresholds == thresholds
+
+
+def test_schema_2_results_read_with_e2e_at_evaluation_thresholds(tiny_checkpoint, tmp_path):
+    import json
+
+    (result,) = bench_artifact(tiny_checkpoint, None, BenchConfig(accuracy=False, **QUICK), imgsz=64)
+    record = result.model_dump(mode="json")
+    del record["e2e_thresholds"]
+    path = tmp_path / "old.json"
+    path.write_text(json.dumps({"schema": 2, "results": [record]}))
+    (old,) = load_results(path)
+    assert (
+        old.e2e_thresholds["evaluation"] and old.e2e_nms == "evaluation thresholds (conf 0.001, multi-label)"
+    )
 
 
 def test_bench_plain_onnx_runs_on_onnxruntime(tiny_checkpoint, tmp_path):

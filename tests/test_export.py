@@ -64,7 +64,7 @@ def test_dynamic_batch_keeps_image_size_fixed(tiny_checkpoint: Path, tmp_path: P
     assert dims[0].dim_param and [d.dim_value for d in dims[1:]] == [3, 64, 64]
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     out = session.run(None, {"images": np.zeros((2, 3, 64, 64), np.float32)})[0]
-    assert out.shape == (2, 4 + 3, 84)
+    assert out.shape == (2, 4 + 6, 84)
 
 
 def test_synthetic_parity_images_say_so():
@@ -84,7 +84,7 @@ def test_not_a_checkpoint_is_an_input_error(tmp_path: Path):
 def test_stage_returns_an_onnx_artifact_in_its_dir(exported: Artifact):
     assert exported.kind == "onnx"
     assert exported.path.name == "model.onnx"
-    assert exported.metadata["names"] == {"0": "class0", "1": "class1", "2": "class2"}
+    assert exported.metadata["names"] == {str(i): f"class{i}" for i in range(6)}
     assert exported.metadata["imgsz"] == 64 and exported.metadata["batch"] == 1
     exported.verify()
 

@@ -139,16 +139,24 @@ def test_label_weight_scales_the_labelled_terms_only_and_they_are_still_reported
     assert alone_items["box_loss"] == items["box_loss"] == 0.5
 
 
-def test_class_count_mismatch_fails_clearly_and_writes_nothing(tiny_checkpoint, synth_dataset, tmp_path):
+def _three_class_checkpoint(folder: Path) -> Path:
+    """A model whose head does not fit the 6-class synthetic dataset."""
+    from conftest import tiny_detection_model
+
+    from core.checkpoints import save_checkpoint
+
+    return save_checkpoint(tiny_detection_model(nc=3), folder / "three.pt")
+
+
+def test_class_count_mismatch_fails_clearly_and_writes_nothing(synth_dataset, tmp_path):
     out = tmp_path / "best.pt"
-    with pytest.raises(InputError, match="6 classes but the model's head predicts 3"):
-        command(model=tiny_checkpoint, data=synth_dataset, epochs=1, output=out, imgsz=IMGSZ)
+    three = _three_class_checkpoint(tmp_path)
+    with pytest.raises(InputError, match="names lists 6 classes but the model predicts 3"):
+        command(model=three, data=synth_dataset, epochs=1, output=out, imgsz=IMGSZ)
     assert not out.exists()
 
 
-def test_unreadable_model_and_mismatched_teacher_fail_clearly(
-    tmp_path, synth_dataset, teacher_and_pruned, tiny_checkpoint
-):
+def test_unreadable_model_and_mismatched_teacher_fail_clearly(tmp_path, synth_dataset, teacher_and_pruned):
     out = tmp_path / "best.pt"
     broken = tmp_path / "broken.pt"
     broken.write_bytes(b"\x00" * 10)
@@ -156,7 +164,11 @@ def test_unreadable_model_and_mismatched_teacher_fail_clearly(
         command(model=broken, data=synth_dataset, epochs=1, output=out)
     with pytest.raises(InputError, match="teacher head"):
         command(
-            model=teacher_and_pruned[1], data=synth_dataset, epochs=1, output=out, teacher=tiny_checkpoint
+            model=teacher_and_pruned[1],
+            data=synth_dataset,
+            epochs=1,
+            output=out,
+            teacher=_three_class_checkpoint(tmp_path),
         )
     assert not out.exists()
 

@@ -80,3 +80,24 @@ def test_load_monitor_measures_this_machine():
         sum(i * i for i in range(200_000))
     assert 0.0 <= monitor.other_load <= 1.0
     assert monitor.end.own >= monitor.start.own
+
+
+def test_end_to_end_keeps_what_the_deployment_thresholds_keep():
+    """Two boxes of one anchor grid: conf 0.9 (class 0, also 0.3 on class 1) and 0.1 (class 1)."""
+    from benchmarks.accuracy import EVALUATION, NmsThresholds
+    from benchmarks.latency import encode_images, end_to_end
+
+    raw = np.zeros((1, 6, 4), np.float32)
+    raw[0, :4, 0], raw[0, 4:, 0] = (20, 20, 10, 10), (0.9, 0.3)
+    raw[0, :4, 1], raw[0, 4:, 1] = (44, 44, 10, 10), (0.0, 0.1)
+
+    class Fixed:
+        def infer(self, batch):
+            return raw
+
+    encoded = encode_images([np.zeros((64, 64, 3), np.uint8)])
+    deployed = end_to_end(Fixed(), encoded, 64)[0]
+    assert deployed[:, 4:].tolist() == [[pytest.approx(0.9), 0.0]]
+    evaluated = end_to_end(Fixed(), encoded, 64, EVALUATION)[0]
+    assert sorted(evaluated[:, 4].tolist()) == pytest.approx([0.1, 0.3, 0.9])  # multi-label, conf 0.001
+    assert len(end_to_end(Fixed(), encoded, 64, NmsThresholds(conf=0.05, max_det=1))[0]) == 1

@@ -64,7 +64,7 @@ def test_pruning_meets_macs_target_and_prunes_both_c2f_halves(tiny_checkpoint):
     report = prune_model(model, options, macs=0.5)
     assert report.gflops_ratio <= 0.5
     assert report.params_after < report.params_before
-    assert model(torch.rand(1, 3, IMGSZ, IMGSZ))[0].shape[1] == 4 + 3  # boxes + nc, Detect output intact
+    assert model(torch.rand(1, 3, IMGSZ, IMGSZ))[0].shape[1] == 4 + 6  # boxes + nc, Detect output intact
     assert [b[-1].out_channels for b in (*model.model[-1].cv2, *model.model[-1].cv3)] == head_widths
     halves = [(m.cv0.conv.out_channels, m.cv1.conv.out_channels) for m in model.model if hasattr(m, "cv0")]
     assert any(a < 8 or b < 8 for a, b in halves)  # some half (8 channels in the tiny model) lost channels
@@ -212,10 +212,10 @@ def test_unusable_inputs_fail_clearly_and_write_nothing(tmp_path, synth_dataset,
         command(model=not_detector, output=out, macs=0.5)
     with pytest.raises(InputError, match="not found"):
         command(model=tmp_path / "missing.pt", output=out, macs=0.5)
-    with pytest.raises(InputError, match="6 classes but the model's head predicts 3"):
-        command(model=tiny_checkpoint, output=out, macs=0.5, data=synth_dataset, imgsz=IMGSZ)
+    with pytest.raises(InputError, match="names lists 6 classes but the model predicts 3"):
+        command(model=_tiny_checkpoint(tmp_path, nc=3), output=out, macs=0.5, data=synth_dataset, imgsz=IMGSZ)
     assert not out.exists()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["conv.pt", "garbage.pt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["conv.pt", "garbage.pt", "tiny3.pt"]
 
 
 @pytest.mark.slow

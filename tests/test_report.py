@@ -166,6 +166,32 @@ def test_report_command_writes_html_and_markdown(tmp_path):
     assert "Δ mAP50-95 vs onnxruntime/fp32" in (tmp_path / "r.md").read_text()
 
 
+def test_report_says_which_nms_the_e2e_latency_was_timed_with(tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from pipeline.cli import app as edgepipe
+
+    deployed = {"conf": 0.25, "iou": 0.7, "max_det": 300, "multi_label": False, "agnostic": False}
+    new = save_results(
+        tmp_path / "new.json", [make_result("openvino", "int8", 20.0, 0.43, e2e_thresholds=deployed)]
+    )
+    old = json.loads(new.read_text())
+    old["schema"] = 2
+    del old["results"][0]["e2e_thresholds"]
+    (tmp_path / "old.json").write_text(json.dumps(old))
+    for name, words in (
+        ("new", "NMS at conf 0.25, iou 0.7, max_det 300, single-label."),
+        ("old", "NMS at evaluation thresholds (conf 0.001, multi-label)."),
+    ):
+        out = tmp_path / f"{name}.html"
+        outcome = CliRunner().invoke(edgepipe, ["report", str(tmp_path / f"{name}.json"), "-o", str(out)])
+        assert outcome.exit_code == 0, outcome.output
+        assert f"End-to-end latency timed with {words}" in out.with_suffix(".md").read_text()
+        assert words.removesuffix(".") in out.read_text()
+
+
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
 
 

@@ -102,7 +102,7 @@ def test_build_and_run(
     )  # fmt: skip
     assert (out / meta["model_file"]).is_file()
     assert meta["files_sha256"][meta["model_file"]] == sha256_path(out / meta["model_file"])
-    assert meta["names"] == {"0": "class0", "1": "class1", "2": "class2"}
+    assert meta["names"] == {str(i): f"class{i}" for i in range(6)}  # the tiny checkpoint's classes
     assert meta["imgsz"] == IMGSZ and meta["params"] > 0
     assert meta["source"]["checkpoint_sha256"] == sha256_path(tiny_checkpoint)
     if precision == "int8":
@@ -232,6 +232,26 @@ def test_changed_engine_file_is_refused(tiny_onnx, tiny_checkpoint, synth_datase
         load(out)
 
 
+def test_bench_refuses_an_engine_directory_with_a_missing_or_changed_weights_file(tiny_onnx, tmp_path):
+    from typer.testing import CliRunner
+
+    from pipeline.cli import app
+
+    out = tmp_path / "engine"
+    build("openvino", "fp32", tiny_onnx, None, None, out)
+    weights = out / "model.bin"
+    content = weights.read_bytes()
+    bench = ["bench", "--artifact", str(out), "--no-accuracy", "--no-memory", "-o", str(tmp_path / "r.json")]
+    for damage, message in ((weights.unlink, "engine file is missing"), (None, "changed since it was built")):
+        if damage is None:
+            weights.write_bytes(content[:-4] + b"\0\0\0\0")
+        else:
+            damage()
+        result = CliRunner().invoke(app, bench)
+        assert result.exit_code == 2, result.output
+        assert f"{weights}: {message}" in " ".join(result.output.split())
+
+
 def test_build_stage_writes_into_its_output_dir(tiny_onnx, tiny_checkpoint, synth_dataset, tmp_path):
     from pipeline.stages import build as build_stage
     from pipeline.stages.base import RunSettings, StageContext
@@ -261,8 +281,10 @@ def test_openvino_accuracy_aware_int8(tiny_onnx, tiny_checkpoint, synth_dataset,
 
 
 def test_max_map_drop_needs_a_val_set(tiny_onnx, synth_dataset, tmp_path):
+    train_only = tmp_path / "train-only.yaml"  # no val split in the calibration data either
+    train_only.write_text(f"path: {synth_dataset.parent}\ntrain: images/train\nnames: [a, b, c, d, e, f]\n")
     with pytest.raises(InputError, match="--val"):
         build_engine(
             BuildEntry(target="openvino", precision="int8", calib_size=8, max_map_drop=0.01),
-            tmp_path / "engine", onnx=tiny_onnx, checkpoint=None, calib_data=synth_dataset, val_data=None,
+            tmp_path / "engine", onnx=tiny_onnx, checkpoint=None, calib_data=train_only, val_data=None,
         )  # fmt: skip

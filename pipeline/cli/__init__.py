@@ -27,6 +27,7 @@ from pipeline.cli import (
     search,
 )
 from pipeline.cli.errors import user_errors
+from pipeline.cli.trust import with_trust_option
 
 app = typer.Typer(
     name="edgepipe",
@@ -47,8 +48,9 @@ def register(typer_app: typer.Typer, name: str, fn: Callable[..., None]) -> None
     typer_app.command(name)(user_errors(fn))
 
 
-register(app, "run", run.run_command)
+register(app, "run", with_trust_option(run.run_command))
 register(app, "device", device.device_command)
+# The commands that can open a checkpoint (build and bench: the torch target runs a .pt).
 for _name, _module in (
     ("search", search),
     ("prune", prune),
@@ -56,10 +58,10 @@ for _name, _module in (
     ("export", export),
     ("build", build),
     ("bench", bench),
-    ("report", report),
-    ("gate", gate),
 ):
-    register(app, _name, _module.command)
+    register(app, _name, with_trust_option(_module.command))
+register(app, "report", report.command)
+register(app, "gate", gate.command)
 
 
 register(app, "compare", compare.compare_command)

@@ -80,6 +80,21 @@ def command(
     wait_idle: Annotated[float, option(BenchConfig, "wait_idle", "--wait-idle", min=0)] = default(
         BenchConfig, "wait_idle"
     ),
+    e2e_conf: Annotated[float, option(BenchConfig, "e2e_conf", "--e2e-conf", min=0, max=1)] = default(
+        BenchConfig, "e2e_conf"
+    ),
+    e2e_iou: Annotated[float, option(BenchConfig, "e2e_iou", "--e2e-iou", max=1)] = default(
+        BenchConfig, "e2e_iou"
+    ),
+    e2e_max_det: Annotated[int, option(BenchConfig, "e2e_max_det", "--e2e-max-det", min=1)] = default(
+        BenchConfig, "e2e_max_det"
+    ),
+    e2e_multi_label: Annotated[bool, option(BenchConfig, "e2e_multi_label", "--e2e-multi-label")] = default(
+        BenchConfig, "e2e_multi_label"
+    ),
+    e2e_agnostic: Annotated[bool, option(BenchConfig, "e2e_agnostic", "--e2e-agnostic")] = default(
+        BenchConfig, "e2e_agnostic"
+    ),
     force: Annotated[bool, typer.Option("--force", help="replace an existing results file")] = False,
     global_history: Annotated[
         bool, typer.Option("--global-history", help="also record in the global history (~/.cache/edgepipe)")
@@ -113,6 +128,11 @@ def command(
         infer_requests=infer_requests,
         cuda_graphs=cuda_graphs,
         wait_idle=wait_idle,
+        e2e_conf=e2e_conf,
+        e2e_iou=e2e_iou,
+        e2e_max_det=e2e_max_det,
+        e2e_multi_label=e2e_multi_label,
+        e2e_agnostic=e2e_agnostic,
     )
     with bench_progress() as progress:
         results = bench_artifact(

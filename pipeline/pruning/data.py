@@ -8,19 +8,12 @@ from pathlib import Path
 
 import torch
 
-from core.dataset import load_dataset
-from core.errors import InputError
+from core.dataset import check_fits_model, load_dataset
 
 
 def check_classes(data: Path, nc: int) -> None:
-    """Fail when the dataset's class count differs from the detection head's."""
-    dataset = load_dataset(data)
-    if dataset.nc != nc:
-        raise InputError(
-            f"dataset has {dataset.nc} classes but the model's head predicts {nc}",
-            path=data,
-            hint="use the dataset the model was trained on, or one with the same class list",
-        )
+    """Fail when the dataset's class list or a label's class id does not fit the detection head's."""
+    check_fits_model(data, nc)
 
 
 def train_batches(data: Path, imgsz: int, batch: int, count: int) -> Iterator[dict]:

@@ -166,7 +166,8 @@ def _device_section(device: DeviceSummary, baseline: str) -> str:
     return (
         f"<section><h2>{escape(device.name)}</h2>{_fingerprint(device.fingerprint)}"
         f"<p class='sub'>mAP on {escape(measured_on(device.rows))}; latency is model-only "
-        f"unless marked e2e (pre + infer + post); ★ marks the latency/mAP Pareto front.</p>"
+        f"unless marked e2e (pre + infer + post, NMS at {escape(device.e2e_nms)}; mAP at conf 0.001, "
+        f"multi-label); ★ marks the latency/mAP Pareto front.</p>"
         f"{notes}{_device_table(device, baseline)}{_gain_table(device)}"
         f"<div class='plots'>{plot_html}</div></section>"
     )

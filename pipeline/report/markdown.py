@@ -99,7 +99,7 @@ def report_markdown(
             ]
             for row in device.rows
         ]
-        parts += [table(header, rows), ""]
+        parts += [table(header, rows), "", f"End-to-end latency timed with NMS at {device.e2e_nms}.", ""]
         if device.gains:
             parts += ["### Against the unpruned model", ""]
             parts += [table(GAIN_HEADER, [gain_cells(g) for g in device.gains]), ""]

@@ -79,6 +79,14 @@ class DeviceSummary:
     def gains(self) -> list[SourceGain]:
         return [row.gain for row in self.rows if row.gain is not None]
 
+    @property
+    def e2e_nms(self) -> str:
+        """The NMS thresholds this device's e2e latencies were timed with (mAP always uses val's)."""
+        return (
+            "; ".join(sorted({row.result.e2e_nms for row in self.rows if row.result.e2e_nms}))
+            or "not recorded"
+        )
+
 
 def source_gain(result: Result, sources: list[Result]) -> SourceGain | None:
     """`result` against the unpruned model's result of the same engine, device and batch, if benched."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib
 import math
 import tempfile
+from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -18,7 +19,7 @@ import numpy as np
 from pydantic import Field, model_validator
 
 from benchmarks import latency, memory, noise, preflight, throughput
-from benchmarks.accuracy import evaluate, labelled_images
+from benchmarks.accuracy import NmsThresholds, evaluate, labelled_images
 from benchmarks.device import fingerprint, library_versions
 from benchmarks.history import append_results
 from benchmarks.profile import PROFILE_RUNS, summarize_profile
@@ -26,7 +27,7 @@ from benchmarks.results import SOURCE_ROLE, Result, save_results
 from core import letterbox
 from core.artifacts import Artifact, now_iso, sha256_path
 from core.console import console
-from core.dataset import load_dataset
+from core.dataset import check_fits_model, load_dataset
 from core.engine_record import read_artifact_dir
 from core.errors import InputError
 from core.letterbox import load_image
@@ -84,12 +85,24 @@ class BenchConfig(Section):
     wait_idle: float = Field(
         0, ge=0, description="before timing, wait up to this many seconds for idle CPUs (0: no wait)"
     )
+    # The end-to-end loop's NMS, as the deployed detector runs it (Ultralytics `predict`'s defaults);
+    # mAP is always measured with Ultralytics `val`'s (conf 0.001, multi-label).
+    e2e_conf: float = Field(0.25, ge=0, le=1, description="end-to-end latency: NMS confidence threshold")
+    e2e_iou: float = Field(0.7, gt=0, le=1, description="end-to-end latency: NMS IoU threshold")
+    e2e_max_det: int = Field(300, ge=1, description="end-to-end latency: most detections kept per image")
+    e2e_multi_label: bool = Field(False, description="end-to-end latency: a box may take several classes")
+    e2e_agnostic: bool = Field(False, description="end-to-end latency: NMS across classes (class-agnostic)")
 
     @model_validator(mode="after")
     def _one_subset(self) -> BenchConfig:
         if self.max_images is not None and self.fraction is not None:
             raise ValueError("give max_images or fraction, not both")
         return self
+
+    def e2e_thresholds(self) -> NmsThresholds:
+        return NmsThresholds(
+            self.e2e_conf, self.e2e_iou, self.e2e_max_det, self.e2e_multi_label, self.e2e_agnostic
+        )
 
     def map_images(self, total: int) -> int | None:
         """How many of the split's `total` images measure mAP; None: all of them."""
@@ -191,6 +204,8 @@ def bench_artifact(
     config = config.model_copy(update={"threads": threads.threads})
     with tempfile.TemporaryDirectory(prefix="edgepipe-bench-") as scratch:
         artifact = resolve_artifact(Path(artifact_path), Path(scratch), imgsz)
+        if config.accuracy and data_yaml is not None:
+            check_fits_model(data_yaml, len(artifact.metadata["names"]), (config.split,))
         target = get_target(artifact.metadata["target"])
         name = model_name or default_model_name(artifact)
         measured_sha256 = artifact.sha256 if Path(artifact_path).is_dir() else sha256_path(artifact_path)
@@ -264,7 +279,8 @@ def bench_batch(
         step("model latency")
         samples = latency.model_latency(runner, tensor, plan)
         step("end-to-end latency")
-        e2e_samples = latency.e2e_latency(runner, latency.encode_images(images), imgsz, plan)
+        thresholds = config.e2e_thresholds()
+        e2e_samples = latency.e2e_latency(runner, latency.encode_images(images), imgsz, plan, thresholds)
         step(f"throughput, {config.streams} stream(s)")
         ips = throughput.measure_throughput(
             runner, tensor, config.streams, config.throughput_seconds, lambda: load_runner(config.streams)
@@ -305,6 +321,7 @@ def bench_batch(
         gpu_split_ms=gpu_split,
         latency_ms=latency.latency_stats(samples),
         e2e_latency_ms=latency.latency_stats(e2e_samples),
+        e2e_thresholds=asdict(thresholds),
         throughput_ips=ips,
         throughput=[{"batch": batch, "streams": config.streams, "ips": ips}],
         size_mb=engine_size_mb(artifact),

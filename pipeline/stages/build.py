@@ -17,6 +17,7 @@ from rich.console import Console
 
 from core.artifacts import Artifact
 from core.calibration import CalibrationSet
+from core.dataset import check_fits_model, load_dataset
 from core.errors import BackendUnavailable, InputError
 from core.validation import reported_by_pydantic
 from pipeline.stages.auto_precision import build_auto
@@ -76,8 +77,9 @@ def build_engine(
     ok, reason = target.available()
     if not ok and not entry.options.get("qdq_only"):  # tensorrt's host half needs no TensorRT
         raise BackendUnavailable(reason)
-    if onnx is not None:
-        imgsz = onnx_facts(onnx).imgsz  # also rejects a corrupt ONNX before any work
+    facts = onnx_facts(onnx) if onnx is not None else None  # also rejects a corrupt ONNX before any work
+    if facts is not None:
+        imgsz = facts.imgsz
     options = dict(entry.options)
     if entry.target == "torch":
         options.setdefault("imgsz", imgsz or 640)
@@ -88,7 +90,9 @@ def build_engine(
         calibration = CalibrationSet.from_dataset(
             calib_data, imgsz or 640, entry.calib_size, entry.calib_seed
         )
-        options.update(check_options_for(entry, val_data))
+        options.update(check_options_for(entry, val_data or val_split_of(calib_data)))
+        if options.get("val_data") and facts is not None:
+            check_fits_model(options["val_data"], len(facts.names), ("val",))
     elif entry.max_map_drop is not None and entry.precision != "int8":
         raise InputError("--max-map-drop applies to int8 builds only")
     elif entry.max_map_drop is not None:
@@ -97,6 +101,11 @@ def build_engine(
         onnx=Path(onnx) if onnx else None, checkpoint=Path(checkpoint) if checkpoint else None
     )
     return target.build(inputs, entry.precision, calibration, options, Path(out_dir))
+
+
+def val_split_of(data: Path) -> Path | None:
+    """The calibration data.yaml itself when it has a val split: the INT8 check measures mAP there."""
+    return data if load_dataset(data).splits.get("val") else None
 
 
 def check_options_for(entry: BuildEntry, val_data: Path | None) -> dict[str, Any]:
@@ -109,8 +118,9 @@ def check_options_for(entry: BuildEntry, val_data: Path | None) -> dict[str, Any
         if entry.max_map_drop is not None:
             raise InputError("--max-map-drop needs a validation set", hint="pass --val data.yaml")
         Console(stderr=True).print(
-            f"[yellow]warning[/]: {entry.target}/int8 mAP is unchecked: no val set to measure it against "
-            "fp32 (pass --val data.yaml, or --no-verify to build unchecked on purpose)"
+            f"[yellow]warning[/]: {entry.target}/int8 mAP is unchecked: neither --val nor the calibration "
+            "data.yaml has a val split to measure it against fp32 (pass --val data.yaml, or --no-verify to "
+            "build unchecked on purpose)"
         )
         return {}
     checked: dict[str, Any] = {"val_data": str(val_data)}

@@ -7,7 +7,6 @@ end-to-end head's (YOLO26) final detections are matched by class and score, not 
 
 from __future__ import annotations
 
-import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +16,7 @@ from pydantic import Field
 
 from benchmarks.accuracy import end_to_end
 from core.artifacts import Artifact, atomic_output, sha256_file
-from core.checkpoints import count_params, gflops, load_detection_model
+from core.checkpoints import count_params, gflops, load_detection_model, ultralytics_copy
 from core.dataset import load_dataset
 from core.errors import CheckFailed
 from core.families import family_of
@@ -94,9 +93,9 @@ def _ultralytics_export(
 ) -> Path:
     from ultralytics import YOLO
 
-    # Pruned checkpoints pickle `pipeline.modules.C2fSplit`: unpickling imports that module by its name.
-    local = work / "model.pt"  # the exporter writes beside its input, which may be read-only
-    shutil.copyfile(checkpoint, local)
+    # The exporter writes beside its input (which may be read-only) and unpickles it fully: give it a copy
+    # re-saved from the restricted load.
+    local = ultralytics_copy(checkpoint, work / "model.pt")
     # nms=False: a YOLO26 head exports its end-to-end branch, (N, 300, 6) without NMS, as edgepipe loads
     # it (core.families); Ultralytics' default would export the one-to-many branch for an external NMS.
     exported = YOLO(str(local)).export(

@@ -10,13 +10,14 @@ without torch.
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 from typing import Literal
 
 from pydantic import Field
 
 from core.artifacts import Artifact
-from core.checkpoints import load_detection_model
+from core.checkpoints import load_detection_model, ultralytics_copy
 from core.console import console
 from core.dataset import load_dataset
 from core.errors import InputError
@@ -123,25 +124,28 @@ def finetune(
     if config.lr0 is not None:
         args["lr0"] = config.lr0
     train_data = _training_set(data, config, teacher_model, imgsz, run_dir.parent / "data")
-    return train(
-        model,
-        train_data,
-        out_path,
-        run_dir=run_dir,
-        epochs=config.epochs,
-        imgsz=imgsz,
-        batch=config.batch,
-        device=device,
-        teacher=teacher_model,
-        distill_weight=config.distill_weight,
-        label_weight=config.label_weight,
-        threads=config.threads,
-        feature_weight=config.feature_weight if teacher_model is not None else 0.0,
-        kept_features=_kept_features(model, teacher_model),
-        freeze_bn=config.freeze_bn and nc is not None,
-        keep=config.checkpoint,
-        **args,
-    )
+    with tempfile.TemporaryDirectory(prefix="edgepipe-student-") as scratch:
+        # Ultralytics' trainer unpickles its model fully: it gets a copy re-saved from the restricted load.
+        student = ultralytics_copy(model, Path(scratch) / model.name) if model.suffix == ".pt" else model
+        return train(
+            student,
+            train_data,
+            out_path,
+            run_dir=run_dir,
+            epochs=config.epochs,
+            imgsz=imgsz,
+            batch=config.batch,
+            device=device,
+            teacher=teacher_model,
+            distill_weight=config.distill_weight,
+            label_weight=config.label_weight,
+            threads=config.threads,
+            feature_weight=config.feature_weight if teacher_model is not None else 0.0,
+            kept_features=_kept_features(model, teacher_model),
+            freeze_bn=config.freeze_bn and nc is not None,
+            keep=config.checkpoint,
+            **args,
+        )
 
 
 def _training_set(data: Path, config: FinetuneConfig, teacher, imgsz: int, out_dir: Path) -> Path:
