@@ -159,13 +159,7 @@ def stages(model: nn.Module, imgsz: int) -> dict[str, str]:
         return record
 
     layers = list(model.model)
-    handles = [layer.register_forward_hook(hook(i)) for i, layer in enumerate(layers[:-1])]
-    try:
-        with torch.no_grad():
-            model(torch.zeros(1, 3, imgsz, imgsz, device=next(model.parameters()).device))
-    finally:
-        for handle in handles:
-            handle.remove()
+    _forward_with(model, imgsz, [layer.register_forward_hook(hook(i)) for i, layer in enumerate(layers[:-1])])
     first_upsample = next(
         (i for i, layer in enumerate(layers) if isinstance(layer, nn.Upsample)), len(layers)
     )
@@ -196,14 +190,20 @@ def macs_by_conv(model: nn.Module, imgsz: int) -> dict[str, float]:
             kh * kw * conv.in_channels * out.shape[1] * out.shape[2] * out.shape[3] / conv.groups
         )
 
-    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, nn.Conv2d)]
+    _forward_with(
+        model, imgsz, [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, nn.Conv2d)]
+    )
+    return macs
+
+
+def _forward_with(model: nn.Module, imgsz: int, handles: list) -> None:
+    """One forward pass of a blank image through `model` with the hooks `handles` set, then removed."""
     try:
         with torch.no_grad():
             model(torch.zeros(1, 3, imgsz, imgsz, device=next(model.parameters()).device))
     finally:
         for handle in handles:
             handle.remove()
-    return macs
 
 
 @dataclass
