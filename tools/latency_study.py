@@ -11,7 +11,6 @@ change in machine load hits all alike. The speed-up column is against the first 
 
 from __future__ import annotations
 
-import platform
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,13 +31,6 @@ class Config:
     stage_of: dict[str, str]
     macs: dict[str, float]
     times: list[float]
-
-
-def cpu_name() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor()
 
 
 def main(
@@ -79,10 +71,13 @@ def main(
 def print_tables(configs: list[Config], threads: int) -> None:
     from rich.table import Table
 
+    from benchmarks.device import cpu_info
+    from pipeline.pruning.engine_timing import stage_order
+
     reference = {
         (c.engine, c.imgsz): float(np.median(c.times)) for c in configs if c.model == configs[0].model
     }
-    summary = Table(title=f"p50 per engine, {threads or 'default'} thread(s), {cpu_name()}")
+    summary = Table(title=f"p50 per engine, {threads or 'default'} thread(s), {cpu_info()['model']}")
     for column in ("model", "engine", "imgsz", "GMACs", "p50 ms", "speed-up", "MACs ratio"):
         summary.add_column(column, justify="left" if column in ("model", "engine") else "right")
     reference_macs = {c.imgsz: sum(c.macs.values()) for c in configs if c.model == configs[0].model}
@@ -112,7 +107,7 @@ def print_tables(configs: list[Config], threads: int) -> None:
         )
         for column in ("stage (part/stride)", "ms", "time share", "MACs share", "ms per GMAC"):
             table.add_column(column, justify="right")
-        for stage, (ms, macs) in sorted(by_stage.items(), key=lambda kv: _stage_order(kv[0])):
+        for stage, (ms, macs) in sorted(by_stage.items(), key=stage_order):
             table.add_row(
                 stage,
                 f"{ms:.2f}",
@@ -121,11 +116,6 @@ def print_tables(configs: list[Config], threads: int) -> None:
                 f"{ms / (macs / 1e9):.1f}" if macs else "-",
             )
         console.print(table)
-
-
-def _stage_order(stage: str) -> tuple[int, int]:
-    part, stride = stage.split("/")
-    return ("backbone", "neck", "head").index(part), int(stride)
 
 
 if __name__ == "__main__":

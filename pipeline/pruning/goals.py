@@ -30,8 +30,8 @@ class Goal(Protocol):
     def to_remove(
         self, stats: ChannelStats, now: float, goal: float, uncounted: AbstractSet[nn.Module]
     ) -> float:
-        """Convolution cost the step must remove to bring `now` (a share of the start) to `goal`;
-        `uncounted` convolutions do not run at inference (YOLO26's one-to-many branch)."""
+        """Convolution cost the step must remove to bring the model's total from `now` to `goal` (both in
+        the goal's unit); `uncounted` convolutions do not run at inference (YOLO26's one-to-many branch)."""
 
 
 class CountGoal:
@@ -64,15 +64,11 @@ class LatencyGoal:
 
     def __init__(self, model: LatencyModel, names: dict[nn.Module, str]):
         self.model, self.names = model, names
-        self.start: float | None = None
 
     def total(self, model: nn.Module) -> float:
         from pipeline.pruning.latency import conv_widths
 
-        predicted = self.model.predict(conv_widths(model))
-        if self.start is None:
-            self.start = predicted
-        return predicted
+        return self.model.predict(conv_widths(model))
 
     def conv_cost(self, stats: ChannelStats, conv: nn.Conv2d, cin: int, cout: int) -> float:
         return self.model.conv_ms(self.names[conv], cin, cout)
@@ -80,8 +76,6 @@ class LatencyGoal:
     def to_remove(
         self, stats: ChannelStats, now: float, goal: float, uncounted: AbstractSet[nn.Module]
     ) -> float:
-        # The exported graph holds no uncounted convolution, so the latency model never timed them.
-        # `now` and `goal` are shares of the starting p50; the intercept cannot be cut, so the whole gap
-        # comes out of the convolutions' predicted times.
-        assert self.start is not None, "total() gives the starting latency first"
-        return (now - goal) * self.start
+        # The exported graph holds no uncounted convolution, so the latency model never timed them. The
+        # intercept cannot be cut, so the whole gap comes out of the convolutions' predicted times.
+        return now - goal

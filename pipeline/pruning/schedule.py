@@ -89,7 +89,7 @@ def prune_and_reconstruct(
     fits: list[ConvFit] = []
     for step in range(1, steps + 1):
         stats = channel_stats(model, statistics)
-        to_remove = goal.to_remove(stats, goal.total(model) / start, keep ** (step / steps), uncounted)
+        to_remove = goal.to_remove(stats, goal.total(model), start * keep ** (step / steps), uncounted)
         distortion = OutputDistortion(model, teacher, sensitivity)
         plans = measure_groups(
             pruner.groups(),
