@@ -20,15 +20,36 @@ from torch import nn
 _LAYER_ATTRS = ("i", "f", "type", "np")
 
 
-class C2fSplit(nn.Module):
-    """C2f (CSP bottleneck, two convolutions) with its first conv split in two: cv0 -> y0, cv1 -> y1."""
+class _FirstConvSplit(nn.Module):
+    """A CSP block whose first conv is split in two (cv0, cv1), then its blocks `m` and last conv cv2."""
 
-    def __init__(self, cv0: nn.Module, cv1: nn.Module, cv2: nn.Module, m: nn.ModuleList):
+    def __init__(self, cv0: nn.Module, cv1: nn.Module, cv2: nn.Module, m: nn.Module):
         super().__init__()
         self.cv0 = cv0
         self.cv1 = cv1
         self.cv2 = cv2
         self.m = m
+
+    @classmethod
+    def _split(cls, block: nn.Module, half: int):
+        """The block with `block.cv1`'s first `half` output channels in cv0 and the next `half` in cv1,
+        keeping the attributes Ultralytics reads on every layer."""
+        split = cls(
+            _conv_slice(block.cv1, slice(0, half)),
+            _conv_slice(block.cv1, slice(half, 2 * half)),
+            block.cv2,
+            block.m,
+        )
+        for name in _LAYER_ATTRS:
+            if hasattr(block, name):
+                setattr(split, name, getattr(block, name))
+        return split
+
+
+class C2fSplit(_FirstConvSplit):
+    """C2f (CSP bottleneck, two convolutions) with its first conv split in two: cv0 -> y0, cv1 -> y1."""
+
+    m: nn.ModuleList
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = [self.cv0(x), self.cv1(x)]
@@ -38,28 +59,11 @@ class C2fSplit(nn.Module):
     @classmethod
     def from_c2f(cls, c2f: nn.Module) -> C2fSplit:
         """An equivalent module: cv0/cv1 hold the first/second half of `c2f.cv1`'s output channels."""
-        half = c2f.cv1.conv.out_channels // 2
-        split = cls(
-            _conv_slice(c2f.cv1, slice(0, half)),
-            _conv_slice(c2f.cv1, slice(half, 2 * half)),
-            c2f.cv2,
-            c2f.m,
-        )
-        for name in _LAYER_ATTRS:
-            if hasattr(c2f, name):
-                setattr(split, name, getattr(c2f, name))
-        return split
+        return cls._split(c2f, c2f.cv1.conv.out_channels // 2)
 
 
-class C2PSASplit(nn.Module):
+class C2PSASplit(_FirstConvSplit):
     """C2PSA (attention block) with its first conv split in two: cv0 -> a (passed through), cv1 -> b."""
-
-    def __init__(self, cv0: nn.Module, cv1: nn.Module, cv2: nn.Module, m: nn.Sequential):
-        super().__init__()
-        self.cv0 = cv0
-        self.cv1 = cv1
-        self.cv2 = cv2
-        self.m = m
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.cv2(torch.cat((self.cv0(x), self.m(self.cv1(x))), 1))
@@ -67,14 +71,7 @@ class C2PSASplit(nn.Module):
     @classmethod
     def from_c2psa(cls, c2psa: nn.Module) -> C2PSASplit:
         """An equivalent module: cv0/cv1 hold the first/second half of `c2psa.cv1`'s output channels."""
-        c = c2psa.c
-        split = cls(
-            _conv_slice(c2psa.cv1, slice(0, c)), _conv_slice(c2psa.cv1, slice(c, 2 * c)), c2psa.cv2, c2psa.m
-        )
-        for name in _LAYER_ATTRS:
-            if hasattr(c2psa, name):
-                setattr(split, name, getattr(c2psa, name))
-        return split
+        return cls._split(c2psa, c2psa.c)
 
 
 def _conv_slice(conv: nn.Module, channels: slice) -> nn.Module:
