@@ -136,6 +136,7 @@ class LoopbackCluster:
     """A Ray cluster whose processes all live in one network namespace that has only `lo`."""
 
     def __init__(self, workdir: Path):
+        self.workdir = workdir
         self.env = {
             **os.environ,
             "EDGEPIPE_HISTORY": str(workdir / "history.sqlite"),
@@ -166,18 +167,22 @@ class LoopbackCluster:
             self._start_group(name, [*FLEET, "join", "--kind", kind, "--num-cpus", "1"])
 
     def _start_group(self, name: str, command: list[str]) -> None:
-        """Run a command that leaves daemons behind, in a process group of its own."""
-        process = subprocess.Popen(
-            self.enter(command),
-            env=self.env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            start_new_session=True,
-        )
-        output, _ = process.communicate(timeout=120)
-        assert process.returncode == 0, f"{name} failed to start:\n{output}"
+        """Run a command that leaves daemons behind, in a process group of its own.
+
+        Its output goes to a file, not a pipe: a daemon that keeps an inherited pipe open would hold
+        `communicate()` long after the command itself has exited.
+        """
+        log = self.workdir / f"{name}.log"
+        with log.open("w") as output:
+            process = subprocess.Popen(
+                self.enter(command), env=self.env, stdout=output, stderr=subprocess.STDOUT, start_new_session=True
+            )
         self.groups.append(process.pid)
+        try:
+            returncode = process.wait(timeout=300)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"{name} did not start within 300 s:\n{log.read_text()}")
+        assert returncode == 0, f"{name} failed to start:\n{log.read_text()}"
         self.nodes[name] = process.pid
 
     def busy_worker(self, name: str) -> bool:
