@@ -47,13 +47,17 @@ class _FirstConvSplit(nn.Module):
 
 
 class C2fSplit(_FirstConvSplit):
-    """C2f (CSP bottleneck, two convolutions) with its first conv split in two: cv0 -> y0, cv1 -> y1."""
+    """C2f (CSP bottleneck, two convolutions) with its first conv split in two: cv0 -> y0, cv1 -> y1.
+
+    A block removed by pruning stays in `m` as `nn.Identity` (so the other blocks keep their names) and
+    is skipped: it adds no copy of its input to cv2's concatenation.
+    """
 
     m: nn.ModuleList
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = [self.cv0(x), self.cv1(x)]
-        y.extend(block(y[-1]) for block in self.m)
+        y.extend(block(y[-1]) for block in self.m if not isinstance(block, nn.Identity))
         return self.cv2(torch.cat(y, 1))
 
     @classmethod

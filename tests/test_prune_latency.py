@@ -84,8 +84,8 @@ def test_cuts_go_where_the_milliseconds_are_not_where_the_macs_are():
 
     by_latency = allocate(plans, stats, 0.09 * 32 * 8, 8, latency)  # less than one cut saves
     by_macs = allocate(plans, stats, 90 * 32 * 8, 8, macs)
-    assert len(by_latency[id(plans[1])]) == 8 and not by_latency[id(plans[0])]
-    assert len(by_macs[id(plans[0])]) == 8 and not by_macs[id(plans[1])]
+    assert len(by_latency.channels[id(plans[1])]) == 8 and not by_latency.channels[id(plans[0])]
+    assert len(by_macs.channels[id(plans[0])]) == 8 and not by_macs.channels[id(plans[1])]
 
 
 def test_the_config_lists_the_engines_the_latency_model_times():

@@ -53,6 +53,9 @@ def command(
     round_to: Annotated[str, option(PruneConfig, "round_to", parser=_round_to)] = default(
         PruneConfig, "round_to"
     ),
+    remove_blocks: Annotated[
+        bool, option(PruneConfig, "remove_blocks", "--remove-blocks/--keep-blocks")
+    ] = default(PruneConfig, "remove_blocks"),
     max_layer_ratio: Annotated[float, option(PruneConfig, "max_layer_ratio")] = default(
         PruneConfig, "max_layer_ratio"
     ),
@@ -100,6 +103,7 @@ def command(
         importance=importance,
         global_pruning=global_pruning,
         round_to=round_to,
+        remove_blocks=remove_blocks,
         max_layer_ratio=max_layer_ratio,
         min_channels=min_channels,
         protect_head=protect_head,
@@ -123,6 +127,8 @@ def command(
         f"{report.gflops_ratio:.3f}",
     )
     Console().print(table)
+    if report.extra.get("removed_blocks"):
+        Console().print(f"blocks removed whole: {', '.join(report.extra['removed_blocks'])}")
     if "latency" in report.extra:
         Console().print(latency_table(report.extra["latency"]))
     if val is not None:

@@ -41,27 +41,31 @@ class GroupPruner:
     """DepGraph surgery on `model` that records, per Conv2d name, which original output channels remain."""
 
     def __init__(self, model: nn.Module, example: torch.Tensor, ignored: Iterable[nn.Module]):
-        import torch_pruning as tp
-
-        self.model = model
-        for p in model.parameters():
-            p.requires_grad_(True)  # DepGraph traces the autograd graph
-        head = model.model[-1]
-        self.graph = tp.DependencyGraph().build_dependency(
-            model,
-            example_inputs=example,
-            customized_pruners=customized_pruners(model),
-            output_transform=training_outputs if end_to_end(head) else None,
-        )
-        self.twins = twins(head)
-        for p in model.parameters():
-            p.requires_grad_(False)
+        self.model, self.example = model, example
+        self.trace()
+        self.twins = twins(model.model[-1])
         self.ignored = [m for layer in ignored for m in layer.modules()]
         self.names = {m: n for n, m in model.named_modules()}
         self.initial = {m: m.out_channels for m in model.modules() if isinstance(m, nn.Conv2d)}
         self.kept: dict[str, torch.Tensor] = {
             n: torch.arange(m.out_channels) for n, m in model.named_modules() if isinstance(m, nn.Conv2d)
         }
+
+    def trace(self) -> None:
+        """Build the dependency graph of the model as it is now: again after surgery DepGraph did not do
+        (whole blocks removed), keeping what each remaining convolution kept and its initial width."""
+        import torch_pruning as tp
+
+        for p in self.model.parameters():
+            p.requires_grad_(True)  # DepGraph traces the autograd graph
+        self.graph = tp.DependencyGraph().build_dependency(
+            self.model,
+            example_inputs=self.example,
+            customized_pruners=customized_pruners(self.model),
+            output_transform=training_outputs if end_to_end(self.model.model[-1]) else None,
+        )
+        for p in self.model.parameters():
+            p.requires_grad_(False)
 
     def groups(self) -> list[ChannelGroup]:
         """Every prunable group, rooted at a Conv2d, with none of its producers among the ignored layers.

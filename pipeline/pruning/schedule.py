@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from pipeline.pruning.depth import measure_blocks, remove_block
 from pipeline.pruning.goals import Goal
 from pipeline.pruning.groups import GroupPruner
 from pipeline.pruning.reconstruct import ConvFit, reconstruct
@@ -36,6 +37,7 @@ class Outcome:
 
     fits: list[ConvFit]
     kept: dict[str, torch.Tensor]
+    blocks: list[str]  # inner blocks removed whole
 
     def kept_features(self, model: nn.Module) -> list[list[int]]:
         """For each layer the Detect head reads (P3/P4/P5), the teacher channels its output kept."""
@@ -66,9 +68,12 @@ def prune_and_reconstruct(
     goal: Goal,
     steps: int,
     sensitivity_images: int,
+    remove_blocks: bool = False,
     progress: Callable[[str, float], None] | None = None,
 ) -> Outcome:
     """Prune `model` in place to `keep` of what `goal` counts (MACs, parameters, latency) in `steps` steps.
+
+    With `remove_blocks`, whole inner blocks of the CSP layers compete with the channel cuts (`depth`).
 
     `batches` are letterboxed calibration images (N, 3, imgsz, imgsz) in 0..1; the group costs are
     measured on the first `sensitivity_images` of them, and the steps before the last reconstruct on the
@@ -87,6 +92,7 @@ def prune_and_reconstruct(
     ]
     statistics = _images(batches, STATS_IMAGES)
     fits: list[ConvFit] = []
+    removed: list[str] = []
     for step in range(1, steps + 1):
         stats = channel_stats(model, statistics)
         to_remove = goal.to_remove(stats, goal.total(model), start * keep ** (step / steps), uncounted)
@@ -102,11 +108,22 @@ def prune_and_reconstruct(
             round_to=guards.round_to,
             progress=(lambda f, s=step: progress(f"step {s}/{steps}: measuring", f)) if progress else None,
         )
+        blocks = measure_blocks(model, ignored, distortion, sensitivity[0][:1]) if remove_blocks else []
         cuts = allocate(
-            plans, stats, to_remove, guards.round_to, lambda c, i, o, s=stats: goal.conv_cost(s, c, i, o)
+            plans,
+            stats,
+            to_remove,
+            guards.round_to,
+            lambda c, i, o, s=stats: goal.conv_cost(s, c, i, o),
+            blocks,
         )
         for plan in plans:
-            pruner.remove(plan.group, cuts[id(plan)])
+            pruner.remove(plan.group, cuts.channels[id(plan)])
+        for block in cuts.blocks:
+            remove_block(block.owner, block.index)
+            removed.append(block.name)
+        if cuts.blocks:
+            pruner.trace()
         last = step == steps
         fits = reconstruct(
             model,
@@ -117,7 +134,7 @@ def prune_and_reconstruct(
             if progress
             else None,
         )
-    return Outcome(fits, pruner.kept)
+    return Outcome(fits, pruner.kept, removed)
 
 
 def sensitivity_size(imgsz: int, stride: int) -> int:

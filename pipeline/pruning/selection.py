@@ -24,6 +24,7 @@ import math
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
@@ -31,6 +32,9 @@ from torch import nn
 from pipeline.pruning.families import inference_outputs
 from pipeline.pruning.groups import ChannelGroup
 from pipeline.pruning.reconstruct import layer_inputs
+
+if TYPE_CHECKING:
+    from pipeline.pruning.depth import BlockPlan
 
 FRACTIONS = (0.5,)  # fractions of a group's removable channels whose cost is measured
 
@@ -269,38 +273,63 @@ def measure_groups(
     return plans
 
 
+@dataclass
+class Allocation:
+    """What a step cuts: channels per group (by `id` of its plan), and whole blocks."""
+
+    channels: dict[int, list[int]]
+    blocks: list[BlockPlan]
+
+
 def allocate(
     plans: Sequence[GroupPlan],
     stats: ChannelStats,
     to_remove: float,
     round_to: int,
     conv_cost: Callable[[nn.Conv2d, int, int], float],
-) -> dict:
-    """Channels to cut per group: greedy by measured distortion per unit of the goal saved (MACs,
-    parameters or predicted milliseconds: `conv_cost(conv, in channels, out channels)`), until
-    `to_remove` of it is gone.
+    blocks: Sequence[BlockPlan] = (),
+) -> Allocation:
+    """Channels to cut per group, and blocks to remove whole: greedy by measured distortion per unit of
+    the goal saved (MACs, parameters or predicted milliseconds: `conv_cost(conv, in channels, out
+    channels)`), until `to_remove` of it is gone.
 
     Costs are tracked per convolution at its current widths, so cutting both sides of a convolution is
-    counted once, and a latency that steps with the kernel's channel blocks is followed step by step.
+    counted once, and a latency that steps with the kernel's channel blocks is followed step by step. A
+    removed block saves all of its convolutions and its chunk of the concatenation its owner's last conv
+    reads; its convolutions then count for nothing in later cuts.
     """
     cin = {conv: s.cin for conv, s in stats.shapes.items()}
     cout = {conv: s.cout for conv, s in stats.shapes.items()}
     removed = {id(p): 0 for p in plans}
+    gone: set[nn.Conv2d] = set()
+    chosen: list[BlockPlan] = []
 
     def saving(plan: GroupPlan) -> float:
         total = 0.0
         for conv in plan.group.producers:
-            total += conv_cost(conv, cin[conv], cout[conv]) - conv_cost(
-                conv, cin[conv], cout[conv] - round_to
-            )
+            if conv not in gone:
+                total += conv_cost(conv, cin[conv], cout[conv]) - conv_cost(
+                    conv, cin[conv], cout[conv] - round_to
+                )
         for conv, (inputs, _) in plan.group.consumers.items():
-            narrower = cin[conv] - round_to * _fan(plan, inputs)
-            total += conv_cost(conv, cin[conv], cout[conv]) - conv_cost(conv, narrower, cout[conv])
+            if conv not in gone:
+                narrower = cin[conv] - round_to * _fan(plan, inputs)
+                total += conv_cost(conv, cin[conv], cout[conv]) - conv_cost(conv, narrower, cout[conv])
         return total
+
+    def block_saving(block: BlockPlan) -> float:
+        reader, width = block.reader, cin[block.convs[0]]
+        total = sum(conv_cost(c, cin[c], cout[c]) for c in block.convs)
+        return (
+            total
+            + conv_cost(reader, cin[reader], cout[reader])
+            - conv_cost(reader, cin[reader] - width, cout[reader])
+        )
 
     saved = 0.0
     while saved < to_remove:
-        best, best_score, best_gain = None, math.inf, 0.0
+        best: GroupPlan | BlockPlan | None = None
+        best_score, best_gain = math.inf, 0.0
         for plan in plans:
             n = removed[id(plan)]
             if n + round_to > min(plan.removable, plan.curve[-1][0]):  # never beyond what was measured
@@ -311,15 +340,25 @@ def allocate(
             score = (plan.cost(n + round_to) - plan.cost(n)) / gain
             if score < best_score:
                 best, best_score, best_gain = plan, score, gain
+        for block in blocks:
+            gain = block_saving(block) if block not in chosen else 0.0
+            # a block saves all at once: never more than the step has left to remove
+            if 0 < gain <= to_remove - saved and block.distortion / gain < best_score:
+                best, best_score, best_gain = block, block.distortion / gain, gain
         if best is None:
             break
         saved += best_gain
-        removed[id(best)] += round_to
-        for conv in best.group.producers:
-            cout[conv] -= round_to
-        for conv, (inputs, _) in best.group.consumers.items():
-            cin[conv] -= round_to * _fan(best, inputs)
-    return {id(p): p.order[: removed[id(p)]] for p in plans}
+        if isinstance(best, GroupPlan):
+            removed[id(best)] += round_to
+            for conv in best.group.producers:
+                cout[conv] -= round_to
+            for conv, (inputs, _) in best.group.consumers.items():
+                cin[conv] -= round_to * _fan(best, inputs)
+        else:
+            chosen.append(best)
+            gone.update(best.convs)
+            cin[best.reader] -= cin[best.convs[0]]
+    return Allocation({id(p): p.order[: removed[id(p)]] for p in plans}, chosen)
 
 
 def _fan(plan: GroupPlan, inputs: torch.Tensor) -> int:

@@ -80,6 +80,11 @@ class PruneConfig(Section):
         description="keep channel counts multiples of this; auto: the channel block the latency model "
         "finds the engine's kernels prefer (measured on latency_engine)",
     )
+    remove_blocks: bool = Field(
+        False,
+        description="let whole inner blocks of the CSP layers (C2f, C3k2) go where that costs less accuracy "
+        "per unit of the goal than thinning channels (reconstruct only; docs/pruning.md)",
+    )
     max_layer_ratio: float = Field(
         0.5, gt=0, lt=1, description="largest fraction of any one layer's channels that may be removed"
     )
@@ -200,10 +205,10 @@ def prune_checkpoint(
         "target": {unit: keep},
         "protect_head": config.resolved_protect_head(method),
     }
-    if method == "magnitude" and config.measures_latency:
+    if method == "magnitude" and (config.measures_latency or config.remove_blocks):
         raise InputError(
-            "a latency goal and round_to: auto need data-aware pruning: give --data D.yaml or an image "
-            f"folder (method {config.method!r})",
+            "a latency goal, round_to: auto and remove_blocks need data-aware pruning: give --data D.yaml "
+            f"or an image folder (method {config.method!r})",
             path=checkpoint,
         )
     if method == "reconstruct":
@@ -214,6 +219,8 @@ def prune_checkpoint(
         outcome, steps, calibration, latency, round_to = _prune_reconstruct(model, data, config, imgsz)
         extra |= {"steps": steps, "calibration": calibration, "kept_features": outcome.kept_features(model)}
         extra |= {"round_to": round_to} | ({"latency": latency} if latency else {})
+        if config.remove_blocks:
+            extra["removed_blocks"] = outcome.blocks
     else:
         console.print(
             "[yellow]warning:[/] no calibration data: magnitude pruning without reconstruction, which "
@@ -277,6 +284,7 @@ def _prune_reconstruct(model, data: Path, config: PruneConfig, imgsz: int):
             goal=goal,
             steps=steps,
             sensitivity_images=config.sensitivity_images,
+            remove_blocks=config.remove_blocks,
             progress=report,
         )
         if unpruned is not None and latency_model is not None:
