@@ -270,8 +270,8 @@ def test_pruned_and_reconstructed_yolov8n_exports_with_parity(shared_dir, tmp_pa
     assert onnx_path.is_file()
 
 
-@pytest.mark.parametrize(("imgsz", "expected"), [(640, 320), (480, 256), (160, 64), (32, 32)])
-def test_sensitivity_images_keep_every_level_a_whole_multiple_of_the_stride(imgsz, expected):
+@pytest.mark.parametrize(("imgsz", "expected"), [(640, 320), (704, 352), (480, 480), (384, 384), (32, 32)])
+def test_sensitivity_images_are_half_size_down_to_320_px_and_a_whole_multiple_of_the_stride(imgsz, expected):
     from pipeline.pruning.schedule import sensitivity_size
 
     assert sensitivity_size(imgsz, stride=32) == expected
