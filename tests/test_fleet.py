@@ -175,7 +175,11 @@ class LoopbackCluster:
         log = self.workdir / f"{name}.log"
         with log.open("w") as output:
             process = subprocess.Popen(
-                self.enter(command), env=self.env, stdout=output, stderr=subprocess.STDOUT, start_new_session=True
+                self.enter(command),
+                env=self.env,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
         self.groups.append(process.pid)
         try:
