@@ -113,9 +113,6 @@ class SharedKeys(Section):
     @property
     def goal(self) -> tuple[str, float]:
         """The pruning goal: what it counts (macs, params or latency) and the fraction of it to keep."""
-        latency = getattr(self, "latency", None)
-        if latency is not None:
-            return "latency", latency
         return ("params", self.params) if self.params is not None else ("macs", self.macs or 0.5)
 
     @property
@@ -172,6 +169,10 @@ class ReconstructConfig(SharedKeys):
         description="of the calibration images, how many each channel group's cost to the head's outputs "
         "is measured on (at half the input size; at most calib_images); fewer make the allocation noisy",
     )
+
+    @property
+    def goal(self) -> tuple[str, float]:
+        return ("latency", self.latency) if self.latency is not None else super().goal
 
     @property
     def measures_latency(self) -> bool:
