@@ -12,7 +12,7 @@ import difflib
 import types
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Union, get_args, get_origin
+from typing import Annotated, Any, Union, get_args, get_origin
 
 from pydantic import BaseModel, ValidationError
 
@@ -48,13 +48,17 @@ def reported_by_pydantic() -> Iterator[None]:
 
 def describe(error: Any, model: type[BaseModel] | None = None, options: bool = False) -> str:
     loc = [part for part in error["loc"] if not _is_union_tag(part)]
+    if error["type"] == "unused_key":  # a valid key of another variant (a pruning method's config)
+        loc.append(error["ctx"]["key"])
     where = _option(loc) if options else _key(loc)
     got = error.get("input")
     if error["type"] == "extra_forbidden":
         detail = "unknown " + ("option" if options else "key")
-        nearest = _nearest(model, loc) if model is not None else None
+        nearest = _nearest(model, list(error["loc"])) if model is not None else None
         if nearest:
             detail += f"; did you mean `{nearest}`?"
+    elif error["type"] == "unused_key":
+        detail = str(error["msg"])
     elif error["type"] == "missing":
         detail = "required " + ("option" if options else "key") + " is missing"
     else:
@@ -84,15 +88,21 @@ def _option(loc: list[Any]) -> str:
 
 
 def _nearest(model: type[BaseModel], loc: list[Any]) -> str | None:
-    """The valid key closest to the unknown last key of `loc`, in the model that holds it."""
+    """The valid key closest to the unknown last key of `loc`, in the model that holds it (in a union of
+    models, the member the union tag in `loc` names)."""
     holder: Any = model
+    annotation: Any = None
     for part in loc[:-1]:
         if isinstance(part, int):
+            continue
+        if _is_union_tag(part):
+            holder = _model_in(annotation, part) or holder
             continue
         fields = getattr(holder, "model_fields", None)
         if not fields or part not in fields:
             return None
-        holder = _model_in(fields[part].annotation)
+        annotation = fields[part].annotation
+        holder = _model_in(annotation)
         if holder is None:
             return None
     fields = getattr(holder, "model_fields", None)
@@ -102,13 +112,14 @@ def _nearest(model: type[BaseModel], loc: list[Any]) -> str | None:
     return found[0] if found else None
 
 
-def _model_in(annotation: Any) -> type[BaseModel] | None:
-    """The model class inside an annotation such as `Section | None`, `list[Entry]` or `Path | Source`."""
+def _model_in(annotation: Any, name: str | None = None) -> type[BaseModel] | None:
+    """The model class inside an annotation such as `Section | None`, `list[Entry]` or `Path | Source`;
+    with `name`, the one of that class name (a member of a tagged union such as `prune`'s methods)."""
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    if get_origin(annotation) in (Union, types.UnionType, list, tuple, dict):
+        return annotation if name in (None, annotation.__name__) else None
+    if get_origin(annotation) in (Union, types.UnionType, list, tuple, dict, Annotated):
         for arg in get_args(annotation):
-            found = _model_in(arg)
+            found = _model_in(arg, name)
             if found is not None:
                 return found
     return None

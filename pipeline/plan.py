@@ -9,6 +9,7 @@ from typing import Any
 from core.artifacts import Artifact
 from pipeline.config import PipelineConfig, SynthSource
 from pipeline.data.synth import generate_dataset
+from pipeline.pruning.config import AutoConfig
 from pipeline.stage_runner import StagePlan
 from pipeline.stages import benchmark, build, export, finetune, gate, prune, report, search
 from pipeline.stages.base import StageContext
@@ -46,7 +47,7 @@ def build_label(entry: build.BuildEntry) -> str:
 
 def _prune_defaults() -> dict[str, Any]:
     """The prune stage's defaults shape every candidate, so they belong in the search's cache keys."""
-    return prune.PruneConfig().model_dump(mode="json")
+    return AutoConfig().model_dump(mode="json")
 
 
 def search_plans(config: search.SearchConfig, *, data_reads: tuple[Path, ...]) -> list[StagePlan]:

@@ -23,11 +23,12 @@ def teacher_and_pruned(tmp_path_factory, synth_dataset) -> tuple[Path, Path]:
     from conftest import tiny_detection_model
 
     from core.checkpoints import save_checkpoint
-    from pipeline.stages.prune import PruneConfig, prune_checkpoint
+    from pipeline.pruning.config import MagnitudeConfig
+    from pipeline.stages.prune import prune_checkpoint
 
     folder = tmp_path_factory.mktemp("finetune")
     teacher = save_checkpoint(tiny_detection_model(nc=6), folder / "teacher.pt")
-    config = PruneConfig(macs=0.6, round_to=2, max_layer_ratio=0.6, min_channels=0, bn_batches=0)
+    config = MagnitudeConfig(macs=0.6, round_to=2, max_layer_ratio=0.6, min_channels=0, bn_batches=0)
     prune_checkpoint(teacher, folder / "pruned.pt", config, imgsz=IMGSZ, device="cpu", data=None)
     return teacher, folder / "pruned.pt"
 
@@ -174,10 +175,10 @@ def test_unreadable_model_and_mismatched_teacher_fail_clearly(tmp_path, synth_da
 
 
 def test_iterative_prune_then_finetune_reaches_the_target(teacher_and_pruned, synth_dataset, tmp_path):
-    from pipeline.stages.prune import PruneConfig, prune_checkpoint
+    from pipeline.pruning.config import MagnitudeConfig
+    from pipeline.stages.prune import prune_checkpoint
 
-    config = PruneConfig(
-        method="magnitude",
+    config = MagnitudeConfig(
         macs=0.6,
         steps=2,
         finetune_epochs_per_step=1,
@@ -201,11 +202,12 @@ def test_reconstructed_student_distils_features_and_trains_on_pseudo_labelled_im
     from conftest import tiny_detection_model
 
     from core.checkpoints import checkpoint_metadata, save_checkpoint
-    from pipeline.stages.prune import PruneConfig, prune_checkpoint
+    from pipeline.pruning.config import AutoConfig
+    from pipeline.stages.prune import prune_checkpoint
 
     teacher = save_checkpoint(tiny_detection_model(nc=6), tmp_path / "teacher.pt")
     images = synth_dataset.parent / "images" / "train"
-    config = PruneConfig(macs=0.7, round_to=2, max_layer_ratio=0.6, min_channels=0, calib_images=8)
+    config = AutoConfig(macs=0.7, round_to=2, max_layer_ratio=0.6, min_channels=0, calib_images=8)
     report = prune_checkpoint(teacher, tmp_path / "p.pt", config, imgsz=IMGSZ, device="cpu", data=images)
     assert report.gflops_ratio <= 0.7
     record = checkpoint_metadata(tmp_path / "p.pt")["pruning"]

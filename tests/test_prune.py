@@ -18,8 +18,9 @@ from core.dataset import load_dataset
 from core.errors import InputError
 from pipeline.cli import app
 from pipeline.cli.prune import command
+from pipeline.pruning.config import AutoConfig, MagnitudeConfig, ReconstructConfig
 from pipeline.stages.base import RunSettings, StageContext
-from pipeline.stages.prune import PruneConfig, run
+from pipeline.stages.prune import run
 
 IMGSZ = 64
 
@@ -55,13 +56,13 @@ def test_split_c2f_is_numerically_identical(tiny_checkpoint):
 
 
 def test_pruning_meets_macs_target_and_prunes_both_c2f_halves(tiny_checkpoint):
-    from pipeline.pruning import PruneOptions, prune_model
+    from pipeline.pruning.magnitude import prune_model
 
     model = _load(tiny_checkpoint)
     head_widths = [branch[-1].out_channels for branch in (*model.model[-1].cv2, *model.model[-1].cv3)]
     stem_width = model.model[0].conv.out_channels
-    options = PruneOptions(imgsz=IMGSZ, round_to=2, max_layer_ratio=0.6, min_channels=0, protect_head=False)
-    report = prune_model(model, options, macs=0.5)
+    options = MagnitudeConfig(round_to=2, max_layer_ratio=0.6, min_channels=0, protect_head=False)
+    report = prune_model(model, options, imgsz=IMGSZ, macs=0.5)
     assert report.gflops_ratio <= 0.5
     assert report.params_after < report.params_before
     assert model(torch.rand(1, 3, IMGSZ, IMGSZ))[0].shape[1] == 4 + 6  # boxes + nc, Detect output intact
@@ -79,7 +80,7 @@ def test_prune_stage_writes_checkpoint_that_reloads_in_a_fresh_process(tiny_chec
         settings=RunSettings(imgsz=IMGSZ, device="cpu", data=None, val=None),
         inputs={"model": Artifact.from_path("checkpoint", tiny_checkpoint)},
     )
-    config = PruneConfig(macs=0.6, round_to=2, max_layer_ratio=0.6, min_channels=0, bn_batches=0)
+    config = MagnitudeConfig(macs=0.6, round_to=2, max_layer_ratio=0.6, min_channels=0, bn_batches=0)
     outputs = run(config, ctx)
     artifact = outputs["model"]
     assert artifact.kind == "checkpoint" and artifact.path == (tmp_path / "pruned.pt").resolve()
@@ -96,10 +97,12 @@ def test_prune_stage_writes_checkpoint_that_reloads_in_a_fresh_process(tiny_chec
 def test_pruned_checkpoint_exports_to_onnx(tiny_checkpoint, tmp_path):
     import onnxruntime as ort
 
-    from pipeline.pruning import PruneOptions, prune_model
+    from pipeline.pruning.magnitude import prune_model
 
     model = _load(tiny_checkpoint)
-    prune_model(model, PruneOptions(imgsz=IMGSZ, round_to=2, max_layer_ratio=0.6, min_channels=0), macs=0.6)
+    prune_model(
+        model, MagnitudeConfig(round_to=2, max_layer_ratio=0.6, min_channels=0), imgsz=IMGSZ, macs=0.6
+    )
     path = tmp_path / "pruned.onnx"
     torch.onnx.export(model, torch.zeros(1, 3, IMGSZ, IMGSZ), path, opset_version=17, dynamo=False)
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
@@ -112,8 +115,7 @@ def test_batchnorm_reestimation_and_taylor_use_the_dataset(synth_dataset, tmp_pa
     from pipeline.stages.prune import prune_checkpoint
 
     source = _tiny_checkpoint(tmp_path, nc=6)
-    config = PruneConfig(
-        method="magnitude",
+    config = MagnitudeConfig(
         macs=0.6,
         importance="taylor",
         round_to=2,
@@ -137,12 +139,12 @@ def _conv_widths(model) -> dict[str, int]:
 
 def test_narrow_layers_and_the_convs_feeding_detect_outputs_keep_their_width(tiny_checkpoint):
     from pipeline.modules import split_c2f
-    from pipeline.pruning import PruneOptions, prune_model
+    from pipeline.pruning.magnitude import prune_model
 
     before = _conv_widths(split_c2f(_load(tiny_checkpoint)))
     model = _load(tiny_checkpoint)
-    options = PruneOptions(imgsz=IMGSZ, round_to=2, max_layer_ratio=0.6, min_channels=16)
-    assert prune_model(model, options, macs=0.8).gflops_ratio <= 0.8
+    options = MagnitudeConfig(round_to=2, max_layer_ratio=0.6, min_channels=16)
+    assert prune_model(model, options, imgsz=IMGSZ, macs=0.8).gflops_ratio <= 0.8
     after = _conv_widths(model)
     assert any(after[name] < before[name] for name in before)
     assert all(after[name] >= min(before[name], 16) for name in before)
@@ -154,21 +156,20 @@ def test_narrow_layers_and_the_convs_feeding_detect_outputs_keep_their_width(tin
 
 
 def test_the_head_is_protected_by_default_only_for_magnitude_pruning(tiny_checkpoint):
-    from pipeline.pruning.core import ignored_layers
-    from pipeline.stages.prune import PruneConfig
+    from pipeline.pruning.guards import ignored_layers
 
     model = _load(tiny_checkpoint)
     head = model.model[-1]
     feeding = {id(branch[-2]) for branch in (*head.cv2, *head.cv3)}  # the convs before the final ones
 
-    def protected(config: PruneConfig, method: str) -> bool:
-        ignored = ignored_layers(model, [], config.resolved_protect_head(method))
+    def protected(config: ReconstructConfig | MagnitudeConfig) -> bool:
+        ignored = ignored_layers(model, [], config.resolved_protect_head())
         return feeding <= {id(m) for m in ignored}
 
-    assert protected(PruneConfig(), "magnitude")
-    assert not protected(PruneConfig(), "reconstruct")  # its final convs are re-fitted by least squares
-    assert protected(PruneConfig(protect_head=True), "reconstruct")
-    assert not protected(PruneConfig(protect_head=False), "magnitude")
+    assert protected(MagnitudeConfig())
+    assert not protected(ReconstructConfig())  # its final convs are re-fitted by least squares
+    assert protected(ReconstructConfig(protect_head=True))
+    assert not protected(MagnitudeConfig(protect_head=False))
 
 
 @pytest.mark.parametrize("ratio", [0.0, 1.0, 1.5, -0.2])
@@ -222,7 +223,7 @@ def test_unusable_inputs_fail_clearly_and_write_nothing(tmp_path, synth_dataset,
 def test_yolov8n_half_macs_is_at_most_4_4_gflops(shared_dir, tmp_path):
     from pipeline.stages.prune import prune_checkpoint
 
-    config = PruneConfig(macs=0.5, bn_batches=0)
+    config = MagnitudeConfig(macs=0.5, bn_batches=0)
     report = prune_checkpoint(
         shared_dir / "models" / "yolov8n.pt", tmp_path / "p.pt", config, imgsz=640, device="cpu", data=None
     )
@@ -237,7 +238,7 @@ def test_prune_stage_records_the_map_before_and_after(tiny_checkpoint, synth_dat
     from pipeline.stages.benchmark import BenchConfig, bench_artifact
 
     settings = RunSettings(imgsz=IMGSZ, device="cpu", data=None, val=synth_dataset)
-    config = PruneConfig(macs=0.6, round_to=2, max_layer_ratio=0.6, min_channels=0, bn_batches=0)
+    config = MagnitudeConfig(macs=0.6, round_to=2, max_layer_ratio=0.6, min_channels=0, bn_batches=0)
     source = Artifact.from_path("checkpoint", tiny_checkpoint)
     meta = run(config, StageContext(tmp_path / "a", settings, {"model": source}))["model"].metadata
     bench = BenchConfig(warmup=0, iters=1, min_seconds=0, throughput_seconds=0.1, memory=False)
@@ -259,7 +260,7 @@ def test_pruned_and_reconstructed_yolov8n_exports_with_parity(shared_dir, tmp_pa
 
     data = shared_dir / "datasets" / "coco128" / "data.yaml"
     pruned = tmp_path / "p.pt"
-    config = PruneConfig(macs=0.85, calib_images=8, steps=1)
+    config = AutoConfig(macs=0.85, calib_images=8, steps=1)
     report = prune_checkpoint(
         shared_dir / "models" / "yolov8n.pt", pruned, config, imgsz=160, device="cpu", data=data
     )
@@ -277,13 +278,13 @@ def test_sensitivity_images_are_half_size_down_to_320_px_and_a_whole_multiple_of
     assert sensitivity_size(imgsz, stride=32) == expected
 
 
-def _prune_tiny(model, batches: list[torch.Tensor], steps: int):
+def _prune_tiny(model, batches: list[torch.Tensor], steps: int, importance=None):
     """Data-aware pruning of the tiny model to 0.8 of its MACs, with guards that suit its narrow layers."""
     import pipeline.pruning.schedule as schedule
-    from pipeline.pruning.core import ignored_layers
     from pipeline.pruning.goals import CountGoal
+    from pipeline.pruning.guards import Guards, ignored_layers
 
-    guards = schedule.Guards(max_layer_ratio=0.6, min_channels=0, round_to=2)
+    guards = Guards(max_layer_ratio=0.6, min_channels=0, round_to=2)
     return schedule.prune_and_reconstruct(
         model,
         ignored_layers(model, []),
@@ -293,6 +294,7 @@ def _prune_tiny(model, batches: list[torch.Tensor], steps: int):
         goal=CountGoal("macs", IMGSZ),
         steps=steps,
         sensitivity_images=4,
+        importance=importance,
     )
 
 
@@ -319,6 +321,43 @@ def test_only_the_last_step_reconstructs_on_every_calibration_batch(tiny_checkpo
     _prune_tiny(model, _tiny_batches(), steps=3)
     assert seen == [2, 2, 4]  # the steps before the last fit on half the batches, the last on all of them
     assert gflops(model, IMGSZ) <= 0.8 * before * 1.02
+
+
+def test_the_data_aware_ranking_is_a_swappable_importance(tiny_checkpoint):
+    """An importance scoring each channel by its index (the first channels cheapest) takes the first
+    channels of every group it cuts; the default variance share takes others."""
+    from pipeline.modules import split_c2f
+    from pipeline.pruning.importance import VarianceShare
+
+    class FirstChannelsFirst:
+        def __call__(self, group, stats) -> torch.Tensor:
+            return torch.arange(group.size, dtype=torch.float32)
+
+    by_index = _prune_tiny(split_c2f(_load(tiny_checkpoint)), _tiny_batches(), 1, FirstChannelsFirst())
+    cut = {name: kept for name, kept in by_index.kept.items() if kept[0] > 0}
+    assert cut  # some convolutions lost channels: each lost its first ones, and kept the rest in order
+    assert all(torch.equal(kept, torch.arange(int(kept[0]), int(kept[-1]) + 1)) for kept in cut.values())
+    default = _prune_tiny(split_c2f(_load(tiny_checkpoint)), _tiny_batches(), 1, VarianceShare())
+    assert any(not torch.equal(default.kept[name], kept) for name, kept in cut.items())
+
+
+@pytest.mark.parametrize(
+    ("guards", "initial", "floor"),
+    [((0.5, 32, 8), 64, 32), ((0.5, 32, 8), 24, 24), ((0.75, 20, 8), 64, 24), ((0.6, 0, 2), 16, 8)],
+)
+def test_one_layer_floor_bounds_both_methods(guards, initial, floor):
+    """Magnitude pruning's cap (LayerCap) and the data-aware method's groups read the same Guards."""
+    from types import SimpleNamespace
+
+    from pipeline.pruning.guards import Guards
+    from pipeline.pruning.importance import LayerCap
+
+    limits = Guards(*guards)
+    assert limits.floor(initial) == floor and limits.removable(initial, initial) == initial - floor
+    conv = torch.nn.Conv2d(3, initial, 1)
+    group = [SimpleNamespace(dep=SimpleNamespace(target=SimpleNamespace(module=conv)))]
+    scores = LayerCap(lambda g: torch.rand(initial), {conv: initial}, limits)(group)
+    assert int((scores >= LayerCap.PROTECTED).sum()) == floor
 
 
 def test_reconstructing_a_reconstructed_model_again_leaves_its_folded_intercepts(tiny_checkpoint):

@@ -25,8 +25,8 @@ def _from_yaml(family: str, tmp_path: Path, data: Path | None = None) -> Path:
     from ultralytics.nn.tasks import DetectionModel
 
     from core.checkpoints import save_checkpoint
-    from pipeline.pruning.core import recalibrate_batchnorm
-    from pipeline.stages.prune import calibration_set
+    from pipeline.pruning.data import calibration_set
+    from pipeline.pruning.magnitude import recalibrate_batchnorm
 
     torch.manual_seed(0)
     model = DetectionModel(f"{family}.yaml", nc=6, verbose=False)
@@ -40,12 +40,13 @@ def _from_yaml(family: str, tmp_path: Path, data: Path | None = None) -> Path:
 @pytest.fixture(scope="module", params=["yolo11n", "yolo26n"])
 def pruned(request, tmp_path_factory, synth_dataset) -> tuple[str, Path, Path, object]:
     """(family, source checkpoint, pruned checkpoint, prune report) at 0.7 of the MACs."""
-    from pipeline.stages.prune import PruneConfig, prune_checkpoint
+    from pipeline.pruning.config import AutoConfig
+    from pipeline.stages.prune import prune_checkpoint
 
     tmp_path = tmp_path_factory.mktemp(request.param)
     source = _from_yaml(request.param, tmp_path, synth_dataset)
     out = tmp_path / "pruned.pt"
-    config = PruneConfig(macs=0.7, calib_images=8, sensitivity_images=4, steps=2)
+    config = AutoConfig(macs=0.7, calib_images=8, sensitivity_images=4, steps=2)
     report = prune_checkpoint(source, out, config, imgsz=IMGSZ, device="cpu", data=synth_dataset)
     return request.param, source, out, report
 
@@ -57,12 +58,13 @@ def test_reference_detectors_prune_to_0_7_of_the_macs_reload_with_plain_yolo_and
 ):
     """Trained weights here: a pruned model with random weights is a working function of its calibration
     images only, and its saturated scores make an end-to-end top-k a matter of ties."""
+    from pipeline.pruning.config import AutoConfig
     from pipeline.stages.export import ExportConfig, export_checked
-    from pipeline.stages.prune import PruneConfig, prune_checkpoint
+    from pipeline.stages.prune import prune_checkpoint
 
     source = REFERENCE / f"synth-{family}.pt"
     checkpoint = tmp_path / "pruned.pt"
-    config = PruneConfig(macs=0.7, calib_images=16, sensitivity_images=4, steps=2)
+    config = AutoConfig(macs=0.7, calib_images=16, sensitivity_images=4, steps=2)
     report = prune_checkpoint(source, checkpoint, config, imgsz=160, device="cpu", data=synth_dataset)
     assert report.extra["method"] == "reconstruct"
     assert report.gflops_ratio <= 0.71
@@ -113,8 +115,8 @@ def test_attention_is_one_kept_whole_leaf_and_its_neighbours_are_prunable(tmp_pa
 
     from core.checkpoints import load_detection_model
     from pipeline.modules import C2PSASplit, split_c2f
-    from pipeline.pruning.core import ignored_layers
     from pipeline.pruning.groups import GroupPruner
+    from pipeline.pruning.guards import ignored_layers
 
     model = split_c2f(load_detection_model(_from_yaml("yolo11n", tmp_path)))
     pruner = GroupPruner(model, torch.rand(1, 3, 64, 64), ignored_layers(model, (0, 1), protect_head=False))
@@ -156,9 +158,10 @@ def test_yolo26_keeps_the_same_channels_in_both_head_branches(pruned):
 def test_yolo11n_without_data_prunes_in_seconds_not_minutes(tmp_path):
     """Magnitude pruning (no data) of YOLO11n used to loop in Torch-Pruning's index mapping of C2PSA's
     attention; now the attention is one kept-whole leaf of the dependency graph."""
-    from pipeline.stages.prune import PruneConfig, prune_checkpoint
+    from pipeline.pruning.config import MagnitudeConfig
+    from pipeline.stages.prune import prune_checkpoint
 
     source = _from_yaml("yolo11n", tmp_path)
-    config = PruneConfig(macs=0.7, bn_batches=0)
+    config = MagnitudeConfig(macs=0.7, bn_batches=0)
     report = prune_checkpoint(source, tmp_path / "p.pt", config, imgsz=64, device="cpu", data=None)
     assert report.gflops_ratio <= 0.7

@@ -9,9 +9,9 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from pipeline.pruning.config import AutoConfig, LatencyEngine
 from pipeline.pruning.engine_timing import ENGINES, module_of
 from pipeline.pruning.latency import EngineTiming, LatencyModel, fit
-from pipeline.stages.prune import LatencyEngine, PruneConfig
 
 
 @pytest.mark.parametrize(
@@ -100,9 +100,9 @@ def test_prune_goals_are_exclusive_and_round_to_is_a_count_or_auto(options, mess
     from pydantic import ValidationError
 
     with pytest.raises(ValidationError, match=message):
-        PruneConfig(**options)
-    assert PruneConfig(round_to="auto").measures_latency
-    assert PruneConfig(latency=0.6).target == ("latency", 0.6)
+        AutoConfig(**options)
+    assert AutoConfig(round_to="auto").measures_latency
+    assert AutoConfig(latency=0.6).goal == ("latency", 0.6)
 
 
 def test_a_latency_goal_without_calibration_data_exits_2(tiny_checkpoint, tmp_path):
@@ -132,7 +132,7 @@ def test_a_latency_goal_is_reached_when_measured_on_openvino(synth_dataset, tmp_
     from pipeline.stages.prune import prune_checkpoint
 
     source = save_checkpoint(tiny_detection_model(nc=6, width=0.25), tmp_path / "n.pt")
-    config = PruneConfig(
+    config = AutoConfig(
         latency=0.7,
         latency_engine="openvino/fp32",
         latency_threads=1,
@@ -161,6 +161,6 @@ def test_a_latency_goal_is_reached_when_measured_on_openvino(synth_dataset, tmp_
     ],
 )
 def test_a_latency_goal_cuts_whole_kernel_blocks(configured, block, unit, expected):
-    from pipeline.stages.prune import _round_to
+    from pipeline.pruning.data_aware import round_to_of
 
-    assert _round_to(configured, block, unit) == expected
+    assert round_to_of(configured, block, unit) == expected

@@ -135,7 +135,8 @@ def test_edgepipe_and_ultralytics_checkpoints_load_under_the_allow_list(tmp_path
     from ultralytics.nn.tasks import DetectionModel
 
     from pipeline.modules import C2fSplit
-    from pipeline.pruning import PruneOptions, prune_model
+    from pipeline.pruning.config import MagnitudeConfig
+    from pipeline.pruning.magnitude import prune_model
 
     for family in ("yolov8n.yaml", "yolo11n.yaml", "yolo26n.yaml"):
         path = tmp_path / family.replace(".yaml", ".pt")
@@ -143,7 +144,7 @@ def test_edgepipe_and_ultralytics_checkpoints_load_under_the_allow_list(tmp_path
         torch.save({"model": model.half(), "train_args": {"imgsz": 64}, "date": "2026-12-07"}, path)
         assert isinstance(open_checkpoint(path)["model"], DetectionModel), family
     model = load_detection_model(tiny_checkpoint)
-    prune_model(model, PruneOptions(imgsz=64, round_to=2, min_channels=0), macs=0.7)
+    prune_model(model, MagnitudeConfig(round_to=2, min_channels=0), imgsz=64, macs=0.7)
     path = save_checkpoint(model, tmp_path / "pruned.pt", pruning={"macs": 0.7})
     loaded = load_detection_model(path)
     assert any(isinstance(m, C2fSplit) for m in loaded.modules())

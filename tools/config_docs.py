@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import types
 from pathlib import Path
-from typing import Any, Union, get_args, get_origin
+from typing import Annotated, Any, Union, get_args, get_origin
 
 from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
@@ -29,8 +29,11 @@ def _type_name(annotation: Any) -> str:
     if annotation is type(None):
         return "null"
     origin = get_origin(annotation)
+    if origin is Annotated:
+        return _type_name(get_args(annotation)[0])
     if origin in (Union, types.UnionType):
-        return " or ".join(_type_name(arg) for arg in get_args(annotation))
+        names = [_type_name(arg) for arg in get_args(annotation)]
+        return " or ".join(dict.fromkeys(names))  # a union of sections is one "section"
     if origin in (list, tuple):
         return f"list of {_type_name(get_args(annotation)[0])}"
     if origin is dict:
@@ -55,21 +58,62 @@ def _models_in(annotation: Any) -> list[type[BaseModel]]:
     return [model for arg in get_args(annotation) for model in _models_in(arg)]
 
 
+TABLE = ["| key | type | default | meaning |", "|---|---|---|---|"]
+
+
+def _row(key: str, field: Any, type_name: str | None = None) -> str:
+    meaning = (field.description or "").replace("|", "\\|")
+    return f"| `{key}` | {type_name or _type_name(field.annotation)} | {_default(field)} | {meaning} |"
+
+
 def section(model: type[BaseModel], prefix: str, title: str) -> list[str]:
     """A table of `model`'s keys, then one for each nested section, depth first."""
-    lines = [f"## {title}", "", "| key | type | default | meaning |", "|---|---|---|---|"]
-    nested: list[tuple[type[BaseModel], str]] = []
+    lines = [f"## {title}", "", *TABLE]
+    nested: list[tuple[list[type[BaseModel]], str]] = []
     for name, field in model.model_fields.items():
         key = f"{prefix}{name}"
-        meaning = (field.description or "").replace("|", "\\|")
-        lines.append(f"| `{key}` | {_type_name(field.annotation)} | {_default(field)} | {meaning} |")
-        for inner in _models_in(field.annotation):
+        lines.append(_row(key, field))
+        models = _models_in(field.annotation)
+        if models:
             list_like = get_origin(field.annotation) is list
-            nested.append((inner, f"{key}[]." if list_like else f"{key}."))
+            nested.append((models, f"{key}[]." if list_like else f"{key}."))
     lines.append("")
-    for inner, inner_prefix in nested:
-        lines += section(inner, inner_prefix, f"`{inner_prefix.rstrip('.')}`")
+    for models, inner_prefix in nested:
+        name = inner_prefix.rstrip(".")
+        if len(models) > 1:
+            lines += method_sections(models, name)
+        else:
+            lines += section(models[0], inner_prefix, f"`{name}`")
     return lines
+
+
+def method_sections(models: list[type[BaseModel]], name: str) -> list[str]:
+    """A section that is one config per `method` (`prune`): the keys every method takes, then each
+    method's own keys (methods with the same keys in one table)."""
+
+    def facts(model: type[BaseModel], key: str) -> tuple | None:
+        field = model.model_fields.get(key)
+        return None if field is None else (field.annotation, field.description, field.default)
+
+    def shared(key: str) -> bool:
+        return all(facts(model, key) == facts(models[0], key) for model in models)
+
+    default = models[0]
+    common = [key for key in default.model_fields if key != "method" and shared(key)]
+    methods = " or ".join(f"`{model.model_fields['method'].default}`" for model in models)
+    lines = [f"## `{name}`: the keys of every method", "", *TABLE]
+    lines.append(_row(f"{name}.method", default.model_fields["method"], methods))
+    lines += [_row(f"{name}.{key}", default.model_fields[key]) for key in common]
+    groups: dict[tuple, list[type[BaseModel]]] = {}
+    for model in models:
+        own = tuple(key for key in model.model_fields if key != "method" and key not in common)
+        groups.setdefault(tuple((key, model.model_fields[key].description) for key in own), []).append(model)
+    for own, members in groups.items():
+        which = " or ".join(f"`method: {model.model_fields['method'].default}`" for model in members)
+        whose = "its" if len(members) == 1 else "their"
+        lines += ["", f"## `{name}` with {which}: {whose} own keys", "", *TABLE]
+        lines += [_row(f"{name}.{key}", members[0].model_fields[key]) for key, _ in own]
+    return [*lines, "", "A key of another method is an error naming the key and the method.", ""]
 
 
 def command_options(name: str, title: str) -> list[str]:

@@ -2,21 +2,26 @@
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from typer.main import get_current_context  # of the click Typer vendors, which runs the commands
 
 from core.artifacts import Artifact
 from core.console import console
+from core.errors import InputError
 from pipeline.cli.options import DEVICE_HELP, config_from_options, default, option, torch_device
+from pipeline.pruning.config import METHODS, MagnitudeConfig
+from pipeline.pruning.config import AutoConfig as Config  # the default method: its keys and defaults
 from pipeline.stages.base import RunSettings
 from pipeline.stages.checkpoint_accuracy import checkpoint_map, map_metadata
-from pipeline.stages.prune import PRUNED_FILE, PruneConfig, prune_checkpoint
+from pipeline.stages.prune import PRUNED_FILE, prune_checkpoint
 from pipeline.summary import model_stage_lines
 
 if TYPE_CHECKING:
-    from pipeline.pruning import PruneReport
+    from pipeline.pruning.pruner import PruneReport
 
 
 def _round_to(value: str | int) -> int | str:
@@ -34,37 +39,33 @@ def command(
     output: Annotated[Path, typer.Option("-o", "--output", help="pruned checkpoint to write")] = Path(
         PRUNED_FILE
     ),
-    macs: Annotated[float | None, option(PruneConfig, "macs")] = default(PruneConfig, "macs"),
-    params: Annotated[float | None, option(PruneConfig, "params")] = default(PruneConfig, "params"),
-    latency: Annotated[float | None, option(PruneConfig, "latency")] = default(PruneConfig, "latency"),
-    latency_engine: Annotated[str, option(PruneConfig, "latency_engine")] = default(
-        PruneConfig, "latency_engine"
+    macs: Annotated[float | None, option(Config, "macs")] = default(Config, "macs"),
+    params: Annotated[float | None, option(Config, "params")] = default(Config, "params"),
+    latency: Annotated[float | None, option(Config, "latency")] = default(Config, "latency"),
+    latency_engine: Annotated[str, option(Config, "latency_engine")] = default(Config, "latency_engine"),
+    latency_threads: Annotated[int | None, option(Config, "latency_threads")] = default(
+        Config, "latency_threads"
     ),
-    latency_threads: Annotated[int | None, option(PruneConfig, "latency_threads")] = default(
-        PruneConfig, "latency_threads"
+    latency_variants: Annotated[int, option(Config, "latency_variants")] = default(
+        Config, "latency_variants"
     ),
-    latency_variants: Annotated[int, option(PruneConfig, "latency_variants")] = default(
-        PruneConfig, "latency_variants"
+    importance: Annotated[str, option(MagnitudeConfig, "importance")] = default(
+        MagnitudeConfig, "importance"
     ),
-    importance: Annotated[str, option(PruneConfig, "importance")] = default(PruneConfig, "importance"),
-    global_pruning: Annotated[bool, option(PruneConfig, "global_pruning", "--global/--local")] = default(
-        PruneConfig, "global_pruning"
+    global_pruning: Annotated[bool, option(MagnitudeConfig, "global_pruning", "--global/--local")] = default(
+        MagnitudeConfig, "global_pruning"
     ),
-    round_to: Annotated[str, option(PruneConfig, "round_to", parser=_round_to)] = default(
-        PruneConfig, "round_to"
-    ),
+    round_to: Annotated[str, option(Config, "round_to", parser=_round_to)] = default(Config, "round_to"),
     remove_blocks: Annotated[
-        bool, option(PruneConfig, "remove_blocks", "--remove-blocks/--keep-blocks")
-    ] = default(PruneConfig, "remove_blocks"),
-    max_layer_ratio: Annotated[float, option(PruneConfig, "max_layer_ratio")] = default(
-        PruneConfig, "max_layer_ratio"
-    ),
-    min_channels: Annotated[int, option(PruneConfig, "min_channels")] = default(PruneConfig, "min_channels"),
+        bool, option(Config, "remove_blocks", "--remove-blocks/--keep-blocks")
+    ] = default(Config, "remove_blocks"),
+    max_layer_ratio: Annotated[float, option(Config, "max_layer_ratio")] = default(Config, "max_layer_ratio"),
+    min_channels: Annotated[int, option(Config, "min_channels")] = default(Config, "min_channels"),
     protect_head: Annotated[
         bool | None,
-        option(PruneConfig, "protect_head", "--protect-head/--prune-head"),
-    ] = default(PruneConfig, "protect_head"),
-    steps: Annotated[int | None, option(PruneConfig, "steps")] = default(PruneConfig, "steps"),
+        option(Config, "protect_head", "--protect-head/--prune-head"),
+    ] = default(Config, "protect_head"),
+    steps: Annotated[int | None, option(Config, "steps")] = default(Config, "steps"),
     data: Annotated[
         Path | None,
         typer.Option(
@@ -76,42 +77,50 @@ def command(
         Path | None,
         typer.Option(help="data.yaml whose val split measures mAP50-95 before and after pruning (PyTorch)"),
     ] = None,
-    method: Annotated[str, option(PruneConfig, "method")] = default(PruneConfig, "method"),
-    calib_images: Annotated[int, option(PruneConfig, "calib_images")] = default(PruneConfig, "calib_images"),
-    sensitivity_images: Annotated[int, option(PruneConfig, "sensitivity_images")] = default(
-        PruneConfig, "sensitivity_images"
+    method: Annotated[str, option(Config, "method")] = default(Config, "method"),
+    calib_images: Annotated[int, option(Config, "calib_images")] = default(Config, "calib_images"),
+    sensitivity_images: Annotated[int, option(Config, "sensitivity_images")] = default(
+        Config, "sensitivity_images"
     ),
-    bn_batches: Annotated[int, option(PruneConfig, "bn_batches")] = default(PruneConfig, "bn_batches"),
+    bn_batches: Annotated[int, option(MagnitudeConfig, "bn_batches")] = default(
+        MagnitudeConfig, "bn_batches"
+    ),
     imgsz: Annotated[int, typer.Option(help="input size for GFLOPs and data batches")] = 640,
     device: Annotated[str, typer.Option(help=DEVICE_HELP)] = "cpu",
 ) -> None:
     """Prune a YOLOv8, YOLO11 or YOLO26 checkpoint to a fraction of its MACs (or of its latency):
-    data-aware with --data, by magnitude without; --val measures the mAP50-95 it cost."""
+    data-aware with --data, by magnitude without; --val measures the mAP50-95 it cost. --importance,
+    --global/--local and --bn-batches are --method magnitude's; --latency*, --remove-blocks, --calib-images
+    and --sensitivity-images are auto's and reconstruct's: another method's option exits 2."""
     from rich.console import Console
     from rich.table import Table
 
     device = torch_device(device, "prune")
+    if method not in METHODS:
+        raise InputError(f"--method is one of {', '.join(METHODS)}, got {method!r}")
     config = config_from_options(
-        PruneConfig,
+        METHODS[method],
         "prune",
-        macs=macs,
-        params=params,
-        latency=latency,
-        latency_engine=latency_engine,
-        latency_threads=latency_threads,
-        latency_variants=latency_variants,
-        importance=importance,
-        global_pruning=global_pruning,
-        round_to=round_to,
-        remove_blocks=remove_blocks,
-        max_layer_ratio=max_layer_ratio,
-        min_channels=min_channels,
-        protect_head=protect_head,
-        steps=steps,
-        bn_batches=bn_batches,
-        method=method,
-        calib_images=calib_images,
-        sensitivity_images=sensitivity_images,
+        **given_options(
+            macs=macs,
+            params=params,
+            latency=latency,
+            latency_engine=latency_engine,
+            latency_threads=latency_threads,
+            latency_variants=latency_variants,
+            importance=importance,
+            global_pruning=global_pruning,
+            round_to=round_to,
+            remove_blocks=remove_blocks,
+            max_layer_ratio=max_layer_ratio,
+            min_channels=min_channels,
+            protect_head=protect_head,
+            steps=steps,
+            bn_batches=bn_batches,
+            method=method,
+            calib_images=calib_images,
+            sensitivity_images=sensitivity_images,
+        ),
     )
     report = prune_checkpoint(model, output, config, imgsz=imgsz, device=device, data=data)
     table = Table(title=f"pruned {model.name} -> {output}")
@@ -133,6 +142,17 @@ def command(
         Console().print(latency_table(report.extra["latency"]))
     if val is not None:
         print_map_change(model, output, report, val, imgsz, device)
+
+
+def given_options(**values: Any) -> dict[str, Any]:
+    """The options set on the command line (called as a function: those not at their default), so that a
+    key the chosen method does not use is an error only when it was asked for."""
+    context = get_current_context(silent=True)
+    if context is not None and context.command.name == "prune":
+        sources = {k: getattr(context.get_parameter_source(k), "name", "DEFAULT") for k in values}
+        return {k: v for k, v in values.items() if sources[k] != "DEFAULT"}
+    defaults = inspect.signature(command).parameters
+    return {k: v for k, v in values.items() if v != defaults[k].default}
 
 
 def latency_table(latency: dict):

@@ -1,5 +1,2 @@
-"""Structured pruning of YOLOv8 detectors with Torch-Pruning's dependency graph, to a MACs target."""
-
-from pipeline.pruning.core import PruneOptions, PruneReport, measure, prune_model
-
-__all__ = ["PruneOptions", "PruneReport", "measure", "prune_model"]
+"""Structured pruning of YOLO detectors with Torch-Pruning's dependency graph, one module per method
+behind the `pruner.Pruner` protocol. Only `config` is light: the other modules import torch."""

@@ -1,4 +1,5 @@
-"""A few letterboxed batches of a dataset's train split, for Taylor gradients and BatchNorm re-estimation."""
+"""The images pruning reads: a few letterboxed batches of a dataset's train split (Taylor gradients,
+BatchNorm re-estimation, fine-tuning steps) and the calibration sample of the data-aware method."""
 
 from __future__ import annotations
 
@@ -14,6 +15,28 @@ from core.dataset import check_fits_model, load_dataset
 def check_classes(data: Path, nc: int) -> None:
     """Fail when the dataset's class list or a label's class id does not fit the detection head's."""
     check_fits_model(data, nc)
+
+
+def labelled_dataset(data: Path | None) -> Path | None:
+    """`data` when it is a data.yaml (labels available), None for an image folder or no data."""
+    return data if data is not None and data.suffix in {".yaml", ".yml"} else None
+
+
+def calibration_set(data: Path, imgsz: int, size: int):
+    """The seeded calibration sample of a data.yaml's train split or of an image folder."""
+    from core.calibration import CalibrationSet
+    from pipeline.pruning.trainset import unlabelled_images
+
+    if data.is_dir():
+        images = unlabelled_images(data)
+        return CalibrationSet.from_files(sample(images, size), imgsz, str(data))
+    return CalibrationSet.from_dataset(data, imgsz, size=size)
+
+
+def sample(images: list[Path], size: int, seed: int = 0) -> list[Path]:
+    import random
+
+    return images if len(images) <= size else sorted(random.Random(seed).sample(images, size))
 
 
 def train_batches(data: Path, imgsz: int, batch: int, count: int) -> Iterator[dict]:

@@ -18,6 +18,12 @@ if TYPE_CHECKING:
     from pipeline.pruning.selection import ChannelStats
 
 
+def step_goal(start: float, keep: float, step: int, steps: int) -> float:
+    """The size in the goal's unit after `step` of `steps` geometric steps from `start` to `keep` of it:
+    each step removes the same fraction of what the one before left."""
+    return keep ** (step / steps) * start
+
+
 class Goal(Protocol):
     unit: str
 

@@ -1,11 +1,22 @@
-"""Importance criteria (Torch-Pruning's) by name, and the gradients the Taylor criterion reads."""
+"""Importance criteria: Torch-Pruning's by name for magnitude pruning (and the gradients the Taylor
+criterion reads), and the swappable per-channel cost of the data-aware method (`ChannelImportance`).
+
+Both follow Torch-Pruning's `Importance`: one call per group returning a score per channel; the lowest
+scores go first.
+"""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable
+from typing import TYPE_CHECKING, Protocol
 
 import torch
+
+from pipeline.pruning.guards import Guards
+
+if TYPE_CHECKING:
+    from pipeline.pruning.groups import ChannelGroup
+    from pipeline.pruning.selection import ChannelStats
 
 IMPORTANCES = ("l1", "l2", "taylor", "bn-scale")
 
@@ -53,8 +64,7 @@ def accumulate_gradients(model: torch.nn.Module, batches: Iterable[dict]) -> int
 
 
 class LayerCap:
-    """Wrap an importance so no layer loses more than `max_ratio` of its initial output channels, nor
-    falls below `min_channels` (a layer that narrow to begin with keeps all of them).
+    """Wrap a Torch-Pruning importance so that no layer goes below the floor of `guards`.
 
     Torch-Pruning checks `max_pruning_ratio` only before a step, so one global step may still empty a
     layer. Here the channels a group must keep score `PROTECTED + importance`: a global threshold reaches
@@ -63,32 +73,38 @@ class LayerCap:
 
     PROTECTED = 1e6
 
-    def __init__(
-        self,
-        importance,
-        initial_channels: dict,
-        max_ratio: float,
-        round_to: int | None,
-        min_channels: int = 0,
-    ):
+    def __init__(self, importance, initial_channels: dict, guards: Guards):
         self.importance = importance
         self.initial_channels = initial_channels
-        self.max_ratio = max_ratio
-        self.round_to = round_to or 1
-        self.min_channels = min_channels
+        self.guards = guards
 
     def __call__(self, group, **kwargs):
         imp = self.importance(group, **kwargs)
         initial = self.initial_channels.get(group[0].dep.target.module)
         if imp is None or initial is None:
             return imp
-        floor = max(self.floor(initial), min(initial, self.min_channels))
-        removable = len(imp) - floor
-        keep = imp.argsort(descending=True)[: len(imp) - max(removable, 0)]
+        keep = imp.argsort(descending=True)[: len(imp) - self.guards.removable(len(imp), initial)]
         imp = imp.clone()
         imp[keep] += self.PROTECTED
         return imp
 
-    def floor(self, initial: int) -> int:
-        """The fewest channels `max_ratio` lets a layer of `initial` keep, rounded up to `round_to`."""
-        return -(-math.ceil(initial * (1 - self.max_ratio)) // self.round_to) * self.round_to
+
+class ChannelImportance(Protocol):
+    """The data-aware method's ranking inside a group: what removing each channel costs (cheapest go
+    first). The default is `VarianceShare`; another criterion is passed to `pipeline.pruning.data_aware`."""
+
+    def __call__(self, group: ChannelGroup, stats: ChannelStats) -> torch.Tensor:
+        """One score per channel of `group` (its size), from activation statistics on calibration images."""
+        ...
+
+
+class VarianceShare:
+    """Per channel: the share of its consumers' output variance it carries, summed over the consumers:
+    sum of ||W[:, c]||^2 * Var(x_c), relative to that consumer's total (`pipeline.pruning.selection`)."""
+
+    def __call__(self, group: ChannelGroup, stats: ChannelStats) -> torch.Tensor:
+        cost = torch.zeros(group.size)
+        for conv, (inputs, channels) in group.consumers.items():
+            energy = conv.weight.detach().float().square().sum((0, 2, 3)) * stats.var[conv]
+            cost.index_add_(0, channels, energy[inputs] / energy.sum().clamp(min=1e-12))
+        return cost

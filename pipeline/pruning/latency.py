@@ -32,7 +32,7 @@ from torch import nn
 
 from pipeline.pruning.engine_timing import CompiledEngine, deployment_onnx
 from pipeline.pruning.groups import GroupPruner
-from pipeline.pruning.selection import removable_channels
+from pipeline.pruning.guards import Guards
 
 BLOCKS = (8, 16, 32, 64)  # candidate channel blocks of the CPU's convolution kernels
 WIDTH_STEP = 8  # variants' channel counts are multiples of this, so that every block size is tested
@@ -132,7 +132,7 @@ def measure_variants(
 ) -> list[EngineTiming]:
     """The unpruned model and `variants` random width variants of it, each exported and compiled, then
     timed in `rounds` interleaved rounds (a change of machine load hits them all alike) and profiled."""
-    max_ratio, min_channels = guards
+    widths_guards = Guards(*guards, WIDTH_STEP)
     rng = random.Random(seed)
     example = torch.from_numpy(calibration[0]) if calibration else torch.zeros(1, 3, imgsz, imgsz)
     compiled, widths = [], []
@@ -144,7 +144,7 @@ def measure_variants(
                 model,
                 ignored,
                 example,
-                lambda size, initial: removable_channels(size, initial, max_ratio, min_channels, WIDTH_STEP),
+                widths_guards.removable,
                 rng,
                 depth=k / variants,
             )

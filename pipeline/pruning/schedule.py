@@ -17,8 +17,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from pipeline.pruning.depth import measure_blocks, remove_block
-from pipeline.pruning.goals import Goal
+from pipeline.pruning.goals import Goal, step_goal
 from pipeline.pruning.groups import GroupPruner
+from pipeline.pruning.guards import Guards
+from pipeline.pruning.importance import ChannelImportance, VarianceShare
 from pipeline.pruning.reconstruct import ConvFit, reconstruct
 from pipeline.pruning.selection import OutputDistortion, allocate, channel_stats, measure_groups
 
@@ -52,15 +54,6 @@ class Outcome:
         return kept
 
 
-@dataclass(frozen=True)
-class Guards:
-    """Which channels may go at all (see core.PruneOptions)."""
-
-    max_layer_ratio: float
-    min_channels: int
-    round_to: int
-
-
 def prune_and_reconstruct(
     model: nn.Module,
     ignored: list[nn.Module],
@@ -72,6 +65,7 @@ def prune_and_reconstruct(
     steps: int,
     sensitivity_images: int,
     remove_blocks: bool = False,
+    importance: ChannelImportance | None = None,
     progress: Callable[[str, float], None] | None = None,
 ) -> Outcome:
     """Prune `model` in place to `keep` of what `goal` counts (MACs, parameters, latency) in `steps` steps.
@@ -80,8 +74,10 @@ def prune_and_reconstruct(
 
     `batches` are letterboxed calibration images (N, 3, imgsz, imgsz) in 0..1; the group costs are
     measured on the first `sensitivity_images` of them, and the steps before the last reconstruct on the
-    first INTERIM_SHARE of them.
+    first INTERIM_SHARE of them. `importance` ranks the channels inside each group (default
+    `VarianceShare`).
     """
+    importance = importance or VarianceShare()
     model.eval()
     teacher = deepcopy(model)
     example = batches[0][:1]
@@ -98,7 +94,7 @@ def prune_and_reconstruct(
     removed: list[str] = []
     for step in range(1, steps + 1):
         stats = channel_stats(model, statistics)
-        to_remove = goal.to_remove(stats, goal.total(model), start * keep ** (step / steps), uncounted)
+        to_remove = goal.to_remove(stats, goal.total(model), step_goal(start, keep, step, steps), uncounted)
         distortion = OutputDistortion(model, teacher, sensitivity)
         plans = measure_groups(
             pruner.groups(),
@@ -106,9 +102,8 @@ def prune_and_reconstruct(
             distortion,
             pruner.names,
             pruner.initial,
-            max_ratio=guards.max_layer_ratio,
-            min_channels=guards.min_channels,
-            round_to=guards.round_to,
+            guards,
+            importance=importance,
             progress=(lambda f, s=step: progress(f"step {s}/{steps}: measuring", f)) if progress else None,
         )
         blocks = measure_blocks(model, ignored, distortion, sensitivity[0][:1]) if remove_blocks else []

@@ -2,7 +2,8 @@
 
 Two measurements on calibration images, no labels:
 
-- **Within a group**, a channel's cost is the share of its consumers' output variance it carries:
+- **Within a group**, channels are ranked by a swappable `importance.ChannelImportance`; the default,
+  `VarianceShare`, is the share of its consumers' output variance a channel carries:
   sum over consumers of ||W[:, c]||^2 * Var(x_c), relative to that consumer's total. Only the variance
   counts because the constant part of a removed channel is folded into the consumer's bias by the
   reconstruction (a channel with a large constant activation is cheap to remove, not expensive).
@@ -31,6 +32,8 @@ from torch import nn
 
 from pipeline.pruning.families import inference_outputs
 from pipeline.pruning.groups import ChannelGroup
+from pipeline.pruning.guards import Guards
+from pipeline.pruning.importance import ChannelImportance
 from pipeline.pruning.reconstruct import layer_inputs
 
 if TYPE_CHECKING:
@@ -96,15 +99,6 @@ def channel_stats(model: nn.Module, batches: Sequence[torch.Tensor]) -> ChannelS
         stats.mean[conv] = mean.float()
         stats.var[conv] = (sq / count - mean.square()).clamp(min=0).float()
     return stats
-
-
-def local_costs(group: ChannelGroup, stats: ChannelStats) -> torch.Tensor:
-    """Per channel of `group`: the share of its consumers' output variance it carries (summed)."""
-    cost = torch.zeros(group.size)
-    for conv, (inputs, channels) in group.consumers.items():
-        energy = conv.weight.detach().float().square().sum((0, 2, 3)) * stats.var[conv]
-        cost.index_add_(0, channels, energy[inputs] / energy.sum().clamp(min=1e-12))
-    return cost
 
 
 def layer_index(name: str) -> int:
@@ -226,33 +220,24 @@ class GroupPlan:
         return d1 + (d1 - d0) * (removed - n1) / max(n1 - n0, 1)
 
 
-def removable_channels(size: int, initial: int, max_ratio: float, min_channels: int, round_to: int) -> int:
-    """How many of a group's `size` channels may still go: it keeps at least (1 - max_ratio) of its
-    `initial` channels, never fewer than min_channels, and a multiple of round_to."""
-    if initial <= min_channels:
-        return 0
-    floor = max(math.ceil(initial * (1 - max_ratio)), min_channels)
-    floor = -(-floor // round_to) * round_to
-    return max(size - floor, 0)
-
-
 def measure_groups(
     groups: Sequence[ChannelGroup],
     stats: ChannelStats,
     distortion: OutputDistortion,
     names: dict[nn.Module, str],
     initial: dict[nn.Conv2d, int],
+    guards: Guards,
     *,
-    max_ratio: float,
-    min_channels: int,
-    round_to: int,
+    importance: ChannelImportance,
     progress: Callable[[float], None] | None = None,
 ) -> list[GroupPlan]:
-    """Each group's channels ranked by local cost, and its measured distortion at FRACTIONS removed."""
+    """Each group's channels ranked by `importance` (cheapest first), and its measured distortion at
+    FRACTIONS removed."""
+    round_to = guards.round_to
     plans = []
     for k, group in enumerate(groups):
-        removable = removable_channels(group.size, initial[group.root], max_ratio, min_channels, round_to)
-        order = local_costs(group, stats).argsort().tolist()
+        removable = guards.removable(group.size, initial[group.root])
+        order = importance(group, stats).argsort().tolist()
         curve = [(0, 0.0)]
         if removable:
             start = min(layer_index(names[c]) for c in group.consumers)

@@ -5,16 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict
-
 from core.artifacts import Artifact
 from core.errors import InputError
-
-
-class Section(BaseModel):
-    """Base of every config section: unknown keys are errors, not silently ignored."""
-
-    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+from core.section import Section as Section  # every stage's section (re-exported: the stages' import)
 
 
 @dataclass(frozen=True)

@@ -258,7 +258,7 @@ def run(config: FinetuneConfig, ctx: StageContext) -> dict[str, Artifact]:
 
 
 def _facts(checkpoint: Path, imgsz: int, teacher: Path | None) -> dict:
-    from pipeline.pruning import measure
+    from pipeline.pruning.pruner import measure
 
     params, gflops = measure(load_detection_model(checkpoint), imgsz)
     return {"params": params, "gflops": round(gflops, 3), "teacher": str(teacher) if teacher else None}

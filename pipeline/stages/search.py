@@ -32,6 +32,7 @@ from core.artifacts import Artifact, write_atomic, write_json_atomic
 from core.console import console
 from core.errors import InputError
 from core.validation import reported_by_pydantic
+from pipeline.pruning.config import AutoConfig
 from pipeline.report.plots import search_front
 from pipeline.report.search import candidate_rows, summary_line
 from pipeline.search.budget_expr import parse_budget
@@ -47,7 +48,6 @@ from pipeline.search.select import (
 from pipeline.stages.base import Section, StageContext
 from pipeline.stages.benchmark import bench_progress
 from pipeline.stages.finetune import FinetuneConfig, finetune
-from pipeline.stages.prune import PruneConfig
 from pipeline.stages.search_candidates import (
     MeasureSettings,
     PrunedCandidate,
@@ -133,9 +133,9 @@ class SearchConfig(Section):
     def sizes(self) -> list[int]:
         return self.imgsz or list(DEFAULT_SIZES)
 
-    def prune_config(self, imgsz: int) -> PruneConfig:
+    def prune_config(self, imgsz: int) -> AutoConfig:
         """The prune stage's defaults at this search's channel rounding and pruning input size."""
-        return PruneConfig(round_to=self.round_to, imgsz=imgsz)
+        return AutoConfig(round_to=self.round_to, imgsz=imgsz)
 
     def parsed_budget(self) -> LatencyBudget:
         return parse_budget(self.budget, self.batch)

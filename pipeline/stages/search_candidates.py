@@ -114,7 +114,7 @@ def build_candidate(
 
 def model_size(checkpoint: Path, imgsz: int) -> tuple[int, float]:
     """(parameters, GFLOPs at `imgsz`)."""
-    from pipeline.pruning import measure
+    from pipeline.pruning.pruner import measure
 
     return measure(load_detection_model(checkpoint), imgsz)
 

@@ -1,8 +1,10 @@
-"""Prune a YOLOv8 DetectionModel to a fraction of its MACs (or parameters) with Torch-Pruning's DepGraph.
+"""Method `magnitude`: prune a detector to a fraction of its MACs (or parameters) with Torch-Pruning's
+scheduler and a weight-norm, Taylor or BN-scale ranking, in `steps` geometric steps.
 
 Torch-Pruning's pruner removes channels in small scheduled steps; we measure after each one and stop at
 the first that meets the target, so the target is reached without a closed-form guess of how channel
-ratios map to MACs. What keeps a pretrained detector usable is mostly which channels may go at all:
+ratios map to MACs. What keeps a pretrained detector usable is mostly which channels may go at all
+(`guards`):
 
 - Detect's final box and class convolutions and the DFL are never pruned (their widths are the output);
 - nor, by default, the convs feeding them: those final convs have no BatchNorm, so a removed input
@@ -20,94 +22,25 @@ and re-estimating them recovers much of the accuracy lost before any fine-tuning
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 from torch import nn
 
-from core.checkpoints import count_params, gflops
+from core.checkpoints import load_detection_model, save_checkpoint
 from core.errors import CheckFailed
 from pipeline.modules import split_c2f
-from pipeline.pruning.families import (
-    attention_blocks,
-    branch_internals,
-    customized_pruners,
-    end_to_end,
-    head_branches,
-    training_outputs,
-)
+from pipeline.pruning.config import MagnitudeConfig
+from pipeline.pruning.data import labelled_dataset, train_batches
+from pipeline.pruning.families import branch_internals, customized_pruners, end_to_end, training_outputs
+from pipeline.pruning.goals import CountGoal, step_goal
+from pipeline.pruning.guards import Guards, ignored_layers
 from pipeline.pruning.importance import LayerCap, accumulate_gradients, make_importance
+from pipeline.pruning.pruner import Progress, PruneReport, measure
 
 SCHEDULE_STEPS = 400  # schedule granularity: one step prunes at most 1/400 of max_layer_ratio more
-
-
-@dataclass(frozen=True)
-class PruneOptions:
-    importance: str = "l2"
-    global_pruning: bool = True
-    round_to: int | None = 8
-    max_layer_ratio: float = 0.5
-    min_channels: int = 32
-    protected_layers: tuple[int, ...] = (0, 1)
-    protect_head: bool = True
-    isomorphic: bool = False
-    imgsz: int = 640
-
-
-@dataclass
-class PruneReport:
-    """What pruning did, in Ultralytics' units (GFLOPs of the fused model at imgsz)."""
-
-    params_before: int
-    params_after: int
-    gflops_before: float
-    gflops_after: float
-    steps: int = 0
-    bn_batches: int = 0
-    extra: dict = field(default_factory=dict)
-
-    @property
-    def params_ratio(self) -> float:
-        return self.params_after / self.params_before
-
-    @property
-    def gflops_ratio(self) -> float:
-        return self.gflops_after / self.gflops_before
-
-    def as_metadata(self) -> dict:
-        return {
-            "params_before": self.params_before,
-            "params_after": self.params_after,
-            "params_ratio": round(self.params_ratio, 4),
-            "gflops_before": round(self.gflops_before, 3),
-            "gflops_after": round(self.gflops_after, 3),
-            "gflops_ratio": round(self.gflops_ratio, 4),
-            **self.extra,
-        }
-
-
-def measure(model: nn.Module, imgsz: int) -> tuple[int, float]:
-    """(parameters, GFLOPs) of the model."""
-    return count_params(model), gflops(model, imgsz)
-
-
-def ignored_layers(model: nn.Module, protected: Iterable[int], protect_head: bool = True) -> list[nn.Module]:
-    """Detect's final box/class convs and DFL, plus the protected layers (by index in model.model).
-
-    With `protect_head`, also the conv before each final one: the final convs have no BatchNorm after
-    them, so a channel removed from their input shifts the raw box and class logits and no BatchNorm
-    re-estimation can absorb the shift.
-    Attention blocks are kept whole (`families`).
-    """
-    head = model.model[-1]
-    branches = head_branches(head)
-    layers: list[nn.Module] = [head.dfl, *attention_blocks(model)]
-    layers += [branch[-1] for branch in branches]
-    if protect_head:
-        layers += [branch[-2] for branch in branches]
-    layers += [model.model[i] for i in protected]
-    return layers
 
 
 def magnitude_ignored(
@@ -121,8 +54,9 @@ def magnitude_ignored(
 
 def prune_model(
     model: nn.Module,
-    options: PruneOptions,
+    config: MagnitudeConfig,
     *,
+    imgsz: int,
     macs: float | None = None,
     params: float | None = None,
     gradient_batches: Callable[[], Iterable[dict]] | None = None,
@@ -139,41 +73,33 @@ def prune_model(
     if (macs is None) == (params is None):
         raise ValueError("give exactly one of macs or params")
     keep = macs if macs is not None else params
+    goal = CountGoal("macs" if macs is not None else "params", imgsz)
     split_c2f(model)
     model.eval()
     device = next(model.parameters()).device
     for p in model.parameters():
         p.requires_grad_(True)  # DepGraph traces the autograd graph
-    params_before, gflops_before = measure(model, options.imgsz)
-
-    def current() -> float:
-        return (
-            gflops(model, options.imgsz) / gflops_before
-            if macs is not None
-            else (count_params(model) / params_before)
-        )
-
-    if options.importance == "taylor":
+    params_before, gflops_before = measure(model, imgsz)
+    start = goal.total(model)
+    if config.importance == "taylor":
         if gradient_batches is None:
             raise ValueError("the taylor importance needs data batches for its gradients")
         accumulate_gradients(model, gradient_batches())
     pruner = tp.pruner.BasePruner(
         model,
-        torch.zeros(1, 3, options.imgsz, options.imgsz, device=device),
+        torch.zeros(1, 3, imgsz, imgsz, device=device),
         importance=LayerCap(
-            make_importance(options.importance),
+            make_importance(config.importance),
             {m: m.out_channels for m in model.modules() if isinstance(m, nn.Conv2d)},
-            options.max_layer_ratio,
-            options.round_to,
-            options.min_channels,
+            Guards(config.max_layer_ratio, config.min_channels, config.round_to or 1),
         ),
-        global_pruning=options.global_pruning,
-        isomorphic=options.isomorphic,
-        pruning_ratio=options.max_layer_ratio,
-        max_pruning_ratio=options.max_layer_ratio,
+        global_pruning=config.global_pruning,
+        isomorphic=config.isomorphic,
+        pruning_ratio=config.max_layer_ratio,
+        max_pruning_ratio=config.max_layer_ratio,
         iterative_steps=SCHEDULE_STEPS,
-        ignored_layers=magnitude_ignored(model, options.protected_layers, options.protect_head),
-        round_to=options.round_to,
+        ignored_layers=magnitude_ignored(model, config.protected_layers, config.resolved_protect_head()),
+        round_to=config.round_to,
         customized_pruners=customized_pruners(model),
         output_transform=training_outputs if end_to_end(model.model[-1]) else None,
     )
@@ -187,7 +113,7 @@ def prune_model(
         pruner.current_step = min(done + jump, SCHEDULE_STEPS) - 1
         pruner.step()
         steps += 1
-        ratio = current()
+        ratio = goal.total(model) / start
         if progress:
             progress(min(1.0, (1 - ratio) / (1 - keep)))
     model.zero_grad(set_to_none=True)
@@ -200,8 +126,65 @@ def prune_model(
             hint="raise max_layer_ratio, protect fewer layers or lower round_to",
         )
     n_bn = recalibrate_batchnorm(model, bn_batches()) if bn_batches else 0
-    params_after, gflops_after = measure(model, options.imgsz)
+    params_after, gflops_after = measure(model, imgsz)
     return PruneReport(params_before, params_after, gflops_before, gflops_after, steps=steps, bn_batches=n_bn)
+
+
+class MagnitudePruner:
+    """The `magnitude` method: `steps` geometric steps of `prune_model`, each followed by BatchNorm
+    re-estimation and, with `finetune_epochs_per_step`, fine-tuning on the labelled data."""
+
+    def __init__(self, config: MagnitudeConfig):
+        self.config = config
+
+    def prune(
+        self, model: nn.Module, *, imgsz: int, data: Path | None, device: str, progress: Progress
+    ) -> tuple[nn.Module, dict]:
+        config = self.config
+        labels = labelled_dataset(data)
+
+        def batches(count: int):
+            if labels is None or not count:
+                return None
+            return lambda: train_batches(labels, imgsz, config.batch, count)
+
+        unit, keep = config.goal
+        goal = CountGoal(unit, imgsz)
+        steps = config.steps or 1
+        before = goal.total(model)
+        for step in range(1, steps + 1):
+            what = f"pruning step {step}/{steps}"
+            report = prune_model(
+                model,
+                config,
+                imgsz=imgsz,
+                **{unit: step_goal(before, keep, step, steps) / goal.total(model)},
+                gradient_batches=batches(4),
+                bn_batches=batches(config.bn_batches),
+                progress=lambda done, what=what: progress(what, done),
+            )
+            if config.finetune_epochs_per_step and labels is not None:
+                progress(f"fine-tuning step {step}/{steps}", 1.0)
+                model = _finetune_step(model, labels, config, imgsz, device, step)
+        return model, {"importance": config.importance, "steps": steps, "bn_batches": report.bn_batches}
+
+
+def _finetune_step(model: nn.Module, data: Path, config: MagnitudeConfig, imgsz: int, device: str, step: int):
+    from pipeline.pruning.trainer import train
+
+    with tempfile.TemporaryDirectory(prefix="edgepipe-prune-ft-") as tmp:
+        step_ckpt = save_checkpoint(model, Path(tmp) / f"step{step}.pt")
+        best = train(
+            step_ckpt,
+            data,
+            Path(tmp) / "best.pt",
+            run_dir=Path(tmp) / "run",
+            epochs=config.finetune_epochs_per_step,
+            imgsz=imgsz,
+            batch=config.batch,
+            device=device,
+        )
+        return load_detection_model(best).to(next(model.parameters()).device)
 
 
 @torch.no_grad()
