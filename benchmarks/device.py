@@ -14,6 +14,7 @@ import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterable
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -38,7 +39,8 @@ CPU_FLAGS = (
     "asimddp",  # Arm dot product (INT8)
     "fphp",
 )
-LIBRARIES = ("torch", "torchvision", "onnxruntime", "openvino", "tensorrt", "ultralytics", "numpy", "nncf")
+# What every measurement runs on; the pipeline adds each target's own libraries (`Target.libraries`).
+LIBRARIES = ("torch", "torchvision", "ultralytics", "numpy")
 COMMAND_TIMEOUT_S = 0.5
 
 
@@ -169,10 +171,10 @@ def _tegrastats_line() -> str | None:
         return None
 
 
-def library_versions() -> dict[str, str]:
-    """Installed versions, read from package metadata (nothing is imported)."""
+def library_versions(extra: Iterable[str] = ()) -> dict[str, str]:
+    """Installed versions of `LIBRARIES` and `extra`, read from package metadata (nothing is imported)."""
     versions = {"python": platform.python_version()}
-    for name in LIBRARIES:
+    for name in dict.fromkeys((*LIBRARIES, *extra)):
         with contextlib.suppress(importlib.metadata.PackageNotFoundError):
             versions[name] = importlib.metadata.version(name)
     return versions

@@ -15,11 +15,13 @@ from pipeline.stages import benchmark, build, export, finetune, gate, prune, rep
 from pipeline.stages.base import StageContext
 from pipeline.stages.search_candidates import MeasureSettings
 from pipeline.stages.stage import bind
+from targets.base import get_target
 
 TRAINING_LIBS = ("torch", "ultralytics", "torch-pruning")
 EXPORT_LIBS = ("torch", "ultralytics", "onnx", "onnxslim")
-BACKEND_LIBS = ("torch", "onnx", "onnxruntime", "openvino", "nncf")
-SEARCH_LIBS = ("torch", "ultralytics", "torch-pruning", "onnx", "onnxslim", "onnxruntime", "openvino", "nncf")
+# A build's and a bench's libraries are its target's (`BuildEntry.libraries`); the search adds those of
+# its target in each of its precisions to these.
+SEARCH_LIBS = ("torch", "ultralytics", "torch-pruning", "onnx", "onnxslim")
 # What each search stage's work depends on; the budget, confidence and margin only steer the cheap
 # selection, so a new budget reuses the pruned and measured candidates.
 SEARCH_PRUNE_FIELDS = {"macs", "imgsz", "round_to"}
@@ -45,6 +47,11 @@ def build_label(entry: build.BuildEntry) -> str:
     return f"{entry.target}/{entry.precision}"
 
 
+def search_libraries(config: search.SearchConfig) -> tuple[str, ...]:
+    entries = [build.BuildEntry(target=config.target, precision=p) for p in config.precisions]
+    return tuple(dict.fromkeys((*SEARCH_LIBS, *(lib for entry in entries for lib in entry.libraries()))))
+
+
 def _prune_defaults() -> dict[str, Any]:
     """The prune stage's defaults shape every candidate, so they belong in the search's cache keys."""
     return AutoConfig().model_dump(mode="json")
@@ -56,6 +63,7 @@ def search_plans(config: search.SearchConfig, *, data_reads: tuple[Path, ...]) -
     def key(fields: set[str]) -> dict[str, Any]:
         return {"search": config.model_dump(mode="json", include=fields), "prune": _prune_defaults()}
 
+    libraries = search_libraries(config)
     pruned = [(ratio, size) for size in config.sizes() for ratio in config.macs if ratio < 1.0]
     checkpoints = {
         search.checkpoint_input(r, s): f"search:{search.checkpoint_input(r, s)}" for r, s in pruned
@@ -71,7 +79,7 @@ def search_plans(config: search.SearchConfig, *, data_reads: tuple[Path, ...]) -
             },
             needs={"model": "model"},
             provides={"checkpoint": f"search:{search.checkpoint_input(ratio, size)}"},
-            libraries=SEARCH_LIBS,
+            libraries=libraries,
             reads=data_reads,
         )
         for ratio, size in pruned
@@ -84,7 +92,7 @@ def search_plans(config: search.SearchConfig, *, data_reads: tuple[Path, ...]) -
             key(SEARCH_PRUNE_FIELDS | SEARCH_MEASURE_FIELDS),
             needs={"model": "model", **checkpoints},
             provides={"measurements": "search:measurements"},
-            libraries=SEARCH_LIBS,
+            libraries=libraries,
             reads=data_reads,
         ),
         StagePlan(
@@ -106,7 +114,7 @@ def search_plans(config: search.SearchConfig, *, data_reads: tuple[Path, ...]) -
                 key(SEARCH_FINETUNE_FIELDS),
                 needs={"model": "model", "measurements": "search:measurements", **checkpoints},
                 provides={"search": "search"},
-                libraries=SEARCH_LIBS,
+                libraries=libraries,
                 reads=data_reads,
             )
         )
@@ -130,7 +138,7 @@ def deployment_plans(
     tag = f":{role}" if role else ""
     model = f"model{tag}"
     plans: list[StagePlan] = []
-    onnx_targets = [e for e in config.build if e.target != "torch"]
+    onnx_targets = [e for e in config.build if get_target(e.target).from_onnx]
     if onnx_targets or (config.export and not role):
         section = config.export or export.ExportConfig()
         plans.append(
@@ -148,7 +156,7 @@ def deployment_plans(
     for entry in config.build:
         label = build_label(entry)
         needs = {"model": model, **data_needs}
-        if entry.target != "torch":
+        if get_target(entry.target).from_onnx:
             needs["onnx"] = f"onnx{tag}"
         plans.append(
             StagePlan(
@@ -158,7 +166,7 @@ def deployment_plans(
                 entry,
                 needs=needs,
                 provides={"engine": f"engine{tag}:{label}"},
-                libraries=BACKEND_LIBS,
+                libraries=entry.libraries(),
                 reads=data_reads + val_reads,
             )
         )
@@ -174,7 +182,7 @@ def deployment_plans(
                     config.bench,
                     needs={"engine": f"engine{tag}:{label}", **data_needs},
                     provides={"results": f"results{tag}:{label}"},
-                    libraries=BACKEND_LIBS,
+                    libraries=entry.libraries(),
                     reads=val_reads,
                 )
             )

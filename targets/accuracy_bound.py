@@ -7,7 +7,10 @@ quantized model keeps 99% of the reference accuracy.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from targets.options import AccuracyDrivenOptions
 
 RELATIVE_DROP = 0.01
 _TOLERANCE = 1e-9  # mAP differences are sums of floats: 0.4359 - 0.4309 must count as 0.005
@@ -18,9 +21,8 @@ class AccuracyBound:
     max_map_drop: float | None = None  # absolute; None: RELATIVE_DROP of FP32
 
     @classmethod
-    def from_options(cls, options: dict[str, Any]) -> AccuracyBound:
-        drop = options.get("max_map_drop")
-        return cls(float(drop) if drop is not None else None)
+    def from_options(cls, options: AccuracyDrivenOptions) -> AccuracyBound:
+        return cls(options.max_map_drop)
 
     def limit(self, fp32_map: float) -> float:
         return self.max_map_drop if self.max_map_drop is not None else RELATIVE_DROP * fp32_map

@@ -3,6 +3,11 @@
 A Target turns an exported model into a device-specific engine directory (`build`) and loads that
 directory into a Runner (`load`, the protocol in `core.runner`). Decoding, NMS, metrics and timing live
 once in `benchmarks/`.
+
+Like an Olive pass (a typed config next to its code, plus one manifest entry), a target declares its
+facts on its class, and nothing outside `targets/` lists them again: its options model, whether it
+builds from the ONNX, the modules its runtime imports, and the libraries whose versions decide what its
+build writes. The registry below is its one entry; `register` adds a target defined elsewhere.
 """
 
 from __future__ import annotations
@@ -10,10 +15,14 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+
+from pydantic import ValidationError
 
 from core.errors import InputError
 from core.runner import Runner
+from core.validation import validation_error
+from targets.options import TargetOptions
 
 if TYPE_CHECKING:
     from core.artifacts import Artifact
@@ -26,6 +35,7 @@ class BuildInputs:
 
     onnx: Path | None
     checkpoint: Path | None = None
+    imgsz: int | None = None  # the run's input size, for a target that builds from the checkpoint
 
 
 @dataclass(frozen=True)
@@ -46,9 +56,19 @@ class RunOptions:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-class Target(Protocol):
+OptionsT = TypeVar("OptionsT", bound=TargetOptions)
+
+
+class Target(Protocol[OptionsT]):
     name: str
     precisions: tuple[str, ...]
+    options_model: type[OptionsT]  # its `build[].options`, typed (docs/config.md lists each target's)
+    from_onnx: bool  # builds from the exported ONNX; False: from the checkpoint (no export needed)
+    runtime_modules: tuple[str, ...]  # what loading an engine imports (before the memory baseline)
+
+    def libraries(self, precision: str, options: OptionsT) -> tuple[str, ...]:
+        """The distributions whose versions decide what this build writes (the build's cache key)."""
+        ...
 
     def available(self) -> tuple[bool, str]: ...
 
@@ -57,14 +77,14 @@ class Target(Protocol):
         inputs: BuildInputs,
         precision: str,
         calibration: CalibrationSet | None,
-        options: dict[str, Any],
+        options: OptionsT,
         out_dir: Path,
     ) -> Artifact: ...
 
     def load(self, artifact: Artifact, options: RunOptions) -> Runner: ...
 
 
-# name -> "module:Class"; imported lazily so a missing backend library breaks only its own target.
+# name -> "module:Class"; imported when first asked for, so `edgepipe --help` imports no backend.
 _REGISTRY: dict[str, str] = {
     "torch": "targets.pytorch:TorchTarget",
     "onnxruntime": "targets.onnxruntime:OnnxRuntimeTarget",
@@ -73,15 +93,52 @@ _REGISTRY: dict[str, str] = {
 }
 
 
+def register(name: str, path: str) -> None:
+    """Add a target defined outside this package: `path` is "module:Class", the class's `name` is `name`."""
+    _REGISTRY[name] = path
+
+
+def unregister(name: str) -> None:
+    _REGISTRY.pop(name, None)
+
+
 def target_names() -> list[str]:
     return list(_REGISTRY)
 
 
-def get_target(name: str) -> Target:
+def get_target(name: str) -> Target[Any]:
     if name not in _REGISTRY:
         raise InputError(f"unknown target {name!r}; choose one of {', '.join(_REGISTRY)}")
     module_name, class_name = _REGISTRY[name].split(":")
     return getattr(importlib.import_module(module_name), class_name)()
+
+
+def all_targets() -> list[Target[Any]]:
+    return [get_target(name) for name in _REGISTRY]
+
+
+def parse_options(target: Target[OptionsT], options: dict[str, Any]) -> OptionsT:
+    """`options` validated into the target's model; an unknown or invalid key is an InputError."""
+    try:
+        return target.options_model.model_validate(options)
+    except ValidationError as exc:
+        raise validation_error(
+            exc, what=f"{target.name} build options", model=target.options_model, one_line=True
+        ) from None
+
+
+def precision_libraries(target: Target[Any], precision: str, options: dict[str, Any]) -> tuple[str, ...]:
+    """The libraries of a build at `precision` (with `auto`, of every precision it may choose)."""
+    parsed = parse_options(target, options)
+    precisions = target.precisions if precision == AUTO else (precision,)
+    found = [library for p in precisions for library in target.libraries(p, parsed)]
+    return tuple(dict.fromkeys(found))
+
+
+def every_library() -> tuple[str, ...]:
+    """Every registered target's libraries, at each of its precisions, with default options."""
+    found = [library for target in all_targets() for library in precision_libraries(target, AUTO, {})]
+    return tuple(dict.fromkeys(found))
 
 
 def library_status(module: str, install: str) -> tuple[bool, str]:

@@ -9,13 +9,16 @@ from __future__ import annotations
 import platform
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import Field
 
 from core.errors import InputError
 from targets.accuracy_int8 import control_options, quantize_within_map_drop
 from targets.base import BuildInputs, RunOptions, library_status
 from targets.engine_dir import copy_into, model_path, onnx_facts, write_engine_artifact
 from targets.onnxruntime_runner import OnnxRuntimeRunner
+from targets.options import AccuracyLoopOptions
 from targets.qdq import QdqScheme, quantize_qdq
 
 if TYPE_CHECKING:
@@ -23,6 +26,15 @@ if TYPE_CHECKING:
     from core.calibration import CalibrationSet
 
 MODEL_FILE = "model.onnx"
+
+
+class OnnxRuntimeOptions(AccuracyLoopOptions):
+    activations: Literal["QUInt8", "QInt8"] | None = Field(None, description="INT8 activation type")
+    method: Literal["MinMax", "Entropy", "Percentile", "Distribution"] | None = Field(
+        None, description="calibration method of onnxruntime.quantization"
+    )
+    moving_average: bool | None = Field(None, description="MinMax over the mean of per-image ranges")
+    op_types: list[str] | None = Field(None, description="only these op types are quantized")
 
 
 def _cpu_has_vnni() -> bool:
@@ -40,20 +52,26 @@ def default_scheme() -> QdqScheme:
     return QdqScheme(activations="QInt8")
 
 
-def scheme_from_options(options: dict[str, Any]) -> QdqScheme:
-    """The machine's default scheme, with `activations`, `method` and `op_types` overridable."""
-    scheme = default_scheme()
-    overrides: dict[str, Any] = {
-        key: options[key] for key in ("activations", "method", "moving_average") if key in options
-    }
-    if "op_types" in options:
-        overrides["op_types"] = tuple(options["op_types"])
-    return replace(scheme, **overrides)
+def scheme_from_options(options: OnnxRuntimeOptions) -> QdqScheme:
+    """The machine's default scheme, with `activations`, `method`, `moving_average` and `op_types`
+    overridable."""
+    overrides: dict[str, Any] = options.model_dump(
+        include={"activations", "method", "moving_average"}, exclude_none=True
+    )
+    if options.op_types is not None:
+        overrides["op_types"] = tuple(options.op_types)
+    return replace(default_scheme(), **overrides)
 
 
 class OnnxRuntimeTarget:
     name = "onnxruntime"
     precisions = ("fp32", "int8")
+    options_model = OnnxRuntimeOptions
+    from_onnx = True
+    runtime_modules = ("onnxruntime",)
+
+    def libraries(self, precision: str, options: OnnxRuntimeOptions) -> tuple[str, ...]:
+        return ("onnx", "onnxruntime")
 
     def available(self) -> tuple[bool, str]:
         return library_status("onnxruntime", "pip install onnxruntime")
@@ -63,7 +81,7 @@ class OnnxRuntimeTarget:
         inputs: BuildInputs,
         precision: str,
         calibration: CalibrationSet | None,
-        options: dict[str, Any],
+        options: OnnxRuntimeOptions,
         out_dir: Path,
     ) -> Artifact:
         import onnx
@@ -80,7 +98,7 @@ class OnnxRuntimeTarget:
             if calibration is None:
                 raise InputError("int8 needs a calibration set", hint="pass --data data.yaml")
             scheme = scheme_from_options(options)
-            if not options.get("val_data"):  # unchecked: the build stage has warned
+            if not options.val_data:  # unchecked: the build stage has warned
                 float_nodes = quantize_qdq(inputs.onnx, out_dir / MODEL_FILE, calibration, scheme)
             else:
                 control = quantize_within_map_drop(
@@ -98,7 +116,7 @@ class OnnxRuntimeTarget:
             inputs=inputs,
             facts=facts,
             calibration=calibration if precision == "int8" else None,
-            options=options,
+            options=options.record(),
             versions=versions,
             extra=extra,
         )

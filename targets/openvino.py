@@ -22,6 +22,7 @@ from core.errors import InputError, PrecisionUnavailable
 from core.runner import LayerTime, Runner
 from targets.base import BuildInputs, RunOptions, library_status
 from targets.engine_dir import model_path, onnx_facts, write_engine_artifact
+from targets.openvino_int8 import OpenVinoOptions, quantize
 
 if TYPE_CHECKING:
     from core.artifacts import Artifact
@@ -118,6 +119,12 @@ def read_back(compiled) -> dict[str, Any]:
 class OpenVinoTarget:
     name = "openvino"
     precisions = ("fp32", "bf16", "fp16", "int8")
+    options_model = OpenVinoOptions
+    from_onnx = True
+    runtime_modules = ("openvino",)
+
+    def libraries(self, precision: str, options: OpenVinoOptions) -> tuple[str, ...]:
+        return ("openvino", "nncf") if precision == "int8" else ("openvino",)
 
     def available(self) -> tuple[bool, str]:
         return library_status("openvino", "pip install openvino nncf")
@@ -138,7 +145,7 @@ class OpenVinoTarget:
         inputs: BuildInputs,
         precision: str,
         calibration: CalibrationSet | None,
-        options: dict[str, Any],
+        options: OpenVinoOptions,
         out_dir: Path,
     ) -> Artifact:
         import openvino as ov
@@ -155,11 +162,9 @@ class OpenVinoTarget:
                 raise InputError("int8 needs a calibration set", hint="pass --data data.yaml")
             import nncf
 
-            from targets.openvino_int8 import quantize
-
             def measure(candidate, float_hint: str) -> tuple[float, float]:
                 runner = OpenVinoRunner(candidate, "int8", RunOptions(), hint=float_hint)
-                accuracy = evaluate(runner, options["val_data"], facts.imgsz)
+                accuracy = evaluate(runner, Path(str(options.val_data)), facts.imgsz)
                 return accuracy.map50_95, accuracy.map50
 
             versions["nncf"] = nncf.__version__
@@ -188,7 +193,7 @@ class OpenVinoTarget:
             inputs=inputs,
             facts=facts,
             calibration=calibration if precision == "int8" else None,
-            options=options,
+            options=options.record(),
             versions=versions,
             extra={"inference_precision_hint": hint, **extra},
         )

@@ -14,12 +14,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import Field
 
 from core.console import log_console
 from targets.accuracy_bound import AccuracyBound
 from targets.accuracy_control import validation_dataset, validation_fn
 from targets.head import head_postprocess_nodes
+from targets.options import AccuracyDrivenOptions
 
 if TYPE_CHECKING:
     from core.calibration import CalibrationSet
@@ -28,21 +31,32 @@ if TYPE_CHECKING:
 Measure = Callable[[Any, str], tuple[float, float]]
 
 
-def quantize_options(options: dict[str, Any], float_ops: list[str], subset_size: int) -> dict[str, Any]:
-    """nncf.quantize's keyword arguments from the target's build options (checked by `OpenVinoOptions`)."""
+class OpenVinoOptions(AccuracyDrivenOptions):
+    """The OpenVINO target's build options: NNCF's, for INT8."""
+
+    preset: Literal["mixed", "performance"] = Field(
+        "mixed", description="NNCF preset: mixed (asymmetric activations) or performance (symmetric)"
+    )
+    fast_bias_correction: bool = Field(True, description="NNCF's fast bias correction")
+    range_estimator: (
+        Literal["minmax", "mean_minmax", "mean_quantile", "median_minmax", "histogram"] | None
+    ) = Field(None, description="NNCF's activation range estimator (default: NNCF's own)")
+
+
+def quantize_options(options: OpenVinoOptions, float_ops: list[str], subset_size: int) -> dict[str, Any]:
+    """nncf.quantize's keyword arguments from the target's build options."""
     import nncf
     from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters
     from nncf.quantization.range_estimator import RangeEstimatorParametersSet
 
-    estimator = options.get("range_estimator")
     kwargs: dict[str, Any] = {
-        "preset": nncf.QuantizationPreset(options.get("preset", "mixed")),
+        "preset": nncf.QuantizationPreset(options.preset),
         "subset_size": subset_size,
-        "fast_bias_correction": bool(options.get("fast_bias_correction", True)),
+        "fast_bias_correction": options.fast_bias_correction,
         "ignored_scope": nncf.IgnoredScope(names=float_ops, validate=False),
     }
-    if estimator is not None:
-        estimated = getattr(RangeEstimatorParametersSet, estimator.upper())
+    if options.range_estimator is not None:
+        estimated = getattr(RangeEstimatorParametersSet, options.range_estimator.upper())
         kwargs["advanced_parameters"] = AdvancedQuantizationParameters(
             activations_range_estimator_params=estimated
         )
@@ -62,7 +76,7 @@ def float_convolutions(model) -> list[str]:
 def quantize(
     model,
     calibration: CalibrationSet,
-    options: dict[str, Any],
+    options: OpenVinoOptions,
     imgsz: int,
     measure: Measure,
     float_hint: str = "f32",
@@ -77,18 +91,18 @@ def quantize(
     data = nncf.Dataset(list(calibration.batches(1)))
     record: dict[str, Any] = {
         "tool": f"nncf {nncf.__version__}",
-        "preset": options.get("preset", "mixed"),
+        "preset": options.preset,
         "fast_bias_correction": kwargs["fast_bias_correction"],
-        "range_estimator": options.get("range_estimator") or "nncf default",
+        "range_estimator": options.range_estimator or "nncf default",
         "float_ops": float_ops,
     }
     quantized = nncf.quantize(model, data, **kwargs)
     record["float_parts"] = {"hint": float_hint, "checked": False}
-    if not options.get("val_data"):
+    if not options.val_data:
         return quantized, record, None
 
     console = log_console()
-    val_data, bound = options["val_data"], AccuracyBound.from_options(options)
+    val_data, bound = options.val_data, AccuracyBound.from_options(options)
     fp32 = measure(model, "f32")
     limit = bound.limit(fp32[0])
     int8 = measure(quantized, float_hint)

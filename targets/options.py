@@ -1,82 +1,46 @@
-"""The build options each target takes (`build[].options` in a config), as typed models.
+"""What every target's build options share (`build[].options` in a config), as typed models.
 
-Unknown keys are errors (`extra="forbid"`), so a misspelt option fails when the config is read instead of
-being ignored by the build. The targets still receive the options as the plain dict recorded in
-`artifact.json`; `max_map_drop` and `val_data` are set by the build stage from the entry's own keys.
+Each target declares its own options model next to its code (`Target.options_model`), derived from
+`TargetOptions`. Unknown keys are errors (`extra="forbid"`), so a misspelt option fails when the config
+is read instead of being ignored by the build. The build stage validates the entry's options into that
+model and hands the object to `Target.build`; `max_map_drop` and `val_data` are set by the build stage
+from the entry's own keys. `artifact.json` records the keys that were set (`TargetOptions.record`).
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
-
-from core.validation import validation_error
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class TargetOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @property
+    def needs_backend(self) -> bool:
+        """Whether the build needs the target's library (TensorRT's host half, `qdq_only`, does not)."""
+        return True
+
+    @property
+    def needs_calibration(self) -> bool:
+        """Whether an INT8 build draws the calibration set (not when it compiles a given Q/DQ ONNX)."""
+        return True
+
+    def record(self) -> dict[str, Any]:
+        """The options as set (none of the defaults): what `artifact.json` records."""
+        return self.model_dump(mode="json", exclude_unset=True)
 
 
 class AccuracyDrivenOptions(TargetOptions):
+    """An INT8 build checked against FP32 on a val set; every target with int8 takes these."""
+
     max_map_drop: float | None = Field(None, ge=0, description="set from the build entry's `max_map_drop`")
     val_data: str | None = Field(None, description="set from the pipeline's `val` when the build is checked")
 
 
-class TorchOptions(TargetOptions):
-    device: str | None = Field(None, description="cpu or cuda: where the build checks the precision runs")
-    imgsz: int | None = Field(None, ge=32, description="input size when the build has no ONNX")
+class AccuracyLoopOptions(AccuracyDrivenOptions):
+    """edgepipe's own fallback loop (`targets.accuracy_int8`): ONNX Runtime's and TensorRT's Q/DQ INT8."""
 
-
-class OnnxRuntimeOptions(AccuracyDrivenOptions):
-    activations: Literal["QUInt8", "QInt8"] | None = Field(None, description="INT8 activation type")
-    method: Literal["MinMax", "Entropy", "Percentile", "Distribution"] | None = Field(
-        None, description="calibration method of onnxruntime.quantization"
-    )
-    moving_average: bool | None = Field(None, description="MinMax over the mean of per-image ranges")
-    op_types: list[str] | None = Field(None, description="only these op types are quantized")
     max_steps: int | None = Field(None, ge=0, description="accuracy loop: most checkpoints after full INT8")
     sensitivity_images: int | None = Field(None, ge=1, description="accuracy loop: images that rank layers")
-
-
-class OpenVinoOptions(AccuracyDrivenOptions):
-    preset: Literal["mixed", "performance"] | None = Field(
-        None, description="NNCF preset: mixed (asymmetric activations, default) or performance (symmetric)"
-    )
-    fast_bias_correction: bool | None = Field(None, description="NNCF's fast bias correction (default on)")
-    range_estimator: (
-        Literal["minmax", "mean_minmax", "mean_quantile", "median_minmax", "histogram"] | None
-    ) = Field(None, description="NNCF's activation range estimator (default: NNCF's own)")
-
-
-class TensorRtOptions(AccuracyDrivenOptions):
-    int8_mode: Literal["qdq", "calibrator"] | None = Field(None, description="explicit Q/DQ or a calibrator")
-    calibration_method: Literal["entropy", "max"] | None = Field(
-        None, description="qdq: ModelOpt's calibration (default entropy)"
-    )
-    qdq_onnx: str | None = Field(None, description="compile this Q/DQ ONNX (or --qdq-only directory) as is")
-    qdq_only: bool | None = Field(None, description="write only the Q/DQ ONNX (no TensorRT needed)")
-    max_steps: int | None = Field(None, ge=0, description="accuracy loop: most checkpoints after full INT8")
-    sensitivity_images: int | None = Field(None, ge=1, description="accuracy loop: images that rank layers")
-    workspace_bytes: int | None = Field(None, ge=1, description="TensorRT builder workspace")
-    opt_batch: int | None = Field(None, ge=1, description="dynamic batch: the batch the profile is tuned for")
-    max_batch: int | None = Field(None, ge=1, description="dynamic batch: the largest batch")
-
-
-OPTIONS: dict[str, type[TargetOptions]] = {
-    "torch": TorchOptions,
-    "onnxruntime": OnnxRuntimeOptions,
-    "openvino": OpenVinoOptions,
-    "tensorrt": TensorRtOptions,
-}
-
-
-def check_options(target: str, options: dict[str, Any]) -> dict[str, Any]:
-    """`options` unchanged when the target's model accepts them (an unknown target is checked elsewhere)."""
-    model = OPTIONS.get(target)
-    if model is not None:
-        try:
-            model.model_validate(options)
-        except ValidationError as exc:
-            raise validation_error(exc, what=f"{target} build options", model=model, one_line=True) from None
-    return options

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from pydantic import Field
 
 from core.artifacts import sha256_file
 from core.checkpoints import class_names, count_params, gflops, load_detection_model
@@ -17,12 +18,18 @@ from core.families import family_of
 from core.runner import Runner
 from targets.base import BuildInputs, RunOptions, library_status
 from targets.engine_dir import ModelFacts, copy_into, model_path, onnx_facts, write_engine_artifact
+from targets.options import TargetOptions
 
 if TYPE_CHECKING:
     from core.artifacts import Artifact
     from core.calibration import CalibrationSet
 
 MODEL_FILE = "model.pt"
+
+
+class TorchOptions(TargetOptions):
+    device: str | None = Field(None, description="cpu or cuda: where the build checks the precision runs")
+    imgsz: int | None = Field(None, ge=32, description="input size when the build has no ONNX")
 
 
 def checkpoint_facts(checkpoint: Path, imgsz: int) -> ModelFacts:
@@ -53,6 +60,12 @@ def check_device_precision(precision: str, device: str) -> None:
 class TorchTarget:
     name = "torch"
     precisions = ("fp32", "bf16", "fp16")
+    options_model = TorchOptions
+    from_onnx = False
+    runtime_modules = ("torch", "ultralytics.nn.tasks")
+
+    def libraries(self, precision: str, options: TorchOptions) -> tuple[str, ...]:
+        return ("torch", "ultralytics")
 
     def available(self) -> tuple[bool, str]:
         return library_status("torch", "pip install torch")
@@ -68,19 +81,19 @@ class TorchTarget:
         inputs: BuildInputs,
         precision: str,
         calibration: CalibrationSet | None,
-        options: dict[str, Any],
+        options: TorchOptions,
         out_dir: Path,
     ) -> Artifact:
         import torch
 
         if inputs.checkpoint is None:
             raise InputError("the torch target runs the checkpoint", hint="pass --model model.pt")
-        device = options.get("device", "cuda" if precision == "fp16" else "cpu")
+        device = options.device or ("cuda" if precision == "fp16" else "cpu")
         check_device_precision(precision, device)
         if inputs.onnx is not None:
             facts = onnx_facts(inputs.onnx)
         else:
-            facts = checkpoint_facts(inputs.checkpoint, int(options.get("imgsz", 640)))
+            facts = checkpoint_facts(inputs.checkpoint, options.imgsz or inputs.imgsz or 640)
         copy_into(inputs.checkpoint, out_dir, MODEL_FILE)
         return write_engine_artifact(
             out_dir,
@@ -91,7 +104,7 @@ class TorchTarget:
             inputs=inputs,
             facts=facts,
             calibration=None,
-            options=options,
+            options=options.record(),
             versions={"torch": torch.__version__},
         )
 

@@ -120,7 +120,8 @@ def test_torch_target_matches_ultralytics_val(shared_dir, dataset, tmp_path):
     model = shared_dir / "models" / "yolov8n.pt"
     data = shared_dir / "datasets" / dataset / "data.yaml"
     target = get_target("torch")
-    artifact = target.build(BuildInputs(onnx=None, checkpoint=model), "fp32", None, {"imgsz": 640}, tmp_path)
+    inputs = BuildInputs(onnx=None, checkpoint=model, imgsz=640)
+    artifact = target.build(inputs, "fp32", None, target.options_model(), tmp_path)
     ours = evaluate(target.load(artifact, RunOptions(batch=8)), data, 640, batch=8, progress=False)
     metrics = YOLO(str(model)).val(
         data=str(data), imgsz=640, batch=16, device="cpu", plots=False, verbose=False, project=str(tmp_path)

@@ -20,6 +20,7 @@ from core.calibration import CalibrationSet
 from core.engine_record import read_artifact_dir
 from core.errors import InputError
 from targets.accuracy_int8.search import Step, chosen_step, float_layer_schedule, run_steps
+from targets.tensorrt.options import TensorRtOptions
 
 IMGSZ = 64
 LABELS_PER_IMAGE = 4
@@ -173,7 +174,9 @@ def test_unmet_bound_exits_1_and_keeps_the_labelled_best_model(unmet_qdq_dir):
     assert record["final"]["step"] == best["step"]
     assert len(record["float_layers"]) == best["float_layers"]
     assert len(record["ranking"]) == record["layer_groups"] > 60  # every yolov8 layer group was ranked
-    assert meta["made_for"] == "tensorrt" and meta["target"] == "onnxruntime"
+    assert meta["made_for"] == "tensorrt" and meta["target"] == "onnxruntime"  # what runs it (docs/int8.md)
+    assert "onnxruntime (made for tensorrt)" in output  # the summary says both
+    assert "--target tensorrt --precision int8 --qdq-onnx" in output  # and how to compile it on the device
     assert meta["quantization"]["quantizer"].startswith("nvidia-modelopt ")
     assert record["quantized_with"].startswith("nvidia-modelopt ")  # the fallback works on ModelOpt's file
     assert record["fell_back"] is (record["final"]["float_layers"] > 0)
@@ -190,7 +193,7 @@ def test_qdq_onnx_hash_chain_to_engine_metadata(unmet_qdq_dir, confident_onnx, t
     # What the device build does with --qdq-onnx, up to the TensorRT call.
     engine_dir = tmp_path / "engine"
     engine_dir.mkdir()
-    options = {"qdq_onnx": str(out)}
+    options = TensorRtOptions(qdq_onnx=str(out))
     source = qdq_source.qdq_source(confident_onnx, None, options, engine_dir / qdq_source.QDQ_FILE)
     assert sha256_file(engine_dir / qdq_source.QDQ_FILE) == qdq_sha
     assert source.accuracy_control == meta["accuracy_control"]
@@ -213,13 +216,16 @@ def test_qdq_onnx_hash_chain_to_engine_metadata(unmet_qdq_dir, confident_onnx, t
     with (tampered / qdq_source.QDQ_FILE).open("ab") as f:
         f.write(b"\0")
     with pytest.raises(InputError, match="changed since"):
-        qdq_source.qdq_source(confident_onnx, None, {"qdq_onnx": str(tampered)}, tmp_path / "a.onnx")
+        qdq_source.qdq_source(
+            confident_onnx, None, TensorRtOptions(qdq_onnx=str(tampered)), tmp_path / "a.onnx"
+        )
     other = tmp_path / "other.onnx"
     other.write_bytes(confident_onnx.read_bytes() + b"\0")
     with pytest.raises(InputError, match="made from another ONNX"):
         qdq_source.qdq_source(other, None, options, tmp_path / "b.onnx")
     with pytest.raises(InputError, match="pass one of them"):
-        qdq_source.qdq_source(confident_onnx, None, {**options, "max_map_drop": 0.01}, tmp_path / "c.onnx")
+        given = options.model_copy(update={"max_map_drop": 0.01})
+        qdq_source.qdq_source(confident_onnx, None, given, tmp_path / "c.onnx")
 
 
 def test_sensitivity_ranking_is_deterministic(confident_onnx, synth_dataset, tmp_path):
@@ -256,7 +262,7 @@ def test_default_bound_is_one_percent_of_fp32_and_a_given_drop_replaces_it():
     assert default.limit(0.4) == pytest.approx(0.004)
     assert default.met(0.4, 0.396) and not default.met(0.4, 0.3959)
     assert "99%" in default.rule
-    given = AccuracyBound.from_options({"max_map_drop": 0.02})
+    given = AccuracyBound.from_options(TensorRtOptions(max_map_drop=0.02))
     assert given.limit(0.4) == 0.02 and given.met(0.4, 0.38) and "0.02" in given.rule
 
 

@@ -34,8 +34,9 @@ def tiny_engine(tiny_checkpoint, tmp_path_factory):
     from targets.base import BuildInputs, get_target
 
     out = tmp_path_factory.mktemp("engine") / "torch-fp32"
-    inputs = BuildInputs(onnx=None, checkpoint=tiny_checkpoint)
-    return get_target("torch").build(inputs, "fp32", None, {"imgsz": 64}, out)
+    inputs = BuildInputs(onnx=None, checkpoint=tiny_checkpoint, imgsz=64)
+    target = get_target("torch")
+    return target.build(inputs, "fp32", None, target.options_model(), out)
 
 
 def test_bench_plain_checkpoint_speed_only(tiny_checkpoint):

@@ -42,7 +42,10 @@ def engines(tiny_checkpoint, tmp_path_factory) -> dict[str, Path]:
     onnx = export_onnx(tiny_checkpoint, root / "tiny.onnx", imgsz=IMGSZ)
     built = {"onnx": onnx}
     for target in ("openvino", "onnxruntime"):
-        built[target] = get_target(target).build(BuildInputs(onnx=onnx), "fp32", None, {}, root / target).path
+        backend = get_target(target)
+        built[target] = backend.build(
+            BuildInputs(onnx=onnx), "fp32", None, backend.options_model(), root / target
+        ).path
     return built
 
 

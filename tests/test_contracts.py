@@ -15,7 +15,6 @@ from core.engine_record import EngineRecord, read_artifact_dir, read_engine_reco
 from core.errors import InputError
 from core.runner import Runner
 from pipeline.stages import base, benchmark, build, export, finetune, gate, prune, report
-from targets.options import OPTIONS, check_options
 from tools.benchmark_app_check import parse_benchmark_app
 
 RECORD = {
@@ -70,13 +69,6 @@ def test_runner_is_a_context_manager_with_no_throughput_of_its_own():
         assert runner.infer(np.ones(2)).tolist() == [2, 2]
         assert runner.throughput(np.ones((1, 3, 4, 4)), streams=2, seconds=0.1) is None
     assert runner.closed and isinstance(runner, Runner)
-
-
-@pytest.mark.parametrize("target", sorted(OPTIONS))
-def test_target_options_refuse_unknown_keys(target):
-    assert check_options(target, {}) == {}
-    with pytest.raises(InputError, match="unknown key"):
-        check_options(target, {"no_such_option": 1})
 
 
 @pytest.mark.parametrize("module", [prune, finetune, export, build, benchmark, report, gate])

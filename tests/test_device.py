@@ -40,10 +40,11 @@ def test_cpu_flags_are_the_ones_that_matter_and_present():
         assert {"amx_tile", "amx_bf16"} <= set(flags)
 
 
-def test_library_versions():
-    versions = library_versions()
-    for name in ("python", "torch", "numpy", "ultralytics", "onnxruntime", "openvino"):
+def test_library_versions_are_the_harness_and_the_named_ones_installed():
+    versions = library_versions(("onnxruntime", "tensorrt", "no-such-distribution"))
+    for name in ("python", "torch", "numpy", "ultralytics", "onnxruntime"):
         assert versions[name][0].isdigit(), name
+    assert "openvino" not in versions and "no-such-distribution" not in versions  # named: the targets'
     assert "tensorrt" not in versions or versions["tensorrt"]
 
 

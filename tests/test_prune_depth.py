@@ -49,8 +49,8 @@ def test_removing_a_block_computes_exactly_what_the_block_replaced_by_the_identi
 
 
 def test_blocks_inside_ignored_layers_are_not_candidates():
-    from pipeline.pruning.guards import ignored_layers
     from pipeline.pruning.depth import candidate_blocks
+    from pipeline.pruning.guards import ignored_layers
 
     model = _split_yolov8n()
     everywhere = {name for name, _, _ in candidate_blocks(model, [])}

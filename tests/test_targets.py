@@ -159,7 +159,7 @@ def test_openvino_int8_float_parts_go_back_to_f32_when_bf16_costs_map(
     record says why. The metric is scripted per hint; the model, NNCF and the quantization are real."""
     import openvino as ov
 
-    from targets.openvino_int8 import quantize
+    from targets.openvino_int8 import OpenVinoOptions, quantize
 
     measured: list[str] = []
 
@@ -168,7 +168,7 @@ def test_openvino_int8_float_parts_go_back_to_f32_when_bf16_costs_map(
         return (bf16_map, 0.6) if hint == "bf16" else (0.5, 0.7)
 
     calibration = CalibrationSet.from_dataset(synth_dataset, IMGSZ, size=8)
-    options = {"val_data": str(synth_dataset), "max_map_drop": 0.01}
+    options = OpenVinoOptions(val_data=str(synth_dataset), max_map_drop=0.01)
     model = ov.convert_model(str(tiny_onnx))
     _, record, control = quantize(model, calibration, options, IMGSZ, measure, "bf16")
     assert record["float_parts"]["hint"] == kept and record["float_parts"]["checked"]

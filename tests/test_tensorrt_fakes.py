@@ -20,6 +20,7 @@ from targets.base import BuildInputs
 from targets.tensorrt import cuda_memory, library, target
 from targets.tensorrt.engine import build_engine
 from targets.tensorrt.library import TensorRtFailure
+from targets.tensorrt.options import TensorRtOptions
 from targets.tensorrt.runner import TensorRtRunner
 
 IMGSZ = 64
@@ -85,7 +86,8 @@ def major(trt) -> int:
 
 
 def build(onnx: Path, precision: str, out: Path, calibration=None, **options):
-    return target.TensorRtTarget().build(BuildInputs(onnx=onnx), precision, calibration, options, out)
+    parsed = TensorRtOptions(**options)
+    return target.TensorRtTarget().build(BuildInputs(onnx=onnx), precision, calibration, parsed, out)
 
 
 def run(artifact, images: np.ndarray) -> np.ndarray:
@@ -124,7 +126,7 @@ def test_fp16_onnx_runs_with_the_engine_dtypes(fake, onnx_fp16, tmp_path):
     """An fp16 ONNX has fp16 inputs and outputs: the runner casts to and from them."""
     trt, cuda = fake
     record = build_engine(onnx_fp16, tmp_path / "m.engine", precision="fp16", int8_mode=None,
-                          calibration=None, batch=1, options={}, cuda=cuda)  # fmt: skip
+                          calibration=None, batch=1, options=TensorRtOptions(), cuda=cuda)  # fmt: skip
     assert record["runtime_precision"] == "fp16"
     assert record["strongly_typed"] is (major(trt) >= 11)
     metadata = {
@@ -144,7 +146,7 @@ def test_cuda_graph_replays_the_engine_and_the_copy_compute_split_is_recorded(fa
     """With CUDA graphs the engine is captured once per shape and replayed, with fresh inputs each time."""
     _, cuda = fake
     record = build_engine(onnx_fp16, tmp_path / "m.engine", precision="fp16", int8_mode=None,
-                          calibration=None, batch=1, options={}, cuda=cuda)  # fmt: skip
+                          calibration=None, batch=1, options=TensorRtOptions(), cuda=cuda)  # fmt: skip
     metadata = {
         "tensorrt": {**record, "tensorrt_version": record["trt_version"]},
         "runtime_precision": "fp16",
@@ -235,7 +237,7 @@ def test_parser_errors_name_the_file(fake, onnx_static, calibration, tmp_path):
     quantize_qdq(onnx_static, int32_bias, calibration, dataclasses.replace(TENSORRT_QDQ, quantize_bias=True))
     with pytest.raises(InputError, match=r"bias\.onnx: TensorRT cannot parse the ONNX: .*INT32"):
         build_engine(int32_bias, tmp_path / "m.engine", precision="int8", int8_mode="qdq", calibration=None,
-                     batch=1, options={}, cuda=cuda)  # fmt: skip
+                     batch=1, options=TensorRtOptions(), cuda=cuda)  # fmt: skip
 
 
 def test_cuda_library_needs_the_runtime_bindings_not_a_cuda_namespace(tmp_path, monkeypatch):

@@ -13,6 +13,7 @@ from core.calibration import CalibrationSet
 from core.errors import InputError
 from targets.tensorrt import calibration as trt_calibration
 from targets.tensorrt import metadata, qdq_source, target
+from targets.tensorrt.options import TensorRtOptions
 from targets.tensorrt.qdq_rules import check_qdq, require_valid_qdq
 
 IMGSZ = 64
@@ -33,7 +34,7 @@ def tiny_onnx(tiny_checkpoint: Path, tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def qdq(tiny_onnx: Path, calibration: CalibrationSet, tmp_path_factory) -> tuple[Path, dict]:
     out = tmp_path_factory.mktemp("qdq") / "model.qdq.onnx"
-    return out, qdq_source.make_host_qdq(tiny_onnx, calibration, {}, out).record
+    return out, qdq_source.make_host_qdq(tiny_onnx, calibration, TensorRtOptions(), out).record
 
 
 @pytest.fixture(scope="module")
@@ -289,7 +290,7 @@ def test_adopted_qdq_file_is_validated_before_a_build(tiny_onnx, calibration, tm
         tiny_onnx, foreign, calibration, dataclasses.replace(qdq_source.TENSORRT_QDQ, quantize_bias=True)
     )
     with pytest.raises(InputError, match=r"foreign\.onnx: this Q/DQ ONNX breaks TensorRT's rules"):
-        qdq_source.qdq_source(tiny_onnx, None, {"qdq_onnx": str(foreign)}, tmp_path / "copy.onnx")
+        qdq_source.qdq_source(tiny_onnx, None, TensorRtOptions(qdq_onnx=str(foreign)), tmp_path / "copy.onnx")
 
 
 @pytest.mark.tensorrt

@@ -14,7 +14,7 @@ from pydantic_core import PydanticUndefined
 
 from benchmarks.budgets import Budget
 from pipeline.config import PipelineConfig
-from targets.options import OPTIONS
+from targets.base import all_targets
 
 PAGE = Path(__file__).resolve().parents[1] / "docs" / "config.md"
 HEADER = """# Configuration keys
@@ -139,8 +139,8 @@ def command_options(name: str, title: str) -> list[str]:
 
 def render() -> str:
     lines = [HEADER, *section(PipelineConfig, "", "Pipeline config (`edgepipe run CONFIG`)")]
-    for target, model in OPTIONS.items():
-        lines += section(model, "", f"`build[].options` for target `{target}`")
+    for target in all_targets():
+        lines += section(target.options_model, "", f"`build[].options` for target `{target.name}`")
     lines += section(Budget, "", "Budgets file: each entry of `budgets:` (`edgepipe gate --budgets`)")
     lines += command_options("search", "Budget search: the options of `edgepipe search` (docs/search.md)")
     return "\n".join(lines).rstrip() + "\n"

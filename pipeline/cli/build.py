@@ -16,6 +16,7 @@ from pipeline.cli.options import config_from_options, default, option, renamed
 from pipeline.stages.build import BuildEntry, build_engine
 from targets.accuracy_bound import describe_check
 from targets.accuracy_int8 import steps_table
+from targets.base import all_targets, target_names
 
 
 def summary_table(meta: dict[str, Any], directory: Path, seconds: float):
@@ -27,7 +28,7 @@ def summary_table(meta: dict[str, Any], directory: Path, seconds: float):
     table.add_column()
     calib = meta.get("calibration")
     rows = {
-        "target": meta["target"],
+        "target": meta["target"] + (f" (made for {meta['made_for']})" if meta.get("made_for") else ""),
         "precision (requested)": meta["precision"],
         "precision (runs as)": meta["runtime_precision"],
         "input": f"{meta['batch'] or 'dynamic'} x 3 x {meta['imgsz']} x {meta['imgsz']}",
@@ -49,7 +50,7 @@ def command(
     model: Annotated[
         Path | None, typer.Option(help="the .pt checkpoint (what the torch target runs)")
     ] = None,
-    target: Annotated[str, typer.Option(help="torch, onnxruntime, openvino or tensorrt")] = "onnxruntime",
+    target: Annotated[str, typer.Option(help=", ".join(target_names()))] = "onnxruntime",
     precision: Annotated[str, option(BuildEntry, "precision")] = default(BuildEntry, "precision"),
     data: Annotated[Path | None, typer.Option(help="data.yaml whose train images calibrate INT8")] = None,
     calib_size: Annotated[int, option(BuildEntry, "calib_size")] = default(BuildEntry, "calib_size"),
@@ -87,13 +88,12 @@ def command(
     data = renamed(data, calib, command="build", old_name="--calib", new_name="--data")
     if onnx is None and model is None:
         raise InputError("nothing to build from", hint="pass --onnx model.onnx (and --model M.pt for torch)")
-    if (qdq_only or qdq_onnx) and target != "tensorrt":
-        raise InputError("--qdq-only and --qdq-onnx are options of --target tensorrt")
     options: dict[str, Any] = {"qdq_only": qdq_only} if qdq_only else {}
     if qdq_onnx is not None:
         options["qdq_onnx"] = str(qdq_onnx.resolve())
     if max_steps is not None:
         options["max_steps"] = max_steps
+    check_target_takes(target, options)
     entry = config_from_options(
         BuildEntry,
         "build",
@@ -115,15 +115,26 @@ def command(
     meta = read_artifact_dir(output)
     console.print(summary_table(meta, output, time.perf_counter() - started))
     typer.echo(f"wrote {output} (sha256 {sha256_path(output)[:12]})")
-    if meta.get("made_for") == "tensorrt":
+    if meta.get("made_for"):
         typer.echo(
-            f"compile it on the device: edgepipe build --onnx {onnx} --target tensorrt --precision int8 "
-            f"--qdq-onnx {output} -o engine"
+            f"compile it on the device: edgepipe build --onnx {onnx} --target {meta['made_for']} "
+            f"--precision int8 --qdq-onnx {output} -o engine"
         )
     if meta.get("auto_precision"):
         console.print(f"precision auto chose {meta['precision']}: {meta['auto_precision']['reason']}")
     if meta.get("accuracy_control") and "steps" in meta["accuracy_control"]:
         check_accuracy_control(meta["accuracy_control"], output, console)
+
+
+def check_target_takes(target: str, options: dict[str, Any]) -> None:
+    """A target-specific flag on a target without that option: name the targets that take it (an unknown
+    target is the build entry's to refuse)."""
+    if target not in target_names():
+        return
+    for key in options:
+        takers = [t.name for t in all_targets() if key in t.options_model.model_fields]
+        if target not in takers:
+            raise InputError(f"--{key.replace('_', '-')} is an option of --target {' or '.join(takers)}")
 
 
 def check_accuracy_control(record: dict[str, Any], output: Path, console) -> None:

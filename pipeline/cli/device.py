@@ -8,21 +8,20 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from benchmarks.device import fingerprint
+from benchmarks.device import fingerprint, library_versions
 from core.console import console
 from core.families import supported
-from targets.base import get_target, target_names
+from targets.base import all_targets, every_library
 
 
 def targets_here() -> list[dict[str, Any]]:
     """Each target: available or why not, the precisions it runs here and those it cannot, with why."""
     found = []
-    for name in target_names():
-        target = get_target(name)
+    for target in all_targets():
         ok, reason = target.available()
         unavailable: dict[str, str] = getattr(target, "unavailable_precisions", dict)() if ok else {}
         found.append({
-            "target": name,
+            "target": target.name,
             "available": ok,
             "reason": reason,
             "precisions": [p for p in target.precisions if p not in unavailable],
@@ -39,10 +38,10 @@ def device_command(
     """Print this machine's fingerprint and which targets and precisions can run here (with the reason
     when not)."""
     info, targets = fingerprint(), targets_here()
+    versions = library_versions(every_library())  # those installed of every target's libraries
     if as_json:
-        typer.echo(
-            json.dumps({"device": info, "targets": targets, "models": supported()}, indent=2, default=str)
-        )
+        found = {"device": info, "targets": targets, "versions": versions, "models": supported()}
+        typer.echo(json.dumps(found, indent=2, default=str))
         return
     table = Table(title=f"device: {info.get('name', 'unknown')}", show_header=False)
     for key, value in info.items():
@@ -65,4 +64,5 @@ def device_command(
         reasons = [entry["reason"]] + [f"no {p}: {why}" for p, why in entry["unavailable_precisions"].items()]
         rows.add_row(entry["target"], mark, ", ".join(entry["precisions"]), "; ".join(reasons))
     console.print(rows)
+    console.print(f"libraries: {', '.join(f'{name} {version}' for name, version in versions.items())}")
     console.print(f"models: {supported()}")

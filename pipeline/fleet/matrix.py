@@ -31,6 +31,7 @@ from core.yamlfile import read_yaml_model
 from pipeline.stages.base import Section
 from pipeline.stages.benchmark import BenchConfig
 from pipeline.stages.build import BuildEntry
+from targets.base import get_target
 
 
 def _build_entries(value: Any) -> Any:
@@ -110,8 +111,10 @@ class Matrix(Section):
             if not entries:
                 raise ValueError(f"{where} has no targets: set `targets`")
             for entry in entries:
-                if entry.target == "torch":
-                    raise ValueError(f"{where}: the torch target runs a checkpoint; a fleet builds from ONNX")
+                if not get_target(entry.target).from_onnx:
+                    raise ValueError(
+                        f"{where}: the {entry.target} target runs a checkpoint; a fleet builds from ONNX"
+                    )
                 if entry.precision == "int8" and self.calibration is None:
                     raise ValueError(f"{where}: {entry.target}/int8 needs `calibration` (a data.yaml)")
         if self.bench.accuracy and self.data is None:

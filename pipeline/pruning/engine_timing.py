@@ -138,12 +138,14 @@ def _quantized(model, calibration: Sequence[np.ndarray]):
     import nncf
 
     from targets.head import head_postprocess_nodes
-    from targets.openvino_int8 import quantize_options
+    from targets.openvino_int8 import OpenVinoOptions, quantize_options
 
     nncf.set_log_level(logging.ERROR)
     float_ops = head_postprocess_nodes(op.get_friendly_name() for op in model.get_ordered_ops())
     return nncf.quantize(
-        model, nncf.Dataset(list(calibration)), **quantize_options({}, float_ops, len(calibration))
+        model,
+        nncf.Dataset(list(calibration)),
+        **quantize_options(OpenVinoOptions(), float_ops, len(calibration)),
     )
 
 

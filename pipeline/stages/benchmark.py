@@ -33,7 +33,7 @@ from core.errors import InputError
 from core.letterbox import load_image
 from pipeline.stages.base import Section, StageContext
 from targets.accuracy_bound import describe_check
-from targets.base import BuildInputs, RunOptions, get_target
+from targets.base import BuildInputs, RunOptions, every_library, get_target
 
 if TYPE_CHECKING:
     from rich.progress import Progress
@@ -43,13 +43,6 @@ if TYPE_CHECKING:
 
 RESULTS_FILE = "results.json"
 SYNTHETIC_SHAPE = (480, 640, 3)  # a typical photo, for --no-accuracy runs without a dataset
-# Imported before the memory baseline: the engine's figure leaves out its runtime library's own code.
-BACKEND_LIBRARIES = {
-    "torch": ("torch", "ultralytics.nn.tasks"),
-    "onnxruntime": ("onnxruntime",),
-    "openvino": ("openvino",),
-    "tensorrt": ("tensorrt",),
-}
 MEMORY_RUNS = 3
 DEVICE_MEMORY = "GPU memory of the TensorRT execution context and its I/O buffers (engine weights excluded)"
 
@@ -131,13 +124,14 @@ def resolve_artifact(path: Path, scratch: Path, imgsz: int = 640) -> Artifact:
             raise InputError(f"artifact.json describes a {meta.get('kind')!r}, not an engine", path=path)
         return Artifact(kind="engine", path=path.resolve(), sha256=sha256_path(path), metadata=meta)
     plain_builds = {
-        ".pt": ("torch", BuildInputs(onnx=None, checkpoint=path)),
+        ".pt": ("torch", BuildInputs(onnx=None, checkpoint=path, imgsz=imgsz)),
         ".onnx": ("onnxruntime", BuildInputs(onnx=path)),
     }
     if path.suffix not in plain_builds:
         raise InputError("expected a build directory, a .pt checkpoint or an .onnx model", path=path)
     target_name, inputs = plain_builds[path.suffix]
-    return get_target(target_name).build(inputs, "fp32", None, {"imgsz": imgsz}, scratch / "engine")
+    target = get_target(target_name)
+    return target.build(inputs, "fp32", None, target.options_model(), scratch / "engine")
 
 
 def sample_images(data_yaml: Path | None, split: str, count: int) -> tuple[list[np.ndarray], str]:
@@ -328,7 +322,7 @@ def bench_batch(
         params=meta.get("params"),
         gflops=meta.get("gflops"),
         device=fingerprint(config.device, config.threads),
-        versions={**meta.get("versions", {}), **library_versions()},
+        versions={**meta.get("versions", {}), **library_versions(every_library())},
         artifact_sha256=artifact.sha256,
         created_at=now_iso(),
         flags=flags,
@@ -346,7 +340,8 @@ def engine_memory_mb(artifact: Artifact, options: RunOptions, shape: tuple[int, 
     target = get_target(artifact.metadata["target"])
 
     def prepare() -> np.ndarray:
-        for module in BACKEND_LIBRARIES.get(artifact.metadata["target"], ()):
+        # Imported before the memory baseline: the figure leaves out the runtime library's own code.
+        for module in target.runtime_modules:
             importlib.import_module(module)
         return np.random.default_rng(0).random(shape, dtype=np.float32)
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from rich.console import Console
 
 from core.artifacts import Artifact
@@ -22,13 +22,24 @@ from core.errors import BackendUnavailable, InputError
 from core.validation import reported_by_pydantic
 from pipeline.stages.auto_precision import build_auto
 from pipeline.stages.base import Section, StageContext
-from targets.base import AUTO, BuildInputs, check_precision, get_target
+from targets.base import (
+    AUTO,
+    BuildInputs,
+    check_precision,
+    get_target,
+    parse_options,
+    precision_libraries,
+    target_names,
+)
 from targets.engine_dir import onnx_facts
-from targets.options import check_options
+from targets.options import TargetOptions
+
+# Besides its target's: ONNX (the model facts every build reads), torch and Ultralytics (the NMS of mAP)
+HARNESS_LIBS = ("onnx", "torch", "ultralytics")
 
 
 class BuildEntry(Section):
-    target: str = Field(description="backend: torch, onnxruntime, openvino or tensorrt")
+    target: str = Field(description=f"backend: {', '.join(target_names())} (`edgepipe device` lists them)")
     precision: str = Field(
         "fp32",
         description="fp32, bf16, fp16 or int8, as the target supports; auto: the fastest within the bound",
@@ -45,11 +56,29 @@ class BuildEntry(Section):
         default_factory=dict, description="target-specific build options (docs/config.md lists each target's)"
     )
 
+    @field_validator("target")
+    @classmethod
+    def _known_target(cls, name: str) -> str:
+        with reported_by_pydantic():
+            get_target(name)
+        return name
+
     @model_validator(mode="after")
     def _known_options(self) -> BuildEntry:
         with reported_by_pydantic():
-            check_options(self.target, self.options)
+            self.parsed_options()
         return self
+
+    def parsed_options(self, **derived: Any) -> TargetOptions:
+        """The entry's options, with what the build derives from its other keys, in the target's model."""
+        return parse_options(get_target(self.target), {**self.options, **derived})
+
+    def libraries(self) -> tuple[str, ...]:
+        """The libraries in the cache key of this entry's build and bench: the harness's and the target's."""
+        target = get_target(self.target)
+        return tuple(
+            dict.fromkeys((*HARNESS_LIBS, *precision_libraries(target, self.precision, self.options)))
+        )
 
 
 def build_engine(
@@ -74,31 +103,29 @@ def build_engine(
             )  # fmt: skip
 
         return build_auto(entry, Path(out_dir), build_one, val_data)
+    options = entry.parsed_options()
     ok, reason = target.available()
-    if not ok and not entry.options.get("qdq_only"):  # tensorrt's host half needs no TensorRT
+    if not ok and options.needs_backend:
         raise BackendUnavailable(reason)
     facts = onnx_facts(onnx) if onnx is not None else None  # also rejects a corrupt ONNX before any work
-    if facts is not None:
-        imgsz = facts.imgsz
-    options = dict(entry.options)
-    if entry.target == "torch":
-        options.setdefault("imgsz", imgsz or 640)
+    size = facts.imgsz if facts is not None else imgsz or 640
     calibration = None
-    if entry.precision == "int8" and not options.get("qdq_onnx"):  # a given Q/DQ ONNX is calibrated
+    if entry.precision == "int8" and options.needs_calibration:
         if calib_data is None:
             raise InputError("int8 needs calibration images", hint="pass --data data.yaml (its train split)")
-        calibration = CalibrationSet.from_dataset(
-            calib_data, imgsz or 640, entry.calib_size, entry.calib_seed
-        )
-        options.update(check_options_for(entry, val_data or val_split_of(calib_data)))
-        if options.get("val_data") and facts is not None:
-            check_fits_model(options["val_data"], len(facts.names), ("val",))
+        calibration = CalibrationSet.from_dataset(calib_data, size, entry.calib_size, entry.calib_seed)
+        checked = check_options_for(entry, val_data or val_split_of(calib_data))
+        options = entry.parsed_options(**checked)
+        if "val_data" in checked and facts is not None:
+            check_fits_model(checked["val_data"], len(facts.names), ("val",))
     elif entry.max_map_drop is not None and entry.precision != "int8":
         raise InputError("--max-map-drop applies to int8 builds only")
     elif entry.max_map_drop is not None:
-        options.update(max_map_drop=entry.max_map_drop)  # rejected with --qdq-onnx by the target
+        options = entry.parsed_options(max_map_drop=entry.max_map_drop)  # refused with a given Q/DQ ONNX
     inputs = BuildInputs(
-        onnx=Path(onnx) if onnx else None, checkpoint=Path(checkpoint) if checkpoint else None
+        onnx=Path(onnx) if onnx else None,
+        checkpoint=Path(checkpoint) if checkpoint else None,
+        imgsz=size,
     )
     return target.build(inputs, entry.precision, calibration, options, Path(out_dir))
 

@@ -93,7 +93,7 @@ def build_candidate(
     the search measures every candidate's mAP itself."""
     work.mkdir(parents=True, exist_ok=True)
     onnx = None
-    if settings.target != "torch":
+    if get_target(settings.target).from_onnx:
         onnx = export_onnx(checkpoint, work / "model.onnx", candidate.imgsz, dynamic_batch=settings.batch > 1)
     entry = BuildEntry(
         target=settings.target,

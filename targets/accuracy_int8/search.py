@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from rich.table import Table
 
     from core.calibration import CalibrationSet
+    from targets.options import AccuracyLoopOptions
     from targets.qdq import QdqScheme
 
 SENSITIVITY_IMAGES = 8
@@ -94,16 +95,15 @@ class AccuracyControl:
         return bool(self.record["met"])
 
 
-def control_options(options: dict[str, Any]) -> dict[str, Any]:
+def control_options(options: AccuracyLoopOptions) -> dict[str, Any]:
     """The loop's keyword arguments from a target's build options (`val_data`, `max_map_drop`, ...)."""
-    if not options.get("val_data"):
+    if not options.val_data:
         raise InputError("--max-map-drop needs a validation set", hint="pass --val data.yaml")
-    max_steps = options.get("max_steps")
     return {
-        "val_data": Path(options["val_data"]),
+        "val_data": Path(options.val_data),
         "bound": AccuracyBound.from_options(options),
-        "max_steps": int(max_steps) if max_steps is not None else None,
-        "sensitivity_images": int(options.get("sensitivity_images", SENSITIVITY_IMAGES)),
+        "max_steps": options.max_steps,
+        "sensitivity_images": options.sensitivity_images or SENSITIVITY_IMAGES,
     }
 
 

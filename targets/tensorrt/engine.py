@@ -20,8 +20,8 @@ from targets.tensorrt.library import TrtApi, checked, import_tensorrt
 if TYPE_CHECKING:
     from core.calibration import CalibrationSet
     from targets.tensorrt.cuda_memory import CudaMemory
+    from targets.tensorrt.options import TensorRtOptions
 
-WORKSPACE_BYTES = 2 << 30
 CACHE_FILE = "calibration.cache"
 NEWER_TENSORRT = "or build on TensorRT 10 (JetPack 6, `pip install 'tensorrt-cu12<11'`)"
 
@@ -78,7 +78,7 @@ def build_engine(
     int8_mode: str | None,
     calibration: CalibrationSet | None,
     batch: int | None,
-    options: dict[str, Any],
+    options: TensorRtOptions,
     cuda: CudaMemory,
 ) -> dict[str, Any]:
     """Build and write the engine (CUDA is open before the builder starts); returns the TensorRT version,
@@ -95,17 +95,16 @@ def build_engine(
         errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
         raise InputError(f"TensorRT cannot parse the ONNX: {errors}", path=onnx_path)
     config = checked(builder.create_builder_config(), "create_builder_config")
-    workspace = int(options.get("workspace_bytes", WORKSPACE_BYTES))
-    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace)
+    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, options.workspace_bytes)
     for flag in plan.flags:
         config.set_flag(getattr(trt.BuilderFlag, flag))
-    opt_batch = int(options.get("opt_batch", 1))
+    opt_batch = options.opt_batch
     profile = None
     if batch is None:  # dynamic batch: one profile from 1 to max_batch, tuned for the run batch
         image = network.get_input(0)
         _, c, h, w = image.shape
         profile = checked(builder.create_optimization_profile(), "create_optimization_profile")
-        max_batch = int(options.get("max_batch", 16))
+        max_batch = options.max_batch
         profile.set_shape(image.name, (1, c, h, w), (opt_batch, c, h, w), (max_batch, c, h, w))
         if config.add_optimization_profile(profile) < 0:
             raise InputError(f"TensorRT rejects the batch profile 1/{opt_batch}/{max_batch}", path=onnx_path)

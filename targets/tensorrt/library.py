@@ -16,6 +16,9 @@ from core.errors import BackendUnavailable, EdgepipeError
 from targets.tensorrt.cuda_memory import cuda_library
 
 JETSON_RELEASE = Path("/etc/nv_tegra_release")  # present on every L4T / JetPack system
+# The distributions TensorRT's Python package comes in: `tensorrt` (JetPack's, NVIDIA's containers, PyPI's
+# meta package) and PyPI's wheels per CUDA major; the cache key holds each one's version (or "absent").
+DISTRIBUTIONS = ("tensorrt", "tensorrt-cu12", "tensorrt-cu13")
 
 
 class TensorRtFailure(EdgepipeError):

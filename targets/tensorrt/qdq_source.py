@@ -18,6 +18,7 @@ from targets.tensorrt.qdq_rules import require_valid_qdq
 
 if TYPE_CHECKING:
     from core.calibration import CalibrationSet
+    from targets.tensorrt.options import TensorRtOptions
 
 QDQ_FILE = "model.qdq.onnx"
 # TensorRT's explicit quantization: symmetric signed INT8 (zero point 0), float biases, a dedicated pair per
@@ -54,18 +55,18 @@ def qdq_record(out_path: Path, float_nodes: list[str], method: str) -> dict[str,
 
 
 def make_host_qdq(
-    onnx_path: Path, calibration: CalibrationSet | None, options: dict[str, Any], out_path: Path
+    onnx_path: Path, calibration: CalibrationSet | None, options: TensorRtOptions, out_path: Path
 ) -> QdqSource:
     """Quantize here with ModelOpt: plain, or checked against FP32 when `options` has `val_data` (falling
     back past the bound: `max_map_drop`, else 1% of FP32)."""
     if calibration is None:
         raise InputError("int8 needs a calibration set", hint="pass --data data.yaml")
-    method = options.get("calibration_method") or DEFAULT_METHOD
+    method = options.calibration_method or DEFAULT_METHOD
 
     def write(out: Path, keep_float: list[str]) -> list[str]:
         return modelopt_qdq(onnx_path, out, calibration, method, keep_float)
 
-    if not options.get("val_data"):
+    if not options.val_data:
         float_nodes = write(out_path, [])
         require_valid_qdq(out_path)
         return QdqSource(qdq_record(out_path, float_nodes, method), calibration=calibration.record())
@@ -118,13 +119,13 @@ def adopt_qdq_onnx(given: Path, onnx_path: Path, out_path: Path) -> QdqSource:
 
 
 def qdq_source(
-    onnx_path: Path, calibration: CalibrationSet | None, options: dict[str, Any], out_path: Path
+    onnx_path: Path, calibration: CalibrationSet | None, options: TensorRtOptions, out_path: Path
 ) -> QdqSource:
     """The Q/DQ ONNX to compile, written to `out_path`: the given `qdq_onnx`, or made here."""
-    if not options.get("qdq_onnx"):
+    if not options.qdq_onnx:
         return make_host_qdq(onnx_path, calibration, options, out_path)
-    if options.get("max_map_drop") is not None:
+    if options.max_map_drop is not None:
         raise InputError(
             "--max-map-drop decides the Q/DQ ONNX, --qdq-onnx compiles one already decided: pass one of them"
         )
-    return adopt_qdq_onnx(Path(options["qdq_onnx"]), onnx_path, out_path)
+    return adopt_qdq_onnx(Path(options.qdq_onnx), onnx_path, out_path)

@@ -27,8 +27,9 @@ from targets.base import BuildInputs, RunOptions
 from targets.engine_dir import model_path, onnx_facts, write_engine_artifact
 from targets.tensorrt.cuda_memory import cuda_library, open_cuda
 from targets.tensorrt.engine import build_engine
-from targets.tensorrt.library import availability
+from targets.tensorrt.library import DISTRIBUTIONS, availability
 from targets.tensorrt.metadata import engine_metadata
+from targets.tensorrt.options import TensorRtOptions
 from targets.tensorrt.qdq_source import QDQ_FILE, make_host_qdq, qdq_source
 from targets.tensorrt.runner import TensorRtRunner
 
@@ -37,13 +38,17 @@ if TYPE_CHECKING:
     from core.calibration import CalibrationSet
 
 MODEL_FILE = "model.engine"
+NAME = "tensorrt"
+# The host half's directory runs on ONNX Runtime: its record names the target that loads it, so that
+# bench, budgets and compare key its results by what ran; `made_for` names this target.
+QDQ_RUNS_ON = "onnxruntime"
 
 
 def build_qdq_only(
     inputs: BuildInputs,
     precision: str,
     calibration: CalibrationSet | None,
-    options: dict[str, Any],
+    options: TensorRtOptions,
     out_dir: Path,
 ) -> Artifact:
     """The host half of an INT8 build, no TensorRT needed: the Q/DQ ONNX and its record, in a directory
@@ -58,27 +63,38 @@ def build_qdq_only(
     facts = onnx_facts(inputs.onnx)
     out_dir.mkdir(parents=True, exist_ok=True)
     source = make_host_qdq(inputs.onnx, calibration, options, out_dir / QDQ_FILE)
-    extra: dict[str, Any] = {"made_for": "tensorrt", "quantization": source.record}
+    extra: dict[str, Any] = {"made_for": NAME, "quantization": source.record}
     if source.accuracy_control is not None:
         extra["accuracy_control"] = source.accuracy_control
     return write_engine_artifact(
         out_dir,
-        target="onnxruntime",
+        target=QDQ_RUNS_ON,
         precision="int8",
         runtime_precision="int8",
         model_file=QDQ_FILE,
         inputs=inputs,
         facts=facts,
         calibration=calibration,
-        options=options,
+        options=options.record(),
         versions={"onnxruntime": onnxruntime.__version__, "onnx": onnx.__version__},
         extra=extra,
     )
 
 
 class TensorRtTarget:
-    name = "tensorrt"
+    name = NAME
     precisions = ("fp32", "fp16", "int8")
+    options_model = TensorRtOptions
+    from_onnx = True
+    runtime_modules = ("tensorrt",)
+
+    def libraries(self, precision: str, options: TensorRtOptions) -> tuple[str, ...]:
+        """TensorRT compiles every engine (but the host half); an INT8 build that quantizes here also
+        depends on ModelOpt, and on ONNX and ONNX Runtime, which check and measure the Q/DQ ONNX."""
+        compiled = () if options.qdq_only else DISTRIBUTIONS
+        if precision == "int8" and options.makes_qdq:
+            return (*compiled, "nvidia-modelopt", "onnx", "onnxruntime")
+        return compiled
 
     def available(self) -> tuple[bool, str]:
         return availability()
@@ -88,15 +104,12 @@ class TensorRtTarget:
         inputs: BuildInputs,
         precision: str,
         calibration: CalibrationSet | None,
-        options: dict[str, Any],
+        options: TensorRtOptions,
         out_dir: Path,
     ) -> Artifact:
-        """`options`: int8_mode ("qdq" default | "calibrator"); qdq_onnx (a Q/DQ ONNX made earlier on the
-        host, or the directory `qdq_only` wrote, compiled as is); qdq_only (write only the Q/DQ ONNX, no
-        TensorRT needed); calibration_method (ModelOpt's entropy or max); val_data and max_map_drop (the
-        Q/DQ checked against FP32, also `max_steps`, `sensitivity_images`); workspace_bytes; opt_batch and
-        max_batch (dynamic batch)."""
-        if options.get("qdq_only"):
+        """`options` (`TensorRtOptions`): qdq_only writes the host half alone; int8_mode picks explicit
+        Q/DQ or the calibrator; qdq_onnx compiles a Q/DQ ONNX made earlier as is."""
+        if options.qdq_only:
             return build_qdq_only(inputs, precision, calibration, options, out_dir)
         ok, reason = availability()
         if not ok:
@@ -104,9 +117,7 @@ class TensorRtTarget:
         if inputs.onnx is None:
             raise InputError("the tensorrt target builds from an ONNX file", hint="pass --onnx model.onnx")
         facts = onnx_facts(inputs.onnx)
-        int8_mode = options.get("int8_mode", "qdq") if precision == "int8" else None
-        if int8_mode not in (None, "qdq", "calibrator"):
-            raise InputError(f"unknown int8_mode {int8_mode!r}; use 'qdq' or 'calibrator'")
+        int8_mode = options.int8_mode if precision == "int8" else None
         out_dir.mkdir(parents=True, exist_ok=True)
         source, qdq = Path(inputs.onnx), None
         if int8_mode == "qdq":
@@ -148,7 +159,7 @@ class TensorRtTarget:
             inputs=inputs,
             facts=facts,
             calibration=None,  # in `extra`
-            options=options,
+            options=options.record(),
             versions={"tensorrt": record["trt_version"], "cuda": cuda_library() or ""},
             extra=extra,
         )
