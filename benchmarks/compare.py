@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from rich.table import Table
 
 from benchmarks.results import Result
 from core.errors import InputError
@@ -207,8 +208,6 @@ def refuse_unjudgeable(comparisons: list[Comparison], unpaired: list[str]) -> No
 
 
 def comparison_table(comparisons: list[Comparison], base: Path, new: Path):
-    from rich.table import Table
-
     table = Table(title=f"{base} -> {new}")
     for column in ("target", "batch", "metric", "base p50 ms", "new p50 ms", "change", "p-value", "verdict"):
         table.add_column(column, justify="left" if column in ("target", "metric", "verdict") else "right")

@@ -22,6 +22,7 @@ from core.errors import InputError, PrecisionUnavailable
 from core.runner import LayerTime, Runner
 from targets.base import BuildInputs, RunOptions, library_status
 from targets.engine_dir import model_path, onnx_facts, write_engine_artifact
+from targets.openvino_int8 import quantize
 
 if TYPE_CHECKING:
     from core.artifacts import Artifact
@@ -154,8 +155,6 @@ class OpenVinoTarget:
             if calibration is None:
                 raise InputError("int8 needs a calibration set", hint="pass --data data.yaml")
             import nncf
-
-            from targets.openvino_int8 import quantize
 
             def measure(candidate, float_hint: str) -> tuple[float, float]:
                 runner = OpenVinoRunner(candidate, "int8", RunOptions(), hint=float_hint)

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import time
-from contextlib import nullcontext
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.table import Table
 
+from core import progress
 from core.artifacts import atomic_output, refuse_overwrite, sha256_path
 from core.engine_record import read_artifact_dir
 from core.errors import CheckFailed, InputError
+from pipeline.cli.console import console
 from pipeline.cli.options import config_from_options, default, option, renamed
 from pipeline.stages.build import BuildEntry, build_engine
 from targets.accuracy_bound import describe_check
@@ -19,8 +21,6 @@ from targets.accuracy_int8 import steps_table
 
 
 def summary_table(meta: dict[str, Any], directory: Path, seconds: float):
-    from rich.table import Table
-
     size = sum(p.stat().st_size for p in directory.rglob("*") if p.is_file()) / 1e6
     table = Table(title=f"engine {directory}", show_header=False)
     table.add_column(style="bold")
@@ -81,8 +81,6 @@ def command(
     force: Annotated[bool, typer.Option("--force", help="replace an existing engine directory")] = False,
 ) -> None:
     """Build an engine directory for one target and precision."""
-    from rich.console import Console
-
     refuse_overwrite(output, force)
     data = renamed(data, calib, command="build", old_name="--calib", new_name="--data")
     if onnx is None and model is None:
@@ -105,12 +103,8 @@ def command(
         verify=verify,
         options=options,
     )
-    console = Console(stderr=True)
     started = time.perf_counter()
-    # A checked INT8 build shows its own progress bars and step lines instead of a spinner.
-    checked = precision in ("int8", "auto") and verify and val is not None
-    spinner = nullcontext() if checked else console.status(f"building {target}/{precision}")
-    with atomic_output(output) as staged, spinner:
+    with atomic_output(output) as staged, progress.current().task(f"building {target}/{precision}"):
         build_engine(entry, staged, onnx=onnx, checkpoint=model, calib_data=data, val_data=val, imgsz=imgsz)
     meta = read_artifact_dir(output)
     console.print(summary_table(meta, output, time.perf_counter() - started))

@@ -16,8 +16,8 @@ from benchmarks.compare import (
     refuse_unjudgeable,
 )
 from benchmarks.results import load_results
-from core.console import console
 from core.errors import CheckFailed
+from pipeline.cli.console import console
 
 
 def compare_command(

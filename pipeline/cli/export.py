@@ -10,8 +10,9 @@ import typer
 from core.artifacts import refuse_overwrite, sha256_file
 from core.errors import InputError
 from core.letterbox import check_imgsz
+from pipeline.cli.console import console
 from pipeline.cli.options import config_from_options, default, option, renamed
-from pipeline.stages.export import ExportConfig, export_checked
+from pipeline.stages.export import ExportConfig, export_checked, parity_table
 
 
 def command(
@@ -53,5 +54,6 @@ def command(
         parity_box_tolerance=box_tolerance,
     )
     val = renamed(val, data, command="export", old_name="--data", new_name="--val")
-    path, _ = export_checked(model, output, imgsz, config, val)
+    path, parity = export_checked(model, output, imgsz, config, val)
+    console.print(parity_table(parity))
     typer.echo(f"wrote {path} (sha256 {sha256_file(path)[:12]})")

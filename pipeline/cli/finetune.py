@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from pipeline.cli.console import console
 from pipeline.cli.options import DEVICE_HELP, config_from_options, default, option, torch_device
 from pipeline.stages.finetune import BEST_FILE, RUN_DIR, FinetuneConfig, finetune
 
@@ -63,8 +64,6 @@ def command(
     ] = None,
 ) -> None:
     """Fine-tune a (pruned) YOLOv8 checkpoint with Ultralytics' trainer, keeping its architecture."""
-    from rich.console import Console
-
     device = torch_device(device, "finetune")
     config = config_from_options(
         FinetuneConfig,
@@ -96,4 +95,4 @@ def command(
             run_dir=run_dir or Path(tmp) / RUN_DIR,
             teacher=teacher,
         )
-    Console().print(f"wrote {path}")
+    console.print(f"wrote {path}")

@@ -6,9 +6,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
+from rich.table import Table
 
 from core.artifacts import Artifact
-from core.console import console
+from pipeline.cli.console import console
 from pipeline.cli.options import DEVICE_HELP, config_from_options, default, option, torch_device
 from pipeline.stages.base import RunSettings
 from pipeline.stages.checkpoint_accuracy import checkpoint_map, map_metadata
@@ -84,9 +85,6 @@ def command(
 ) -> None:
     """Prune a YOLOv8, YOLO11 or YOLO26 checkpoint to a fraction of its MACs (or of its latency):
     data-aware with --data, by magnitude without; --val measures the mAP50-95 it cost."""
-    from rich.console import Console
-    from rich.table import Table
-
     device = torch_device(device, "prune")
     config = config_from_options(
         PruneConfig,
@@ -122,17 +120,15 @@ def command(
         f"{report.gflops_after:.2f}",
         f"{report.gflops_ratio:.3f}",
     )
-    Console().print(table)
+    console.print(table)
     if "latency" in report.extra:
-        Console().print(latency_table(report.extra["latency"]))
+        console.print(latency_table(report.extra["latency"]))
     if val is not None:
         print_map_change(model, output, report, val, imgsz, device)
 
 
 def latency_table(latency: dict):
     """The pruned model's time against the unpruned model's, per stage of the network."""
-    from rich.table import Table
-
     threads = latency["threads"] or "default"
     goal = f"goal {latency['goal']:.2f}, " if latency.get("goal") else ""
     table = Table(

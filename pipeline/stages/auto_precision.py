@@ -10,6 +10,7 @@ chosen engine's `artifact.json` gets an `auto_precision` block: every candidate 
 
 from __future__ import annotations
 
+import logging
 import shutil
 import tempfile
 from dataclasses import asdict, dataclass
@@ -22,7 +23,6 @@ from benchmarks.accuracy import evaluate
 from benchmarks.device import cpu_info
 from benchmarks.latency import TimingPlan, model_latency
 from core.artifacts import ARTIFACT_FILE, Artifact, sha256_path, write_json_atomic
-from core.console import log_console
 from core.engine_record import read_artifact_dir
 from core.errors import BackendUnavailable, InputError
 from targets.accuracy_bound import AccuracyBound
@@ -32,6 +32,8 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from pipeline.stages.build import BuildEntry
+
+log = logging.getLogger(__name__)
 
 ROUNDS = 3
 PLAN = TimingPlan(warmup=5, iters=20, min_seconds=1.0)
@@ -75,13 +77,12 @@ def build_auto(
             "precision auto compares each precision's mAP with fp32's", hint="pass --val data.yaml"
         )
     target = get_target(entry.target)
-    console = log_console()
     bound = AccuracyBound(entry.max_map_drop)
     candidates = [Candidate(precision) for precision in target.precisions]
     with tempfile.TemporaryDirectory(prefix="edgepipe-auto-", dir=Path(out_dir).parent) as tmp:
         built: dict[str, Artifact] = {}
         for candidate in candidates:
-            console.log(f"precision auto: building {entry.target}/{candidate.precision}")
+            log.info(f"precision auto: building {entry.target}/{candidate.precision}")
             try:
                 update = {"precision": candidate.precision}
                 built[candidate.precision] = build(
@@ -89,13 +90,13 @@ def build_auto(
                 )
             except (InputError, BackendUnavailable) as exc:
                 candidate.skipped = str(exc)
-                console.log(f"precision auto: {candidate.precision} skipped: {candidate.skipped}")
+                log.info(f"precision auto: {candidate.precision} skipped: {candidate.skipped}")
         if "fp32" not in built:
             raise InputError(f"precision auto needs {entry.target}/fp32 as its reference; it did not build")
         measure(candidates, built, val_data, bound)
         fp32_map = next(c.map50_95 for c in candidates if c.precision == "fp32") or 0.0
         chosen, reason = choose(candidates, bound, fp32_map)
-        console.log(f"precision auto: {reason}")
+        log.info(f"precision auto: {reason}")
         shutil.copytree(built[chosen.precision].path, out_dir)
     meta = read_artifact_dir(out_dir)
     meta["auto_precision"] = {

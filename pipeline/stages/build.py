@@ -9,11 +9,11 @@ INT8 build is checked against FP32 on the same target (`verify`) and falls back 
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
 from pydantic import Field, model_validator
-from rich.console import Console
 
 from core.artifacts import Artifact
 from core.calibration import CalibrationSet
@@ -25,6 +25,8 @@ from pipeline.stages.base import Section, StageContext
 from targets.base import AUTO, BuildInputs, check_precision, get_target
 from targets.engine_dir import onnx_facts
 from targets.options import check_options
+
+log = logging.getLogger(__name__)
 
 
 class BuildEntry(Section):
@@ -117,8 +119,8 @@ def check_options_for(entry: BuildEntry, val_data: Path | None) -> dict[str, Any
     if val_data is None:
         if entry.max_map_drop is not None:
             raise InputError("--max-map-drop needs a validation set", hint="pass --val data.yaml")
-        Console(stderr=True).print(
-            f"[yellow]warning[/]: {entry.target}/int8 mAP is unchecked: neither --val nor the calibration "
+        log.warning(
+            f"{entry.target}/int8 mAP is unchecked: neither --val nor the calibration "
             "data.yaml has a val split to measure it against fp32 (pass --val data.yaml, or --no-verify to "
             "build unchecked on purpose)"
         )

@@ -12,24 +12,29 @@ without torch.
 
 from __future__ import annotations
 
+import logging
 import math
+import os
+import random
 import tempfile
-from functools import partial
+from collections.abc import Callable
+from copy import deepcopy
 from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
-from rich.progress import Progress, TaskID
 
+from core import progress
 from core.artifacts import Artifact
+from core.calibration import CalibrationSet
 from core.checkpoints import load_detection_model, save_checkpoint
-from core.console import console
 from core.errors import InputError
 from core.letterbox import check_imgsz
 from core.validation import reported_by_pydantic
 from pipeline.stages.base import Section, StageContext
 from pipeline.stages.checkpoint_accuracy import checkpoint_map, input_map, map_metadata
 
+log = logging.getLogger(__name__)
 PRUNED_FILE = "pruned.pt"
 RECONSTRUCT_STEP = 0.9  # the default schedule removes at most a tenth of the MACs per step (measured best)
 # The engines a latency goal is measured on (pipeline.pruning.engine_timing.ENGINES, which imports torch)
@@ -215,9 +220,9 @@ def prune_checkpoint(
         extra |= {"steps": steps, "calibration": calibration, "kept_features": outcome.kept_features(model)}
         extra |= {"round_to": round_to} | ({"latency": latency} if latency else {})
     else:
-        console.print(
-            "[yellow]warning:[/] no calibration data: magnitude pruning without reconstruction, which "
-            "loses far more mAP (docs/pruning.md); give --data D.yaml or an image folder"
+        log.warning(
+            "no calibration data: magnitude pruning without reconstruction, which loses far more mAP "
+            "(docs/pruning.md); give --data D.yaml or an image folder"
         )
         model, magnitude = _prune_magnitude(model, data, config, imgsz, device)
         extra |= {"importance": config.importance, "steps": config.steps or 1}
@@ -231,8 +236,6 @@ def prune_checkpoint(
 def _prune_reconstruct(model, data: Path, config: PruneConfig, imgsz: int):
     """Data-aware selection and layer-wise reconstruction (pipeline.pruning.schedule), to a MACs,
     parameter or latency goal; with a latency model, the result is timed against the unpruned model."""
-    from copy import deepcopy
-
     import torch
 
     from pipeline.modules import split_c2f
@@ -251,11 +254,10 @@ def _prune_reconstruct(model, data: Path, config: PruneConfig, imgsz: int):
     ignored = ignored_layers(model, config.protected_layers, config.resolved_protect_head("reconstruct"))
     timing_images = list(calibration.batches(1))[:8]
     record: dict = {}
-    with Progress(console=console, transient=True) as progress:
-        task = progress.add_task("pruning", total=1.0)
+    with progress.current().task("pruning", total=1.0) as task:
 
         def report(what: str, done: float) -> None:
-            progress.update(task, description=what, completed=done)
+            task.update(what, completed=done)
 
         latency_model = None
         if config.measures_latency:
@@ -331,7 +333,6 @@ def labelled_dataset(data: Path | None) -> Path | None:
 
 def calibration_set(data: Path, imgsz: int, size: int):
     """The seeded calibration sample of a data.yaml's train split or of an image folder."""
-    from core.calibration import CalibrationSet
     from pipeline.pruning.trainset import unlabelled_images
 
     if data.is_dir():
@@ -341,8 +342,6 @@ def calibration_set(data: Path, imgsz: int, size: int):
 
 
 def sample(images: list[Path], size: int, seed: int = 0) -> list[Path]:
-    import random
-
     return images if len(images) <= size else sorted(random.Random(seed).sample(images, size))
 
 
@@ -376,9 +375,8 @@ def _prune_magnitude(model, data: Path | None, config: PruneConfig, imgsz: int, 
     unit, keep = config.target
     steps = config.steps or 1
     before = count_of(model, unit, imgsz)
-    with Progress(console=console, transient=True) as progress:
-        for step in range(1, steps + 1):
-            task = progress.add_task(f"pruning step {step}/{steps}", total=1.0)
+    for step in range(1, steps + 1):
+        with progress.current().task(f"pruning step {step}/{steps}", total=1.0) as task:
             now = count_of(model, unit, imgsz)
             report = prune_model(
                 model,
@@ -386,12 +384,17 @@ def _prune_magnitude(model, data: Path | None, config: PruneConfig, imgsz: int, 
                 **{unit: keep ** (step / steps) * before / now},
                 gradient_batches=batches(4),
                 bn_batches=batches(config.bn_batches),
-                progress=partial(_advance, progress, task),
+                progress=_completed(task),
             )
             if config.finetune_epochs_per_step and labels is not None:
-                progress.update(task, description=f"fine-tuning step {step}/{steps}")
+                task.update(f"fine-tuning step {step}/{steps}")
                 model = _finetune_step(model, labels, config, imgsz, device, step)
     return model, report
+
+
+def _completed(task: progress.Task) -> Callable[[float], None]:
+    """A fraction-done callback (what pipeline.pruning reports) that moves `task` there."""
+    return lambda done: task.update(completed=done)
 
 
 def count_of(model, unit: str, imgsz: int) -> float:
@@ -399,10 +402,6 @@ def count_of(model, unit: str, imgsz: int) -> float:
 
     params, gflops = measure(model, imgsz)
     return params if unit == "params" else gflops
-
-
-def _advance(progress: Progress, task: TaskID, done: float) -> None:
-    progress.update(task, completed=done)
 
 
 def _finetune_step(model, data: Path, config: PruneConfig, imgsz: int, device: str, step: int):
@@ -425,8 +424,6 @@ def _finetune_step(model, data: Path, config: PruneConfig, imgsz: int, device: s
 
 def _torch_device(device: str):
     """Ultralytics' device selection, without the one-core-short CPU thread count it sets."""
-    import os
-
     import torch
     from ultralytics.utils.torch_utils import select_device
 
