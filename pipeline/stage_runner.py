@@ -67,7 +67,9 @@ class StageOutcome:
     artifacts: dict[str, Artifact]
 
 
-def library_versions(names: tuple[str, ...]) -> dict[str, str]:
+def stage_versions(names: tuple[str, ...]) -> dict[str, str]:
+    """edgepipe's and the stage's libraries' versions for its cache key, "absent" included (installing
+    one changes the key); `benchmarks.device.library_versions` is what a result records."""
     versions = {"edgepipe": _version("edgepipe")}
     versions.update({name: _version(name) for name in names})
     return versions
@@ -199,7 +201,7 @@ class StageRunner:
                 "inputs": {name: a.sha256 for name, a in sorted(inputs.items())},
                 "reads": [fingerprint_data(p) for p in plan.reads],
                 "settings": {"imgsz": self.settings.imgsz, "device": self.settings.device},
-                "versions": library_versions(plan.libraries),
+                "versions": stage_versions(plan.libraries),
                 "code": source_digest(),
             }
         )
@@ -274,7 +276,7 @@ class StageRunner:
                 "key": key,
                 "seconds": round(seconds, 3),
                 "created_at": now_iso(),
-                "versions": library_versions(plan.libraries),
+                "versions": stage_versions(plan.libraries),
                 "artifacts": {n: a.model_dump(mode="json") for n, a in artifacts.items()},
             }
             write_json_atomic(tmp / STAGE_RECORD, record)

@@ -19,7 +19,7 @@ from core.artifacts import sha256_file
 from core.calibration import CalibrationSet
 from core.engine_record import read_artifact_dir
 from core.errors import InputError
-from targets.accuracy_int8.search import Step, chosen_step, float_layer_schedule, run_steps
+from targets.accuracy_int8.fallback import Step, chosen_step, float_layer_schedule, run_steps
 
 IMGSZ = 64
 LABELS_PER_IMAGE = 4

@@ -9,8 +9,8 @@ from typing import Annotated
 import typer
 
 from pipeline.cli.console import console
-from pipeline.cli.options import DEVICE_HELP, config_from_options, default, option, torch_device
-from pipeline.stages.finetune import BEST_FILE, RUN_DIR, FinetuneConfig, finetune
+from pipeline.cli.options import DEVICE_HELP, config_from_options, default, device_option, option
+from pipeline.stages.finetune import FINETUNED_FILE, RUN_DIR, FinetuneConfig, finetune
 
 
 def command(
@@ -24,7 +24,7 @@ def command(
     epochs: Annotated[int, option(FinetuneConfig, "epochs")] = default(FinetuneConfig, "epochs"),
     output: Annotated[
         Path, typer.Option("-o", "--output", help="checkpoint to write (the epoch `--checkpoint` keeps)")
-    ] = Path(BEST_FILE),
+    ] = Path(FINETUNED_FILE),
     imgsz: Annotated[int, typer.Option(help="training image size")] = 640,
     batch: Annotated[int, option(FinetuneConfig, "batch")] = default(FinetuneConfig, "batch"),
     device: Annotated[str, typer.Option(help=DEVICE_HELP)] = "cpu",
@@ -64,7 +64,7 @@ def command(
     ] = None,
 ) -> None:
     """Fine-tune a (pruned) YOLOv8 checkpoint with Ultralytics' trainer, keeping its architecture."""
-    device = torch_device(device, "finetune")
+    device = device_option(device, "finetune")
     config = config_from_options(
         FinetuneConfig,
         "finetune",

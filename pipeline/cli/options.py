@@ -56,7 +56,7 @@ def renamed(new: Any, old: Any, *, command: str, old_name: str, new_name: str) -
     return old if new is None else new
 
 
-def torch_device(value: str, command: str) -> str:
+def device_option(value: str, command: str) -> str:
     """`cpu` or `cuda:N` for torch (`cuda` is `cuda:0`); the training commands' old `N` means `cuda:N`."""
     if value == "cpu" or re.fullmatch(r"cuda:\d+", value):
         return value

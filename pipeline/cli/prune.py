@@ -10,7 +10,7 @@ from rich.table import Table
 
 from core.artifacts import Artifact
 from pipeline.cli.console import console
-from pipeline.cli.options import DEVICE_HELP, config_from_options, default, option, torch_device
+from pipeline.cli.options import DEVICE_HELP, config_from_options, default, device_option, option
 from pipeline.stages.base import RunSettings
 from pipeline.stages.checkpoint_accuracy import checkpoint_map, map_metadata
 from pipeline.stages.prune import PRUNED_FILE, PruneConfig, prune_checkpoint
@@ -85,7 +85,7 @@ def command(
 ) -> None:
     """Prune a YOLOv8, YOLO11 or YOLO26 checkpoint to a fraction of its MACs (or of its latency):
     data-aware with --data, by magnitude without; --val measures the mAP50-95 it cost."""
-    device = torch_device(device, "prune")
+    device = device_option(device, "prune")
     config = config_from_options(
         PruneConfig,
         "prune",

@@ -15,7 +15,7 @@ from benchmarks.results import load_results
 from core.artifacts import write_atomic
 from core.errors import InputError
 from pipeline.cli.console import console
-from pipeline.cli.options import DEVICE_HELP, config_from_options, default, option, renamed, torch_device
+from pipeline.cli.options import DEVICE_HELP, config_from_options, default, device_option, option, renamed
 from pipeline.run import run_pipeline, run_search
 from pipeline.search.budget_expr import parse_budget
 from pipeline.search.grid import DEFAULT_SIZES
@@ -171,7 +171,7 @@ def command(
     precision; then build, benchmark and gate it."""
     output = renamed(workdir, output, command="search", old_name="-o/--output", new_name="-w/--workdir")
     output = output or Path("search")
-    device = torch_device(device, "search")
+    device = device_option(device, "search")
     config = config_from_options(
         SearchConfig,
         "search",

@@ -40,7 +40,7 @@ PLAN = TimingPlan(warmup=5, iters=20, min_seconds=1.0)
 
 
 @dataclass
-class Candidate:
+class PrecisionCandidate:
     precision: str
     skipped: str | None = None  # why it was not built (the device cannot run it, ...)
     latency_ms: float | None = None  # median of every round's samples
@@ -49,7 +49,9 @@ class Candidate:
     within_bound: bool | None = None
 
 
-def choose(candidates: list[Candidate], bound: AccuracyBound, fp32_map: float) -> tuple[Candidate, str]:
+def choose(
+    candidates: list[PrecisionCandidate], bound: AccuracyBound, fp32_map: float
+) -> tuple[PrecisionCandidate, str]:
     """The fastest candidate within the bound, and why (FP32 is the reference, always within it)."""
     eligible = [c for c in candidates if c.within_bound]
     chosen = min(eligible, key=lambda c: c.latency_ms or float("inf"))
@@ -78,7 +80,7 @@ def build_auto(
         )
     target = get_target(entry.target)
     bound = AccuracyBound(entry.max_map_drop)
-    candidates = [Candidate(precision) for precision in target.precisions]
+    candidates = [PrecisionCandidate(precision) for precision in target.precisions]
     with tempfile.TemporaryDirectory(prefix="edgepipe-auto-", dir=Path(out_dir).parent) as tmp:
         built: dict[str, Artifact] = {}
         for candidate in candidates:
@@ -93,7 +95,7 @@ def build_auto(
                 log.info(f"precision auto: {candidate.precision} skipped: {candidate.skipped}")
         if "fp32" not in built:
             raise InputError(f"precision auto needs {entry.target}/fp32 as its reference; it did not build")
-        measure(candidates, built, val_data, bound)
+        measure_precisions(candidates, built, val_data, bound)
         fp32_map = next(c.map50_95 for c in candidates if c.precision == "fp32") or 0.0
         chosen, reason = choose(candidates, bound, fp32_map)
         log.info(f"precision auto: {reason}")
@@ -112,8 +114,8 @@ def build_auto(
     return Artifact(kind="engine", path=Path(out_dir).resolve(), sha256=sha256_path(out_dir), metadata=meta)
 
 
-def measure(
-    candidates: list[Candidate], built: dict[str, Artifact], val_data: Path, bound: AccuracyBound
+def measure_precisions(
+    candidates: list[PrecisionCandidate], built: dict[str, Artifact], val_data: Path, bound: AccuracyBound
 ) -> None:
     """Fill in each built candidate's latency (interleaved rounds) and mAP50-95 against FP32's."""
     runners = {p: get_target(a.metadata["target"]).load(a, RunOptions()) for p, a in built.items()}

@@ -25,7 +25,7 @@ from pipeline.stages.base import Section, StageContext
 from pipeline.stages.checkpoint_accuracy import checkpoint_map, input_map, map_metadata
 
 log = logging.getLogger(__name__)
-BEST_FILE = "best.pt"
+FINETUNED_FILE = "finetuned.pt"  # the kept checkpoint: the last epoch, or the best with `checkpoint: best`
 RUN_DIR = "train"
 
 
@@ -232,7 +232,7 @@ def run(config: FinetuneConfig, ctx: StageContext) -> dict[str, Artifact]:
         teacher = config.teacher
     elif config.teacher:
         teacher = ctx.input("teacher").path
-    out = ctx.out_dir / BEST_FILE
+    out = ctx.out_dir / FINETUNED_FILE
     model = ctx.input("model")
     before = input_map(model, ctx.settings)
     finetune(

@@ -70,7 +70,7 @@ def network_flags(trt: Any, plan: BuildPlan) -> int:
     return 1 << int(flag) if plan.strongly_typed and flag is not None else 0
 
 
-def build_engine(
+def compile_engine(
     onnx_path: Path,
     engine_path: Path,
     *,
