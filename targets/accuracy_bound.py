@@ -1,7 +1,8 @@
 """The mAP50-95 drop an INT8 build may cost against FP32 on the same target before it falls back.
 
-The user's `max_map_drop` (absolute) when given, else 1% of the FP32 figure: MLPerf's rule that a
-quantized model keeps 99% of the reference accuracy.
+The user's `max_drop_vs_fp32` (absolute; `max_map_drop` in the target options and the record) when
+given, else 1% of the FP32 figure: MLPerf's rule that a quantized model keeps 99% of the reference
+accuracy.
 """
 
 from __future__ import annotations

@@ -2,7 +2,8 @@
 
 Unknown keys are errors (`extra="forbid"`), so a misspelt option fails when the config is read instead of
 being ignored by the build. The targets still receive the options as the plain dict recorded in
-`artifact.json`; `max_map_drop` and `val_data` are set by the build stage from the entry's own keys.
+`artifact.json`; `max_map_drop` and `val_data` are set by the build stage from the entry's
+`max_drop_vs_fp32` and the run's val set.
 """
 
 from __future__ import annotations
@@ -19,7 +20,9 @@ class TargetOptions(BaseModel):
 
 
 class AccuracyDrivenOptions(TargetOptions):
-    max_map_drop: float | None = Field(None, ge=0, description="set from the build entry's `max_map_drop`")
+    max_map_drop: float | None = Field(
+        None, ge=0, description="set from the build entry's `max_drop_vs_fp32`"
+    )
     val_data: str | None = Field(None, description="set from the pipeline's `val` when the build is checked")
 
 

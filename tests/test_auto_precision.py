@@ -38,7 +38,7 @@ def tiny_onnx(tiny_checkpoint: Path, tmp_path_factory) -> Path:
 def test_openvino_auto_builds_every_precision_and_records_why(tiny_onnx, synth_dataset, tmp_path):
     out = tmp_path / "engine"
     engine = build_engine(
-        BuildEntry(target="openvino", precision="auto", calib_size=8), out, onnx=tiny_onnx,
+        BuildEntry(target="openvino", precision="auto", calib_images=8), out, onnx=tiny_onnx,
         checkpoint=None, calib_data=synth_dataset, val_data=synth_dataset,
     )  # fmt: skip
     meta = read_artifact_dir(out)

@@ -52,10 +52,10 @@ def command(
     target: Annotated[str, typer.Option(help="torch, onnxruntime, openvino or tensorrt")] = "onnxruntime",
     precision: Annotated[str, option(BuildEntry, "precision")] = default(BuildEntry, "precision"),
     data: Annotated[Path | None, typer.Option(help="data.yaml whose train images calibrate INT8")] = None,
-    calib_size: Annotated[int, option(BuildEntry, "calib_size")] = default(BuildEntry, "calib_size"),
+    calib_images: Annotated[int, option(BuildEntry, "calib_images")] = default(BuildEntry, "calib_images"),
     calib_seed: Annotated[int, option(BuildEntry, "calib_seed")] = default(BuildEntry, "calib_seed"),
-    max_map_drop: Annotated[float | None, option(BuildEntry, "max_map_drop")] = default(
-        BuildEntry, "max_map_drop"
+    max_drop_vs_fp32: Annotated[float | None, option(BuildEntry, "max_drop_vs_fp32")] = default(
+        BuildEntry, "max_drop_vs_fp32"
     ),
     val: Annotated[Path | None, typer.Option(help="data.yaml whose val split measures mAP")] = None,
     verify: Annotated[bool, option(BuildEntry, "verify", "--verify/--no-verify")] = default(
@@ -63,7 +63,7 @@ def command(
     ),
     max_steps: Annotated[
         int | None,
-        typer.Option(help="--max-map-drop on onnxruntime/tensorrt: most checkpoints after full INT8"),
+        typer.Option(help="--max-drop-vs-fp32 on onnxruntime/tensorrt: most checkpoints after full INT8"),
     ] = None,
     qdq_only: Annotated[
         bool,
@@ -75,6 +75,12 @@ def command(
     ] = None,
     imgsz: Annotated[int, typer.Option(help="input size for the torch target without --onnx")] = 640,
     calib: Annotated[Path | None, typer.Option("--calib", hidden=True, help="deprecated: --data")] = None,
+    calib_size: Annotated[
+        int | None, typer.Option("--calib-size", hidden=True, help="deprecated: --calib-images")
+    ] = None,
+    max_map_drop: Annotated[
+        float | None, typer.Option("--max-map-drop", hidden=True, help="deprecated: --max-drop-vs-fp32")
+    ] = None,
     output: Annotated[Path, typer.Option("-o", "--output", help="engine directory to write")] = Path(
         "engine"
     ),
@@ -83,6 +89,17 @@ def command(
     """Build an engine directory for one target and precision."""
     refuse_overwrite(output, force)
     data = renamed(data, calib, command="build", old_name="--calib", new_name="--data")
+    if calib_size is not None:
+        calib_images = renamed(
+            None, calib_size, command="build", old_name="--calib-size", new_name="--calib-images"
+        )
+    max_drop_vs_fp32 = renamed(
+        max_drop_vs_fp32,
+        max_map_drop,
+        command="build",
+        old_name="--max-map-drop",
+        new_name="--max-drop-vs-fp32",
+    )
     if onnx is None and model is None:
         raise InputError("nothing to build from", hint="pass --onnx model.onnx (and --model M.pt for torch)")
     if (qdq_only or qdq_onnx) and target != "tensorrt":
@@ -97,9 +114,9 @@ def command(
         "build",
         target=target,
         precision=precision,
-        calib_size=calib_size,
+        calib_images=calib_images,
         calib_seed=calib_seed,
-        max_map_drop=max_map_drop,
+        max_drop_vs_fp32=max_drop_vs_fp32,
         verify=verify,
         options=options,
     )
@@ -132,5 +149,6 @@ def check_accuracy_control(record: dict[str, Any], output: Path, console) -> Non
             f"{len(record['steps'])} steps; kept the best model found (mAP50-95 {final['map50_95']:.4f}), "
             "labelled accuracy_control.met = false",
             path=output,
-            hint="allow a larger drop, more steps (--max-steps), or calibrate on more images (--calib-size)",
+            hint="allow a larger drop, more steps (--max-steps), or calibrate on more images "
+            "(--calib-images)",
         )

@@ -187,7 +187,7 @@ class FleetDriver:
             if ship:
                 imgsz = onnx_facts(self.sources[outcome.cell.model].onnx).imgsz
                 sample = CalibrationSet.from_dataset(
-                    self.matrix.calibration, imgsz, entry.calib_size, entry.calib_seed
+                    self.matrix.calibration, imgsz, entry.calib_images, entry.calib_seed
                 )
                 inputs[key] = self.ray.put(pack_dataset(self.matrix.calibration, "train", list(sample.files)))
             else:
@@ -197,7 +197,7 @@ class FleetDriver:
     @staticmethod
     def calibration_key(outcome: CellOutcome) -> str:
         entry = outcome.cell.build
-        return f"calib:{outcome.cell.model}:{entry.calib_size}:{entry.calib_seed}"
+        return f"calib:{outcome.cell.model}:{entry.calib_images}:{entry.calib_seed}"
 
     def submit(self, outcome: CellOutcome, avoid: set[str] | None = None) -> None:
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy

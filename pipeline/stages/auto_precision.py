@@ -79,7 +79,7 @@ def build_auto(
             "precision auto compares each precision's mAP with fp32's", hint="pass --val data.yaml"
         )
     target = get_target(entry.target)
-    bound = AccuracyBound(entry.max_map_drop)
+    bound = AccuracyBound(entry.max_drop_vs_fp32)
     candidates = [PrecisionCandidate(precision) for precision in target.precisions]
     with tempfile.TemporaryDirectory(prefix="edgepipe-auto-", dir=Path(out_dir).parent) as tmp:
         built: dict[str, Artifact] = {}

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from pydantic import Field, model_validator
 
@@ -30,15 +30,25 @@ log = logging.getLogger(__name__)
 
 
 class BuildEntry(Section):
+    renamed: ClassVar[dict[str, str]] = {"calib_size": "calib_images", "max_map_drop": "max_drop_vs_fp32"}
+
     target: str = Field(description="backend: torch, onnxruntime, openvino or tensorrt")
     precision: str = Field(
         "fp32",
         description="fp32, bf16, fp16 or int8, as the target supports; auto: the fastest within the bound",
     )
-    calib_size: int = Field(300, ge=1, description="INT8: calibration images drawn from the train split")
+    calib_images: int = Field(
+        300,
+        ge=1,
+        description="INT8: calibration images drawn from the train split (one engine calibrates once: more "
+        "than the 64 of each search candidate)",
+    )
     calib_seed: int = Field(0, description="INT8: seed of the calibration sample")
-    max_map_drop: float | None = Field(
-        None, ge=0, description="INT8: largest allowed absolute mAP50-95 drop vs fp32 (default: 1% of fp32)"
+    max_drop_vs_fp32: float | None = Field(
+        None,
+        ge=0,
+        description="INT8 (and precision auto): largest allowed absolute mAP50-95 drop against fp32 on the "
+        "same target (default: 1% of fp32)",
     )
     verify: bool = Field(
         True, description="INT8: measure mAP against fp32 on the val set and fall back past the bound"
@@ -90,15 +100,15 @@ def build_engine(
         if calib_data is None:
             raise InputError("int8 needs calibration images", hint="pass --data data.yaml (its train split)")
         calibration = CalibrationSet.from_dataset(
-            calib_data, imgsz or 640, entry.calib_size, entry.calib_seed
+            calib_data, imgsz or 640, entry.calib_images, entry.calib_seed
         )
         options.update(check_options_for(entry, val_data or val_split_of(calib_data)))
         if options.get("val_data") and facts is not None:
             check_fits_model(options["val_data"], len(facts.names), ("val",))
-    elif entry.max_map_drop is not None and entry.precision != "int8":
-        raise InputError("--max-map-drop applies to int8 builds only")
-    elif entry.max_map_drop is not None:
-        options.update(max_map_drop=entry.max_map_drop)  # rejected with --qdq-onnx by the target
+    elif entry.max_drop_vs_fp32 is not None and entry.precision != "int8":
+        raise InputError("--max-drop-vs-fp32 applies to int8 builds only")
+    elif entry.max_drop_vs_fp32 is not None:
+        options.update(max_map_drop=entry.max_drop_vs_fp32)  # rejected with --qdq-onnx by the target
     inputs = BuildInputs(
         onnx=Path(onnx) if onnx else None, checkpoint=Path(checkpoint) if checkpoint else None
     )
@@ -112,13 +122,15 @@ def val_split_of(data: Path) -> Path | None:
 
 def check_options_for(entry: BuildEntry, val_data: Path | None) -> dict[str, Any]:
     """The target options that make an INT8 build check itself against FP32 (none: unchecked)."""
-    if entry.max_map_drop is not None and not entry.verify:
-        raise InputError("--max-map-drop bounds the checked INT8 drop, --no-verify skips the check: pass one")
+    if entry.max_drop_vs_fp32 is not None and not entry.verify:
+        raise InputError(
+            "--max-drop-vs-fp32 bounds the checked INT8 drop, --no-verify skips the check: pass one"
+        )
     if not entry.verify:
         return {}
     if val_data is None:
-        if entry.max_map_drop is not None:
-            raise InputError("--max-map-drop needs a validation set", hint="pass --val data.yaml")
+        if entry.max_drop_vs_fp32 is not None:
+            raise InputError("--max-drop-vs-fp32 needs a validation set", hint="pass --val data.yaml")
         log.warning(
             f"{entry.target}/int8 mAP is unchecked: neither --val nor the calibration "
             "data.yaml has a val split to measure it against fp32 (pass --val data.yaml, or --no-verify to "
@@ -126,8 +138,8 @@ def check_options_for(entry: BuildEntry, val_data: Path | None) -> dict[str, Any
         )
         return {}
     checked: dict[str, Any] = {"val_data": str(val_data)}
-    if entry.max_map_drop is not None:
-        checked["max_map_drop"] = entry.max_map_drop
+    if entry.max_drop_vs_fp32 is not None:
+        checked["max_map_drop"] = entry.max_drop_vs_fp32
     return checked
 
 

@@ -82,7 +82,11 @@ class SearchConfig(Section):
     macs: list[float] = Field([1.0, 0.9, 0.8, 0.7], description="MACs ratios tried (1.0: the model as given)")
     batch: int = Field(1, ge=1, description="batch size the budget applies to")
     round_to: int | None = Field(8, ge=1, description="keep channel counts multiples of this")
-    calib_images: int = Field(64, ge=8, description="INT8 calibration images per candidate")
+    calib_images: int = Field(
+        64,
+        ge=8,
+        description="INT8 calibration images per candidate (fewer than a build's 300: each calibrates)",
+    )
     map_images: int | None = Field(None, ge=1, description="val images each candidate's mAP is measured on")
     warmup: int = Field(5, ge=0, description="untimed runs before each timed round")
     iters: int = Field(40, ge=1, description="at least this many timed runs per candidate and round")

@@ -96,7 +96,7 @@ def build_candidate(
     entry = BuildEntry(
         target=settings.target,
         precision=candidate.precision,
-        calib_size=settings.calib_images,
+        calib_images=settings.calib_images,
         verify=False,
     )
     return build_engine(

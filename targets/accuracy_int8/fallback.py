@@ -101,7 +101,7 @@ class AccuracyControl:
 def control_options(options: dict[str, Any]) -> dict[str, Any]:
     """The loop's keyword arguments from a target's build options (`val_data`, `max_map_drop`, ...)."""
     if not options.get("val_data"):
-        raise InputError("--max-map-drop needs a validation set", hint="pass --val data.yaml")
+        raise InputError("--max-drop-vs-fp32 needs a validation set", hint="pass --val data.yaml")
     max_steps = options.get("max_steps")
     return {
         "val_data": Path(options["val_data"]),

@@ -117,7 +117,7 @@ def compile_engine(
         if len(calibration.files) < stream.batch_size:
             raise InputError(
                 f"calibration has {len(calibration.files)} images, fewer than its batch {stream.batch_size}",
-                hint="raise calib_size or lower opt_batch",
+                hint="raise calib_images or lower opt_batch",
             )
         calibrator = entropy_calibrator(trt, stream, cuda)
         config.int8_calibrator = calibrator

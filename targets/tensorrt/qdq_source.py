@@ -124,6 +124,7 @@ def qdq_source(
         return make_host_qdq(onnx_path, calibration, options, out_path)
     if options.get("max_map_drop") is not None:
         raise InputError(
-            "--max-map-drop decides the Q/DQ ONNX, --qdq-onnx compiles one already decided: pass one of them"
+            "--max-drop-vs-fp32 decides the Q/DQ ONNX, --qdq-onnx compiles one already decided: "
+            "pass one of them"
         )
     return adopt_qdq_onnx(Path(options["qdq_onnx"]), onnx_path, out_path)
