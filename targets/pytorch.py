@@ -12,6 +12,7 @@ import numpy as np
 
 from core.artifacts import sha256_file
 from core.checkpoints import class_names, count_params, gflops, load_detection_model
+from core.defaults import DEFAULT_IMGSZ
 from core.errors import InputError
 from core.families import family_of
 from core.runner import Runner
@@ -80,7 +81,7 @@ class TorchTarget:
         if inputs.onnx is not None:
             facts = onnx_facts(inputs.onnx)
         else:
-            facts = checkpoint_facts(inputs.checkpoint, int(options.get("imgsz", 640)))
+            facts = checkpoint_facts(inputs.checkpoint, int(options.get("imgsz", DEFAULT_IMGSZ)))
         copy_into(inputs.checkpoint, out_dir, MODEL_FILE)
         return write_engine_artifact(
             out_dir,

@@ -12,6 +12,7 @@ from benchmarks.profile import profile_table
 from benchmarks.results import save_results
 from benchmarks.table import flag_lines, results_table
 from core.artifacts import refuse_overwrite
+from core.defaults import DEFAULT_IMGSZ
 from core.errors import InputError
 from pipeline.cli.console import console
 from pipeline.cli.options import config_from_options, default, option, renamed
@@ -57,7 +58,7 @@ def command(
     data: Annotated[Path | None, typer.Option("--data", hidden=True, help="deprecated: --val")] = None,
     imgsz: Annotated[
         int, typer.Option("--imgsz", min=32, help="input size when --artifact is a plain .pt")
-    ] = 640,
+    ] = DEFAULT_IMGSZ,
     max_images: Annotated[int | None, option(BenchConfig, "max_images", "--max-images", min=1)] = default(
         BenchConfig, "max_images"
     ),

@@ -11,6 +11,7 @@ from rich.table import Table
 
 from core import progress
 from core.artifacts import atomic_output, refuse_overwrite, sha256_path
+from core.defaults import DEFAULT_IMGSZ
 from core.engine_record import read_artifact_dir
 from core.errors import CheckFailed, InputError
 from pipeline.cli.console import console
@@ -73,7 +74,9 @@ def command(
         Path | None,
         typer.Option(help="tensorrt int8: compile this Q/DQ ONNX (or the --qdq-only directory) as is"),
     ] = None,
-    imgsz: Annotated[int, typer.Option(help="input size for the torch target without --onnx")] = 640,
+    imgsz: Annotated[
+        int, typer.Option(help="input size for the torch target without --onnx")
+    ] = DEFAULT_IMGSZ,
     calib: Annotated[Path | None, typer.Option("--calib", hidden=True, help="deprecated: --data")] = None,
     calib_size: Annotated[
         int | None, typer.Option("--calib-size", hidden=True, help="deprecated: --calib-images")

@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from core.defaults import DEFAULT_IMGSZ
 from pipeline.cli.console import console
 from pipeline.cli.options import DEVICE_HELP, config_from_options, default, device_option, option
 from pipeline.stages.finetune import FINETUNED_FILE, RUN_DIR, FinetuneConfig, finetune
@@ -25,7 +26,7 @@ def command(
     output: Annotated[
         Path, typer.Option("-o", "--output", help="checkpoint to write (the epoch `--checkpoint` keeps)")
     ] = Path(FINETUNED_FILE),
-    imgsz: Annotated[int, typer.Option(help="training image size")] = 640,
+    imgsz: Annotated[int, typer.Option(help="training image size")] = DEFAULT_IMGSZ,
     batch: Annotated[int, option(FinetuneConfig, "batch")] = default(FinetuneConfig, "batch"),
     device: Annotated[str, typer.Option(help=DEVICE_HELP)] = "cpu",
     lr0: Annotated[float | None, option(FinetuneConfig, "lr0")] = default(FinetuneConfig, "lr0"),

@@ -9,6 +9,7 @@ import typer
 from rich.table import Table
 
 from core.artifacts import Artifact
+from core.defaults import DEFAULT_IMGSZ
 from pipeline.cli.console import console
 from pipeline.cli.options import DEVICE_HELP, config_from_options, default, device_option, option
 from pipeline.stages.base import RunSettings
@@ -80,7 +81,7 @@ def command(
         PruneConfig, "sensitivity_images"
     ),
     bn_batches: Annotated[int, option(PruneConfig, "bn_batches")] = default(PruneConfig, "bn_batches"),
-    imgsz: Annotated[int, typer.Option(help="input size for GFLOPs and data batches")] = 640,
+    imgsz: Annotated[int, typer.Option(help="input size for GFLOPs and data batches")] = DEFAULT_IMGSZ,
     device: Annotated[str, typer.Option(help=DEVICE_HELP)] = "cpu",
 ) -> None:
     """Prune a YOLOv8, YOLO11 or YOLO26 checkpoint to a fraction of its MACs (or of its latency):

@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from core.checkpoints import count_params, gflops
+from core.defaults import DEFAULT_IMGSZ
 from core.errors import CheckFailed
 from pipeline.modules import split_c2f
 from pipeline.pruning.families import (
@@ -52,7 +53,7 @@ class PruneOptions:
     protected_layers: tuple[int, ...] = (0, 1)
     protect_head: bool = True
     isomorphic: bool = False
-    imgsz: int = 640
+    imgsz: int = DEFAULT_IMGSZ
 
 
 @dataclass

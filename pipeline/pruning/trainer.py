@@ -23,6 +23,7 @@ from torch import nn
 from ultralytics.models.yolo.detect import DetectionTrainer
 
 from core.artifacts import write_atomic
+from core.defaults import DEFAULT_IMGSZ
 from pipeline.pruning.distill import DistillationLoss, FeatureTaps
 
 log = logging.getLogger(__name__)
@@ -142,7 +143,7 @@ def train(
     *,
     run_dir: Path,
     epochs: int,
-    imgsz: int = 640,
+    imgsz: int = DEFAULT_IMGSZ,
     batch: int = 16,
     device: str = "cpu",
     teacher: nn.Module | None = None,

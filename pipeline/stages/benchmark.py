@@ -29,6 +29,7 @@ from benchmarks.results import SOURCE_ROLE, Result, save_results
 from core import letterbox, progress
 from core.artifacts import Artifact, now_iso, sha256_path
 from core.dataset import check_fits_model, load_dataset
+from core.defaults import DEFAULT_IMGSZ
 from core.engine_record import read_artifact_dir
 from core.errors import InputError
 from core.letterbox import load_image
@@ -42,7 +43,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 RESULTS_FILE = "results.json"
-SYNTHETIC_SHAPE = (480, 640, 3)  # a typical photo, for --no-accuracy runs without a dataset
+# A 4:3 photo, for --no-accuracy runs without a dataset.
+SYNTHETIC_SHAPE = (DEFAULT_IMGSZ * 3 // 4, DEFAULT_IMGSZ, 3)
 # Imported before the memory baseline: the engine's figure leaves out its runtime library's own code.
 BACKEND_LIBRARIES = {
     "torch": ("torch", "ultralytics.nn.tasks"),
@@ -122,7 +124,7 @@ def check_artifact_exists(path: Path) -> Path:
     return path
 
 
-def resolve_artifact(path: Path, scratch: Path, imgsz: int = 640) -> Artifact:
+def resolve_artifact(path: Path, scratch: Path, imgsz: int = DEFAULT_IMGSZ) -> Artifact:
     """A build directory as is; a plain .pt built as torch/fp32, a plain .onnx as onnxruntime/fp32."""
     path = check_artifact_exists(path)
     if path.is_dir():
@@ -179,7 +181,7 @@ def bench_artifact(
     data_yaml: Path | None,
     config: BenchConfig,
     model_name: str | None = None,
-    imgsz: int = 640,
+    imgsz: int = DEFAULT_IMGSZ,
 ) -> list[Result]:
     """One Result per batch size; mAP is measured once (it does not depend on the batch) and shared.
 

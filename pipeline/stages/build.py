@@ -18,6 +18,7 @@ from pydantic import Field, model_validator
 from core.artifacts import Artifact
 from core.calibration import CalibrationSet
 from core.dataset import check_fits_model, load_dataset
+from core.defaults import DEFAULT_IMGSZ
 from core.errors import BackendUnavailable, InputError
 from core.validation import reported_by_pydantic
 from pipeline.stages.auto_precision import build_auto
@@ -94,13 +95,13 @@ def build_engine(
         imgsz = facts.imgsz
     options = dict(entry.options)
     if entry.target == "torch":
-        options.setdefault("imgsz", imgsz or 640)
+        options.setdefault("imgsz", imgsz or DEFAULT_IMGSZ)
     calibration = None
     if entry.precision == "int8" and not options.get("qdq_onnx"):  # a given Q/DQ ONNX is calibrated
         if calib_data is None:
             raise InputError("int8 needs calibration images", hint="pass --data data.yaml (its train split)")
         calibration = CalibrationSet.from_dataset(
-            calib_data, imgsz or 640, entry.calib_images, entry.calib_seed
+            calib_data, imgsz or DEFAULT_IMGSZ, entry.calib_images, entry.calib_seed
         )
         options.update(check_options_for(entry, val_data or val_split_of(calib_data)))
         if options.get("val_data") and facts is not None:

@@ -21,6 +21,7 @@ from core import progress
 from core.artifacts import Artifact, atomic_output, sha256_file
 from core.checkpoints import count_params, gflops, load_detection_model, ultralytics_copy
 from core.dataset import load_dataset
+from core.defaults import DEFAULT_IMGSZ
 from core.errors import CheckFailed
 from core.families import family_of
 from core.letterbox import preprocess
@@ -72,7 +73,7 @@ class Parity:
 def export_onnx(
     checkpoint: Path,
     out_path: Path,
-    imgsz: int = 640,
+    imgsz: int = DEFAULT_IMGSZ,
     opset: int = 17,
     dynamic_batch: bool = False,
     simplify: bool = True,
