@@ -2,7 +2,7 @@
 progress bars, warnings), the rich logging handler and the progress reporter library code reports to.
 
 Library code never prints: it logs through `logging.getLogger(__name__)` and reports progress through
-`core.progress`. `install()` routes both here once per process.
+`core.progress`; `user_output()` shows both here while a command runs (pipeline/cli/errors.py).
 """
 
 from __future__ import annotations
