@@ -32,7 +32,7 @@ class AccuracyBound:
     @property
     def rule(self) -> str:
         if self.max_map_drop is not None:
-            return f"max_map_drop {self.max_map_drop} (absolute)"
+            return f"max_drop_vs_fp32 {self.max_map_drop} (absolute)"
         return f"{RELATIVE_DROP:.0%} of FP32 mAP50-95 (MLPerf's 99% rule)"
 
 
