@@ -23,13 +23,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from core import progress as progress_report
 from core.dataset import label_path, load_dataset, read_labels
 from core.errors import InputError
 from core.letterbox import Letterbox, preprocess
 
 if TYPE_CHECKING:
-    from rich.progress import Progress
-
     from core.runner import Runner
 
 # Ultralytics `val` settings, so that every backend is scored the way Ultralytics scores torch.
@@ -200,26 +199,22 @@ def evaluate(
     imgsz: int,
     split: str = "val",
     batch: int = 1,
-    progress: bool | Progress = True,
+    progress: bool = True,
     max_images: int | None = None,
 ) -> Accuracy:
     """mAP50-95 and mAP50 of `runner` on a dataset split: square letterbox, Ultralytics NMS, COCO metric.
 
     `max_images`: only the split's first images (a quick, partial mAP).
     A last partial batch is padded by repeating its final image, so fixed-batch engines work too.
-    `progress`: True shows its own bar, a rich Progress gets a task added, False shows nothing.
+    `progress`: report the batches done to the installed `core.progress` reporter.
     """
-    from rich.progress import track
-
     images, names, dataset_name = labelled_images(Path(data_yaml), split)
     total = len(images)
     images = images[:max_images] if max_images is not None else images
     batches: Iterable[list[Path]] = [images[i : i + batch] for i in range(0, len(images), batch)]
-    description = f"mAP on {dataset_name}/{split}"
-    if progress is True:
-        batches = track(batches, description=description, transient=True)
-    elif progress:
-        batches = progress.track(batches, description=description)
+    if progress:
+        count = -(-len(images) // batch)
+        batches = progress_report.track(batches, f"mAP on {dataset_name}/{split}", count)
     detections: list[np.ndarray] = []
     shapes: list[tuple[int, int]] = []
     for paths in batches:

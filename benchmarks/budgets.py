@@ -253,7 +253,9 @@ def find_baseline(results: list[Result], pattern: str, device: str, batch: int) 
     return max(candidates, key=lambda r: r.created_at, default=None)
 
 
-def evaluate(budgets: list[Budget], results: list[Result], source: Path | None = None) -> list[Verdict]:
+def budget_verdicts(
+    budgets: list[Budget], results: list[Result], source: Path | None = None
+) -> list[Verdict]:
     """Check every budget against every result it matches.
 
     A budget that matches no result, or whose baseline has no result beside a matched one, makes the

@@ -20,13 +20,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from rich.table import Table
 
 from benchmarks.results import Result
 from core.errors import InputError
 
 ALPHA = 0.01
 MIN_EFFECT = 0.03
-MAX_MAP_DROP = 0.005
+MAX_MAP_REGRESSION = 0.005
 
 
 @dataclass(frozen=True)
@@ -104,7 +105,7 @@ def compare_results(
     new: list[Result],
     alpha: float = ALPHA,
     min_effect: float = MIN_EFFECT,
-    max_map_drop: float = MAX_MAP_DROP,
+    max_map_regression: float = MAX_MAP_REGRESSION,
 ) -> tuple[list[Comparison], list[str]]:
     """Comparisons of paired results, and notes on results found in only one file."""
     base_by_key, new_by_key = _by_key(base), _by_key(new)
@@ -113,12 +114,17 @@ def compare_results(
     comparisons = []
     for key, old in base_by_key.items():
         if key in new_by_key:
-            comparisons.append(compare_pair(key, old, new_by_key[key], alpha, min_effect, max_map_drop))
+            comparisons.append(compare_pair(key, old, new_by_key[key], alpha, min_effect, max_map_regression))
     return comparisons, unpaired
 
 
 def compare_pair(
-    key: tuple[str, str, int], base: Result, new: Result, alpha: float, min_effect: float, max_map_drop: float
+    key: tuple[str, str, int],
+    base: Result,
+    new: Result,
+    alpha: float,
+    min_effect: float,
+    max_map_regression: float,
 ) -> Comparison:
     latency = latency_changes(base, new, alpha, min_effect)
     map_change = None
@@ -135,8 +141,8 @@ def compare_pair(
                 f"{change.metric} p50 {change.base_median:.2f} -> {change.new_median:.2f} ms "
                 f"({change.relative:+.1%}, p={change.p_value:.2g})"
             )
-    if map_change is not None and map_change < -max_map_drop:
-        comparison.regressions.append(f"mAP50-95 dropped by {-map_change:.4f} (> {max_map_drop})")
+    if map_change is not None and map_change < -max_map_regression:
+        comparison.regressions.append(f"mAP50-95 dropped by {-map_change:.4f} (> {max_map_regression})")
     return comparison
 
 
@@ -207,8 +213,6 @@ def refuse_unjudgeable(comparisons: list[Comparison], unpaired: list[str]) -> No
 
 
 def comparison_table(comparisons: list[Comparison], base: Path, new: Path):
-    from rich.table import Table
-
     table = Table(title=f"{base} -> {new}")
     for column in ("target", "batch", "metric", "base p50 ms", "new p50 ms", "change", "p-value", "verdict"):
         table.add_column(column, justify="left" if column in ("target", "metric", "verdict") else "right")

@@ -19,6 +19,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 # CPU flags that decide which kernels the backends can use (AVX-512 / VNNI for INT8, AMX / BF16).
 CPU_FLAGS = (
     "avx2",
@@ -75,8 +77,6 @@ def _cpuinfo() -> dict[str, str]:
 
 
 def cpu_info() -> dict[str, Any]:
-    import psutil
-
     info = _cpuinfo()
     model = info.get("model name") or info.get("hardware") or platform.processor() or platform.machine()
     present = set((info.get("flags") or info.get("features") or "").split())
@@ -195,8 +195,6 @@ def _static_fingerprint() -> dict[str, Any]:
 
 
 def _memory_gb() -> float:
-    import psutil
-
     return round(psutil.virtual_memory().total / 2**30, 1)
 
 

@@ -18,6 +18,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 METHOD = "peak RSS added by loading and running the engine, in a fresh process (VmHWM - VmRSS before)"
 _STATUS = Path("/proc/self/status")
 
@@ -52,8 +54,6 @@ def current_kb() -> int:
     rss = _status_kb("VmRSS")
     if rss is not None:
         return rss
-    import psutil
-
     return psutil.Process().memory_info().rss // 1024
 
 

@@ -14,6 +14,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import psutil
+
 from benchmarks.device import read_probe, run_probe
 from benchmarks.latency import coefficient_of_variation
 
@@ -38,8 +40,6 @@ def _throttle_count() -> int:
 
 
 def cpu_snapshot() -> CpuSnapshot:
-    import psutil
-
     times = psutil.cpu_times()
     # Busy fields only: Linux counts guest time inside user, so summing every field would count it twice.
     busy = sum(getattr(times, f, 0.0) for f in ("user", "nice", "system", "irq", "softirq", "steal"))
@@ -54,8 +54,6 @@ def cpu_snapshot() -> CpuSnapshot:
 
 def other_load(start: CpuSnapshot, end: CpuSnapshot, cpus: int | None = None) -> float:
     """Share (0..1) of the machine's CPU time that other processes used between two snapshots."""
-    import psutil
-
     capacity = (end.wall - start.wall) * (cpus or psutil.cpu_count() or 1)
     if capacity <= 0:
         return 0.0

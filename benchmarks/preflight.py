@@ -14,6 +14,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import psutil
+
 from benchmarks.noise import MAX_OTHER_LOAD
 
 SAMPLE_SECONDS = 0.5
@@ -48,8 +50,6 @@ class CpuLoad:
 
 def measure_load(seconds: float = SAMPLE_SECONDS) -> CpuLoad:
     """Other processes' use of this process's CPUs over `seconds` (this process stays idle meanwhile)."""
-    import psutil
-
     cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
     per_cpu = psutil.cpu_percent(interval=seconds, percpu=True)
     mine = [per_cpu[c] for c in cpus if c < len(per_cpu)] if cpus else per_cpu

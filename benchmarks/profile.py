@@ -11,6 +11,7 @@ from collections import defaultdict
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from rich.table import Table
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -47,8 +48,6 @@ def profile_share(profile: dict[str, Any], p50_ms: float) -> float:
 
 
 def profile_table(profile: dict[str, Any], p50_ms: float, title: str, top: int = TOP_LAYERS) -> Table:
-    from rich.table import Table
-
     share = profile_share(profile, p50_ms)
     table = Table(
         title=f"{title}: slowest {min(top, len(profile['layers']))} of {len(profile['layers'])} layers",

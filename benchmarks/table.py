@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from rich.table import Table
+
 if TYPE_CHECKING:
     from rich.table import Table
 
@@ -79,8 +81,6 @@ def results_table(results: list[Result], title: str = "benchmark results", conte
 
     Flags show by kind ("cpu-load", "high-cv"); `flag_lines` gives their full text.
     """
-    from rich.table import Table
-
     columns = {**CONTEXT, **MEASURES} if context else dict(MEASURES)
     if context:
         columns = {k: v for k, v in columns.items() if k not in LEFT_OUT_IN_CONTEXT}

@@ -1,4 +1,4 @@
-"""The layer every other package builds on: errors, artifacts, YAML, console, checkpoints, datasets,
+"""The layer every other package builds on: errors, artifacts, YAML, progress, checkpoints, datasets,
 calibration and the letterbox pre-process. It imports no other edgepipe package."""
 
 from core.offline import configure_offline

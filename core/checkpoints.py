@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from core.artifacts import sha256_file, write_atomic
+from core.defaults import DEFAULT_IMGSZ
 from core.errors import InputError
 from core.families import check_detector, select_inference_branch
 from core.safe_load import read_checkpoint
@@ -96,7 +97,7 @@ def count_params(model: DetectionModel) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def gflops(model: DetectionModel, imgsz: int = 640) -> float:
+def gflops(model: DetectionModel, imgsz: int = DEFAULT_IMGSZ) -> float:
     """GFLOPs of one image at imgsz, counted as Ultralytics counts them (on a fused copy: 8.7 for yolov8n)."""
     from ultralytics.utils.torch_utils import get_flops
 

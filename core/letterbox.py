@@ -6,6 +6,7 @@ the RGB float32 NCHW batch in 0..1 every Runner takes.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +16,7 @@ import numpy as np
 
 from core.errors import InputError
 
+log = logging.getLogger(__name__)
 PAD_VALUE = 114  # Ultralytics' letterbox grey
 
 
@@ -43,12 +45,10 @@ def load_image(path: Path) -> np.ndarray:
 
 def decodable(paths: Iterable[Path]) -> list[Path]:
     """The images that decode; each one that does not is skipped with a warning naming it."""
-    from core.console import console
-
     usable = []
     for path in paths:
         if cv2.imread(str(path), cv2.IMREAD_COLOR) is None:
-            console.print(f"[yellow]warning[/]: {path}: cannot decode this image; skipped")
+            log.warning("%s: cannot decode this image; skipped", path)
         else:
             usable.append(path)
     return usable

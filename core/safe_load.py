@@ -18,11 +18,16 @@ from __future__ import annotations
 
 import functools
 import importlib
+import logging
+import pathlib
 from pathlib import Path
 from typing import Any
 
-from core.console import console
+import numpy as np
+
 from core.errors import InputError
+
+log = logging.getLogger(__name__)
 
 # Modules whose torch.nn.Module classes a checkpoint may name.
 MODEL_MODULES = ("torch.nn.modules", "ultralytics.nn.modules", "ultralytics.nn.tasks", "pipeline.modules")
@@ -49,10 +54,7 @@ def read_checkpoint(path: Path) -> Any:
     if _trusted:
         if path.resolve() not in _warned:
             _warned.add(path.resolve())
-            console.print(
-                f"[yellow]warning[/]: {path}: loading with full unpickling (--trust-checkpoint): "
-                "the file can run any code"
-            )
+            log.warning("%s: loading with full unpickling (--trust-checkpoint): it can run any code", path)
         return tasks.torch_safe_load(str(path), safe_only=False)[0]
     classes = allowed_globals(path)
     import torch
@@ -64,8 +66,6 @@ def read_checkpoint(path: Path) -> Any:
         return tasks.torch_safe_load(str(path), safe_only=True)[0]
     entries: list[Any] = [(obj, name) for name, obj in classes.items()]
     if "numpy.dtype" in classes:  # numpy's dtype classes are built at load time: the scan cannot list them
-        import numpy as np
-
         entries.append(type(np.dtype(np.float64)))
     with torch.serialization.safe_globals(entries):
         return torch.load(str(path), map_location="cpu", weights_only=True)
@@ -130,9 +130,6 @@ def _model_attribute(obj: Any, name: str) -> Any:
 @functools.cache
 def _data_globals() -> dict[str, Any]:
     """The plain data of Ultralytics' checkpoints, as Ultralytics' restricted loader allows it."""
-    import pathlib
-
-    import numpy as np
     from ultralytics.utils import IterableSimpleNamespace
 
     scalar = np.float64(0).__reduce__()[0]

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field, field_validator
 
+from core.defaults import DEFAULT_IMGSZ
 from core.errors import InputError
 from core.letterbox import check_imgsz
 from core.validation import reported_by_pydantic
@@ -55,7 +56,7 @@ class PipelineConfig(Section):
         description="data.yaml for fine-tuning and INT8 calibration (train split), or {synth: {...}}"
     )
     val: Path | None = Field(None, description="data.yaml whose val split measures mAP; default: `data`")
-    imgsz: int = Field(640, ge=32, description="input size in pixels (square letterbox)")
+    imgsz: int = Field(DEFAULT_IMGSZ, ge=32, description="input size in pixels (square letterbox)")
     device: str = Field("cpu", description="torch device for prune/fine-tune: cpu, 0, cuda:0")
     prune: PruneConfig | None = Field(None, description="structured pruning; omit to skip")
     finetune: FinetuneConfig | None = Field(None, description="fine-tuning after pruning; omit to skip")

@@ -12,7 +12,6 @@ from benchmarks.history import global_history_path, history_path
 from benchmarks.results import load_results, save_results
 from core.artifacts import Artifact, write_atomic
 from core.checkpoints import check_sha256, load_detection_model
-from core.console import console as shared_console
 from core.errors import EXIT_CHECK_FAILED, EXIT_OK
 from core.safe_load import trust_checkpoints
 from pipeline.config import PipelineConfig, SynthSource, load_config
@@ -82,14 +81,14 @@ def run_pipeline(
     only: str | None = None,
     force: bool = False,
     wait: float = 0,
-    console: Console | None = None,
+    console: Console,
     global_history: bool = False,
 ) -> int:
     """Returns the exit code: 0 all good, 1 the gate failed (errors raise EdgepipeError).
 
     Results are recorded in the work dir's history, and in the global one too with `global_history`.
+    `console` (the command's) shows what each stage changed and the summary tables.
     """
-    console = console or shared_console
     config = load_config(config_path)
     plans = make_plans(config)
     work = WorkDir(workdir or default_workdir(Path(config_path)))
@@ -98,7 +97,7 @@ def run_pipeline(
         work.clean_stale()
         data_yaml = None if isinstance(config.data, SynthSource) else config.data
         histories = (history_path(work.root),) + ((global_history_path(),) if global_history else ())
-        runner = StageRunner(work, replace(settings_for(config, data_yaml), histories=histories), console)
+        runner = StageRunner(work, replace(settings_for(config, data_yaml), histories=histories))
 
         def follow(plan: StagePlan, outcome: StageOutcome) -> None:
             """The synthetic data becomes the run's data; a stage that changed the model says how, and a
@@ -138,18 +137,17 @@ def run_search(
     val: Path,
     device: str,
     workdir: Path,
-    console: Console | None = None,
+    console: Console,
 ) -> Artifact:
     """The search's cached stages in `workdir`; returns the search.json artifact of the winner (a search
     that finds none raises CheckFailed, exit 1, naming the nearest candidate)."""
-    console = console or shared_console
     work = WorkDir(workdir)
     settings = RunSettings(
         imgsz=max(config.sizes()), device=device, data=data, val=val, model_name=model.stem
     )
     with work.lock():
         work.clean_stale()
-        runner = StageRunner(work, settings, console)
+        runner = StageRunner(work, settings)
         runner.seed("model", source_model_artifact(model))
         console.print(f"[bold]edgepipe search[/bold] {model}  [dim]work dir {work.root}[/dim]")
         runner.execute(search_plans(config, data_reads=(data, val)))

@@ -12,6 +12,7 @@ import functools
 import hashlib
 import importlib
 import json
+import logging
 import os
 import shutil
 import socket
@@ -24,7 +25,6 @@ from typing import Any
 
 from filelock import FileLock, Timeout
 from pydantic import BaseModel
-from rich.console import Console
 
 from core.artifacts import (
     MANIFEST_FILE,
@@ -35,10 +35,10 @@ from core.artifacts import (
     sha256_path,
     write_json_atomic,
 )
-from core.console import console as shared_console
 from core.errors import EdgepipeError, InputError
 from pipeline.stages.base import RunSettings, StageContext
 
+log = logging.getLogger(__name__)
 STAGE_RECORD = "stage.json"
 SOURCE_PACKAGES = ("core", "benchmarks", "targets", "pipeline")  # edgepipe's code, hashed into stage keys
 STAGE_ORDER = ("data", "search", "prune", "finetune", "export", "build", "bench", "report", "gate")
@@ -67,7 +67,9 @@ class StageOutcome:
     artifacts: dict[str, Artifact]
 
 
-def library_versions(names: tuple[str, ...]) -> dict[str, str]:
+def stage_versions(names: tuple[str, ...]) -> dict[str, str]:
+    """edgepipe's and the stage's libraries' versions for its cache key, "absent" included (installing
+    one changes the key); `benchmarks.device.library_versions` is what a result records."""
     versions = {"edgepipe": _version("edgepipe")}
     versions.update({name: _version(name) for name in names})
     return versions
@@ -180,10 +182,9 @@ def read_stage_record(directory: Path) -> dict[str, Artifact] | None:
 class StageRunner:
     """Executes StagePlans in order against a WorkDir."""
 
-    def __init__(self, workdir: WorkDir, settings: RunSettings, console: Console | None = None):
+    def __init__(self, workdir: WorkDir, settings: RunSettings):
         self.workdir = workdir
         self.settings = settings
-        self.console = console or shared_console
         self.available: dict[str, Artifact] = {}
         self.outcomes: list[StageOutcome] = []
         self.on_outcome: Callable[[StagePlan, StageOutcome], None] | None = None
@@ -200,7 +201,7 @@ class StageRunner:
                 "inputs": {name: a.sha256 for name, a in sorted(inputs.items())},
                 "reads": [fingerprint_data(p) for p in plan.reads],
                 "settings": {"imgsz": self.settings.imgsz, "device": self.settings.device},
-                "versions": library_versions(plan.libraries),
+                "versions": stage_versions(plan.libraries),
                 "code": source_digest(),
             }
         )
@@ -243,7 +244,7 @@ class StageRunner:
                 )
             if cached is not None:
                 outcome = StageOutcome(plan.label, "cached", 0.0, directory, cached)
-                self.console.print(f"[dim]  cached[/dim]  {plan.label}  [dim]{directory.name}[/dim]")
+                log.info(f"cached   {plan.label}  {directory.name}")
             else:
                 outcome = self._run_stage(plan, inputs, key, directory)
             for output_name, artifact in outcome.artifacts.items():
@@ -261,7 +262,7 @@ class StageRunner:
     ) -> StageOutcome:
         for artifact in inputs.values():
             artifact.verify()
-        self.console.rule(f"[bold cyan]{plan.label}")
+        log.info(f"running  {plan.label}")
         tmp = self.workdir.stages / f".tmp-{directory.name}-{os.getpid()}"
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
@@ -275,7 +276,7 @@ class StageRunner:
                 "key": key,
                 "seconds": round(seconds, 3),
                 "created_at": now_iso(),
-                "versions": library_versions(plan.libraries),
+                "versions": stage_versions(plan.libraries),
                 "artifacts": {n: a.model_dump(mode="json") for n, a in artifacts.items()},
             }
             write_json_atomic(tmp / STAGE_RECORD, record)
@@ -284,7 +285,7 @@ class StageRunner:
             os.replace(tmp, directory)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
-        self.console.print(f"[green]  done[/green]    {plan.label}  [dim]{seconds:.1f} s[/dim]")
+        log.info(f"done     {plan.label}  {seconds:.1f} s")
         return StageOutcome(plan.label, "ran", seconds, directory, artifacts)
 
     def write_manifest(self) -> Path:

@@ -1,7 +1,8 @@
 """The mAP50-95 drop an INT8 build may cost against FP32 on the same target before it falls back.
 
-The user's `max_map_drop` (absolute) when given, else 1% of the FP32 figure: MLPerf's rule that a
-quantized model keeps 99% of the reference accuracy.
+The user's `max_drop_vs_fp32` (absolute; `max_map_drop` in the target options and the record) when
+given, else 1% of the FP32 figure: MLPerf's rule that a quantized model keeps 99% of the reference
+accuracy.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ class AccuracyBound:
     @property
     def rule(self) -> str:
         if self.max_map_drop is not None:
-            return f"max_map_drop {self.max_map_drop} (absolute)"
+            return f"max_drop_vs_fp32 {self.max_map_drop} (absolute)"
         return f"{RELATIVE_DROP:.0%} of FP32 mAP50-95 (MLPerf's 99% rule)"
 
 

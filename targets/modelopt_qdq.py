@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 from core.errors import BackendUnavailable, InputError
 from targets.head import onnx_head_postprocess_nodes
+from targets.qdq import calibration_reader
 
 if TYPE_CHECKING:
     from core.calibration import CalibrationSet
@@ -64,8 +65,6 @@ def _quantize(
     """The child process's work."""
     import onnx
     from modelopt.onnx.quantization import quantize
-
-    from targets.qdq import calibration_reader
 
     input_name = onnx.load(str(onnx_in), load_external_data=False).graph.input[0].name
     quantize(

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import psutil
 
 from core.runner import LayerTime, Runner
 from targets.base import RunOptions
@@ -34,8 +35,6 @@ def make_session(path: Path, options: RunOptions, profile_prefix: str | None = N
 
 def default_threads() -> int | None:
     """ONNX Runtime's intra-op pool when left at 0: one thread per physical core (its documented default)."""
-    import psutil
-
     return psutil.cpu_count(logical=False)
 
 

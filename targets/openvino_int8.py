@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field
 
-from core.console import log_console
 from targets.accuracy_bound import AccuracyBound
 from targets.accuracy_control import validation_dataset, validation_fn
 from targets.head import head_postprocess_nodes
@@ -26,6 +25,8 @@ from targets.options import AccuracyDrivenOptions
 
 if TYPE_CHECKING:
     from core.calibration import CalibrationSet
+
+log = logging.getLogger(__name__)
 
 # (mAP50-95, mAP50) of an ov.Model compiled with an inference precision hint (f32, bf16)
 Measure = Callable[[Any, str], tuple[float, float]]
@@ -100,13 +101,11 @@ def quantize(
     record["float_parts"] = {"hint": float_hint, "checked": False}
     if not options.val_data:
         return quantized, record, None
-
-    console = log_console()
     val_data, bound = options.val_data, AccuracyBound.from_options(options)
     fp32 = measure(model, "f32")
     limit = bound.limit(fp32[0])
     int8 = measure(quantized, float_hint)
-    console.log(
+    log.info(
         f"openvino FP32 mAP50-95 {fp32[0]:.4f}, INT8 (float parts {float_hint}) {int8[0]:.4f} "
         f"(drop {fp32[0] - int8[0]:+.4f}, may drop {limit:.4f}: {bound.rule})"
     )
@@ -118,7 +117,7 @@ def quantize(
             f"INT8 with {float_hint} float parts dropped {fp32[0] - tried[0]:.4f} mAP50-95, past the bound "
             f"{limit:.4f}; with f32 float parts it dropped {fp32[0] - int8[0]:.4f}"
         )
-        console.log(f"{why}: the float parts run f32")
+        log.info(f"{why}: the float parts run f32")
         record["float_parts"] = {
             "hint": "f32",
             "checked": True,
@@ -128,7 +127,7 @@ def quantize(
     float_hint = record["float_parts"]["hint"]
     steps: list[dict[str, Any]] = [{"step": 0, "map50_95": int8[0], "map50": int8[1], "how": "nncf.quantize"}]
     if not bound.met(fp32[0], int8[0]):
-        console.log("INT8 is outside the bound: falling back with nncf.quantize_with_accuracy_control")
+        log.info("INT8 is outside the bound: falling back with nncf.quantize_with_accuracy_control")
         quantized = nncf.quantize_with_accuracy_control(
             model,
             data,

@@ -4,7 +4,8 @@ Each target declares its own options model next to its code (`Target.options_mod
 `TargetOptions`. Unknown keys are errors (`extra="forbid"`), so a misspelt option fails when the config
 is read instead of being ignored by the build. The build stage validates the entry's options into that
 model and hands the object to `Target.build`; `max_map_drop` and `val_data` are set by the build stage
-from the entry's own keys. `artifact.json` records the keys that were set (`TargetOptions.record`).
+from the entry's `max_drop_vs_fp32` and the run's val set. `artifact.json` records the keys that were set
+(`TargetOptions.record`).
 """
 
 from __future__ import annotations
@@ -35,7 +36,9 @@ class TargetOptions(BaseModel):
 class AccuracyDrivenOptions(TargetOptions):
     """An INT8 build checked against FP32 on a val set; every target with int8 takes these."""
 
-    max_map_drop: float | None = Field(None, ge=0, description="set from the build entry's `max_map_drop`")
+    max_map_drop: float | None = Field(
+        None, ge=0, description="set from the build entry's `max_drop_vs_fp32`"
+    )
     val_data: str | None = Field(None, description="set from the pipeline's `val` when the build is checked")
 
 

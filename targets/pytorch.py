@@ -13,6 +13,7 @@ from pydantic import Field
 
 from core.artifacts import sha256_file
 from core.checkpoints import class_names, count_params, gflops, load_detection_model
+from core.defaults import DEFAULT_IMGSZ
 from core.errors import InputError
 from core.families import family_of
 from core.runner import Runner
@@ -93,7 +94,7 @@ class TorchTarget:
         if inputs.onnx is not None:
             facts = onnx_facts(inputs.onnx)
         else:
-            facts = checkpoint_facts(inputs.checkpoint, options.imgsz or inputs.imgsz or 640)
+            facts = checkpoint_facts(inputs.checkpoint, options.imgsz or inputs.imgsz or DEFAULT_IMGSZ)
         copy_into(inputs.checkpoint, out_dir, MODEL_FILE)
         return write_engine_artifact(
             out_dir,

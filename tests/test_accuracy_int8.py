@@ -19,7 +19,7 @@ from core.artifacts import sha256_file
 from core.calibration import CalibrationSet
 from core.engine_record import read_artifact_dir
 from core.errors import InputError
-from targets.accuracy_int8.search import Step, chosen_step, float_layer_schedule, run_steps
+from targets.accuracy_int8.fallback import Step, chosen_step, float_layer_schedule, run_steps
 from targets.tensorrt.options import TensorRtOptions
 
 IMGSZ = 64
@@ -129,7 +129,7 @@ def test_onnxruntime_bound_of_one_stops_at_full_int8(
     from pipeline.stages.base import RunSettings, StageContext
     from targets.base import RunOptions, get_target
 
-    entry = build.BuildEntry(target="onnxruntime", precision="int8", calib_size=16, max_map_drop=1.0)
+    entry = build.BuildEntry(target="onnxruntime", precision="int8", calib_images=16, max_drop_vs_fp32=1.0)
     ctx = StageContext(
         out_dir=tmp_path,
         settings=RunSettings(imgsz=IMGSZ, device="cpu", data=synth_dataset, val=self_labelled_val),
@@ -152,8 +152,8 @@ def unmet_qdq_dir(confident_onnx, synth_dataset, self_labelled_val, tmp_path_fac
     out = tmp_path_factory.mktemp("unmet") / "qdq"
     result = cli(
         "build", "--onnx", str(confident_onnx), "--target", "tensorrt", "--precision", "int8",
-        "--qdq-only", "--data", str(synth_dataset), "--calib-size", "16", "--val", str(self_labelled_val),
-        "--max-map-drop", "0", "--max-steps", "1", "-o", str(out),
+        "--qdq-only", "--data", str(synth_dataset), "--calib-images", "16", "--val", str(self_labelled_val),
+        "--max-drop-vs-fp32", "0", "--max-steps", "1", "-o", str(out),
     )  # fmt: skip
     return out, result
 
@@ -263,7 +263,7 @@ def test_default_bound_is_one_percent_of_fp32_and_a_given_drop_replaces_it():
     assert default.met(0.4, 0.396) and not default.met(0.4, 0.3959)
     assert "99%" in default.rule
     given = AccuracyBound.from_options(TensorRtOptions(max_map_drop=0.02))
-    assert given.limit(0.4) == 0.02 and given.met(0.4, 0.38) and "0.02" in given.rule
+    assert given.limit(0.4) == 0.02 and given.met(0.4, 0.38) and "max_drop_vs_fp32 0.02" in given.rule
 
 
 @pytest.fixture(scope="module")
@@ -305,7 +305,7 @@ def test_int8_without_a_val_set_warns_that_it_is_unchecked(confident_onnx, blank
     train_only = blank_calibration.with_name("train-only.yaml")  # no val split anywhere
     train_only.write_text("train: images\nnames:\n  0: class0\n  1: class1\n  2: class2\n")
     common = ["build", "--onnx", str(confident_onnx), "--target", "onnxruntime", "--precision", "int8",
-              "--data", str(train_only), "--calib-size", "8"]  # fmt: skip
+              "--data", str(train_only), "--calib-images", "8"]  # fmt: skip
     unchecked = cli(*common, "-o", str(tmp_path / "a"))
     assert unchecked.exit_code == 0, unchecked.output
     assert "int8 mAP is unchecked" in " ".join(unchecked.output.split())
@@ -313,7 +313,7 @@ def test_int8_without_a_val_set_warns_that_it_is_unchecked(confident_onnx, blank
     opted_out = cli(*common, "--val", str(blank_calibration), "--no-verify", "-o", str(tmp_path / "b"))
     assert opted_out.exit_code == 0 and "unchecked" not in opted_out.output
     assert "accuracy_control" not in read_artifact_dir(tmp_path / "b")
-    both = cli(*common, "--val", str(blank_calibration), "--no-verify", "--max-map-drop", "0.01",
+    both = cli(*common, "--val", str(blank_calibration), "--no-verify", "--max-drop-vs-fp32", "0.01",
                "-o", str(tmp_path / "c"))  # fmt: skip
     assert both.exit_code == 2 and "--no-verify" in both.output
 
@@ -324,7 +324,7 @@ def test_int8_checks_itself_on_the_val_split_of_its_calibration_data(
     out = tmp_path / "engine"
     result = cli(
         "build", "--onnx", str(confident_onnx), "--target", "onnxruntime", "--precision", "int8",
-        "--data", str(self_labelled_val), "--calib-size", "8", "-o", str(out),
+        "--data", str(self_labelled_val), "--calib-images", "8", "-o", str(out),
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     assert "unchecked" not in result.output
@@ -348,7 +348,9 @@ def test_openvino_bad_calibration_falls_back_through_nncf(
 ):
     from pipeline.stages.build import BuildEntry, build_engine
 
-    entry = BuildEntry(target="openvino", precision="int8", calib_size=8, max_map_drop=OPENVINO_TIGHT_BOUND)
+    entry = BuildEntry(
+        target="openvino", precision="int8", calib_images=8, max_drop_vs_fp32=OPENVINO_TIGHT_BOUND
+    )
     engine = build_engine(
         entry, tmp_path / "engine", onnx=confident_onnx, checkpoint=None, calib_data=blank_calibration,
         val_data=self_labelled_val,

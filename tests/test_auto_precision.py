@@ -8,7 +8,7 @@ import pytest
 
 from core.engine_record import read_artifact_dir
 from core.errors import InputError
-from pipeline.stages.auto_precision import Candidate, choose
+from pipeline.stages.auto_precision import PrecisionCandidate, choose
 from pipeline.stages.build import BuildEntry, build_engine
 from targets.accuracy_bound import AccuracyBound
 
@@ -17,10 +17,10 @@ IMGSZ = 64
 
 def test_the_fastest_outside_the_bound_loses_to_the_fastest_within_it():
     candidates = [
-        Candidate("fp32", latency_ms=30.0, map50_95=0.40, drop=0.0, within_bound=True),
-        Candidate("bf16", latency_ms=25.0, map50_95=0.399, drop=0.001, within_bound=True),
-        Candidate("fp16", skipped="this device cannot run fp16"),
-        Candidate("int8", latency_ms=20.0, map50_95=0.38, drop=0.02, within_bound=False),
+        PrecisionCandidate("fp32", latency_ms=30.0, map50_95=0.40, drop=0.0, within_bound=True),
+        PrecisionCandidate("bf16", latency_ms=25.0, map50_95=0.399, drop=0.001, within_bound=True),
+        PrecisionCandidate("fp16", skipped="this device cannot run fp16"),
+        PrecisionCandidate("int8", latency_ms=20.0, map50_95=0.38, drop=0.02, within_bound=False),
     ]
     chosen, reason = choose(candidates, AccuracyBound(), fp32_map=0.40)
     assert chosen.precision == "bf16"
@@ -38,7 +38,7 @@ def tiny_onnx(tiny_checkpoint: Path, tmp_path_factory) -> Path:
 def test_openvino_auto_builds_every_precision_and_records_why(tiny_onnx, synth_dataset, tmp_path):
     out = tmp_path / "engine"
     engine = build_engine(
-        BuildEntry(target="openvino", precision="auto", calib_size=8), out, onnx=tiny_onnx,
+        BuildEntry(target="openvino", precision="auto", calib_images=8), out, onnx=tiny_onnx,
         checkpoint=None, calib_data=synth_dataset, val_data=synth_dataset,
     )  # fmt: skip
     meta = read_artifact_dir(out)

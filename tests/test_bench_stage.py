@@ -117,11 +117,17 @@ def test_command_writes_results_and_table(tiny_engine, synth_dataset, tmp_path, 
     assert "torch/fp32" in capsys.readouterr().out
 
 
-def test_busy_machine_is_said_before_timing_and_recorded(tiny_engine, tmp_path, capsys, busy_cpu):
+def test_busy_machine_is_said_before_timing_and_recorded(tiny_engine, tmp_path, busy_cpu):
+    """Said by the library's log, shown by the command (its output and log lines in one stream here)."""
+    from typer.testing import CliRunner
+
+    from pipeline.cli import app
+
     out = tmp_path / "busy.json"
-    command(artifact=tiny_engine.path, output=out, no_accuracy=True, batch="1", warmup=1, iters=3,
-            min_seconds=0.0, throughput_seconds=0.2, threads=None, memory=False)  # fmt: skip
-    printed = capsys.readouterr().out
+    args = ["bench", "-a", tiny_engine.path, "-o", out, "--no-accuracy", "--no-memory", "--warmup", "1",
+            "--iters", "3", "--min-seconds", "0", "--throughput-seconds", "0.2"]  # fmt: skip
+    result = CliRunner().invoke(app, [str(a) for a in args], catch_exceptions=False, terminal_width=200)
+    printed = " ".join(result.output.split())
     assert "busy before timing" in printed and "running with --threads 1" in printed
     assert printed.index("busy before timing") < printed.index("edgepipe bench")  # before the table
     (result,) = load_results(out)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from factories import JETSON, cpu_results, make_result
 
-from benchmarks.budgets import Budget, evaluate, load_budgets
+from benchmarks.budgets import Budget, budget_verdicts, load_budgets
 from core.errors import InputError
 
 
@@ -95,7 +95,7 @@ def test_a_budget_can_require_what_the_engine_ran_as():
     fell_back = make_result("openvino", "int8", 10.0, 0.39, ran_as="fp32")
     quantized = make_result("openvino", "int8", 10.0, 0.39, ran_as="int8+fp32", seed=1)
     budget = Budget(target="openvino/int8", ran_as="int8*")
-    broken, held = evaluate([budget], [fell_back, quantized])
+    broken, held = budget_verdicts([budget], [fell_back, quantized])
     (check,) = broken.checks
     assert not broken.passed and held.passed
     assert check.describe() == "ran as BROKEN: measured fp32, limit matches int8*, margin —"
@@ -110,7 +110,7 @@ def test_latency_check_margin_and_message():
     result = make_result("openvino", "int8", 10.0, 0.39)
     limit = result.latency_ms.p90 / 1.01  # broken by 1%
     budget = Budget(target="openvino/int8", max_latency_ms={"p90": limit, "p50": 11})
-    (verdict,) = evaluate([budget], [result])
+    (verdict,) = budget_verdicts([budget], [result])
     assert not verdict.passed
     (broken,) = verdict.failures
     assert broken.criterion == "latency p90"
@@ -123,7 +123,7 @@ def test_latency_check_margin_and_message():
 def test_globs_are_case_insensitive_and_batch_filters():
     results = [*cpu_results(), make_result("openvino", "int8", 30.0, 0.39, batch=8)]
     budget = Budget(device="*XEON*", target="openvino/*", batch=1, max_size_mb=10)
-    verdicts = evaluate([budget], results)
+    verdicts = budget_verdicts([budget], results)
     assert sorted(v.result.key for v in verdicts) == ["openvino/fp32", "openvino/int8"]
     assert all(v.result.batch == 1 for v in verdicts)
 
@@ -132,16 +132,16 @@ def test_target_glob_takes_either_name_of_an_engine():
     # openvino/fp32 ran as bf16: the budget may name it as configured or as printed in "ran as"
     results = cpu_results()
     for name in ("openvino/fp32", "openvino/bf16", "OpenVINO/FP32"):
-        (verdict,) = evaluate([Budget(target=name, max_size_mb=10)], results)
+        (verdict,) = budget_verdicts([Budget(target=name, max_size_mb=10)], results)
         assert verdict.result.key == "openvino/fp32"
     with pytest.raises(InputError, match="matches no result"):
-        evaluate([Budget(target="openvino/fp16", max_size_mb=10)], results)
+        budget_verdicts([Budget(target="openvino/fp16", max_size_mb=10)], results)
 
 
 def test_map_drop_against_baseline_on_same_device():
     results = cpu_results()  # torch/fp32 0.401; onnxruntime/int8 0.385 (drop 0.016)
     budget = Budget(target="*/int8", max_map_drop=0.01, baseline="torch/fp32")
-    verdicts = {v.result.key: v for v in evaluate([budget], results)}
+    verdicts = {v.result.key: v for v in budget_verdicts([budget], results)}
     assert verdicts["openvino/int8"].passed
     check = verdicts["onnxruntime/int8"].checks[0]
     assert not check.passed and check.measured == pytest.approx(0.016)
@@ -151,19 +151,19 @@ def test_missing_baseline_is_unusable_input():
     results = [make_result("tensorrt", "int8", 3.0, 0.39, device=JETSON), *cpu_results()]
     budget = Budget(device="*orin*", target="tensorrt/int8", max_map_drop=0.01, baseline="torch/fp32")
     with pytest.raises(InputError, match="no 'torch/fp32' result"):
-        evaluate([budget], results)
+        budget_verdicts([budget], results)
 
 
 def test_unmeasured_figure_fails_the_budget():
     result = make_result("openvino", "int8", 10.0, None)
-    (verdict,) = evaluate([Budget(target="openvino/int8", min_map50_95=0.3)], [result])
+    (verdict,) = budget_verdicts([Budget(target="openvino/int8", min_map50_95=0.3)], [result])
     assert not verdict.passed and "not measured" in verdict.checks[0].describe()
 
 
 def test_throughput_and_size_directions():
     result = make_result("openvino", "int8", 10.0, 0.39, size_mb=1.7)  # 100 img/s
     budget = Budget(target="openvino/int8", min_throughput_ips=120, max_size_mb=2)
-    (verdict,) = evaluate([budget], [result])
+    (verdict,) = budget_verdicts([budget], [result])
     throughput, size = verdict.checks
     assert not throughput.passed and throughput.margin == pytest.approx(-20)
     assert size.passed and size.margin == pytest.approx(0.3)

@@ -97,7 +97,7 @@ def test_missing_input_is_a_message_and_exit_2(tmp_path, monkeypatch, args):
     [
         (("prune", "--model", "m.pt", "--macs", "1.5"), ["--macs", "1.5"]),
         (("bench", "--artifact", "missing.onnx", "-o", "r.json"), ["missing.onnx", "not found"]),
-        (("build", "--onnx", "m.onnx", "--calib-size", "0"), ["--calib-size", "0"]),
+        (("build", "--onnx", "m.onnx", "--calib-images", "0"), ["--calib-images", "0"]),
         (("export", "--model", "m.pt", "--imgsz", "100"), ["--imgsz", "100"]),
     ],
 )

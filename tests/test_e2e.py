@@ -48,7 +48,7 @@ def tiny_pipeline(tmp_path_factory, synth_dataset) -> Path:
         "export": {"opset": 17},
         "build": [
             {"target": "torch", "precision": "fp32"},
-            {"target": "onnxruntime", "precision": "int8", "calib_size": 8},
+            {"target": "onnxruntime", "precision": "int8", "calib_images": 8},
         ],
         "bench": {"warmup": 1, "iters": 5, "min_seconds": 0.1, "memory": False},
         "report": {},

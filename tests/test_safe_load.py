@@ -91,8 +91,6 @@ def test_no_command_runs_the_payload_and_each_exits_2_naming_the_file(hostile, s
 
 
 def test_fleet_driver_refuses_the_hostile_checkpoint(hostile, tmp_path):
-    from rich.console import Console
-
     from pipeline.fleet.driver import prepare_sources
     from pipeline.fleet.matrix import load_matrix
 
@@ -101,7 +99,7 @@ def test_fleet_driver_refuses_the_hostile_checkpoint(hostile, tmp_path):
     matrix = {"models": [{"checkpoint": str(evil)}], "targets": ["onnxruntime/fp32"], "devices": ["a"]}
     path.write_text(yaml.safe_dump({**matrix, "bench": {"accuracy": False}}))
     with pytest.raises(InputError, match=r"refused: the checkpoint names posix\.system"):
-        prepare_sources(load_matrix(path), tmp_path / "out", Console(quiet=True))
+        prepare_sources(load_matrix(path), tmp_path / "out")
     assert not marker.exists()
 
 

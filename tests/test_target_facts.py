@@ -108,7 +108,7 @@ def test_tensorrt_and_modelopt_versions_enter_the_build_and_bench_cache_keys(tmp
         after = keys()
         assert all(after[label] != before[label] for label in plans), library
         before = after
-    assert stage_runner.library_versions(plans["build:tensorrt/int8"].libraries)["tensorrt"] == "10.4.0"
+    assert stage_runner.stage_versions(plans["build:tensorrt/int8"].libraries)["tensorrt"] == "10.4.0"
 
 
 def test_only_targets_from_onnx_need_the_export(tmp_path):

@@ -52,7 +52,7 @@ def torch_output(tiny_checkpoint: Path, images: np.ndarray) -> np.ndarray:
 
 def build(target, precision, tiny_onnx, tiny_checkpoint, synth_dataset, out: Path, **entry) -> Artifact:
     return build_engine(
-        BuildEntry(target=target, precision=precision, calib_size=8, **entry),
+        BuildEntry(target=target, precision=precision, calib_images=8, **entry),
         out,
         onnx=tiny_onnx if target != "torch" else None,
         checkpoint=tiny_checkpoint,
@@ -271,7 +271,7 @@ def test_build_stage_writes_into_its_output_dir(tiny_onnx, tiny_checkpoint, synt
 @pytest.mark.slow
 def test_openvino_accuracy_aware_int8(tiny_onnx, tiny_checkpoint, synth_dataset, images, tmp_path):
     out = tmp_path / "engine"
-    build("openvino", "int8", tiny_onnx, tiny_checkpoint, synth_dataset, out, max_map_drop=0.5)
+    build("openvino", "int8", tiny_onnx, tiny_checkpoint, synth_dataset, out, max_drop_vs_fp32=0.5)
     meta = read_artifact_dir(out)
     record = meta["accuracy_control"]
     assert record["max_map_drop"] == 0.5 and record["met"] and not record["fell_back"]
@@ -285,6 +285,6 @@ def test_max_map_drop_needs_a_val_set(tiny_onnx, synth_dataset, tmp_path):
     train_only.write_text(f"path: {synth_dataset.parent}\ntrain: images/train\nnames: [a, b, c, d, e, f]\n")
     with pytest.raises(InputError, match="--val"):
         build_engine(
-            BuildEntry(target="openvino", precision="int8", calib_size=8, max_map_drop=0.01),
+            BuildEntry(target="openvino", precision="int8", calib_images=8, max_drop_vs_fp32=0.01),
             tmp_path / "engine", onnx=tiny_onnx, checkpoint=None, calib_data=train_only, val_data=None,
         )  # fmt: skip

@@ -18,7 +18,7 @@ from core.calibration import CalibrationSet
 from core.errors import InputError
 from targets.base import BuildInputs
 from targets.tensorrt import cuda_memory, library, target
-from targets.tensorrt.engine import build_engine
+from targets.tensorrt.engine import compile_engine
 from targets.tensorrt.library import TensorRtFailure
 from targets.tensorrt.options import TensorRtOptions
 from targets.tensorrt.runner import TensorRtRunner
@@ -125,7 +125,7 @@ def test_fp16_is_a_flag_on_10_and_the_onnx_type_on_11(fake, onnx_static, tmp_pat
 def test_fp16_onnx_runs_with_the_engine_dtypes(fake, onnx_fp16, tmp_path):
     """An fp16 ONNX has fp16 inputs and outputs: the runner casts to and from them."""
     trt, cuda = fake
-    record = build_engine(onnx_fp16, tmp_path / "m.engine", precision="fp16", int8_mode=None,
+    record = compile_engine(onnx_fp16, tmp_path / "m.engine", precision="fp16", int8_mode=None,
                           calibration=None, batch=1, options=TensorRtOptions(), cuda=cuda)  # fmt: skip
     assert record["runtime_precision"] == "fp16"
     assert record["strongly_typed"] is (major(trt) >= 11)
@@ -145,7 +145,7 @@ def test_fp16_onnx_runs_with_the_engine_dtypes(fake, onnx_fp16, tmp_path):
 def test_cuda_graph_replays_the_engine_and_the_copy_compute_split_is_recorded(fake, onnx_fp16, tmp_path):
     """With CUDA graphs the engine is captured once per shape and replayed, with fresh inputs each time."""
     _, cuda = fake
-    record = build_engine(onnx_fp16, tmp_path / "m.engine", precision="fp16", int8_mode=None,
+    record = compile_engine(onnx_fp16, tmp_path / "m.engine", precision="fp16", int8_mode=None,
                           calibration=None, batch=1, options=TensorRtOptions(), cuda=cuda)  # fmt: skip
     metadata = {
         "tensorrt": {**record, "tensorrt_version": record["trt_version"]},
@@ -236,7 +236,7 @@ def test_parser_errors_name_the_file(fake, onnx_static, calibration, tmp_path):
     int32_bias = tmp_path / "bias.onnx"
     quantize_qdq(onnx_static, int32_bias, calibration, dataclasses.replace(TENSORRT_QDQ, quantize_bias=True))
     with pytest.raises(InputError, match=r"bias\.onnx: TensorRT cannot parse the ONNX: .*INT32"):
-        build_engine(int32_bias, tmp_path / "m.engine", precision="int8", int8_mode="qdq", calibration=None,
+        compile_engine(int32_bias, tmp_path / "m.engine", precision="int8", int8_mode="qdq", calibration=None,
                      batch=1, options=TensorRtOptions(), cuda=cuda)  # fmt: skip
 
 

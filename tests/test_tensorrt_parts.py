@@ -305,7 +305,7 @@ def test_tensorrt_engine_builds_and_runs(precision, tiny_onnx, tiny_checkpoint, 
     from targets.base import RunOptions
 
     out = tmp_path / "engine"
-    entry = BuildEntry(target="tensorrt", precision=precision, calib_size=8)
+    entry = BuildEntry(target="tensorrt", precision=precision, calib_images=8)
     artifact = build_engine(
         entry, out, onnx=tiny_onnx, checkpoint=tiny_checkpoint, calib_data=synth_dataset, val_data=None
     )

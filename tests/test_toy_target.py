@@ -164,7 +164,7 @@ def test_the_toy_library_version_enters_the_build_stage_cache_key(tmp_path, monk
     assert list(plans) == ["export", f"build:{NAME}/fp32"]  # it builds from the ONNX: exported first
     build = plans[f"build:{NAME}/fp32"]
     assert build.needs["onnx"] == "onnx" and LIBRARY in build.libraries
-    assert stage_runner.library_versions(build.libraries)[LIBRARY] == version(LIBRARY)
+    assert stage_runner.stage_versions(build.libraries)[LIBRARY] == version(LIBRARY)
 
     runner = StageRunner(WorkDir(tmp_path / "work"), RunSettings(imgsz=64, device="cpu", data=None, val=None))
     monkeypatch.setattr(stage_runner, "fingerprint_data", lambda path: "data")  # the files do not exist

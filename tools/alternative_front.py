@@ -21,17 +21,16 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
 from rich.table import Table
 
 from benchmarks.accuracy import evaluate
 from benchmarks.latency import latency_stats
 from core.artifacts import write_json_atomic
 from core.pareto import pareto_front
+from pipeline.cli.console import console, user_output
 from pipeline.search.budget_expr import parse_budget
 from pipeline.search.grid import Candidate
 from pipeline.search.select import upper_bound
-from pipeline.stages.benchmark import bench_progress
 from pipeline.stages.search import CANDIDATES_FILE
 from pipeline.stages.search_candidates import MeasureSettings, build_candidate, time_runners
 from targets.base import RunOptions, get_target
@@ -70,14 +69,14 @@ def ultralytics_exports(model: Path, sizes: list[int], data: Path, work: Path) -
     return exports
 
 
-def measure(args: argparse.Namespace, console: Console) -> list[dict[str, Any]]:
+def measure(args: argparse.Namespace) -> list[dict[str, Any]]:
     search, files = search_files(args.search, args.model)
     sizes = sorted({row["imgsz"] for row in search["candidates"]}, reverse=True)
     front = [row for row in search["candidates"] if row["front"]]
     settings = MeasureSettings(target="openvino", rounds=args.rounds, iters=args.iters)
     options = RunOptions(batch=1)
     rows: list[dict[str, Any]] = []
-    with tempfile.TemporaryDirectory(prefix="edgepipe-front-") as tmp, bench_progress() as progress:
+    with tempfile.TemporaryDirectory(prefix="edgepipe-front-") as tmp:
         runners: dict[Candidate, Any] = {}
         labels: dict[Candidate, str] = {}
         for index, row in enumerate(front):
@@ -94,9 +93,9 @@ def measure(args: argparse.Namespace, console: Console) -> list[dict[str, Any]]:
             precision = "int8" if "INT8" in label else "bf16"  # float parts as OpenVINO runs them by default
             runners[candidate] = OpenVinoRunner(xml, precision, options, hint=int8_float_hint())
             labels[candidate] = label
-        samples, flags = time_runners(runners, settings, args.data, progress)
+        samples, flags = time_runners(runners, settings, args.data)
         for candidate, runner in runners.items():
-            score = evaluate(runner, args.val, candidate.imgsz, progress=progress)
+            score = evaluate(runner, args.val, candidate.imgsz)
             p50 = latency_stats(samples[candidate]).p50
             rows.append(
                 {
@@ -143,7 +142,7 @@ def comparison(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return table
 
 
-def print_tables(rows: list[dict[str, Any]], levels: list[dict[str, Any]], console: Console) -> None:
+def print_tables(rows: list[dict[str, Any]], levels: list[dict[str, Any]]) -> None:
     engines = Table(title="Both fronts, timed in one run (model only, batch 1)")
     for column in ("engine", "ran as", "p50 ms", "p90 bound ms", "mAP50-95", "front"):
         engines.add_column(column, justify="left" if column in ("engine", "ran as") else "right")
@@ -179,11 +178,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--iters", type=int, default=40, help="timed runs per engine and round")
     parser.add_argument("--out", type=Path, help="write the measurements as JSON here")
     args = parser.parse_args(argv)
-    console = Console()
-    rows = measure(args, console)
+    with user_output():
+        rows = measure(args)
     fronts(rows)
     levels = comparison(rows)
-    print_tables(rows, levels, console)
+    print_tables(rows, levels)
     if args.out:
         write_json_atomic(args.out, {"engines": rows, "levels": levels})
     return 0

@@ -34,10 +34,10 @@ from benchmarks.latency import TimingPlan, latency_stats, model_latency
 from benchmarks.noise import LoadMonitor
 from benchmarks.throughput import measure_throughput
 from core.artifacts import Artifact, sha256_path
-from core.console import console
 from core.engine_record import read_artifact_dir
 from core.errors import CheckFailed, InputError
 from core.letterbox import preprocess
+from pipeline.cli.console import console
 from pipeline.stages.build import BuildEntry, build_engine
 from pipeline.stages.export import export_onnx
 from targets.base import RunOptions, get_target

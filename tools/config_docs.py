@@ -78,6 +78,9 @@ def section(model: type[BaseModel], prefix: str, title: str) -> list[str]:
             list_like = get_origin(field.annotation) is list
             nested.append((models, f"{key}[]." if list_like else f"{key}."))
     lines.append("")
+    for old, new in getattr(model, "renamed", {}).items():
+        lines.append(f"`{prefix}{old}` was renamed `{prefix}{new}`: the old key still reads, with a warning,")
+        lines += ["until the next release.", ""]
     for models, inner_prefix in nested:
         name = inner_prefix.rstrip(".")
         if len(models) > 1:

@@ -63,7 +63,7 @@ class Study:
     def build(self, name: str, target: str, precision: str, **entry: Any) -> Path:
         out = self.work / name
         build_engine(
-            BuildEntry(target=target, precision=precision, calib_size=self.args.calib_size, **entry),
+            BuildEntry(target=target, precision=precision, calib_images=self.args.calib_size, **entry),
             out,
             onnx=self.args.onnx,
             checkpoint=None,
@@ -121,7 +121,7 @@ class Study:
         drop = self.args.max_map_drop
 
         def modelopt() -> tuple[float, float, dict[str, Any]]:
-            out = self.build("fallback-modelopt", "tensorrt", "int8", max_map_drop=drop,
+            out = self.build("fallback-modelopt", "tensorrt", "int8", max_drop_vs_fp32=drop,
                              options={"qdq_only": True})  # fmt: skip
             control = read_artifact_dir(out)["accuracy_control"]
             return control["final"]["map50_95"], control["final"]["map50"], summary(control)

@@ -19,7 +19,7 @@ from typing import Annotated
 import numpy as np
 import typer
 
-from core.console import console
+from pipeline.cli.console import console
 
 
 @dataclass

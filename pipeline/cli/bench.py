@@ -12,10 +12,11 @@ from benchmarks.profile import profile_table
 from benchmarks.results import save_results
 from benchmarks.table import flag_lines, results_table
 from core.artifacts import refuse_overwrite
-from core.console import console
+from core.defaults import DEFAULT_IMGSZ
 from core.errors import InputError
+from pipeline.cli.console import console
 from pipeline.cli.options import config_from_options, default, option, renamed
-from pipeline.stages.benchmark import BenchConfig, bench_artifact, bench_progress, check_artifact_exists
+from pipeline.stages.benchmark import BenchConfig, bench_artifact, check_artifact_exists
 
 
 def parse_batches(text: str) -> list[int]:
@@ -57,7 +58,7 @@ def command(
     data: Annotated[Path | None, typer.Option("--data", hidden=True, help="deprecated: --val")] = None,
     imgsz: Annotated[
         int, typer.Option("--imgsz", min=32, help="input size when --artifact is a plain .pt")
-    ] = 640,
+    ] = DEFAULT_IMGSZ,
     max_images: Annotated[int | None, option(BenchConfig, "max_images", "--max-images", min=1)] = default(
         BenchConfig, "max_images"
     ),
@@ -134,10 +135,7 @@ def command(
         e2e_multi_label=e2e_multi_label,
         e2e_agnostic=e2e_agnostic,
     )
-    with bench_progress() as progress:
-        results = bench_artifact(
-            artifact, None if no_accuracy else data, config, progress=progress, imgsz=imgsz
-        )
+    results = bench_artifact(artifact, None if no_accuracy else data, config, imgsz=imgsz)
     save_results(output, results)
     history = append_results(results)
     if global_history:

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import time
-from contextlib import nullcontext
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.table import Table
 
+from core import progress
 from core.artifacts import atomic_output, refuse_overwrite, sha256_path
+from core.defaults import DEFAULT_IMGSZ
 from core.engine_record import read_artifact_dir
 from core.errors import CheckFailed, InputError
+from pipeline.cli.console import console
 from pipeline.cli.options import config_from_options, default, option, renamed
 from pipeline.stages.build import BuildEntry, build_engine
 from targets.accuracy_bound import describe_check
@@ -20,8 +23,6 @@ from targets.base import all_targets, target_names
 
 
 def summary_table(meta: dict[str, Any], directory: Path, seconds: float):
-    from rich.table import Table
-
     size = sum(p.stat().st_size for p in directory.rglob("*") if p.is_file()) / 1e6
     table = Table(title=f"engine {directory}", show_header=False)
     table.add_column(style="bold")
@@ -53,10 +54,10 @@ def command(
     target: Annotated[str, typer.Option(help=", ".join(target_names()))] = "onnxruntime",
     precision: Annotated[str, option(BuildEntry, "precision")] = default(BuildEntry, "precision"),
     data: Annotated[Path | None, typer.Option(help="data.yaml whose train images calibrate INT8")] = None,
-    calib_size: Annotated[int, option(BuildEntry, "calib_size")] = default(BuildEntry, "calib_size"),
+    calib_images: Annotated[int, option(BuildEntry, "calib_images")] = default(BuildEntry, "calib_images"),
     calib_seed: Annotated[int, option(BuildEntry, "calib_seed")] = default(BuildEntry, "calib_seed"),
-    max_map_drop: Annotated[float | None, option(BuildEntry, "max_map_drop")] = default(
-        BuildEntry, "max_map_drop"
+    max_drop_vs_fp32: Annotated[float | None, option(BuildEntry, "max_drop_vs_fp32")] = default(
+        BuildEntry, "max_drop_vs_fp32"
     ),
     val: Annotated[Path | None, typer.Option(help="data.yaml whose val split measures mAP")] = None,
     verify: Annotated[bool, option(BuildEntry, "verify", "--verify/--no-verify")] = default(
@@ -64,7 +65,7 @@ def command(
     ),
     max_steps: Annotated[
         int | None,
-        typer.Option(help="--max-map-drop on onnxruntime/tensorrt: most checkpoints after full INT8"),
+        typer.Option(help="--max-drop-vs-fp32 on onnxruntime/tensorrt: most checkpoints after full INT8"),
     ] = None,
     qdq_only: Annotated[
         bool,
@@ -74,18 +75,35 @@ def command(
         Path | None,
         typer.Option(help="tensorrt int8: compile this Q/DQ ONNX (or the --qdq-only directory) as is"),
     ] = None,
-    imgsz: Annotated[int, typer.Option(help="input size for the torch target without --onnx")] = 640,
+    imgsz: Annotated[
+        int, typer.Option(help="input size for the torch target without --onnx")
+    ] = DEFAULT_IMGSZ,
     calib: Annotated[Path | None, typer.Option("--calib", hidden=True, help="deprecated: --data")] = None,
+    calib_size: Annotated[
+        int | None, typer.Option("--calib-size", hidden=True, help="deprecated: --calib-images")
+    ] = None,
+    max_map_drop: Annotated[
+        float | None, typer.Option("--max-map-drop", hidden=True, help="deprecated: --max-drop-vs-fp32")
+    ] = None,
     output: Annotated[Path, typer.Option("-o", "--output", help="engine directory to write")] = Path(
         "engine"
     ),
     force: Annotated[bool, typer.Option("--force", help="replace an existing engine directory")] = False,
 ) -> None:
     """Build an engine directory for one target and precision."""
-    from rich.console import Console
-
     refuse_overwrite(output, force)
     data = renamed(data, calib, command="build", old_name="--calib", new_name="--data")
+    if calib_size is not None:
+        calib_images = renamed(
+            None, calib_size, command="build", old_name="--calib-size", new_name="--calib-images"
+        )
+    max_drop_vs_fp32 = renamed(
+        max_drop_vs_fp32,
+        max_map_drop,
+        command="build",
+        old_name="--max-map-drop",
+        new_name="--max-drop-vs-fp32",
+    )
     if onnx is None and model is None:
         raise InputError("nothing to build from", hint="pass --onnx model.onnx (and --model M.pt for torch)")
     options: dict[str, Any] = {"qdq_only": qdq_only} if qdq_only else {}
@@ -99,18 +117,14 @@ def command(
         "build",
         target=target,
         precision=precision,
-        calib_size=calib_size,
+        calib_images=calib_images,
         calib_seed=calib_seed,
-        max_map_drop=max_map_drop,
+        max_drop_vs_fp32=max_drop_vs_fp32,
         verify=verify,
         options=options,
     )
-    console = Console(stderr=True)
     started = time.perf_counter()
-    # A checked INT8 build shows its own progress bars and step lines instead of a spinner.
-    checked = precision in ("int8", "auto") and verify and val is not None
-    spinner = nullcontext() if checked else console.status(f"building {target}/{precision}")
-    with atomic_output(output) as staged, spinner:
+    with atomic_output(output) as staged, progress.current().task(f"building {target}/{precision}"):
         build_engine(entry, staged, onnx=onnx, checkpoint=model, calib_data=data, val_data=val, imgsz=imgsz)
     meta = read_artifact_dir(output)
     console.print(summary_table(meta, output, time.perf_counter() - started))
@@ -149,5 +163,6 @@ def check_accuracy_control(record: dict[str, Any], output: Path, console) -> Non
             f"{len(record['steps'])} steps; kept the best model found (mAP50-95 {final['map50_95']:.4f}), "
             "labelled accuracy_control.met = false",
             path=output,
-            hint="allow a larger drop, more steps (--max-steps), or calibrate on more images (--calib-size)",
+            hint="allow a larger drop, more steps (--max-steps), or calibrate on more images "
+            "(--calib-images)",
         )

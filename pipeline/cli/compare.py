@@ -9,15 +9,16 @@ import typer
 
 from benchmarks.compare import (
     ALPHA,
-    MAX_MAP_DROP,
+    MAX_MAP_REGRESSION,
     MIN_EFFECT,
     compare_results,
     comparison_table,
     refuse_unjudgeable,
 )
 from benchmarks.results import load_results
-from core.console import console
 from core.errors import CheckFailed
+from pipeline.cli.console import console
+from pipeline.cli.options import renamed
 
 
 def compare_command(
@@ -29,10 +30,15 @@ def compare_command(
     min_effect: Annotated[
         float, typer.Option("--min-effect", min=0, help="smallest relative change of the median that counts")
     ] = MIN_EFFECT,
-    max_map_drop: Annotated[
+    max_map_regression: Annotated[
         float,
-        typer.Option("--max-map-drop", min=0, help="largest absolute mAP50-95 drop that is no regression"),
-    ] = MAX_MAP_DROP,
+        typer.Option(
+            "--max-map-regression", min=0, help="largest absolute mAP50-95 drop that is no regression"
+        ),
+    ] = MAX_MAP_REGRESSION,
+    max_map_drop: Annotated[
+        float | None, typer.Option("--max-map-drop", hidden=True, help="deprecated: --max-map-regression")
+    ] = None,
     strict: Annotated[
         bool, typer.Option("--strict", help="fail (exit 1) when a result is flagged as noisy")
     ] = False,
@@ -43,8 +49,12 @@ def compare_command(
     both files or a pair is not comparable (other dataset, input images or size, threads, streams,
     hint, accuracy in one file only).
     """
+    if max_map_drop is not None:
+        max_map_regression = renamed(
+            None, max_map_drop, command="compare", old_name="--max-map-drop", new_name="--max-map-regression"
+        )
     comparisons, unpaired = compare_results(
-        load_results(base), load_results(new), alpha, min_effect, max_map_drop
+        load_results(base), load_results(new), alpha, min_effect, max_map_regression
     )
     refuse_unjudgeable(comparisons, unpaired)
     console.print(comparison_table(comparisons, base, new))

@@ -7,9 +7,11 @@ from typing import Annotated
 
 import numpy as np
 import typer
+from rich.progress import Progress
+from rich.table import Table
 
-from core.console import console
 from core.dataset import load_dataset, read_labels
+from pipeline.cli.console import console
 from pipeline.data.synth import generate_dataset
 
 
@@ -21,9 +23,6 @@ def command(
     val_fraction: Annotated[float, typer.Option(help="Share of the images kept for the val split.")] = 0.2,
 ) -> None:
     """Generate a synthetic shapes detection dataset in YOLO layout (no download needed)."""
-    from rich.progress import Progress
-    from rich.table import Table
-
     with Progress(console=console, transient=True) as progress:
         task = progress.add_task("drawing images", total=images)
         data_yaml = generate_dataset(

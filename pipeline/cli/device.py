@@ -9,8 +9,8 @@ import typer
 from rich.table import Table
 
 from benchmarks.device import fingerprint, library_versions
-from core.console import console
 from core.families import supported
+from pipeline.cli.console import console
 from targets.base import all_targets, every_library
 
 

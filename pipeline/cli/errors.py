@@ -7,17 +7,19 @@ from collections.abc import Callable
 
 import typer
 
-from core.console import console
 from core.errors import EdgepipeError
+from pipeline.cli.console import console, user_output
 
 
 def user_errors(fn: Callable[..., None]) -> Callable[..., None]:
-    """EdgepipeErrors become a red message and their exit code (1 check failed, 2 bad input), no traceback."""
+    """EdgepipeErrors become a red message and their exit code (1 check failed, 2 bad input), no traceback;
+    library logs and progress reach the user while the command runs."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
-            return fn(*args, **kwargs)
+            with user_output():
+                return fn(*args, **kwargs)
         except EdgepipeError as exc:
             console.print(f"[bold red]error:[/bold red] {exc}")
             raise typer.Exit(exc.exit_code) from None

@@ -8,16 +8,18 @@ from typing import Annotated
 import typer
 
 from core.artifacts import refuse_overwrite, sha256_file
+from core.defaults import DEFAULT_IMGSZ
 from core.errors import InputError
 from core.letterbox import check_imgsz
+from pipeline.cli.console import console
 from pipeline.cli.options import config_from_options, default, option, renamed
-from pipeline.stages.export import ExportConfig, export_checked
+from pipeline.stages.export import ExportConfig, export_checked, parity_table
 
 
 def command(
     model: Annotated[Path, typer.Option("--model", help="Ultralytics .pt checkpoint to export")],
     output: Annotated[Path, typer.Option("-o", "--output", help="ONNX file to write")] = Path("model.onnx"),
-    imgsz: Annotated[int, typer.Option(help="square input size in pixels")] = 640,
+    imgsz: Annotated[int, typer.Option(help="square input size in pixels")] = DEFAULT_IMGSZ,
     opset: Annotated[int, option(ExportConfig, "opset")] = default(ExportConfig, "opset"),
     dynamic_batch: Annotated[bool, option(ExportConfig, "dynamic_batch", "--dynamic-batch")] = default(
         ExportConfig, "dynamic_batch"
@@ -42,7 +44,9 @@ def command(
     try:
         check_imgsz(imgsz)
     except InputError as exc:
-        raise InputError(f"--imgsz {exc}", hint="use 640, 320 or another multiple of 32") from None
+        raise InputError(
+            f"--imgsz {exc}", hint=f"use {DEFAULT_IMGSZ}, 320 or another multiple of 32"
+        ) from None
     config = config_from_options(
         ExportConfig,
         "export",
@@ -53,5 +57,6 @@ def command(
         parity_box_tolerance=box_tolerance,
     )
     val = renamed(val, data, command="export", old_name="--data", new_name="--val")
-    path, _ = export_checked(model, output, imgsz, config, val)
+    path, parity = export_checked(model, output, imgsz, config, val)
+    console.print(parity_table(parity))
     typer.echo(f"wrote {path} (sha256 {sha256_file(path)[:12]})")

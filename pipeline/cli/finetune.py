@@ -8,8 +8,10 @@ from typing import Annotated
 
 import typer
 
-from pipeline.cli.options import DEVICE_HELP, config_from_options, default, option, torch_device
-from pipeline.stages.finetune import BEST_FILE, RUN_DIR, FinetuneConfig, finetune
+from core.defaults import DEFAULT_IMGSZ
+from pipeline.cli.console import console
+from pipeline.cli.options import DEVICE_HELP, config_from_options, default, device_option, option
+from pipeline.stages.finetune import FINETUNED_FILE, RUN_DIR, FinetuneConfig, finetune
 
 
 def command(
@@ -23,8 +25,8 @@ def command(
     epochs: Annotated[int, option(FinetuneConfig, "epochs")] = default(FinetuneConfig, "epochs"),
     output: Annotated[
         Path, typer.Option("-o", "--output", help="checkpoint to write (the epoch `--checkpoint` keeps)")
-    ] = Path(BEST_FILE),
-    imgsz: Annotated[int, typer.Option(help="training image size")] = 640,
+    ] = Path(FINETUNED_FILE),
+    imgsz: Annotated[int, typer.Option(help="training image size")] = DEFAULT_IMGSZ,
     batch: Annotated[int, option(FinetuneConfig, "batch")] = default(FinetuneConfig, "batch"),
     device: Annotated[str, typer.Option(help=DEVICE_HELP)] = "cpu",
     lr0: Annotated[float | None, option(FinetuneConfig, "lr0")] = default(FinetuneConfig, "lr0"),
@@ -63,9 +65,7 @@ def command(
     ] = None,
 ) -> None:
     """Fine-tune a (pruned) YOLOv8 checkpoint with Ultralytics' trainer, keeping its architecture."""
-    from rich.console import Console
-
-    device = torch_device(device, "finetune")
+    device = device_option(device, "finetune")
     config = config_from_options(
         FinetuneConfig,
         "finetune",
@@ -96,4 +96,4 @@ def command(
             run_dir=run_dir or Path(tmp) / RUN_DIR,
             teacher=teacher,
         )
-    Console().print(f"wrote {path}")
+    console.print(f"wrote {path}")

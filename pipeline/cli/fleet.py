@@ -11,12 +11,13 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.table import Table
 
 from benchmarks.device import fingerprint
-from core.console import console
 from core.errors import EXIT_BAD_INPUT, CheckFailed, EdgepipeError, InputError
+from pipeline.cli.console import console
 from pipeline.cli.errors import user_errors
-from pipeline.fleet.driver import run_matrix
+from pipeline.fleet.driver import nodes_table, run_matrix
 from pipeline.fleet.matrix import load_matrix
 from pipeline.fleet.outputs import write_outputs
 from pipeline.fleet.resources import available_targets, device_kind, node_resources, require_ray
@@ -80,8 +81,6 @@ def join_command(
     ] = False,
 ) -> None:
     """Join this device to the fleet: a Ray worker node advertising its kind, targets and one bench slot."""
-    from rich.table import Table
-
     require_ray()
     info = fingerprint()
     resources = node_resources(device_kind(info, kind), available_targets())
@@ -124,7 +123,13 @@ def run_command(
     """
     spec = load_matrix(matrix)
     outcomes = run_matrix(
-        spec, address, output, force=force, retries=retries, node_wait=node_wait, console=console
+        spec,
+        address,
+        output,
+        force=force,
+        retries=retries,
+        node_wait=node_wait,
+        show_nodes=lambda nodes: console.print(nodes_table(nodes)),
     )
     gate = write_outputs(spec, outcomes, output)
     console.print(cells_table(outcomes))
@@ -145,8 +150,6 @@ def run_command(
 
 
 def cells_table(outcomes):
-    from rich.table import Table
-
     table = Table(title="edgepipe fleet cells", title_justify="left")
     for column in ("device kind", "model", "target", "status", "node", "seconds", "note"):
         table.add_column(column)

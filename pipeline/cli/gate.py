@@ -8,8 +8,8 @@ from typing import Annotated
 import typer
 
 from benchmarks.results import load_results
-from core.console import console
 from core.errors import CheckFailed
+from pipeline.cli.console import console
 from pipeline.report.markdown import gate_verdict_line
 from pipeline.stages.gate import broken_checks, broken_table, check_budgets, noise_warnings, verdict_table
 

@@ -9,8 +9,8 @@ import typer
 
 from benchmarks.history import global_history_path, history_path, parse_since, query_results
 from benchmarks.table import results_table
-from core.console import console
 from core.errors import InputError
+from pipeline.cli.console import console
 
 
 def history_command(

@@ -12,10 +12,10 @@ from typing import Any, TypeVar
 
 import typer
 from pydantic import BaseModel, ValidationError
-from rich.console import Console
 
 from core.errors import InputError
 from core.validation import validation_error
+from pipeline.cli.console import err_console
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
@@ -40,7 +40,6 @@ def config_from_options(model: type[ModelT], command: str, **values: Any) -> Mod
 
 
 DEVICE_HELP = "where to run: cpu, cuda or cuda:N"
-_stderr = Console(stderr=True, soft_wrap=True)
 
 
 def renamed(new: Any, old: Any, *, command: str, old_name: str, new_name: str) -> Any:
@@ -50,14 +49,14 @@ def renamed(new: Any, old: Any, *, command: str, old_name: str, new_name: str) -
     """
     if old is None:
         return new
-    _stderr.print(
+    err_console.print(
         f"[yellow]warning[/]: `edgepipe {command} {old_name}` is deprecated: use {new_name} "
         "(the old spelling goes in the next release)"
     )
     return old if new is None else new
 
 
-def torch_device(value: str, command: str) -> str:
+def device_option(value: str, command: str) -> str:
     """`cpu` or `cuda:N` for torch (`cuda` is `cuda:0`); the training commands' old `N` means `cuda:N`."""
     if value == "cpu" or re.fullmatch(r"cuda:\d+", value):
         return value

@@ -7,12 +7,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from rich.table import Table
 from typer.main import get_current_context  # of the click Typer vendors, which runs the commands
 
 from core.artifacts import Artifact
-from core.console import console
+from core.defaults import DEFAULT_IMGSZ
 from core.errors import InputError
-from pipeline.cli.options import DEVICE_HELP, config_from_options, default, option, torch_device
+from pipeline.cli.console import console
+from pipeline.cli.options import DEVICE_HELP, config_from_options, default, device_option, option
 from pipeline.pruning.config import METHODS, MagnitudeConfig
 from pipeline.pruning.config import AutoConfig as Config  # the default method: its keys and defaults
 from pipeline.stages.base import RunSettings
@@ -85,17 +87,14 @@ def command(
     bn_batches: Annotated[int, option(MagnitudeConfig, "bn_batches")] = default(
         MagnitudeConfig, "bn_batches"
     ),
-    imgsz: Annotated[int, typer.Option(help="input size for GFLOPs and data batches")] = 640,
+    imgsz: Annotated[int, typer.Option(help="input size for GFLOPs and data batches")] = DEFAULT_IMGSZ,
     device: Annotated[str, typer.Option(help=DEVICE_HELP)] = "cpu",
 ) -> None:
     """Prune a YOLOv8, YOLO11 or YOLO26 checkpoint to a fraction of its MACs (or of its latency):
     data-aware with --data, by magnitude without; --val measures the mAP50-95 it cost. --importance,
     --global/--local and --bn-batches are --method magnitude's; --latency*, --remove-blocks, --calib-images
     and --sensitivity-images are auto's and reconstruct's: another method's option exits 2."""
-    from rich.console import Console
-    from rich.table import Table
-
-    device = torch_device(device, "prune")
+    device = device_option(device, "prune")
     if method not in METHODS:
         raise InputError(f"--method is one of {', '.join(METHODS)}, got {method!r}")
     config = config_from_options(
@@ -135,11 +134,11 @@ def command(
         f"{report.gflops_after:.2f}",
         f"{report.gflops_ratio:.3f}",
     )
-    Console().print(table)
+    console.print(table)
     if report.extra.get("removed_blocks"):
-        Console().print(f"blocks removed whole: {', '.join(report.extra['removed_blocks'])}")
+        console.print(f"blocks removed whole: {', '.join(report.extra['removed_blocks'])}")
     if "latency" in report.extra:
-        Console().print(latency_table(report.extra["latency"]))
+        console.print(latency_table(report.extra["latency"]))
     if val is not None:
         print_map_change(model, output, report, val, imgsz, device)
 
@@ -157,8 +156,6 @@ def given_options(**values: Any) -> dict[str, Any]:
 
 def latency_table(latency: dict):
     """The pruned model's time against the unpruned model's, per stage of the network."""
-    from rich.table import Table
-
     threads = latency["threads"] or "default"
     goal = f"goal {latency['goal']:.2f}, " if latency.get("goal") else ""
     table = Table(

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from benchmarks.results import load_results
-from core.console import console
+from pipeline.cli.console import console
 from pipeline.cli.options import default, option
 from pipeline.stages.report import ReportConfig, write_report
 

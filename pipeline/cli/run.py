@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from core.console import console
+from pipeline.cli.console import console
 from pipeline.run import run_pipeline
 
 

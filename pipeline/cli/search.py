@@ -9,16 +9,18 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+import yaml
 
+from benchmarks.results import load_results
 from core.artifacts import write_atomic
-from core.console import console
 from core.errors import InputError
-from pipeline.cli.options import DEVICE_HELP, config_from_options, default, option, renamed, torch_device
+from pipeline.cli.console import console
+from pipeline.cli.options import DEVICE_HELP, config_from_options, default, device_option, option, renamed
 from pipeline.run import run_pipeline, run_search
 from pipeline.search.budget_expr import parse_budget
 from pipeline.search.grid import DEFAULT_SIZES
 from pipeline.search.recheck import recheck
-from pipeline.stages.search import SearchConfig
+from pipeline.stages.search import SearchConfig, candidate_table
 
 WINNER_CONFIG = "search.yaml"
 BUDGET_FILE = "budget.yaml"
@@ -89,8 +91,6 @@ def budget_file(config: SearchConfig, precision: str) -> dict[str, Any]:
 
 def winner_map(winner_dir: Path, config: SearchConfig, precision: str) -> float | None:
     """The mAP50-95 the winner's own run measured (on the whole val split), from its bench stage."""
-    from benchmarks.results import load_results
-
     stages = json.loads((winner_dir / "manifest.json").read_text())["stages"]
     label = f"bench:{config.target}/{precision}"
     paths = [Path(s["artifacts"]["results"]["path"]) for s in stages if s["label"] == label]
@@ -169,11 +169,9 @@ def command(
 ) -> None:
     """The most accurate model meeting a latency budget on this device, across input size × MACs ratio ×
     precision; then build, benchmark and gate it."""
-    import yaml
-
     output = renamed(workdir, output, command="search", old_name="-o/--output", new_name="-w/--workdir")
     output = output or Path("search")
-    device = torch_device(device, "search")
+    device = device_option(device, "search")
     config = config_from_options(
         SearchConfig,
         "search",
@@ -199,8 +197,11 @@ def command(
         if path is not None and not path.exists():
             raise InputError("file not found", path=path)
     val = val or data
-    chosen = run_search(config, model=model, data=data, val=val, device=device, workdir=output)
+    chosen = run_search(
+        config, model=model, data=data, val=val, device=device, workdir=output, console=console
+    )
     search = json.loads(chosen.path.read_text())
+    console.print(candidate_table(search))
     write_atomic(output / SEARCH_FILE, chosen.path.read_bytes())
     write_atomic(output / BUDGET_FILE, yaml.safe_dump(budget_file(config, chosen.metadata["precision"])))
     run = winner_config(search, model=model, data=data, val=val, device=device, config=config)

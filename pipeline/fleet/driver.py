@@ -15,12 +15,17 @@ import logging
 import socket
 import time
 from collections import Counter
+from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from rich.table import Table
+
 from benchmarks.history import append_results, query_results
 from benchmarks.results import Result
+from core import progress
 from core.artifacts import sha256_file
 from core.calibration import CalibrationSet
 from core.errors import InputError
@@ -31,9 +36,9 @@ from pipeline.stages.export import ExportConfig, export_checked
 from targets.engine_dir import META_CHECKPOINT_SHA256, load_onnx, onnx_facts
 
 if TYPE_CHECKING:
-    from rich.console import Console
-    from rich.progress import Progress
+    from core.progress import Task
 
+log = logging.getLogger(__name__)
 
 Status = Literal["measured", "in history", "failed"]
 POLL_SECONDS = 1.0
@@ -87,27 +92,25 @@ def alive_nodes(ray: Any) -> list[dict[str, Any]]:
     return [node for node in ray.nodes() if node.get("Alive")]
 
 
-def prepare_sources(matrix: Matrix, out_dir: Path, console: Console) -> dict[str, ModelSource]:
+def prepare_sources(matrix: Matrix, out_dir: Path) -> dict[str, ModelSource]:
     """ONNX per model: as given, or exported from the checkpoint (once; reused while the checkpoint holds)."""
     sources = {}
     for model in matrix.models:
         sha = sha256_file(model.source)
         onnx = model.onnx or export_once(
-            model.source, out_dir / "models", model.label, model.imgsz, sha, matrix, console
+            model.source, out_dir / "models", model.label, model.imgsz, sha, matrix
         )
         sources[model.label] = ModelSource(onnx, sha, {"file": str(model.source), "sha256": sha})
     return sources
 
 
-def export_once(
-    checkpoint: Path, folder: Path, name: str, imgsz: int, sha: str, matrix: Matrix, console: Console
-) -> Path:
+def export_once(checkpoint: Path, folder: Path, name: str, imgsz: int, sha: str, matrix: Matrix) -> Path:
     path = folder / f"{name}-{imgsz}.onnx"
     if path.is_file():
         props = {p.key: p.value for p in load_onnx(path).metadata_props}
         if props.get(META_CHECKPOINT_SHA256) == sha:
             return path
-    console.print(f"exporting {checkpoint} to {path}")
+    log.info(f"exporting {checkpoint} to {path}")
     folder.mkdir(parents=True, exist_ok=True)
     return export_checked(checkpoint, path, imgsz, ExportConfig(), matrix.data)[0]
 
@@ -132,25 +135,28 @@ class FleetDriver:
         sources: dict[str, ModelSource],
         retries: int,
         node_wait: float,
-        progress: Progress,
     ):
         self.ray = ray
         self.matrix = matrix
         self.sources = sources
         self.retries = retries
         self.node_wait = node_wait
-        self.progress = progress
         self.remote = ray.remote(run_cell)
         self.pending: dict[Any, CellOutcome] = {}  # ObjectRef -> outcome
         self.unplaceable_since: dict[str, float] = {}
-        self.bars: dict[str, Any] = {}
+        self.bars: dict[str, Task] = {}
         self.inputs: dict[str, Any] = {}
 
     def run(self, outcomes: list[CellOutcome]) -> None:
+        with ExitStack() as bars:
+            for kind, total in Counter(o.cell.kind for o in outcomes).items():
+                self.bars[kind] = bars.enter_context(progress.current().task(kind, total))
+                done = sum(o.cell.kind == kind and o.status is not None for o in outcomes)
+                self.bars[kind].update(completed=done)
+            self.run_cells(outcomes)
+
+    def run_cells(self, outcomes: list[CellOutcome]) -> None:
         todo = [o for o in outcomes if o.status is None]
-        for kind, total in Counter(o.cell.kind for o in outcomes).items():
-            done = sum(o.cell.kind == kind and o.status is not None for o in outcomes)
-            self.bars[kind] = self.progress.add_task(kind, total=total, completed=done)
         self.inputs = self.ship_inputs(todo)
         for outcome in todo:
             self.submit(outcome)
@@ -181,7 +187,7 @@ class FleetDriver:
             if ship:
                 imgsz = onnx_facts(self.sources[outcome.cell.model].onnx).imgsz
                 sample = CalibrationSet.from_dataset(
-                    self.matrix.calibration, imgsz, entry.calib_size, entry.calib_seed
+                    self.matrix.calibration, imgsz, entry.calib_images, entry.calib_seed
                 )
                 inputs[key] = self.ray.put(pack_dataset(self.matrix.calibration, "train", list(sample.files)))
             else:
@@ -191,7 +197,7 @@ class FleetDriver:
     @staticmethod
     def calibration_key(outcome: CellOutcome) -> str:
         entry = outcome.cell.build
-        return f"calib:{outcome.cell.model}:{entry.calib_size}:{entry.calib_seed}"
+        return f"calib:{outcome.cell.model}:{entry.calib_images}:{entry.calib_seed}"
 
     def submit(self, outcome: CellOutcome, avoid: set[str] | None = None) -> None:
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
@@ -272,12 +278,12 @@ class FleetDriver:
 
     def finish(self, outcome: CellOutcome, status: Status, error: str | None = None) -> None:
         outcome.status, outcome.error = status, error
-        self.progress.advance(self.bars[outcome.cell.kind])
+        self.bars[outcome.cell.kind].advance()
 
     def describe(self) -> None:
         running = Counter(o.cell.kind for o in self.pending.values())
         for kind, bar in self.bars.items():
-            self.progress.update(bar, description=f"{kind}: {running.get(kind, 0)} queued or running")
+            bar.update(f"{kind}: {running.get(kind, 0)} queued or running")
 
 
 def run_matrix(
@@ -288,12 +294,12 @@ def run_matrix(
     force: bool = False,
     retries: int = 2,
     node_wait: float = 120.0,
-    console: Console,
+    show_nodes: Callable[[list[dict[str, Any]]], None] = lambda nodes: None,
 ) -> list[CellOutcome]:
-    """Every cell of the matrix, measured now, found in the history, or failed (with the reason)."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+    """Every cell of the matrix, measured now, found in the history, or failed (with the reason).
 
-    sources = prepare_sources(matrix, out_dir, console)
+    `show_nodes` receives the cluster's live nodes before the cells are submitted."""
+    sources = prepare_sources(matrix, out_dir)
     dataset = matrix.data.parent.name if matrix.bench.accuracy and matrix.data else None
     outcomes = [
         CellOutcome(cell, cell.key(sources[cell.model].sha256, matrix.bench, dataset))
@@ -305,19 +311,15 @@ def run_matrix(
             if outcome.key in known and len(known[outcome.key]) >= len(set(matrix.bench.batch)):
                 outcome.status, outcome.results = "in history", known[outcome.key]
     ray = connect(address)
-    columns = ("{task.description}", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     try:
-        console.print(nodes_table(alive_nodes(ray)))
-        with Progress(*columns, console=console) as progress:
-            FleetDriver(ray, matrix, sources, retries, node_wait, progress).run(outcomes)
+        show_nodes(alive_nodes(ray))
+        FleetDriver(ray, matrix, sources, retries, node_wait).run(outcomes)
     finally:
         ray.shutdown()
     return outcomes
 
 
 def nodes_table(nodes: list[dict[str, Any]]):
-    from rich.table import Table
-
     table = Table(title="fleet nodes", title_justify="left")
     for column in ("kind", "targets", "host", "node"):
         table.add_column(column)

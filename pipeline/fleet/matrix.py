@@ -26,6 +26,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from core.defaults import DEFAULT_IMGSZ
 from core.errors import InputError
 from core.yamlfile import read_yaml_model
 from pipeline.stages.base import Section
@@ -51,7 +52,7 @@ class ModelSpec(Section):
     onnx: Path | None = Field(None, description="an exported ONNX model, shipped to every device")
     checkpoint: Path | None = Field(None, description="a .pt checkpoint, exported to ONNX on the driver")
     name: str | None = Field(None, description="the model's name in results; default: the file's stem")
-    imgsz: int = Field(640, ge=32, description="input size of the ONNX exported from a checkpoint")
+    imgsz: int = Field(DEFAULT_IMGSZ, ge=32, description="input size of the ONNX exported from a checkpoint")
 
     @model_validator(mode="after")
     def _one_source(self) -> ModelSpec:

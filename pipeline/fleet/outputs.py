@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from html import escape
 from pathlib import Path
 
-from benchmarks.budgets import Verdict, evaluate, load_budgets
+from benchmarks.budgets import Verdict, budget_verdicts, load_budgets
 from benchmarks.results import Result, save_results
 from core.artifacts import write_atomic, write_json_atomic
 from core.errors import InputError
@@ -99,7 +99,7 @@ def run_gate(budgets: Path | None, results: list[Result]) -> GateOutcome:
     unchecked: list[str] = []
     for budget in load_budgets(budgets):
         try:
-            verdicts += evaluate([budget], results, source=budgets)
+            verdicts += budget_verdicts([budget], results, source=budgets)
         except InputError as exc:
             unchecked.append(f"{budget.label}: {str(exc).splitlines()[0]}")
     return GateOutcome(verdicts, unchecked)

@@ -3,12 +3,14 @@ BatchNorm re-estimation, fine-tuning steps) and the calibration sample of the da
 
 from __future__ import annotations
 
+import random
 from collections.abc import Iterator
 from itertools import islice
 from pathlib import Path
 
 import torch
 
+from core.calibration import CalibrationSet
 from core.dataset import check_fits_model, load_dataset
 
 
@@ -24,7 +26,6 @@ def labelled_dataset(data: Path | None) -> Path | None:
 
 def calibration_set(data: Path, imgsz: int, size: int):
     """The seeded calibration sample of a data.yaml's train split or of an image folder."""
-    from core.calibration import CalibrationSet
     from pipeline.pruning.trainset import unlabelled_images
 
     if data.is_dir():
@@ -34,8 +35,6 @@ def calibration_set(data: Path, imgsz: int, size: int):
 
 
 def sample(images: list[Path], size: int, seed: int = 0) -> list[Path]:
-    import random
-
     return images if len(images) <= size else sorted(random.Random(seed).sample(images, size))
 
 

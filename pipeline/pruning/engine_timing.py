@@ -8,8 +8,10 @@ the pruned model side by side after pruning.
 from __future__ import annotations
 
 import io
+import logging
 import re
 import time
+import warnings
 from collections.abc import Sequence
 from copy import deepcopy
 from dataclasses import dataclass
@@ -18,7 +20,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from targets.head import head_postprocess_nodes
 from targets.openvino import HINTS, int8_float_hint
+from targets.openvino_int8 import OpenVinoOptions, quantize_options
 
 ENGINES = ("openvino/fp32", "openvino/bf16", "openvino/int8")
 # Untimed inferences after compiling: on this project's 2-vCPU machines the first ten or so ran twice as
@@ -34,8 +38,6 @@ def check_engine(engine: str) -> str:
 
 def deployment_onnx(model: nn.Module, imgsz: int) -> bytes:
     """The ONNX graph the export stage would write for `model`: BatchNorm fused, Detect in export mode."""
-    import warnings
-
     copy = deepcopy(model).float().cpu().eval()
     copy.fuse(verbose=False)
     head = copy.model[-1]
@@ -133,12 +135,7 @@ class CompiledEngine:
 
 def _quantized(model, calibration: Sequence[np.ndarray]):
     """INT8 with the OpenVINO target's default NNCF options, Detect's post-processing in float."""
-    import logging
-
     import nncf
-
-    from targets.head import head_postprocess_nodes
-    from targets.openvino_int8 import OpenVinoOptions, quantize_options
 
     nncf.set_log_level(logging.ERROR)
     float_ops = head_postprocess_nodes(op.get_friendly_name() for op in model.get_ordered_ops())

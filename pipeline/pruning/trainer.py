@@ -12,6 +12,7 @@ Mixed precision (`amp`) is fp16 on CUDA, as Ultralytics does it, and bf16 on CPU
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -22,8 +23,10 @@ from torch import nn
 from ultralytics.models.yolo.detect import DetectionTrainer
 
 from core.artifacts import write_atomic
-from core.console import console
+from core.defaults import DEFAULT_IMGSZ
 from pipeline.pruning.distill import DistillationLoss, FeatureTaps
+
+log = logging.getLogger(__name__)
 
 
 class PrunedDetectionTrainer(DetectionTrainer):
@@ -48,7 +51,7 @@ class PrunedDetectionTrainer(DetectionTrainer):
         torch.set_num_threads(self.threads)
         if self.device.type == "cpu" and self.args.amp is True and cpu_runs_bf16_natively():
             self.args.amp = "bf16"  # Ultralytics' own spelling: bf16 autocast, no gradient scaler
-            console.print("training in bf16 (this CPU has bf16 units; amp: false trains in fp32)")
+            log.info("training in bf16 (this CPU has bf16 units; amp: false trains in fp32)")
         self.add_callback("on_train_epoch_start", lambda t: torch.set_num_threads(t.threads))
         self.add_callback("on_train_end", lambda t: torch.set_num_threads(t.threads))
         self.teacher = teacher
@@ -140,7 +143,7 @@ def train(
     *,
     run_dir: Path,
     epochs: int,
-    imgsz: int = 640,
+    imgsz: int = DEFAULT_IMGSZ,
     batch: int = 16,
     device: str = "cpu",
     teacher: nn.Module | None = None,

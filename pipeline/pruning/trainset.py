@@ -19,8 +19,10 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from benchmarks.accuracy import postprocess
 from core.dataset import IMAGE_SUFFIXES, load_dataset
 from core.errors import InputError
+from core.letterbox import preprocess
 
 PSEUDO_CONFIDENCE = 0.3  # teacher detections kept as pseudo-labels
 MIN_HELD_APART = 4
@@ -56,9 +58,6 @@ def split_held_apart(images: Sequence[Path], fraction: float, seed: int) -> tupl
 def pseudo_label(teacher, images: Sequence[Path], out_dir: Path, imgsz: int) -> list[Path]:
     """Copy-free pseudo-labelled dataset under out_dir/images and out_dir/labels; returns the image paths."""
     import torch
-
-    from benchmarks.accuracy import postprocess
-    from core.letterbox import preprocess
 
     image_dir, label_dir = out_dir / "images", out_dir / "labels"
     image_dir.mkdir(parents=True, exist_ok=True)

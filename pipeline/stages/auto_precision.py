@@ -10,6 +10,7 @@ chosen engine's `artifact.json` gets an `auto_precision` block: every candidate 
 
 from __future__ import annotations
 
+import logging
 import shutil
 import tempfile
 from dataclasses import asdict, dataclass
@@ -22,7 +23,6 @@ from benchmarks.accuracy import evaluate
 from benchmarks.device import cpu_info
 from benchmarks.latency import TimingPlan, model_latency
 from core.artifacts import ARTIFACT_FILE, Artifact, sha256_path, write_json_atomic
-from core.console import log_console
 from core.engine_record import read_artifact_dir
 from core.errors import BackendUnavailable, InputError
 from targets.accuracy_bound import AccuracyBound
@@ -33,12 +33,14 @@ if TYPE_CHECKING:
 
     from pipeline.stages.build import BuildEntry
 
+log = logging.getLogger(__name__)
+
 ROUNDS = 3
 PLAN = TimingPlan(warmup=5, iters=20, min_seconds=1.0)
 
 
 @dataclass
-class Candidate:
+class PrecisionCandidate:
     precision: str
     skipped: str | None = None  # why it was not built (the device cannot run it, ...)
     latency_ms: float | None = None  # median of every round's samples
@@ -47,7 +49,9 @@ class Candidate:
     within_bound: bool | None = None
 
 
-def choose(candidates: list[Candidate], bound: AccuracyBound, fp32_map: float) -> tuple[Candidate, str]:
+def choose(
+    candidates: list[PrecisionCandidate], bound: AccuracyBound, fp32_map: float
+) -> tuple[PrecisionCandidate, str]:
     """The fastest candidate within the bound, and why (FP32 is the reference, always within it)."""
     eligible = [c for c in candidates if c.within_bound]
     chosen = min(eligible, key=lambda c: c.latency_ms or float("inf"))
@@ -75,13 +79,12 @@ def build_auto(
             "precision auto compares each precision's mAP with fp32's", hint="pass --val data.yaml"
         )
     target = get_target(entry.target)
-    console = log_console()
-    bound = AccuracyBound(entry.max_map_drop)
-    candidates = [Candidate(precision) for precision in target.precisions]
+    bound = AccuracyBound(entry.max_drop_vs_fp32)
+    candidates = [PrecisionCandidate(precision) for precision in target.precisions]
     with tempfile.TemporaryDirectory(prefix="edgepipe-auto-", dir=Path(out_dir).parent) as tmp:
         built: dict[str, Artifact] = {}
         for candidate in candidates:
-            console.log(f"precision auto: building {entry.target}/{candidate.precision}")
+            log.info(f"precision auto: building {entry.target}/{candidate.precision}")
             try:
                 update = {"precision": candidate.precision}
                 built[candidate.precision] = build(
@@ -89,13 +92,13 @@ def build_auto(
                 )
             except (InputError, BackendUnavailable) as exc:
                 candidate.skipped = str(exc)
-                console.log(f"precision auto: {candidate.precision} skipped: {candidate.skipped}")
+                log.info(f"precision auto: {candidate.precision} skipped: {candidate.skipped}")
         if "fp32" not in built:
             raise InputError(f"precision auto needs {entry.target}/fp32 as its reference; it did not build")
-        measure(candidates, built, val_data, bound)
+        measure_precisions(candidates, built, val_data, bound)
         fp32_map = next(c.map50_95 for c in candidates if c.precision == "fp32") or 0.0
         chosen, reason = choose(candidates, bound, fp32_map)
-        console.log(f"precision auto: {reason}")
+        log.info(f"precision auto: {reason}")
         shutil.copytree(built[chosen.precision].path, out_dir)
     meta = read_artifact_dir(out_dir)
     meta["auto_precision"] = {
@@ -111,8 +114,8 @@ def build_auto(
     return Artifact(kind="engine", path=Path(out_dir).resolve(), sha256=sha256_path(out_dir), metadata=meta)
 
 
-def measure(
-    candidates: list[Candidate], built: dict[str, Artifact], val_data: Path, bound: AccuracyBound
+def measure_precisions(
+    candidates: list[PrecisionCandidate], built: dict[str, Artifact], val_data: Path, bound: AccuracyBound
 ) -> None:
     """Fill in each built candidate's latency (interleaved rounds) and mAP50-95 against FP32's."""
     runners = {p: get_target(a.metadata["target"]).load(a, RunOptions()) for p, a in built.items()}

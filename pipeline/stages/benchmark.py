@@ -9,8 +9,10 @@ engine's memory is measured in a fresh process (`benchmarks.memory`).
 from __future__ import annotations
 
 import importlib
+import logging
 import math
 import tempfile
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -24,10 +26,10 @@ from benchmarks.device import fingerprint, library_versions
 from benchmarks.history import append_results
 from benchmarks.profile import PROFILE_RUNS, summarize_profile
 from benchmarks.results import SOURCE_ROLE, Result, save_results
-from core import letterbox
+from core import letterbox, progress
 from core.artifacts import Artifact, now_iso, sha256_path
-from core.console import console
 from core.dataset import check_fits_model, load_dataset
+from core.defaults import DEFAULT_IMGSZ
 from core.engine_record import read_artifact_dir
 from core.errors import InputError
 from core.letterbox import load_image
@@ -36,13 +38,13 @@ from targets.accuracy_bound import describe_check
 from targets.base import BuildInputs, RunOptions, every_library, get_target
 
 if TYPE_CHECKING:
-    from rich.progress import Progress
-
     from core.runner import Runner
     from targets.base import Target
 
+log = logging.getLogger(__name__)
 RESULTS_FILE = "results.json"
-SYNTHETIC_SHAPE = (480, 640, 3)  # a typical photo, for --no-accuracy runs without a dataset
+# A 4:3 photo, for --no-accuracy runs without a dataset.
+SYNTHETIC_SHAPE = (DEFAULT_IMGSZ * 3 // 4, DEFAULT_IMGSZ, 3)
 MEMORY_RUNS = 3
 DEVICE_MEMORY = "GPU memory of the TensorRT execution context and its I/O buffers (engine weights excluded)"
 
@@ -115,7 +117,7 @@ def check_artifact_exists(path: Path) -> Path:
     return path
 
 
-def resolve_artifact(path: Path, scratch: Path, imgsz: int = 640) -> Artifact:
+def resolve_artifact(path: Path, scratch: Path, imgsz: int = DEFAULT_IMGSZ) -> Artifact:
     """A build directory as is; a plain .pt built as torch/fp32, a plain .onnx as onnxruntime/fp32."""
     path = check_artifact_exists(path)
     if path.is_dir():
@@ -163,12 +165,8 @@ def batch_sizes(artifact: Artifact, requested: list[int]) -> list[int]:
             hint=f"pass --batch {fixed}, or export with a dynamic batch and rebuild",
         )
     if len(requested) > 1:
-        from rich.console import Console
-
         skipped = ", ".join(str(b) for b in requested if b != fixed)
-        Console(stderr=True).print(
-            f"[yellow]note[/]: {artifact.path} runs batch {fixed} only; skipping {skipped}"
-        )
+        log.info(f"{artifact.path} runs batch {fixed} only; skipping {skipped}")
     return [fixed]
 
 
@@ -177,8 +175,7 @@ def bench_artifact(
     data_yaml: Path | None,
     config: BenchConfig,
     model_name: str | None = None,
-    progress: Progress | None = None,
-    imgsz: int = 640,
+    imgsz: int = DEFAULT_IMGSZ,
 ) -> list[Result]:
     """One Result per batch size; mAP is measured once (it does not depend on the batch) and shared.
 
@@ -190,11 +187,10 @@ def bench_artifact(
     if config.accuracy and data_yaml is not None:
         images = labelled_images(Path(data_yaml), config.split)[0]  # fail on a dataset without labels now
         map_images = config.map_images(len(images))
-    say = progress.console.print if progress is not None else console.print
-    load = preflight.wait_for_idle(config.wait_idle, lambda text: say(f"[yellow]note[/]: {text}"))
+    load = preflight.wait_for_idle(config.wait_idle, log.info)
     threads = preflight.plan_threads(load, config.threads)
     for warning in threads.warnings:
-        say(f"[yellow]warning[/]: {warning}")
+        log.warning(warning)
     config = config.model_copy(update={"threads": threads.threads})
     with tempfile.TemporaryDirectory(prefix="edgepipe-bench-") as scratch:
         artifact = resolve_artifact(Path(artifact_path), Path(scratch), imgsz)
@@ -206,16 +202,14 @@ def bench_artifact(
         results: list[Result] = []
         scores = None
         for batch in batch_sizes(artifact, config.batch):
-            result, runner = bench_batch(target, artifact, batch, data_yaml, config, progress)
+            result, runner = bench_batch(target, artifact, batch, data_yaml, config)
             result.model, result.artifact_sha256 = name, measured_sha256
             used = result.threads or config.threads
             result.flags = threads.flags + preflight.thread_flags(used, load) + result.flags
             with runner:  # closed once this batch size is measured
                 if config.accuracy and data_yaml is not None and scores is None:
                     size = int(artifact.metadata["imgsz"])
-                    scores = evaluate(
-                        runner, data_yaml, size, config.split, batch, progress or False, map_images
-                    )
+                    scores = evaluate(runner, data_yaml, size, config.split, batch, max_images=map_images)
             if scores is not None:
                 result.map50_95, result.map50 = scores.map50_95, scores.map50
                 result.dataset, result.letterbox = scores.dataset, scores.letterbox
@@ -236,20 +230,30 @@ def bench_batch(
     batch: int,
     data_yaml: Path | None,
     config: BenchConfig,
-    progress: Progress | None = None,
 ) -> tuple[Result, Runner]:
     """Latency (model only, end to end) and throughput at one batch size, with the noise flags.
 
     Returns the Result (no mAP yet) and the loaded Runner, which can go on to measure mAP.
     """
     meta = artifact.metadata
-    imgsz = int(meta["imgsz"])
     label = f"{meta['target']}/{meta['precision']} batch {batch}"
-    task = progress.add_task(f"{label}: loading", total=None) if progress else None
+    with progress.current().task(f"{label}: loading") as task:
+        return measure_batch(
+            target, artifact, batch, data_yaml, config, lambda what: task.update(f"{label}: {what}")
+        )
 
-    def step(what: str) -> None:
-        if progress is not None and task is not None:
-            progress.update(task, description=f"{label}: {what}")
+
+def measure_batch(
+    target: Target,
+    artifact: Artifact,
+    batch: int,
+    data_yaml: Path | None,
+    config: BenchConfig,
+    step: Callable[[str], None],
+) -> tuple[Result, Runner]:
+    """`bench_batch`'s measurements, each announced to `step` as it starts."""
+    meta = artifact.metadata
+    imgsz = int(meta["imgsz"])
 
     def run_options(streams: int = 1) -> RunOptions:
         return RunOptions(
@@ -296,9 +300,6 @@ def bench_batch(
         step("memory, in a fresh process")
         memory_mb = memory.in_fresh_process(engine_memory_mb, artifact, run_options(), tensor.shape)
         memory_method = memory.METHOD
-    step("done")
-    if progress is not None and task is not None:
-        progress.update(task, total=1, completed=1)
     result = Result(
         model=artifact.path.name,
         target=meta["target"],
@@ -378,19 +379,10 @@ def bench_engine(config: BenchConfig, ctx: StageContext, role: str | None) -> di
     data_yaml = ctx.settings.val if config.accuracy else None
     if config.accuracy and data_yaml is None:
         raise InputError("the bench section measures mAP, and the pipeline names no val data.yaml")
-    with bench_progress() as progress:
-        results = bench_artifact(engine.path, data_yaml, config, ctx.settings.model_name, progress)
+    results = bench_artifact(engine.path, data_yaml, config, ctx.settings.model_name)
     for result in results:
         result.role = role
     path = save_results(ctx.out_dir / RESULTS_FILE, results)
     for history in ctx.settings.histories or (None,):
         append_results(results, history)
     return {"results": Artifact.from_path("results", path, count=len(results))}
-
-
-def bench_progress() -> Progress:
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TimeElapsedColumn
-
-    return Progress(
-        SpinnerColumn(), "{task.description}", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()
-    )

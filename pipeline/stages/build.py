@@ -9,15 +9,16 @@ INT8 build is checked against FP32 on the same target (`verify`) and falls back 
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from pydantic import Field, field_validator, model_validator
-from rich.console import Console
 
 from core.artifacts import Artifact
 from core.calibration import CalibrationSet
 from core.dataset import check_fits_model, load_dataset
+from core.defaults import DEFAULT_IMGSZ
 from core.errors import BackendUnavailable, InputError
 from core.validation import reported_by_pydantic
 from pipeline.stages.auto_precision import build_auto
@@ -37,17 +38,29 @@ from targets.options import TargetOptions
 # Besides its target's: ONNX (the model facts every build reads), torch and Ultralytics (the NMS of mAP)
 HARNESS_LIBS = ("onnx", "torch", "ultralytics")
 
+log = logging.getLogger(__name__)
+
 
 class BuildEntry(Section):
+    renamed: ClassVar[dict[str, str]] = {"calib_size": "calib_images", "max_map_drop": "max_drop_vs_fp32"}
+
     target: str = Field(description=f"backend: {', '.join(target_names())} (`edgepipe device` lists them)")
     precision: str = Field(
         "fp32",
         description="fp32, bf16, fp16 or int8, as the target supports; auto: the fastest within the bound",
     )
-    calib_size: int = Field(300, ge=1, description="INT8: calibration images drawn from the train split")
+    calib_images: int = Field(
+        300,
+        ge=1,
+        description="INT8: calibration images drawn from the train split (one engine calibrates once: more "
+        "than the 64 of each search candidate)",
+    )
     calib_seed: int = Field(0, description="INT8: seed of the calibration sample")
-    max_map_drop: float | None = Field(
-        None, ge=0, description="INT8: largest allowed absolute mAP50-95 drop vs fp32 (default: 1% of fp32)"
+    max_drop_vs_fp32: float | None = Field(
+        None,
+        ge=0,
+        description="INT8 (and precision auto): largest allowed absolute mAP50-95 drop against fp32 on the "
+        "same target (default: 1% of fp32)",
     )
     verify: bool = Field(
         True, description="INT8: measure mAP against fp32 on the val set and fall back past the bound"
@@ -108,20 +121,20 @@ def build_engine(
     if not ok and options.needs_backend:
         raise BackendUnavailable(reason)
     facts = onnx_facts(onnx) if onnx is not None else None  # also rejects a corrupt ONNX before any work
-    size = facts.imgsz if facts is not None else imgsz or 640
+    size = facts.imgsz if facts is not None else imgsz or DEFAULT_IMGSZ
     calibration = None
     if entry.precision == "int8" and options.needs_calibration:
         if calib_data is None:
             raise InputError("int8 needs calibration images", hint="pass --data data.yaml (its train split)")
-        calibration = CalibrationSet.from_dataset(calib_data, size, entry.calib_size, entry.calib_seed)
+        calibration = CalibrationSet.from_dataset(calib_data, size, entry.calib_images, entry.calib_seed)
         checked = check_options_for(entry, val_data or val_split_of(calib_data))
         options = entry.parsed_options(**checked)
         if "val_data" in checked and facts is not None:
             check_fits_model(checked["val_data"], len(facts.names), ("val",))
-    elif entry.max_map_drop is not None and entry.precision != "int8":
-        raise InputError("--max-map-drop applies to int8 builds only")
-    elif entry.max_map_drop is not None:
-        options = entry.parsed_options(max_map_drop=entry.max_map_drop)  # refused with a given Q/DQ ONNX
+    elif entry.max_drop_vs_fp32 is not None and entry.precision != "int8":
+        raise InputError("--max-drop-vs-fp32 applies to int8 builds only")
+    elif entry.max_drop_vs_fp32 is not None:
+        options = entry.parsed_options(max_map_drop=entry.max_drop_vs_fp32)  # refused with a given Q/DQ ONNX
     inputs = BuildInputs(
         onnx=Path(onnx) if onnx else None,
         checkpoint=Path(checkpoint) if checkpoint else None,
@@ -137,22 +150,24 @@ def val_split_of(data: Path) -> Path | None:
 
 def check_options_for(entry: BuildEntry, val_data: Path | None) -> dict[str, Any]:
     """The target options that make an INT8 build check itself against FP32 (none: unchecked)."""
-    if entry.max_map_drop is not None and not entry.verify:
-        raise InputError("--max-map-drop bounds the checked INT8 drop, --no-verify skips the check: pass one")
+    if entry.max_drop_vs_fp32 is not None and not entry.verify:
+        raise InputError(
+            "--max-drop-vs-fp32 bounds the checked INT8 drop, --no-verify skips the check: pass one"
+        )
     if not entry.verify:
         return {}
     if val_data is None:
-        if entry.max_map_drop is not None:
-            raise InputError("--max-map-drop needs a validation set", hint="pass --val data.yaml")
-        Console(stderr=True).print(
-            f"[yellow]warning[/]: {entry.target}/int8 mAP is unchecked: neither --val nor the calibration "
+        if entry.max_drop_vs_fp32 is not None:
+            raise InputError("--max-drop-vs-fp32 needs a validation set", hint="pass --val data.yaml")
+        log.warning(
+            f"{entry.target}/int8 mAP is unchecked: neither --val nor the calibration "
             "data.yaml has a val split to measure it against fp32 (pass --val data.yaml, or --no-verify to "
             "build unchecked on purpose)"
         )
         return {}
     checked: dict[str, Any] = {"val_data": str(val_data)}
-    if entry.max_map_drop is not None:
-        checked["max_map_drop"] = entry.max_map_drop
+    if entry.max_drop_vs_fp32 is not None:
+        checked["max_map_drop"] = entry.max_drop_vs_fp32
     return checked
 
 

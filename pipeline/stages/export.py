@@ -7,22 +7,28 @@ end-to-end head's (YOLO26) final detections are matched by class and score, not 
 
 from __future__ import annotations
 
+import logging
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from pydantic import Field
+from rich.table import Table
 
 from benchmarks.accuracy import end_to_end
+from core import progress
 from core.artifacts import Artifact, atomic_output, sha256_file
 from core.checkpoints import count_params, gflops, load_detection_model, ultralytics_copy
 from core.dataset import load_dataset
+from core.defaults import DEFAULT_IMGSZ
 from core.errors import CheckFailed
 from core.families import family_of
 from core.letterbox import preprocess
 from pipeline.stages.base import Section, StageContext
 from targets.engine_dir import META_CHECKPOINT_SHA256, META_FAMILY, META_GFLOPS, META_PARAMS, onnx_facts
+
+log = logging.getLogger(__name__)
 
 
 class ExportConfig(Section):
@@ -56,11 +62,18 @@ class Parity:
     def record(self) -> dict[str, object]:
         return {**self.__dict__, "passed": self.passed}
 
+    def describe(self) -> str:
+        return (
+            f"ONNX vs PyTorch on {self.images} images ({self.source}): boxes {self.max_box_diff:.2e} px "
+            f"(tolerance {self.box_tolerance:.0e}), scores {self.max_score_diff:.2e} (tolerance "
+            f"{self.score_tolerance:.0e})"
+        )
+
 
 def export_onnx(
     checkpoint: Path,
     out_path: Path,
-    imgsz: int = 640,
+    imgsz: int = DEFAULT_IMGSZ,
     opset: int = 17,
     dynamic_batch: bool = False,
     simplify: bool = True,
@@ -184,8 +197,6 @@ def end_to_end_diffs(expected: np.ndarray, actual: np.ndarray, score_tol: float)
 
 
 def parity_table(parity: Parity):
-    from rich.table import Table
-
     table = Table(title=f"ONNX vs PyTorch on {parity.images} images ({parity.source})")
     for column in ("output", "max |diff|", "tolerance", "result"):
         table.add_column(column)
@@ -201,17 +212,14 @@ def export_checked(
     checkpoint: Path, out_path: Path, imgsz: int, config: ExportConfig, data: Path | None
 ) -> tuple[Path, Parity]:
     """Export into a temp file, check parity, and move it to `out_path` only when parity holds."""
-    from rich.console import Console
-
     out_path = Path(out_path)
     images, source = parity_images(data, config.parity_images, imgsz)
     with atomic_output(out_path) as staged:
-        with Console(stderr=True).status(f"exporting {Path(checkpoint).name} to ONNX"):
+        with progress.current().task(f"exporting {Path(checkpoint).name} to ONNX"):
             export_onnx(checkpoint, staged, imgsz, config.opset, config.dynamic_batch, config.simplify)
         parity = check_parity(
             checkpoint, staged, images, source, config.parity_tolerance, config.parity_box_tolerance
         )
-        Console(stderr=True).print(parity_table(parity))
         if not parity.passed:
             raise CheckFailed(
                 f"ONNX output differs from PyTorch beyond tolerance (boxes {parity.max_box_diff:.2e} px, "
@@ -240,4 +248,5 @@ def run(config: ExportConfig, ctx: StageContext) -> dict[str, Artifact]:
     checkpoint = ctx.input("model").path
     data = ctx.settings.val or ctx.settings.data
     path, parity = export_checked(checkpoint, ctx.out_dir / "model.onnx", ctx.settings.imgsz, config, data)
+    log.info(parity.describe())
     return {"onnx": onnx_artifact(path, ctx.settings.imgsz, parity)}

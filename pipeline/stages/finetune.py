@@ -10,6 +10,7 @@ without torch.
 
 from __future__ import annotations
 
+import logging
 import tempfile
 from pathlib import Path
 from typing import Literal
@@ -17,14 +18,14 @@ from typing import Literal
 from pydantic import Field
 
 from core.artifacts import Artifact
-from core.checkpoints import load_detection_model, ultralytics_copy
-from core.console import console
+from core.checkpoints import checkpoint_metadata, class_names, load_detection_model, ultralytics_copy
 from core.dataset import load_dataset
 from core.errors import InputError
 from pipeline.stages.base import Section, StageContext
 from pipeline.stages.checkpoint_accuracy import checkpoint_map, input_map, map_metadata
 
-BEST_FILE = "best.pt"
+log = logging.getLogger(__name__)
+FINETUNED_FILE = "finetuned.pt"  # the kept checkpoint: the last epoch, or the best with `checkpoint: best`
 RUN_DIR = "train"
 
 
@@ -152,8 +153,6 @@ def _training_set(data: Path, config: FinetuneConfig, teacher, imgsz: int, out_d
     """The data.yaml Ultralytics trains on: labelled images minus the held-apart part (checkpoint best),
     plus pseudo-labelled extras; the held-apart part is its val split. Returns `data` itself when neither
     applies."""
-    from core.checkpoints import class_names
-    from core.dataset import load_dataset
     from pipeline.pruning.trainset import pseudo_label, split_held_apart, unlabelled_images, write_data_yaml
 
     holdout = config.holdout if config.checkpoint == "best" else 0.0
@@ -175,8 +174,6 @@ def _kept_features(student: Path, teacher):
     """Which teacher channels the student's P3/P4/P5 features kept (recorded by pruning), if known."""
     import torch
 
-    from core.checkpoints import checkpoint_metadata, load_detection_model
-
     if teacher is None or student.suffix != ".pt":
         return None
     kept = checkpoint_metadata(student).get("pruning", {}).get("kept_features")
@@ -185,9 +182,7 @@ def _kept_features(student: Path, teacher):
     widths = _feature_widths(load_detection_model(student))
     if widths == _feature_widths(teacher):
         return [None] * len(widths)  # unpruned widths: the features line up as they are
-    console.print(
-        "[yellow]warning:[/] the student's pruning record has no kept channels: no feature distillation"
-    )
+    log.warning("the student's pruning record has no kept channels: no feature distillation")
     return None
 
 
@@ -237,7 +232,7 @@ def run(config: FinetuneConfig, ctx: StageContext) -> dict[str, Artifact]:
         teacher = config.teacher
     elif config.teacher:
         teacher = ctx.input("teacher").path
-    out = ctx.out_dir / BEST_FILE
+    out = ctx.out_dir / FINETUNED_FILE
     model = ctx.input("model")
     before = input_map(model, ctx.settings)
     finetune(

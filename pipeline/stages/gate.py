@@ -11,7 +11,7 @@ from pathlib import Path
 from pydantic import Field, field_validator
 from rich.table import Table
 
-from benchmarks.budgets import Verdict, evaluate, load_budgets
+from benchmarks.budgets import Verdict, budget_verdicts, load_budgets
 from benchmarks.results import Result
 from core.artifacts import Artifact, write_atomic
 from pipeline.report.inputs import results_from_inputs
@@ -44,7 +44,7 @@ def check_budgets(
     results: list[Result], budgets: Path, junit: Path | None = None, markdown: Path | None = None
 ) -> list[Verdict]:
     """Evaluate the budgets file against the results and write the JUnit and Markdown files asked for."""
-    verdicts = evaluate(load_budgets(budgets), results, source=budgets)
+    verdicts = budget_verdicts(load_budgets(budgets), results, source=budgets)
     if junit is not None:
         write_atomic(junit, gate_junit(verdicts))
     if markdown is not None:

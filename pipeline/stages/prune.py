@@ -13,18 +13,19 @@ CLI starts without torch.
 
 from __future__ import annotations
 
+import logging
+import os
 from pathlib import Path
 
-from rich.progress import Progress
-
+from core import progress
 from core.artifacts import Artifact
 from core.checkpoints import load_detection_model, save_checkpoint
-from core.console import console
 from core.errors import InputError
 from pipeline.pruning.config import PruneConfig, resolve
 from pipeline.stages.base import StageContext
 from pipeline.stages.checkpoint_accuracy import checkpoint_map, input_map, map_metadata
 
+log = logging.getLogger(__name__)
 PRUNED_FILE = "pruned.pt"
 
 
@@ -46,22 +47,21 @@ def prune_checkpoint(
     if labels is not None:
         check_classes(labels, model.model[-1].nc)
     if data is None:  # magnitude pruning: resolve refuses the data-aware method without data
-        console.print(
-            "[yellow]warning:[/] no calibration data: magnitude pruning without reconstruction, which "
-            "loses far more mAP (docs/pruning.md); give --data D.yaml or an image folder"
+        log.warning(
+            "no calibration data: magnitude pruning without reconstruction, which loses far more mAP "
+            "(docs/pruning.md); give --data D.yaml or an image folder"
         )
     model.to(_torch_device(device))
     unit, keep = method.goal
     params_before, gflops_before = measure(model, imgsz)
     extra = {"method": method.method, "goal": {unit: keep}, "protect_head": method.resolved_protect_head()}
-    with Progress(console=console, transient=True) as bar:
-        task = bar.add_task("pruning", total=1.0)
+    with progress.current().task("pruning", total=1.0) as task:
         model, record = pruner_for(method).prune(
             model,
             imgsz=imgsz,
             data=data,
             device=device,
-            progress=lambda what, done: bar.update(task, description=what, completed=done),
+            progress=lambda what, done: task.update(what, completed=done),
         )
     params_after, gflops_after = measure(model, imgsz)
     report = PruneReport(params_before, params_after, gflops_before, gflops_after, extra=extra | record)
@@ -71,8 +71,6 @@ def prune_checkpoint(
 
 def _torch_device(device: str):
     """Ultralytics' device selection, without the one-core-short CPU thread count it sets."""
-    import os
-
     import torch
     from ultralytics.utils.torch_utils import select_device
 

@@ -18,6 +18,7 @@ Cached stages (`pipeline.plan.search_plans`):
 from __future__ import annotations
 
 import json
+import logging
 import tempfile
 import time
 from dataclasses import asdict, replace
@@ -25,14 +26,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pydantic import Field, field_validator, model_validator
+from rich.table import Table
 
 from benchmarks.accuracy import evaluate
 from benchmarks.device import device_name, fingerprint
 from core.artifacts import Artifact, write_atomic, write_json_atomic
-from core.console import console
 from core.errors import InputError
 from core.validation import reported_by_pydantic
 from pipeline.pruning.config import AutoConfig
+from pipeline.report.markdown import table as markdown_table
 from pipeline.report.plots import search_front
 from pipeline.report.search import candidate_rows, summary_line
 from pipeline.search.budget_expr import parse_budget
@@ -46,7 +48,6 @@ from pipeline.search.select import (
     select,
 )
 from pipeline.stages.base import Section, StageContext
-from pipeline.stages.benchmark import bench_progress
 from pipeline.stages.finetune import FinetuneConfig, finetune
 from pipeline.stages.search_candidates import (
     MeasureSettings,
@@ -62,6 +63,7 @@ if TYPE_CHECKING:
 
     from pipeline.search.budget_expr import LatencyBudget
 
+log = logging.getLogger(__name__)
 CANDIDATES_FILE = "candidates.json"
 MEASUREMENTS_FILE = "measurements.json"
 SEARCH_FILE = "search.json"
@@ -80,7 +82,11 @@ class SearchConfig(Section):
     macs: list[float] = Field([1.0, 0.9, 0.8, 0.7], description="MACs ratios tried (1.0: the model as given)")
     batch: int = Field(1, ge=1, description="batch size the budget applies to")
     round_to: int | None = Field(8, ge=1, description="keep channel counts multiples of this")
-    calib_images: int = Field(64, ge=8, description="INT8 calibration images per candidate")
+    calib_images: int = Field(
+        64,
+        ge=8,
+        description="INT8 calibration images per candidate (fewer than a build's 300: each calibrates)",
+    )
     map_images: int | None = Field(None, ge=1, description="val images each candidate's mAP is measured on")
     warmup: int = Field(5, ge=0, description="untimed runs before each timed round")
     iters: int = Field(40, ge=1, description="at least this many timed runs per candidate and round")
@@ -193,10 +199,7 @@ def run_measure(config: SearchConfig, ctx: StageContext) -> dict[str, Artifact]:
     )
     pruned = pruned_candidates(config, ctx)
     candidates = grid(config.sizes(), config.macs, config.precisions)
-    with bench_progress() as progress:
-        measurements, flags = measure_candidates(
-            pruned, candidates, settings, data=ctx.settings.data, val=val, progress=progress
-        )
+    measurements, flags = measure_candidates(pruned, candidates, settings, data=ctx.settings.data, val=val)
     record = {
         "schema": 2,
         "target": config.target,
@@ -239,7 +242,9 @@ def write_search(
     search = {key: measured[key] for key in ("target", "batch", "prune_imgsz", "device", "flags", "val")}
     search |= {"model": ctx.settings.model_name, "precisions": config.precisions, **selection.as_dict()}
     search |= extra or {}
-    console.print(candidate_table(search))
+    log.info(summary_line(search))
+    if selection.chosen is None:  # the command prints the table of a search that chose; this one stops here
+        log.info("the candidates:\n%s", markdown_table(*candidate_rows(search)))
     chosen = require_choice(selection)  # exit 1 with the nearest candidate named when none meets it
     path = write_json_atomic(ctx.out_dir / SEARCH_FILE, search)
     write_atomic(ctx.out_dir / PLOT_FILE, search_front(search))
@@ -270,10 +275,10 @@ def run_finetune(config: SearchConfig, ctx: StageContext) -> dict[str, Artifact]
             continue
         if guess is not None and spent + guess > budget_s:
             why = f"predicted {guess:.0f} s, {budget_s - spent:.0f} s of the time budget left"
-            console.print(f"[yellow]not fine-tuning {what}[/yellow]: {why}")
+            log.info(f"not fine-tuning {what}: {why}")
             record.append({"imgsz": row.imgsz, "ratio": row.ratio, "skipped": why})
             continue
-        console.print(f"fine-tuning {what} for {config.finetune_epochs} epochs")
+        log.info(f"fine-tuning {what} for {config.finetune_epochs} epochs")
         started = time.perf_counter()
         checkpoint = pruned[row.ratio, row.imgsz].path
         assert checkpoint is not None  # a candidate that meets the budget was built
@@ -324,8 +329,6 @@ def finetuned_maps(
 
 
 def candidate_table(search: dict[str, Any]) -> Table:
-    from rich.table import Table
-
     header, rows = candidate_rows(search)
     table = Table(title=f"budget search: {search['budget']['text']}", caption=summary_line(search))
     for column in header:

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from benchmarks import latency, noise
 from benchmarks.accuracy import evaluate
 from benchmarks.noise import spread_flag
-from core import letterbox
+from core import letterbox, progress
 from core.checkpoints import load_detection_model
 from core.errors import CheckFailed, PrecisionUnavailable
 from pipeline.search.grid import Candidate
@@ -34,8 +34,6 @@ from pipeline.stages.prune import PruneConfig, prune_checkpoint
 from targets.base import RunOptions, get_target
 
 if TYPE_CHECKING:
-    from rich.progress import Progress
-
     from core.artifacts import Artifact
     from core.runner import Runner
 
@@ -98,7 +96,7 @@ def build_candidate(
     entry = BuildEntry(
         target=settings.target,
         precision=candidate.precision,
-        calib_size=settings.calib_images,
+        calib_images=settings.calib_images,
         verify=False,
     )
     return build_engine(
@@ -123,7 +121,6 @@ def time_runners(
     runners: dict[Candidate, Runner],
     settings: MeasureSettings,
     data: Path | None,
-    progress: Progress | None = None,
 ) -> tuple[dict[Candidate, list[float]], list[str]]:
     """Samples (ms) per candidate from interleaved rounds, and the machine's noise flags."""
     images = sample_images(data, "train", settings.batch)[0]
@@ -133,17 +130,15 @@ def time_runners(
     }
     plan = latency.TimingPlan(settings.warmup, settings.iters, settings.min_seconds)
     samples: dict[Candidate, list[float]] = {c: [] for c in runners}
-    task = progress.add_task("timing", total=settings.rounds * len(runners)) if progress else None
-    with noise.LoadMonitor() as load:
+    total = settings.rounds * len(runners)
+    with noise.LoadMonitor() as load, progress.current().task("timing", total) as task:
         for round_index in range(settings.rounds):
             for candidate, runner in runners.items():
-                if progress is not None and task is not None:
-                    progress.update(task, description=f"timing round {round_index + 1}: {candidate.label}")
+                task.update(f"timing round {round_index + 1}: {candidate.label}")
                 samples[candidate] += latency.time_calls(
                     partial(runner.infer, tensors[candidate.imgsz]), plan
                 )
-                if progress is not None and task is not None:
-                    progress.advance(task)
+                task.advance()
     return samples, load.flags()
 
 
@@ -154,7 +149,6 @@ def measure_candidates(
     *,
     data: Path | None,
     val: Path,
-    progress: Progress | None = None,
 ) -> tuple[list[Measurement], list[str]]:
     """Build, time and score every candidate (its checkpoint: `pruned[ratio, imgsz]`); returns the
     measurements and the machine's noise flags."""
@@ -163,10 +157,9 @@ def measure_candidates(
     options = RunOptions(threads=settings.threads, batch=settings.batch)
     with tempfile.TemporaryDirectory(prefix="edgepipe-search-") as tmp, ExitStack() as stack:
         runners: dict[Candidate, Runner] = {}
-        task = progress.add_task("building candidates", total=len(candidates)) if progress else None
+        task = stack.enter_context(progress.current().task("building candidates", len(candidates)))
         for index, candidate in enumerate(candidates):
-            if progress is not None and task is not None:
-                progress.update(task, description=f"building {candidate.label}")
+            task.update(f"building {candidate.label}")
             source = pruned[candidate.ratio, candidate.imgsz]
             if source.path is None:
                 measurements.append(
@@ -186,12 +179,11 @@ def measure_candidates(
                     )
                     params, gflops = model_size(source.path, candidate.imgsz)
                     facts[candidate] = {"params": params, "gflops": round(gflops, 4)}
-            if progress is not None and task is not None:
-                progress.advance(task)
-        samples, flags = time_runners(runners, settings, data, progress)
+            task.advance()
+        samples, flags = time_runners(runners, settings, data)
         for candidate, runner in runners.items():
             score = evaluate(
-                runner, val, candidate.imgsz, batch=settings.batch, progress=progress or False,
+                runner, val, candidate.imgsz, batch=settings.batch,
                 max_images=settings.map_images,
             )  # fmt: skip
             spread = spread_flag(candidate.label, samples[candidate])

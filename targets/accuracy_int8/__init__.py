@@ -2,10 +2,10 @@
 the mAP50-95 drop against FP32 is within a bound.
 
 `layers` finds the quantizable layer groups, `sensitivity` ranks them by the output error each causes
-alone in INT8, `search` returns them to float in growing chunks, measuring mAP only at checkpoints.
+alone in INT8, `fallback` returns them to float in growing chunks, measuring mAP only at checkpoints.
 """
 
-from targets.accuracy_int8.search import (
+from targets.accuracy_int8.fallback import (
     AccuracyControl,
     control_options,
     quantize_within_map_drop,

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from core import progress
 from core.letterbox import preprocess
 from targets.accuracy_int8.layers import LayerGroup
 from targets.accuracy_int8.quantizer import CachedQuantizer
@@ -22,8 +23,6 @@ from targets.base import RunOptions
 from targets.onnxruntime_runner import OnnxRuntimeRunner
 
 if TYPE_CHECKING:
-    from rich.progress import Progress
-
     from core.calibration import CalibrationSet
 
 SCORE_NAME = "confidence-weighted squared error of the Detect output, only this layer in INT8, vs FP32"
@@ -62,21 +61,17 @@ def rank_layers(
     quantizer: CachedQuantizer,
     groups: Sequence[LayerGroup],
     images: Sequence[np.ndarray],
-    progress: Progress | None = None,
 ) -> list[LayerScore]:
     """Every group's score, most harmful first; equal scores keep graph order, so the ranking is stable."""
     imgsz = images[0].shape[-1]
     reference = model_outputs(quantizer.onnx, images)
     quantizable = [node for group in groups for node in group.nodes]
-    task = progress.add_task("layer sensitivity", total=len(groups)) if progress else None
     scores = []
     with tempfile.TemporaryDirectory(prefix="edgepipe-sensitivity-") as tmp:
         probe = Path(tmp) / "one_layer_int8.onnx"
-        for group in groups:
+        for group in progress.track(groups, "layer sensitivity", len(groups)):
             own = set(group.nodes)
             quantizer.write(probe, keep_float=[node for node in quantizable if node not in own])
             error = output_error(reference, model_outputs(probe, images), imgsz)
             scores.append(LayerScore(group.name, error))
-            if progress is not None and task is not None:
-                progress.advance(task)
     return sorted(scores, key=lambda s: -s.score)

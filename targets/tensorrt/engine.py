@@ -70,7 +70,7 @@ def network_flags(trt: Any, plan: BuildPlan) -> int:
     return 1 << int(flag) if plan.strongly_typed and flag is not None else 0
 
 
-def build_engine(
+def compile_engine(
     onnx_path: Path,
     engine_path: Path,
     *,
@@ -116,7 +116,7 @@ def build_engine(
         if len(calibration.files) < stream.batch_size:
             raise InputError(
                 f"calibration has {len(calibration.files)} images, fewer than its batch {stream.batch_size}",
-                hint="raise calib_size or lower opt_batch",
+                hint="raise calib_images or lower opt_batch",
             )
         calibrator = entropy_calibrator(trt, stream, cuda)
         config.int8_calibrator = calibrator

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from core.artifacts import ARTIFACT_FILE, sha256_file
 from core.engine_record import read_artifact_dir
 from core.errors import InputError
+from targets.accuracy_int8 import control_options, quantize_within_map_drop
 from targets.modelopt_qdq import DEFAULT_METHOD, modelopt_qdq, modelopt_version
 from targets.qdq import QdqScheme
 from targets.tensorrt.qdq_rules import require_valid_qdq
@@ -70,8 +71,6 @@ def make_host_qdq(
         float_nodes = write(out_path, [])
         require_valid_qdq(out_path)
         return QdqSource(qdq_record(out_path, float_nodes, method), calibration=calibration.record())
-    from targets.accuracy_int8 import control_options, quantize_within_map_drop
-
     control = quantize_within_map_drop(
         onnx_path,
         out_path,
@@ -126,6 +125,7 @@ def qdq_source(
         return make_host_qdq(onnx_path, calibration, options, out_path)
     if options.max_map_drop is not None:
         raise InputError(
-            "--max-map-drop decides the Q/DQ ONNX, --qdq-onnx compiles one already decided: pass one of them"
+            "--max-drop-vs-fp32 decides the Q/DQ ONNX, --qdq-onnx compiles one already decided: "
+            "pass one of them"
         )
     return adopt_qdq_onnx(Path(options.qdq_onnx), onnx_path, out_path)

@@ -13,7 +13,7 @@ val set, see `targets.accuracy_int8`), into a directory ONNX Runtime can load an
 `qdq_onnx` then compiles exactly that file on the device, after checking it against the hashes recorded
 there, so the chain Q/DQ ONNX sha256 -> engine metadata holds.
 
-Everything except `engine.build_engine` and `runner.TensorRtRunner` runs without TensorRT, and those two
+Everything except `engine.compile_engine` and `runner.TensorRtRunner` runs without TensorRT, and those two
 run here against fakes of the TensorRT 10 and 11 APIs.
 """
 
@@ -26,7 +26,7 @@ from core.errors import BackendUnavailable, InputError
 from targets.base import BuildInputs, RunOptions
 from targets.engine_dir import model_path, onnx_facts, write_engine_artifact
 from targets.tensorrt.cuda_memory import cuda_library, open_cuda
-from targets.tensorrt.engine import build_engine
+from targets.tensorrt.engine import compile_engine
 from targets.tensorrt.library import DISTRIBUTIONS, availability
 from targets.tensorrt.metadata import engine_metadata
 from targets.tensorrt.options import TensorRtOptions
@@ -123,7 +123,7 @@ class TensorRtTarget:
         if int8_mode == "qdq":
             source = out_dir / QDQ_FILE
             qdq = qdq_source(inputs.onnx, calibration, options, source)
-        record = build_engine(
+        record = compile_engine(
             source,
             out_dir / MODEL_FILE,
             precision=precision,

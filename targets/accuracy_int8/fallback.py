@@ -10,6 +10,7 @@ The loop stops at the first checkpoint within the bound. When none is (every gro
 
 from __future__ import annotations
 
+import logging
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -17,8 +18,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from rich.table import Table
+
 from benchmarks.accuracy import evaluate
-from core.console import log_console
 from core.errors import InputError
 from targets.accuracy_bound import AccuracyBound
 from targets.accuracy_int8.layers import quantizable_groups
@@ -33,6 +35,8 @@ if TYPE_CHECKING:
     from core.calibration import CalibrationSet
     from targets.options import AccuracyLoopOptions
     from targets.qdq import QdqScheme
+
+log = logging.getLogger(__name__)
 
 SENSITIVITY_IMAGES = 8
 # Writes a Q/DQ model with the given nodes in float, returns every node left in float.
@@ -98,7 +102,7 @@ class AccuracyControl:
 def control_options(options: AccuracyLoopOptions) -> dict[str, Any]:
     """The loop's keyword arguments from a target's build options (`val_data`, `max_map_drop`, ...)."""
     if not options.val_data:
-        raise InputError("--max-map-drop needs a validation set", hint="pass --val data.yaml")
+        raise InputError("--max-drop-vs-fp32 needs a validation set", hint="pass --val data.yaml")
     return {
         "val_data": Path(options.val_data),
         "bound": AccuracyBound.from_options(options),
@@ -130,7 +134,6 @@ def quantize_within_map_drop(
 
     if max_steps is not None and max_steps < 0:
         raise InputError(f"max_steps must be 0 or more, got {max_steps}")
-    console = log_console()
     imgsz = calibration.imgsz
     groups = quantizable_groups(onnx_in, scheme)
     by_name = {group.name: group for group in groups}
@@ -142,7 +145,7 @@ def quantize_within_map_drop(
         writer = write or ranker.write
         fp32_map50_95, fp32_map50 = val_map(Path(onnx_in), val_data, imgsz)
         max_map_drop = bound.limit(fp32_map50_95)
-        console.log(
+        log.info(
             f"FP32: mAP50-95 {fp32_map50_95:.4f}, mAP50 {fp32_map50:.4f}; {len(groups)} layer groups; "
             f"INT8 may drop {max_map_drop:.4f} ({bound.rule})"
         )
@@ -153,12 +156,12 @@ def quantize_within_map_drop(
         def measure(count: int) -> tuple[float, float]:
             if count and not ranking:
                 probes = probe_images(calibration, sensitivity_images)
-                console.log(f"INT8 is outside the bound: falling back, ranking {len(groups)} layer groups")
-                ranking.extend(rank_with_progress(ranker, groups, probes))
+                log.info(f"INT8 is outside the bound: falling back, ranking {len(groups)} layer groups")
+                ranking.extend(rank_layers(ranker, groups, probes))
             keep = [node for score in ranking[:count] for node in by_name[score.layer].nodes]
             float_nodes[count] = writer(candidate(count), keep)
             map50_95, map50 = val_map(candidate(count), val_data, imgsz)
-            console.log(
+            log.info(
                 f"{count} layer groups in float: mAP50-95 {map50_95:.4f} "
                 f"(drop {fp32_map50_95 - map50_95:+.4f}, bound {max_map_drop:.4f}), mAP50 {map50:.4f}"
             )
@@ -196,19 +199,8 @@ def val_map(onnx_path: Path, val_data: Path, imgsz: int) -> tuple[float, float]:
     return accuracy.map50_95, accuracy.map50
 
 
-def rank_with_progress(quantizer: CachedQuantizer, groups, images) -> list[LayerScore]:
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=Console(stderr=True), transient=True) as progress:
-        return rank_layers(quantizer, groups, images, progress)
-
-
 def steps_table(record: dict[str, Any]) -> Table:
     """The loop's checkpoints as a rich table, FP32 first and the kept step marked."""
-    from rich.table import Table
-
     fp32 = record["fp32"]["map50_95"]
     final = record["final"]
     verdict = "[green]within bound[/green]" if record["met"] else "[red]bound NOT met[/red]"
