@@ -336,6 +336,7 @@ def bench_batch(
         e2e_samples_ms=e2e_samples,
         build_notes=build_notes(meta),
         imgsz=imgsz,
+        family=meta.get("family"),
     )
     return result, runner
 
