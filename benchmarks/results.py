@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from benchmarks.accuracy import EVALUATION, NmsThresholds
 from core.artifacts import write_json_atomic
 from core.errors import InputError
+from core.families import FAMILY_NAMES
 from core.validation import validation_error
 
 SCHEMA_VERSION = 3
@@ -80,6 +81,7 @@ class Result(BaseModel):
     stage_story: list[dict[str, Any]] = Field(default_factory=list)  # params/GFLOPs per pipeline stage
     build_notes: list[str] = Field(default_factory=list)  # what the build checked or chose (INT8 drop, ...)
     imgsz: int | None = None  # the engine's square input size, whether or not mAP was measured
+    family: str | None = None  # yolov8, yolo11, yolo26 (core.families); None: not recorded (older files)
 
     @property
     def key(self) -> str:
@@ -103,6 +105,16 @@ class Result(BaseModel):
             return "evaluation thresholds (conf 0.001, multi-label)"
         known = {k: v for k, v in self.e2e_thresholds.items() if k in NmsThresholds.__dataclass_fields__}
         return NmsThresholds(**known).describe()
+
+    @property
+    def family_name(self) -> str:
+        """The detector family as people write it ("YOLO26"), "" when the engine did not record one."""
+        return FAMILY_NAMES.get(self.family or "", self.family or "")
+
+    @property
+    def model_label(self) -> str:
+        """The model with its family: "yolov8n-pruned (YOLOv8)", or the model alone when unknown."""
+        return f"{self.model} ({self.family_name})" if self.family_name else self.model
 
     @property
     def is_source(self) -> bool:

@@ -53,6 +53,7 @@ CONTEXT: dict[str, Callable[[Result], str]] = {
     "when": lambda r: r.created_at.replace("T", " ")[:16],
     "device": lambda r: r.device_name,
     "model": lambda r: r.model,
+    "family": lambda r: r.family_name or "-",
 }
 MEASURES: dict[str, Callable[[Result], str]] = {
     "target": lambda r: r.key,
@@ -70,14 +71,14 @@ MEASURES: dict[str, Callable[[Result], str]] = {
     "mem MB": lambda r: _number(r.memory_mb, 0),
     "flags": _flag_kinds,
 }
-TEXT_COLUMNS = ("when", "device", "model", "target", "ran as", "flags")
+TEXT_COLUMNS = ("when", "device", "model", "family", "target", "ran as", "flags")
 NO_WRAP = ("target", "mAP50-95", "img/s")  # "0.4200 (32 img, partial)" and "83.3 (4 str)" stay whole
 # keeps the history table readable in 160 columns
 LEFT_OUT_IN_CONTEXT = ("p90 ms", "p99 ms", "size MB", "mem MB")
 
 
 def results_table(results: list[Result], title: str = "benchmark results", context: bool = False) -> Table:
-    """One row per result; `context` adds when, device and model (the history of many runs).
+    """One row per result; `context` adds when, device, model and family (the history of many runs).
 
     Flags show by kind ("cpu-load", "high-cv"); `flag_lines` gives their full text.
     """

@@ -57,40 +57,46 @@ def _prune_defaults() -> dict[str, Any]:
     return AutoConfig().model_dump(mode="json")
 
 
-def search_plans(config: search.SearchConfig, *, data_reads: tuple[Path, ...]) -> list[StagePlan]:
-    """`edgepipe search`: prune, measure, select and (with `finetune_epochs`) fine-tune the best few."""
+def search_plans(
+    config: search.SearchConfig, *, data_reads: tuple[Path, ...], models: tuple[str, ...] = ("",)
+) -> list[StagePlan]:
+    """`edgepipe search`: prune, measure, select and (with `finetune_epochs`) fine-tune the best few.
+
+    `models` are the searched models' tags (`pipeline.search.grid.model_tags`), each read from the input
+    `search.model_input(tag)`; one model's tag is "", so its stages keep their labels."""
 
     def key(fields: set[str]) -> dict[str, Any]:
         return {"search": config.model_dump(mode="json", include=fields), "prune": _prune_defaults()}
 
     libraries = search_libraries(config)
-    pruned = [(ratio, size) for size in config.sizes() for ratio in config.macs if ratio < 1.0]
+    pruned = [(m, r, s) for m in models for s in config.sizes() for r in config.macs if r < 1.0]
     checkpoints = {
-        search.checkpoint_input(r, s): f"search:{search.checkpoint_input(r, s)}" for r, s in pruned
+        search.checkpoint_input(r, s, m): f"search:{search.checkpoint_input(r, s, m)}" for m, r, s in pruned
     }
+    sources = {search.model_input(m): search.model_input(m) for m in models}
     plans = [
         StagePlan(
-            f"search:prune:{ratio:g}@{size}",  # one stage per (ratio, size): each cached on its own
+            f"search:prune:{model + ':' if model else ''}{ratio:g}@{size}",  # each cached on its own
             "search",
-            partial(search.run_prune, config, ratio, size),
+            partial(search.run_prune, config, model, ratio, size),
             {
                 "search": {"macs": ratio, "imgsz": size, "round_to": config.round_to},
                 "prune": _prune_defaults(),
             },
-            needs={"model": "model"},
-            provides={"checkpoint": f"search:{search.checkpoint_input(ratio, size)}"},
+            needs={search.model_input(model): search.model_input(model)},
+            provides={"checkpoint": f"search:{search.checkpoint_input(ratio, size, model)}"},
             libraries=libraries,
             reads=data_reads,
         )
-        for ratio, size in pruned
+        for model, ratio, size in pruned
     ]
     plans += [
         StagePlan(
             "search:measure",
             "search",
-            bind(search.run_measure, config),
+            partial(search.run_measure, config, models),
             key(SEARCH_PRUNE_FIELDS | SEARCH_MEASURE_FIELDS),
-            needs={"model": "model", **checkpoints},
+            needs={**sources, **checkpoints},
             provides={"measurements": "search:measurements"},
             libraries=libraries,
             reads=data_reads,
@@ -110,9 +116,9 @@ def search_plans(config: search.SearchConfig, *, data_reads: tuple[Path, ...]) -
             StagePlan(
                 "search:finetune",
                 "search",
-                bind(search.run_finetune, config),
+                partial(search.run_finetune, config, models),
                 key(SEARCH_FINETUNE_FIELDS),
-                needs={"model": "model", "measurements": "search:measurements", **checkpoints},
+                needs={**sources, "measurements": "search:measurements", **checkpoints},
                 provides={"search": "search"},
                 libraries=libraries,
                 reads=data_reads,

@@ -21,7 +21,7 @@ def map_on_images(
     detections, shapes = [], []
     for image in images:
         tensor, boxes = preprocess([image], imgsz)
-        detections.extend(postprocess(infer(tensor), boxes, imgsz))
+        detections.extend(postprocess(infer(tensor), boxes, imgsz, clip=False))
         shapes.append(boxes[0].shape)
     return coco_map(coco_ground_truth(images, shapes, names), coco_detections(detections))[0]
 

@@ -34,7 +34,7 @@ def make_result(
     """A result whose latency stats come from 200 log-normal samples with median `p50`."""
     samples = p50 * np.random.default_rng(seed).lognormal(0.0, 0.08, 200)
     samples *= p50 / np.median(samples)
-    fields = {"model": "yolov8n-pruned", "imgsz": 640, "threads": 1, **extra}
+    fields = {"model": "yolov8n-pruned", "family": "yolov8", "imgsz": 640, "threads": 1, **extra}
     return Result(
         target=target,
         precision=ran_as or precision,

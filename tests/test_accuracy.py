@@ -43,6 +43,18 @@ def test_postprocess_rescales_to_the_original_image():
     assert det[0, 4] == pytest.approx(0.9) and det[0, 5] == 2
 
 
+def test_map_scores_a_box_past_the_border_unclipped_as_ultralytics_val_does():
+    """`predict` clips boxes to the image, `val` scores them as the model drew them: a box 20 px past the
+    left border keeps that width for mAP, and is clipped for deployment."""
+    image = np.zeros((100, 200, 3), np.uint8)
+    _, box = letterbox(image, 64)  # scale 0.32, 16 px of padding on top
+    raw = detect_output(np.array([[0.0, 32.0, 12.8, 16.0]]), np.array([1]), nc=3)  # x from -6.4 to 6.4
+    (unclipped,) = postprocess(raw, [box], 64, clip=False)
+    np.testing.assert_allclose(unclipped[0, :4], [-20.0, 25.0, 20.0, 75.0], atol=1e-4)
+    (clipped,) = postprocess(raw, [box], 64)
+    np.testing.assert_allclose(clipped[0, :4], [0.0, 25.0, 20.0, 75.0], atol=1e-4)
+
+
 def test_coco_map_of_ground_truth_itself_is_one(synth_dataset):
     images, names, _ = labelled_images(synth_dataset, "val")
     shapes = [load_image(p).shape[:2] for p in images]

@@ -48,6 +48,7 @@ def test_bench_plain_checkpoint_speed_only(tiny_checkpoint):
     ]
     for r in results:
         assert r.model == "tiny" and r.precision == "fp32" and r.streams == 2 and r.threads == 1
+        assert r.family == "yolov8" and r.model_label == "tiny (YOLOv8)"  # from the engine record
         assert r.imgsz == 64 and r.letterbox is None  # the input size is known without a mAP
         assert r.latency_ms.n == len(r.samples_ms) >= 5 and r.e2e_latency_ms.n == len(r.e2e_samples_ms) >= 5
         assert r.latency_ms.min <= r.latency_ms.p50 <= r.latency_ms.p99 <= r.latency_ms.max
@@ -85,12 +86,25 @@ def test_schema_2_results_read_with_e2e_at_evaluation_thresholds(tiny_checkpoint
     )
 
 
+def test_results_written_before_the_family_was_recorded_read_without_one(tiny_checkpoint, tmp_path):
+    import json
+
+    (result,) = bench_artifact(tiny_checkpoint, None, BenchConfig(accuracy=False, **QUICK), imgsz=64)
+    record = result.model_dump(mode="json")
+    del record["family"]
+    path = tmp_path / "old.json"
+    path.write_text(json.dumps({"schema": 3, "results": [record]}))
+    (old,) = load_results(path)
+    assert old.family is None and old.family_name == "" and old.model_label == "tiny"
+
+
 def test_bench_plain_onnx_runs_on_onnxruntime(tiny_checkpoint, tmp_path):
     from pipeline.stages.export import export_onnx
 
     onnx = export_onnx(tiny_checkpoint, tmp_path / "tiny.onnx", imgsz=64)
     (result,) = bench_artifact(onnx, None, BenchConfig(accuracy=False, **QUICK))
     assert (result.target, result.precision, result.model) == ("onnxruntime", "fp32", "tiny")
+    assert result.family == "yolov8"  # edgepipe's export records the family in the ONNX
     assert result.latency_ms.n >= 5 and result.size_mb == pytest.approx(onnx.stat().st_size / 1e6)
 
 

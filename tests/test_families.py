@@ -114,3 +114,30 @@ def test_device_lists_the_supported_families():
     result = CliRunner().invoke(app, ["device"])
     assert result.exit_code == 0
     assert "models: detect models of YOLOv8, YOLO11, YOLO26" in " ".join(result.output.split())
+
+
+def test_yolo26_int8_keeps_its_one_to_one_head_and_score_path_in_float(tmp_path, synth_dataset):
+    """Quantizing YOLO26's head compresses its confidences (Ultralytics keeps them out of INT8): every INT8
+    path leaves the one-to-one head in float, its Sigmoid and the TopK / GatherElements that rank the
+    scores included, and nothing outside the head."""
+    import onnx
+
+    from pipeline.stages.export import ExportConfig, export_checked
+    from targets.head import onnx_head_postprocess_nodes
+
+    checkpoint = _from_yaml("yolo26n", tmp_path)
+    onnx_path, _ = export_checked(checkpoint, tmp_path / "m.onnx", IMGSZ, ExportConfig(), synth_dataset)
+    nodes = {node.name: node.op_type for node in onnx.load(str(onnx_path)).graph.node}
+    floats = set(onnx_head_postprocess_nodes(onnx_path))
+    score_path = {  # the head's own ops on the class logits (the convs' SiLU is a Sigmoid too)
+        name
+        for name, op in nodes.items()
+        if op in ("Sigmoid", "TopK", "GatherElements")
+        and name.startswith("/model.23/")
+        and "/one2one_cv" not in name
+    }
+    assert score_path and score_path <= floats  # the confidences and their ranking stay float
+    assert {nodes[name] for name in floats} >= {"Sigmoid", "TopK", "GatherElements", "Conv"}
+    head_convs = {n for n in floats if nodes[n] == "Conv"}
+    assert head_convs and all("/one2one_cv" in n for n in head_convs)  # its one-to-one branch's convs
+    assert all(n.startswith("/model.23/") for n in floats)  # nothing outside the head

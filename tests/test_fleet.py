@@ -318,8 +318,10 @@ def test_fleet_run_places_cells_by_kind_survives_a_dead_node_and_skips_measured_
         (kind, target) for kind in ("fake-a", "fake-b") for target in ("onnxruntime", "openvino")
     )
     assert all(r["device"]["node_id"] in kinds and r["fleet"]["source"]["sha256"] for r in results)
+    assert {r["family"] for r in results} == {"yolov8"}  # recorded by each node's bench
     report = (out / "report.md").read_text()
     assert (out / "report.html").is_file() and "openvino/fp32" in report and "could not" not in report
+    assert "Model: tiny (YOLOv8)" in report and "| YOLOv8 |" in (out / "gate.md").read_text()
 
     # Run 2: the measured cells come from the history; a kind no device has and a corrupt model fail.
     broken = tmp_path / "broken.onnx"

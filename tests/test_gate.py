@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
@@ -73,7 +74,10 @@ def test_all_budgets_hold(tmp_path, results_file):
     cases = [case for suite in suites for case in suite]
     assert len(cases) == 1 + 3  # one per (budget, result): openvino/int8, then the three fp32 results
     assert all(case.is_passed for case in cases)
+    families = [p.get("value") for p in ET.parse(junit).iter("property") if p.get("name") == "family"]
+    assert families == ["YOLOv8"] * len(cases)
     assert markdown.read_text().startswith("✅")
+    assert "openvino/int8 b1, YOLOv8" in output  # each result is named with its family
 
 
 def test_latency_budget_broken_by_one_percent(tmp_path, results_file):
@@ -99,6 +103,8 @@ def test_latency_budget_broken_by_one_percent(tmp_path, results_file):
     assert summary[0].startswith("❌") and "1 of 10 checks" in summary[0]
     assert summary[2].startswith("| ") and "margin" in summary[2]
     assert "❌" in summary[4] and "latency p90" in summary[4]  # broken checks come first
+    header, row = ([c.strip() for c in line.strip("|").split("|")] for line in (summary[2], summary[4]))
+    assert dict(zip(header, row, strict=True))["family"] == "YOLOv8"
 
 
 def test_map_drop_budget_broken(tmp_path, results_file):

@@ -51,6 +51,19 @@ def test_history_shows_input_size_threads_streams_and_partial_map(history, capsy
     assert shown[0][:2] == ("640", "2") and shown[0][2].endswith("(4 str)")
 
 
+def test_history_shows_each_results_family(history, capsys):
+    yolo26 = make_result("openvino", "int8", 9.0, 0.42, model="synth-yolo26n", family="yolo26")
+    unknown = make_result("openvino", "int8", 9.0, 0.42, seed=1, model="older", family=None)
+    append_results([yolo26, unknown])
+    assert [r.family for r in query_results()] == [None, "yolo26"]
+    history_command(device="*", target="*", last=5)
+    lines = capsys.readouterr().out.splitlines()
+    header = [c.strip() for c in next(line for line in lines if "family" in line).split("┃")]
+    rows = [dict(zip(header, (c.strip() for c in line.split("│")), strict=True)) for line in lines
+            if "openvino/int8" in line]  # fmt: skip
+    assert [(row["model"], row["family"]) for row in rows] == [("older", "-"), ("synth-yolo26n", "YOLO26")]
+
+
 def test_empty_query_says_so(history, capsys):
     history_command(device="nothing*", target="*", last=5)
     assert "No results" in capsys.readouterr().out

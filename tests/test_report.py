@@ -104,6 +104,7 @@ def test_report_tables_and_markdown(two_device_report):
     assert cells[13] == "10.77×"  # no unpruned model benched on the Jetson: against torch/fp32 there
     assert cells[14] == "★"  # fastest on its device is always on the front
     assert "mAP on coco128-val2017 (square 640x640)" in markdown
+    assert "Model: yolov8n-pruned (YOLOv8)." in markdown and "Model: yolov8n-pruned (YOLOv8). mAP" in html
     assert "The pipeline's story" in markdown and "| prune | 1.480 | 4.30 |" in markdown
 
 

@@ -16,7 +16,7 @@ from core.errors import EXIT_BAD_INPUT, EXIT_CHECK_FAILED, CheckFailed, InputErr
 from pipeline.config import load_config
 from pipeline.report.search import candidate_rows, row_score, summary_line
 from pipeline.search.budget_expr import parse_budget
-from pipeline.search.grid import Candidate, check_ratios, check_sizes, grid
+from pipeline.search.grid import Candidate, check_ratios, check_sizes, grid, model_tags
 from pipeline.search.recheck import recheck
 from pipeline.search.select import (
     Measurement,
@@ -457,3 +457,72 @@ def test_a_precision_this_device_cannot_run_is_a_row_not_the_end_of_the_search(
     rows = {r["precision"]: r for r in search["candidates"]}
     assert "this device cannot run fp16" in rows["fp16"]["error"] and not rows["fp16"]["meets"]
     assert rows["fp32"]["error"] is None and search["chosen"]["precision"] == "fp32"
+
+
+def test_candidates_of_several_models_are_fitted_and_ranked_on_one_front():
+    """Each model's bounds are fitted monotone on their own (a fast pruned YOLO26 is never pooled with a
+    slow unpruned YOLOv8), and the front and the choice span both models."""
+    v8 = [replace(m, model="v8", family="yolov8") for m in COCO_LIKE[:2]]  # 640 px: 1.0 at 20 ms, 0.8 at 17
+    y26 = [
+        replace(measured(640, 1.0, 16.0, 0.44), model="y26", family="yolo26"),
+        replace(measured(640, 0.8, 21.0, 0.30), model="y26", family="yolo26"),  # slower than its 1.0: noise
+    ]
+    selection = select([*v8, *y26], parse_budget("p90<=30ms"), margin=0.0)
+    rows = {(row.model, row.ratio): row for row in selection.rows}
+    assert rows["v8", 1.0].fitted_ms == pytest.approx(rows["v8", 1.0].bound_ms)  # not pooled with y26's
+    assert rows["y26", 0.8].fitted_ms == rows["y26", 1.0].fitted_ms  # pooled within its own model
+    assert {row.model for row in selection.rows if row.front} == {"y26", "v8"}
+    assert selection.chosen is not None and selection.chosen.model == "y26"
+    search = {"target": "openvino", "batch": 1, **selection.as_dict()}
+    header, table = candidate_rows(search)
+    assert header[:2] == ["model", "imgsz"]
+    assert {row[0].rstrip(" ★") for row in table} == {"v8 (YOLOv8)", "y26 (YOLO26)"}
+    assert [row[0].endswith("★") for row in table].count(True) == 1
+    assert "y26 (YOLO26), 640 px, 1 MACs, int8" in summary_line(search)
+
+
+def test_searched_models_are_named_by_their_files():
+    from pipeline.cli.search import model_paths
+
+    assert model_tags([Path("a/yolov8n.pt")]) == [""]  # one model: its records read as before
+    assert model_tags([Path("a/best.pt"), Path("b/best.pt"), Path("c/yolo26n.pt")]) == [
+        "best", "best-2", "yolo26n"
+    ]  # fmt: skip
+    assert Candidate(320, 0.8, "int8", "yolo26n").label == "yolo26n 320px × 0.8 MACs, int8"
+    assert [c.model for c in grid([64], [1.0], ["fp32"], ("a", "b"))] == ["a", "b"]
+    repeated = model_paths(["a/best.pt", "b/best.pt, c/yolo26n.pt", "a/best.pt"])  # each file once
+    assert repeated == [Path("a/best.pt"), Path("b/best.pt"), Path("c/yolo26n.pt")]
+
+
+REFERENCE_26 = REFERENCE.with_name("synth-yolo26n.pt")
+
+
+@pytest.mark.slow
+def test_a_search_across_families_puts_both_on_one_table_and_front(synth_dataset, tmp_path):
+    """The YOLOv8n and YOLO26n reference detectors searched together (unpruned, two sizes, fp32 on ONNX
+    Runtime): every row names its model and family, the front and the winner come from one selection
+    over both, and the winner's config takes the chosen model's file."""
+    out = tmp_path / "search"
+    models = f"{REFERENCE},{REFERENCE_26}"
+    result = search_cli(Path(models), synth_dataset, out, "p90<=10000ms", "--imgsz", "96,64", "--macs", "1.0",
+                        "--map-images", "8", "--no-verify")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert list(manifest_stages(out)) == ["search:measure", "search:select"]
+    search = json.loads((out / "search.json").read_text())
+    rows = search["candidates"]
+    assert {(r["model"], r["family"]) for r in rows} == {
+        ("synth-yolov8n", "yolov8"),
+        ("synth-yolo26n", "yolo26"),
+    }
+    assert len(rows) == 4 and all(r["map50_95"] is not None and r["fitted_ms"] for r in rows)
+    front = [r for r in rows if r["front"]]
+    points = [(r["fitted_ms"], r["map50_95"]) for r in rows]
+    for r, (ms, score) in zip(rows, points, strict=True):  # on the front: no row of either model dominates it
+        dominated = any(t <= ms and m >= score and (t, m) != (ms, score) for t, m in points)
+        assert r["front"] == (not dominated), r
+    assert front and search["chosen"]["map50_95"] == max(r["map50_95"] for r in rows)
+    said = " ".join(result.output.split())
+    assert "synth-yolov8n (YOLOv8)" in said and "synth-yolo26n (YOLO26)" in said
+    winner = yaml.safe_load((out / "search.yaml").read_text())
+    chosen_file = {"synth-yolov8n": REFERENCE, "synth-yolo26n": REFERENCE_26}[search["chosen"]["model"]]
+    assert winner["model"] == str(chosen_file.resolve())

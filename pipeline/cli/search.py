@@ -18,7 +18,7 @@ from pipeline.cli.console import console
 from pipeline.cli.options import DEVICE_HELP, config_from_options, default, device_option, option, renamed
 from pipeline.run import run_pipeline, run_search
 from pipeline.search.budget_expr import parse_budget
-from pipeline.search.grid import DEFAULT_SIZES
+from pipeline.search.grid import DEFAULT_SIZES, model_tags
 from pipeline.search.recheck import recheck
 from pipeline.stages.search import SearchConfig, candidate_table
 
@@ -40,6 +40,14 @@ def comma_list(text: str | None, cast: type, option_name: str) -> list[Any] | No
         except ValueError:
             raise InputError(f"{option_name} {text!r}: {item!r} is not a {cast.__name__}") from None
     return values
+
+
+def model_paths(options: list[str]) -> list[Path]:
+    """The --model options as paths, comma lists split, each file once."""
+    paths = [Path(part.strip()) for text in options for part in text.split(",") if part.strip()]
+    if not paths:
+        raise InputError("--model names no checkpoint")
+    return list({path.resolve(): path for path in paths}.values())
 
 
 def winner_config(
@@ -112,7 +120,14 @@ def recheck_partial_map(search: dict[str, Any], output: Path, config: SearchConf
 
 
 def command(
-    model: Annotated[Path, typer.Option("--model", help="Ultralytics YOLOv8 .pt checkpoint to compress")],
+    model: Annotated[
+        list[str],
+        typer.Option(
+            "--model",
+            help="Ultralytics YOLOv8, YOLO11 or YOLO26 detection checkpoint; repeat it or give a comma list "
+            "to search several models (families) on one front",
+        ),
+    ],
     data: Annotated[
         Path,
         typer.Option("--data", help="data.yaml: INT8 calibration, pruning and fine-tuning (train split)"),
@@ -168,7 +183,8 @@ def command(
     device: Annotated[str, typer.Option(help=f"pruning and fine-tuning: {DEVICE_HELP}")] = "cpu",
 ) -> None:
     """The most accurate model meeting a latency budget on this device, across input size × MACs ratio ×
-    precision; then build, benchmark and gate it."""
+    precision (and models, on one front, when --model is given several); then build, benchmark and gate
+    it."""
     output = renamed(workdir, output, command="search", old_name="-o/--output", new_name="-w/--workdir")
     output = output or Path("search")
     device = device_option(device, "search")
@@ -193,18 +209,21 @@ def command(
         iters=iters,
         min_seconds=min_seconds,
     )
-    for path in (model, data, val):
+    models = model_paths(model)
+    for path in (*models, data, val):
         if path is not None and not path.exists():
             raise InputError("file not found", path=path)
     val = val or data
     chosen = run_search(
-        config, model=model, data=data, val=val, device=device, workdir=output, console=console
+        config, models=models, data=data, val=val, device=device, workdir=output, console=console
     )
     search = json.loads(chosen.path.read_text())
     console.print(candidate_table(search))
+    by_tag = dict(zip(model_tags(models), models, strict=True))
     write_atomic(output / SEARCH_FILE, chosen.path.read_bytes())
     write_atomic(output / BUDGET_FILE, yaml.safe_dump(budget_file(config, chosen.metadata["precision"])))
-    run = winner_config(search, model=model, data=data, val=val, device=device, config=config)
+    winner = by_tag[search["chosen"].get("model", "")]
+    run = winner_config(search, model=winner, data=data, val=val, device=device, config=config)
     config_path = write_atomic(output / WINNER_CONFIG, yaml.safe_dump(run, sort_keys=False))
     console.print(f"winner written to {config_path}: edgepipe run {config_path} -w {output / WINNER_DIR}")
     if not verify:

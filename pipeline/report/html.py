@@ -19,6 +19,7 @@ from pipeline.report.summary import (
     fmt_ratio,
     gain_cells,
     measured_on,
+    models_text,
     setup_text,
 )
 
@@ -165,7 +166,8 @@ def _device_section(device: DeviceSummary, baseline: str) -> str:
     plot_html += _img(plots.latency_cdf(device), f"latency distribution on {device.name}")
     return (
         f"<section><h2>{escape(device.name)}</h2>{_fingerprint(device.fingerprint)}"
-        f"<p class='sub'>mAP on {escape(measured_on(device.rows))}; latency is model-only "
+        f"<p class='sub'>Model: {escape(models_text(device.rows))}. "
+        f"mAP on {escape(measured_on(device.rows))}; latency is model-only "
         f"unless marked e2e (pre + infer + post, NMS at {escape(device.e2e_nms)}; mAP at conf 0.001, "
         f"multi-label); ★ marks the latency/mAP Pareto front.</p>"
         f"{notes}{_device_table(device, baseline)}{_gain_table(device)}"

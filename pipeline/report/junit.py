@@ -35,6 +35,9 @@ def gate_junit(verdicts: list[Verdict], suite: str = "edgepipe gate") -> str:
                 name=testcase_name(verdict),
                 classname=f"edgepipe.gate.{verdict.result.target}.{verdict.result.model}",
             )
+            if verdict.result.family:
+                properties = ET.SubElement(case, "properties")
+                ET.SubElement(properties, "property", name="family", value=verdict.result.family_name)
             details = "\n".join(check.describe() for check in verdict.checks)
             if not verdict.passed:
                 message = "; ".join(check.describe() for check in verdict.failures)

@@ -15,6 +15,7 @@ from pipeline.report.summary import (
     fmt_ratio,
     gain_cells,
     measured_on,
+    models_text,
     setup_text,
 )
 
@@ -45,6 +46,7 @@ def _check_row(verdict: Verdict, check: Check) -> list[str]:
         "✅" if check.passed else "❌",
         f"`{verdict.budget.label}`",
         result.device_name,
+        result.family_name or "—",
         f"{result.key} (b{result.batch})",
         check.criterion,
         check.measured_text,
@@ -57,7 +59,7 @@ def gate_markdown(verdicts: list[Verdict], noise: list[str] | None = None) -> st
     """A one-line verdict, one row per check (broken ones first), then the noise warnings."""
     ordered = sorted(verdicts, key=lambda v: v.passed)
     rows = [_check_row(v, c) for v in ordered for c in sorted(v.checks, key=lambda c: c.passed)]
-    header = ["", "budget", "device", "target", "criterion", "measured", "limit", "margin"]
+    header = ["", "budget", "device", "family", "target", "criterion", "measured", "limit", "margin"]
     warnings = "".join(f"\n⚠️ noisy result: {line}\n" for line in noise or [])
     return f"{gate_verdict_line(verdicts)}\n\n{table(header, rows)}\n{warnings}"
 
@@ -74,6 +76,7 @@ def report_markdown(
         parts += [f"## {device.name}", ""]
         if device.notes:
             parts += [f"> {note}" for note in device.notes] + [""]
+        parts += [f"Model: {models_text(device.rows)}.", ""]
         parts += [f"mAP on {measured_on(device.rows)}; latency is model-only unless marked e2e.", ""]
         header = ["target", "ran as", "batch", "setup", "p50 ms", "p90 ms", "p99 ms", "e2e p50 ms"]
         header += ["img/s", "MB", "mAP50-95", "mAP50", f"Δ mAP50-95 vs {baseline}"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 from typing import Any
 
-from pipeline.report.search import map_label, row_score
+from pipeline.report.search import map_label, model_text, row_score
 from pipeline.report.summary import DeviceSummary
 
 DPI = 110
@@ -177,12 +177,14 @@ def stage_story(model: str, story: list[dict[str, Any]]) -> bytes:
 
 def search_front(search: dict[str, Any]) -> bytes:
     """`edgepipe search`: every candidate's latency bound against its mAP50-95 (colour: input size,
-    marker: precision), the Pareto front, the budget line and the winner."""
+    marker: precision, and model in a search of several), the Pareto front, the budget line and the
+    winner."""
     rows = [row for row in search["candidates"] if row.get("fitted_ms") is not None and row.get("map50_95")]
     budget = search["budget"]
     sizes = sorted({row["imgsz"] for row in rows}, reverse=True)
     palette = colours([str(s) for s in sizes])
-    markers = dict(zip(sorted({row["precision"] for row in rows}), "osD^v", strict=False))
+    kinds = sorted({(row.get("model", ""), row["precision"]) for row in rows})
+    markers = dict(zip(kinds, "osD^vP*Xph", strict=False))
     fig = _figure(9.0, 4.5)
     ax = fig.add_subplot()
 
@@ -192,15 +194,19 @@ def search_front(search: dict[str, Any]) -> bytes:
         return value
 
     for size in sizes:
-        for precision, marker in markers.items():
-            group = [r for r in rows if r["imgsz"] == size and r["precision"] == precision]
+        for (model, precision), marker in markers.items():
+            group = [
+                r
+                for r in rows
+                if (r["imgsz"], r.get("model", ""), r["precision"]) == (size, model, precision)
+            ]
             if group:
                 ax.scatter(
                     [r["fitted_ms"] for r in group],
                     [score(r) for r in group],
                     color=palette[str(size)],
                     marker=marker,
-                    label=f"{size} px {precision}",
+                    label=f"{model_text(group[0])} {size} px {precision}".lstrip(),
                     zorder=3,
                 )
                 for r in group:

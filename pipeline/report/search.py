@@ -5,6 +5,7 @@ from __future__ import annotations
 from html import escape
 from typing import Any
 
+from core.families import FAMILY_NAMES
 from pipeline.report.summary import fmt
 
 HEADER = [
@@ -23,8 +24,19 @@ HEADER = [
 
 
 def _is_chosen(row: dict[str, Any], chosen: dict[str, Any] | None) -> bool:
-    keys = ("imgsz", "ratio", "precision")
-    return chosen is not None and all(row[k] == chosen[k] for k in keys)
+    keys = ("imgsz", "ratio", "precision", "model")
+    return chosen is not None and all(row.get(k) == chosen.get(k) for k in keys)
+
+
+def several_models(search: dict[str, Any]) -> bool:
+    """Whether the search compared several models (each row then names its model and family)."""
+    return len({row.get("model", "") for row in search["candidates"]}) > 1
+
+
+def model_text(row: dict[str, Any]) -> str:
+    """ "synth-yolo26n (YOLO26)": a candidate's model and family."""
+    family = FAMILY_NAMES.get(row.get("family") or "", row.get("family") or "")
+    return f"{row.get('model', '')} ({family})" if family else row.get("model", "")
 
 
 def map_label(search: dict[str, Any]) -> str:
@@ -44,11 +56,12 @@ def is_partial(row: dict[str, Any]) -> bool:
 
 def pruning_gain(row: dict[str, Any], rows: list[dict[str, Any]]) -> str:
     """A pruned candidate's p50 speed-up against its cut in GFLOPs (MACs), both relative to the unpruned
-    candidate of the same input size and precision: "1.10× vs 1.43×"."""
-    same = (row["imgsz"], row["precision"])
-    unpruned = [
-        other for other in rows if other["ratio"] >= 1.0 and (other["imgsz"], other["precision"]) == same
-    ]
+    candidate of the same model, input size and precision: "1.10× vs 1.43×"."""
+
+    def group(r: dict[str, Any]) -> tuple[str, int, str]:
+        return r.get("model", ""), r["imgsz"], r["precision"]
+
+    unpruned = [other for other in rows if other["ratio"] >= 1.0 and group(other) == group(row)]
     figures: list[float | None] = [r.get(key) for r in (row, *unpruned[:1]) for key in ("p50_ms", "gflops")]
     if row["ratio"] >= 1.0 or not unpruned or None in figures:
         return "—"
@@ -60,11 +73,13 @@ def candidate_rows(search: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     """Header and rows of the candidate table, largest input and least pruned first; the winner marked ★.
 
     "bound ms" is the budget statistic's upper confidence bound after the monotone fit; "speed-up vs MACs
-    cut" compares a pruned candidate with the unpruned one of its input size and precision.
+    cut" compares a pruned candidate with the unpruned one of its model, input size and precision. A search
+    of several models starts each row with its model and family.
     """
     header = [*HEADER]
     header[5] = f"{search['budget']['statistic']} bound ms"
     header[6] = map_label(search)
+    several = several_models(search)
     rows = []
     for row in search["candidates"]:
         mark = " ★" if _is_chosen(row, search.get("chosen")) else ""
@@ -73,8 +88,9 @@ def candidate_rows(search: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
         if row.get("ran_precision") and row["ran_precision"] != precision:
             precision = f"{precision} (ran {row['ran_precision']})"
         rows.append(
-            [
-                f"{row['imgsz']}{mark}",
+            ([f"{model_text(row)}{mark}"] if several else [])
+            + [
+                f"{row['imgsz']}{'' if several else mark}",
                 f"{row['ratio']:g}",
                 precision,
                 fmt(row.get("gflops")),
@@ -87,7 +103,7 @@ def candidate_rows(search: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
                 meets if not row.get("error") else f"not built: {row['error']}",
             ]
         )
-    return header, rows
+    return (["model"] if several else []) + header, rows
 
 
 def row_score(row: dict[str, Any]) -> float | None:
@@ -101,6 +117,7 @@ def describe(row: dict[str, Any] | None) -> str:
     if row is None:
         return "none meets the budget"
     what = f"{row['imgsz']} px, {row['ratio']:g} MACs, {row['precision']}"
+    what = f"{model_text(row)}, {what}" if row.get("model") else what
     return f"{what}: mAP50-95 {fmt(row_score(row), digits=4)}, {fmt(row.get('fitted_ms'))} ms bound"
 
 

@@ -174,6 +174,11 @@ def setup_text(result: Result) -> str:
     return ", ".join(p for p in parts if p)
 
 
+def models_text(rows: list[Row]) -> str:
+    """The models of the rows with their families: "yolov8n-pruned (YOLOv8)", several joined by commas."""
+    return ", ".join(dict.fromkeys(row.result.model_label for row in rows))
+
+
 def measured_on(rows: list[Row]) -> str:
     """The datasets and letterboxes that measured the mAPs: "coco128-val2017 (square 640x640)"."""
     seen = {(r.result.dataset, r.result.letterbox) for r in rows if r.result.dataset}

@@ -1,9 +1,10 @@
-"""The candidate grid: input size × MACs ratio × precision, every combination one candidate."""
+"""The candidate grid: model × input size × MACs ratio × precision, every combination one candidate."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from itertools import product
+from pathlib import Path
 
 from core.defaults import DEFAULT_IMGSZ
 from core.errors import InputError
@@ -20,10 +21,27 @@ class Candidate:
     imgsz: int
     ratio: float  # MACs kept, 1.0 = the model as given
     precision: str
+    model: str = ""  # the model's tag in a search of several models; "" when it searches one
 
     @property
     def label(self) -> str:
-        return f"{self.imgsz}px × {self.ratio:g} MACs, {self.precision}"
+        what = f"{self.imgsz}px × {self.ratio:g} MACs, {self.precision}"
+        return f"{self.model} {what}" if self.model else what
+
+
+def model_tags(models: list[Path]) -> list[str]:
+    """The name each searched model goes by: "" for a search of one model (its records read as before),
+    else each file's stem, numbered where two share one ("best", "best-2")."""
+    if len(models) < 2:
+        return [""] * len(models)
+    tags: list[str] = []
+    for path in models:
+        tag, n = path.stem, 1
+        while tag in tags:
+            n += 1
+            tag = f"{path.stem}-{n}"
+        tags.append(tag)
+    return tags
 
 
 def check_ratios(ratios: list[float]) -> list[float]:
@@ -48,7 +66,10 @@ def check_sizes(sizes: list[int]) -> list[int]:
     return sorted(set(sizes), reverse=True)
 
 
-def grid(sizes: list[int], ratios: list[float], precisions: list[str]) -> list[Candidate]:
-    """Every (size, ratio, precision), largest and least pruned first."""
+def grid(
+    sizes: list[int], ratios: list[float], precisions: list[str], models: tuple[str, ...] = ("",)
+) -> list[Candidate]:
+    """Every (model, size, ratio, precision), per model largest and least pruned first."""
     unique = list(dict.fromkeys(precisions))
-    return [Candidate(s, r, p) for s, r, p in product(check_sizes(sizes), check_ratios(ratios), unique)]
+    combos = product(models, check_sizes(sizes), check_ratios(ratios), unique)
+    return [Candidate(s, r, p, m) for m, s, r, p in combos]

@@ -2,11 +2,12 @@
 
 Each candidate's latency samples give an upper confidence bound of the budget's statistic (distribution-
 free for a percentile: an order statistic chosen with the binomial distribution; Student's t for the mean).
-At one input size and precision, latency cannot fall as the kept MACs grow, so the bounds are fitted with
-isotonic regression against the ratio, which pools a candidate that timed slower than a bigger one because
-of noise. A candidate meets the budget when its fitted bound, raised by a relative `margin` for drift
-between runs, is within the limit. Among those, the highest measured mAP50-95 wins (after fine-tuning where
-a candidate was fine-tuned); mAP is measured, never assumed to grow with the MACs or the input size.
+For one model at one input size and precision, latency cannot fall as the kept MACs grow, so the bounds
+are fitted with isotonic regression against the ratio, which pools a candidate that timed slower than a
+bigger one because of noise. A candidate meets the budget when its fitted bound, raised by a relative
+`margin` for drift between runs, is within the limit. Among those, the highest measured mAP50-95 wins
+(after fine-tuning where a candidate was fine-tuned); mAP is measured, never assumed to grow with the MACs
+or the input size.
 """
 
 from __future__ import annotations
@@ -40,10 +41,12 @@ class Measurement:
     flags: tuple[str, ...] = ()
     map_images: int | None = None  # val images the mAP was measured on (None in files before it was kept)
     map_total_images: int | None = None  # of the split: more than map_images for a partial mAP
+    model: str = ""  # its model's tag in a search of several models (grid.model_tags)
+    family: str | None = None  # yolov8, yolo11, yolo26 (core.families)
 
     @property
     def candidate(self) -> Candidate:
-        return Candidate(self.imgsz, self.ratio, self.precision)
+        return Candidate(self.imgsz, self.ratio, self.precision, self.model)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Measurement:
@@ -74,10 +77,12 @@ class CandidateRow:
     flags: tuple[str, ...] = field(default_factory=tuple)
     map_images: int | None = None
     map_total_images: int | None = None
+    model: str = ""
+    family: str | None = None
 
     @property
     def candidate(self) -> Candidate:
-        return Candidate(self.imgsz, self.ratio, self.precision)
+        return Candidate(self.imgsz, self.ratio, self.precision, self.model)
 
     @property
     def score(self) -> float | None:
@@ -154,10 +159,10 @@ def monotone_fit(ratios: list[float], values: list[float]) -> list[float]:
 
 
 def fitted_bounds(bounds: dict[Candidate, float]) -> dict[Candidate, float]:
-    """The bounds fitted monotone in the ratio within each (input size, precision)."""
+    """The bounds fitted monotone in the ratio within each (model, input size, precision)."""
     fitted: dict[Candidate, float] = {}
-    for group in {(c.imgsz, c.precision) for c in bounds}:
-        members = [c for c in bounds if (c.imgsz, c.precision) == group]
+    for group in {(c.model, c.imgsz, c.precision) for c in bounds}:
+        members = [c for c in bounds if (c.model, c.imgsz, c.precision) == group]
         values = monotone_fit([c.ratio for c in members], [bounds[c] for c in members])
         fitted |= dict(zip(members, values, strict=True))
     return fitted
@@ -174,28 +179,28 @@ def best_meeting(
 
 def finetune_order(selection: Selection) -> list[CandidateRow]:
     """The pruned candidates worth fine-tuning, in the order to fine-tune them; one row per checkpoint
-    (input size, ratio), which its precisions share.
+    (model, input size, ratio), which its precisions share.
 
     Fine-tuning is what a pruned candidate needs to reach the front, so its mAP before training plays no
     part. A pruned candidate is worth it when it meets the budget and full recovery would put it on the
-    front: the mAP of the unpruned model at its input size and precision (what distillation from that model
+    front: the mAP of its unpruned model at its input size and precision (what distillation from that model
     aims at; unbounded when that was not measured) is above every faster candidate's measured mAP. The
     order is the fastest such candidate at each input size (largest size first), then the second fastest
     at each, and so on, so that a time budget spends itself across the sizes.
     """
     rows = [row for row in selection.rows if row.fitted_ms is not None and row.score is not None]
-    unpruned = {(row.imgsz, row.precision): row.score or 0.0 for row in rows if row.ratio >= 1.0}
+    unpruned = {(row.model, row.imgsz, row.precision): row.score or 0.0 for row in rows if row.ratio >= 1.0}
 
     def worth_it(row: CandidateRow) -> bool:
-        ceiling = unpruned.get((row.imgsz, row.precision), float("inf"))
+        ceiling = unpruned.get((row.model, row.imgsz, row.precision), float("inf"))
         faster = [other.score or 0.0 for other in rows if (other.fitted_ms or 0.0) < (row.fitted_ms or 0.0)]
         return row.ratio < 1.0 and row.meets and ceiling > max(faster, default=float("-inf"))
 
     per_size: dict[int, list[CandidateRow]] = {}
-    seen: set[tuple[int, float]] = set()
+    seen: set[tuple[str, int, float]] = set()
     for row in sorted(filter(worth_it, rows), key=lambda r: (-r.imgsz, r.fitted_ms or 0.0, -r.ratio)):
-        if (row.imgsz, row.ratio) not in seen:  # the checkpoint's fastest precision stands for it
-            seen.add((row.imgsz, row.ratio))
+        if (row.model, row.imgsz, row.ratio) not in seen:  # the checkpoint's fastest precision stands for it
+            seen.add((row.model, row.imgsz, row.ratio))
             per_size.setdefault(row.imgsz, []).append(row)
     queues = list(per_size.values())
     return [queue[i] for i in range(max(map(len, queues), default=0)) for queue in queues if i < len(queue)]
@@ -224,8 +229,8 @@ def select(
     return Selection(budget, confidence, margin, tuple(rows), best_meeting(rows))
 
 
-def _order(m: Measurement) -> tuple[int, float, str]:
-    return (-m.imgsz, -m.ratio, m.precision)
+def _order(m: Measurement) -> tuple[str, int, float, str]:
+    return (m.model, -m.imgsz, -m.ratio, m.precision)
 
 
 def _row(
@@ -255,6 +260,8 @@ def _row(
         flags=m.flags,
         map_images=m.map_images,
         map_total_images=m.map_total_images,
+        model=m.model,
+        family=m.family,
     )
 
 

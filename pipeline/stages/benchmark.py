@@ -331,6 +331,7 @@ def measure_batch(
         e2e_samples_ms=e2e_samples,
         build_notes=build_notes(meta),
         imgsz=imgsz,
+        family=meta.get("family"),
     )
     return result, runner
 

@@ -67,7 +67,7 @@ def broken_checks(verdicts: list[Verdict]) -> list[dict[str, str]]:
     return [
         {
             "budget": f"[{v.index}] {v.budget.label}",
-            "result": f"{v.result.device_name}: {v.result.key} b{v.result.batch}",
+            "result": result_text(v.result),
             "criterion": check.criterion,
             "measured": check.measured_text,
             "limit": check.limit_text,
@@ -76,6 +76,12 @@ def broken_checks(verdicts: list[Verdict]) -> list[dict[str, str]]:
         for v in verdicts
         for check in v.failures
     ]
+
+
+def result_text(result: Result) -> str:
+    """ "CPU: openvino/int8 b1, YOLO26": the device, engine and batch a check judged, and its family."""
+    family = f", {result.family_name}" if result.family_name else ""
+    return f"{result.device_name}: {result.key} b{result.batch}{family}"
 
 
 def broken_table(rows: list[dict[str, str]]) -> Table:
@@ -115,7 +121,7 @@ def verdict_table(verdicts: list[Verdict]) -> Table:
     table = Table(title="edgepipe gate", title_justify="left")
     table.add_column("", no_wrap=True)
     table.add_column("budget")
-    table.add_column("result (device: target batch)")
+    table.add_column("result (device: target batch, family)")
     table.add_column("criterion")
     for column in ("measured", "limit", "margin"):
         table.add_column(column, justify="right", no_wrap=True)
@@ -125,7 +131,7 @@ def verdict_table(verdicts: list[Verdict]) -> Table:
             table.add_row(
                 "[green]✔[/green]" if check.passed else "[bold red]✘[/bold red]",
                 f"[{verdict.index}] {verdict.budget.label}" if i == 0 else "",
-                f"{result.device_name}: {result.key} b{result.batch}" if i == 0 else "",
+                result_text(result) if i == 0 else "",
                 check.criterion,
                 check.measured_text,
                 check.limit_text,

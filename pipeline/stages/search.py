@@ -1,9 +1,10 @@
 """The budget search: the most accurate model that meets a latency budget on this device, across input
-size × MACs ratio × precision.
+size × MACs ratio × precision, and across models (families) when it is given several.
 
 Cached stages (`pipeline.plan.search_plans`):
-- `search:prune:R@S`, one per pruned MACs ratio R and input size S, prunes at the size the candidate runs
-  at (prune defaults, data-aware repair, no fine-tuning), so each is cached on its own;
+- `search:prune:R@S`, one per pruned MACs ratio R and input size S (`search:prune:M:R@S` per model M of
+  several), prunes at the size the candidate runs at (prune defaults, data-aware repair, no fine-tuning),
+  so each is cached on its own;
 - `search:measure` builds every candidate on the target, times them in interleaved rounds and measures
   each one's mAP50-95 on the val split. Neither stage's key holds the budget, so a new budget reuses them;
 - `search:select` scores every candidate on both axes and picks the highest mAP whose latency bound meets
@@ -31,7 +32,9 @@ from rich.table import Table
 from benchmarks.accuracy import evaluate
 from benchmarks.device import device_name, fingerprint
 from core.artifacts import Artifact, write_atomic, write_json_atomic
+from core.checkpoints import load_detection_model
 from core.errors import InputError
+from core.families import family_of
 from core.validation import reported_by_pydantic
 from pipeline.pruning.config import AutoConfig
 from pipeline.report.markdown import table as markdown_table
@@ -151,17 +154,24 @@ class SearchConfig(Section):
         return select(measurements, self.parsed_budget(), confidence=self.confidence, margin=self.margin)
 
 
-def checkpoint_input(ratio: float, imgsz: int) -> str:
-    """The name under which the search's later stages read the checkpoint of (ratio, imgsz)."""
-    return f"checkpoint:{ratio:g}@{imgsz}"
+def model_input(model: str) -> str:
+    """The name under which the search's stages read a searched model (its tag; "" for the only one)."""
+    return f"model:{model}" if model else "model"
 
 
-def run_prune(config: SearchConfig, ratio: float, imgsz: int, ctx: StageContext) -> dict[str, Artifact]:
+def checkpoint_input(ratio: float, imgsz: int, model: str = "") -> str:
+    """The name under which the search's later stages read the checkpoint of (model, ratio, imgsz)."""
+    return f"checkpoint:{model}:{ratio:g}@{imgsz}" if model else f"checkpoint:{ratio:g}@{imgsz}"
+
+
+def run_prune(
+    config: SearchConfig, model: str, ratio: float, imgsz: int, ctx: StageContext
+) -> dict[str, Artifact]:
     """Prune to `ratio` of the MACs at `imgsz`; write the checkpoint (or why it cannot) and its record."""
     folder = ctx.out_dir / "candidate"
     folder.mkdir()
     pruned = prune_candidate(
-        ctx.input("model").path,
+        ctx.input(model_input(model)).path,
         ratio,
         imgsz,
         folder,
@@ -174,22 +184,32 @@ def run_prune(config: SearchConfig, ratio: float, imgsz: int, ctx: StageContext)
     return {"checkpoint": Artifact.from_path("search-checkpoint", folder, ratio=ratio, imgsz=imgsz)}
 
 
-def pruned_candidates(config: SearchConfig, ctx: StageContext) -> dict[tuple[float, int], PrunedCandidate]:
-    """Every (ratio, input size)'s checkpoint: the source at 1.0, else what its search:prune stage wrote."""
-    source, found = ctx.input("model").path, {}
-    for imgsz in config.sizes():
-        for ratio in config.macs:
-            if ratio >= 1.0:
-                found[ratio, imgsz] = PrunedCandidate(ratio, imgsz, source)
-                continue
-            folder = ctx.input(checkpoint_input(ratio, imgsz)).path
-            record = json.loads((folder / CANDIDATES_FILE).read_text())
-            path = folder / record["file"] if record["file"] else None
-            found[ratio, imgsz] = PrunedCandidate(ratio, imgsz, path, record["error"])
+def pruned_candidates(
+    config: SearchConfig, models: tuple[str, ...], ctx: StageContext
+) -> dict[tuple[str, float, int], PrunedCandidate]:
+    """Every (model, ratio, input size)'s checkpoint: the model at 1.0, else what its search:prune stage
+    wrote."""
+    found = {}
+    for model in models:
+        source = ctx.input(model_input(model)).path
+        for imgsz in config.sizes():
+            for ratio in config.macs:
+                if ratio >= 1.0:
+                    found[model, ratio, imgsz] = PrunedCandidate(ratio, imgsz, source)
+                    continue
+                folder = ctx.input(checkpoint_input(ratio, imgsz, model)).path
+                record = json.loads((folder / CANDIDATES_FILE).read_text())
+                path = folder / record["file"] if record["file"] else None
+                found[model, ratio, imgsz] = PrunedCandidate(ratio, imgsz, path, record["error"])
     return found
 
 
-def run_measure(config: SearchConfig, ctx: StageContext) -> dict[str, Artifact]:
+def model_families(models: tuple[str, ...], ctx: StageContext) -> dict[str, str]:
+    """Each searched model's family (yolov8, yolo11, yolo26), shown beside its candidates."""
+    return {m: family_of(load_detection_model(ctx.input(model_input(m)).path)) for m in models}
+
+
+def run_measure(config: SearchConfig, models: tuple[str, ...], ctx: StageContext) -> dict[str, Artifact]:
     """Build, time and score every candidate; write measurements.json."""
     if "int8" in config.precisions and ctx.settings.data is None:
         raise InputError("an int8 search calibrates on the train split: set `data`")
@@ -197,9 +217,11 @@ def run_measure(config: SearchConfig, ctx: StageContext) -> dict[str, Artifact]:
     settings = MeasureSettings(
         **{k: getattr(config, k) for k in MeasureSettings.__dataclass_fields__}  # same names as the config
     )
-    pruned = pruned_candidates(config, ctx)
-    candidates = grid(config.sizes(), config.macs, config.precisions)
+    pruned = pruned_candidates(config, models, ctx)
+    candidates = grid(config.sizes(), config.macs, config.precisions, models)
     measurements, flags = measure_candidates(pruned, candidates, settings, data=ctx.settings.data, val=val)
+    families = model_families(models, ctx)
+    measurements = [replace(m, family=families[m.model]) for m in measurements]
     record = {
         "schema": 2,
         "target": config.target,
@@ -257,38 +279,39 @@ def write_search(
     return {"search": Artifact.from_path("search", path, **meta)}
 
 
-def run_finetune(config: SearchConfig, ctx: StageContext) -> dict[str, Artifact]:
+def run_finetune(config: SearchConfig, models: tuple[str, ...], ctx: StageContext) -> dict[str, Artifact]:
     """Fine-tune the pruned candidates that need training to reach the front (`finetune_order`) within
     `finetune_minutes`, measure their mAP again and choose again over all."""
     measured, measurements = read_measurements(ctx)
     selection = config.select(measurements)
-    pruned = pruned_candidates(config, ctx)
+    pruned = pruned_candidates(config, models, ctx)
     budget_s = config.finetune_minutes * 60
     done: list[tuple[float, float]] = []  # (GFLOPs, seconds) of each fine-tune so far
     record: list[dict[str, Any]] = []
     scores: dict[Candidate, float] = {}
     for row in finetune_order(selection):
-        what = f"{row.imgsz}px × {row.ratio:g} MACs"
+        what = f"{row.model} {row.imgsz}px × {row.ratio:g} MACs".lstrip()
+        where = {"imgsz": row.imgsz, "ratio": row.ratio} | ({"model": row.model} if row.model else {})
         guess, spent = predicted_seconds(done, row.gflops), sum(seconds for _, seconds in done)
         if config.finetune_top is not None and len(done) >= config.finetune_top:
-            record.append({"imgsz": row.imgsz, "ratio": row.ratio, "skipped": "finetune_top reached"})
+            record.append({**where, "skipped": "finetune_top reached"})
             continue
         if guess is not None and spent + guess > budget_s:
             why = f"predicted {guess:.0f} s, {budget_s - spent:.0f} s of the time budget left"
             log.info(f"not fine-tuning {what}: {why}")
-            record.append({"imgsz": row.imgsz, "ratio": row.ratio, "skipped": why})
+            record.append({**where, "skipped": why})
             continue
         log.info(f"fine-tuning {what} for {config.finetune_epochs} epochs")
         started = time.perf_counter()
-        checkpoint = pruned[row.ratio, row.imgsz].path
+        checkpoint = pruned[row.model, row.ratio, row.imgsz].path
         assert checkpoint is not None  # a candidate that meets the budget was built
-        feasible = [
-            r.candidate for r in selection.rows if (r.imgsz, r.ratio) == (row.imgsz, row.ratio) and r.meets
-        ]
-        scores |= finetuned_maps(config, ctx, checkpoint, feasible)
+        same = (row.model, row.imgsz, row.ratio)
+        feasible = [r.candidate for r in selection.rows if (r.model, r.imgsz, r.ratio) == same and r.meets]
+        teacher = ctx.input(model_input(row.model)).path if config.teacher else None
+        scores |= finetuned_maps(config, ctx, checkpoint, feasible, teacher)
         seconds = time.perf_counter() - started
         done.append((row.gflops or 0.0, seconds))
-        record.append({"imgsz": row.imgsz, "ratio": row.ratio, "seconds": round(seconds, 1)})
+        record.append({**where, "seconds": round(seconds, 1)})
     updated = [
         replace(m, finetuned_map50_95=scores.get(m.candidate, m.finetuned_map50_95)) for m in measurements
     ]
@@ -299,10 +322,14 @@ def run_finetune(config: SearchConfig, ctx: StageContext) -> dict[str, Artifact]
 
 
 def finetuned_maps(
-    config: SearchConfig, ctx: StageContext, checkpoint: Path, candidates: list[Candidate]
+    config: SearchConfig,
+    ctx: StageContext,
+    checkpoint: Path,
+    candidates: list[Candidate],
+    teacher: Path | None,
 ) -> dict[Candidate, float]:
-    """Fine-tune one checkpoint at its candidates' input size, build it in each of their precisions as
-    searched and measure each one's mAP50-95."""
+    """Fine-tune one checkpoint at its candidates' input size (distilled from `teacher`, its unpruned
+    model, when given), build it in each of their precisions as searched and measure each one's mAP50-95."""
     data, val = ctx.settings.data, require_val(ctx)
     if data is None:
         raise InputError("fine-tuning needs a training set: set `data`")
@@ -315,7 +342,7 @@ def finetuned_maps(
         imgsz=candidates[0].imgsz,
         device=ctx.settings.device,
         run_dir=work / "train",
-        teacher=ctx.input("model").path if config.teacher else None,
+        teacher=teacher,
     )
     settings = MeasureSettings(config.target, config.batch, config.calib_images, map_images=config.map_images)
     options = RunOptions(threads=config.threads, batch=config.batch)
@@ -332,7 +359,7 @@ def candidate_table(search: dict[str, Any]) -> Table:
     header, rows = candidate_rows(search)
     table = Table(title=f"budget search: {search['budget']['text']}", caption=summary_line(search))
     for column in header:
-        table.add_column(column, justify="left" if column in ("meets?", "precision") else "right")
+        table.add_column(column, justify="left" if column in ("model", "meets?", "precision") else "right")
     for row in rows:
         style = "bold green" if row[0].endswith("★") else ("dim" if row[-1] != "yes" else None)
         table.add_row(*row, style=style)

@@ -1,5 +1,5 @@
-"""Make and measure the search's candidates: prune each MACs ratio once, then build every (input size,
-ratio, precision) on the target, time them all in interleaved rounds and measure each one's mAP50-95.
+"""Make and measure the search's candidates: prune each MACs ratio once, then build every (model, input
+size, ratio, precision) on the target, time them all in interleaved rounds and measure each one's mAP50-95.
 
 A ratio is pruned once, at the search's largest input size, with the prune stage's defaults (data-aware
 selection and layer-wise repair, no fine-tuning): the MACs ratio of a convolutional network does not
@@ -142,15 +142,21 @@ def time_runners(
     return samples, load.flags()
 
 
+def failed(candidate: Candidate, error: str | None) -> Measurement:
+    """The record of a candidate that could not be built: why, and no figures."""
+    c = candidate
+    return Measurement(c.imgsz, c.ratio, c.precision, error=error, model=c.model)
+
+
 def measure_candidates(
-    pruned: dict[tuple[float, int], PrunedCandidate],
+    pruned: dict[tuple[str, float, int], PrunedCandidate],
     candidates: list[Candidate],
     settings: MeasureSettings,
     *,
     data: Path | None,
     val: Path,
 ) -> tuple[list[Measurement], list[str]]:
-    """Build, time and score every candidate (its checkpoint: `pruned[ratio, imgsz]`); returns the
+    """Build, time and score every candidate (its checkpoint: `pruned[model, ratio, imgsz]`); returns the
     measurements and the machine's noise flags."""
     measurements: list[Measurement] = []
     facts: dict[Candidate, dict[str, Any]] = {}
@@ -160,19 +166,14 @@ def measure_candidates(
         task = stack.enter_context(progress.current().task("building candidates", len(candidates)))
         for index, candidate in enumerate(candidates):
             task.update(f"building {candidate.label}")
-            source = pruned[candidate.ratio, candidate.imgsz]
+            source = pruned[candidate.model, candidate.ratio, candidate.imgsz]
             if source.path is None:
-                measurements.append(
-                    Measurement(candidate.imgsz, candidate.ratio, candidate.precision, error=source.error)
-                )
+                measurements.append(failed(candidate, source.error))
             else:
                 try:
                     engine = build_candidate(source.path, candidate, Path(tmp) / f"c{index}", settings, data)
                 except PrecisionUnavailable as exc:  # one precision of several: the others still compete
-                    error = str(exc).splitlines()[0]
-                    measurements.append(
-                        Measurement(candidate.imgsz, candidate.ratio, candidate.precision, error=error)
-                    )
+                    measurements.append(failed(candidate, str(exc).splitlines()[0]))
                 else:
                     runners[candidate] = stack.enter_context(
                         get_target(settings.target).load(engine, options)
@@ -198,6 +199,7 @@ def measure_candidates(
                     map_total_images=score.total_images,
                     ran_precision=runner.precision,
                     flags=(spread,) if spread else (),
+                    model=candidate.model,
                     **facts[candidate],
                 )
             )
