@@ -66,7 +66,7 @@ class SharedKeys(Section):
     imgsz: int | None = Field(
         None,
         description="input size of the data-aware steps (default: the run's); `edgepipe search` prunes "
-        "once at its largest size and reuses the model at every size",
+        "at each of its sizes",
     )
     data: Path | None = Field(
         None,

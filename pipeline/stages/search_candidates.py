@@ -1,10 +1,11 @@
-"""Make and measure the search's candidates: prune each MACs ratio once, then build every (model, input
-size, ratio, precision) on the target, time them all in interleaved rounds and measure each one's mAP50-95.
+"""Make and measure the search's candidates: build every (model, input size, ratio, precision) on the
+target from the checkpoint pruned for that (model, ratio, size), time them all in interleaved rounds and
+measure each one's mAP50-95.
 
-A ratio is pruned once, at the search's largest input size, with the prune stage's defaults (data-aware
-selection and layer-wise repair, no fine-tuning): the MACs ratio of a convolutional network does not
-depend on the input size, so every size reuses the same checkpoint. Timing interleaves the candidates so
-that a burst of load on a shared machine lands on every candidate alike.
+Each ratio is pruned at each input size it will run at, with the prune stage's defaults (data-aware
+selection and layer-wise repair, no fine-tuning): which channels matter depends on the input size
+(docs/pruning.md, "Pruning at the size it runs"). Timing interleaves the candidates so that a burst of
+load on a shared machine lands on every candidate alike.
 
 `pipeline.pruning` imports torch, so it is imported inside the functions that use it: the CLI starts
 without torch.
