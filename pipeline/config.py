@@ -14,6 +14,7 @@ from pydantic import BaseModel, Field, field_validator
 from core.defaults import DEFAULT_IMGSZ
 from core.errors import InputError
 from core.letterbox import check_imgsz
+from core.torch_devices import normalized_device
 from core.validation import reported_by_pydantic
 from core.yamlfile import read_yaml_model
 from pipeline.stages.base import Section
@@ -57,7 +58,7 @@ class PipelineConfig(Section):
     )
     val: Path | None = Field(None, description="data.yaml whose val split measures mAP; default: `data`")
     imgsz: int = Field(DEFAULT_IMGSZ, ge=32, description="input size in pixels (square letterbox)")
-    device: str = Field("cpu", description="torch device for prune/fine-tune: cpu, 0, cuda:0")
+    device: str = Field("cpu", description="torch device for prune/fine-tune: cpu, cuda or cuda:N")
     prune: PruneConfig | None = Field(None, description="structured pruning; omit to skip")
     finetune: FinetuneConfig | None = Field(None, description="fine-tuning after pruning; omit to skip")
     export: ExportConfig | None = Field(None, description="ONNX export; needed by every target but torch")
@@ -76,6 +77,11 @@ class PipelineConfig(Section):
             except InputError as exc:
                 raise ValueError(f"build[{index}]: {exc}") from None
         return entries
+
+    @field_validator("device", mode="before")
+    @classmethod
+    def _torch_device(cls, value: str | int) -> str:
+        return normalized_device(value)
 
     @field_validator("imgsz")
     @classmethod

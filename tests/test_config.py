@@ -52,6 +52,25 @@ def test_imgsz_must_be_a_multiple_of_the_stride(tmp_path, minimal):
         load_config(write(tmp_path, minimal))
 
 
+@pytest.mark.parametrize(
+    ("given", "device"), [("cpu", "cpu"), ("cuda", "cuda:0"), ("cuda:1", "cuda:1"), (0, "cuda:0")]
+)
+def test_a_config_device_is_spelt_as_the_command_line_spells_it(tmp_path, minimal, caplog, given, device):
+    """`device: 0` in a file goes through the same normalisation as `--device 0`, warning alike."""
+    minimal["device"] = given
+    minimal["finetune"] = {"device": given}
+    config = load_config(write(tmp_path, minimal))
+    assert config.device == device and config.finetune is not None and config.finetune.device == device
+    assert ("deprecated" in caplog.text) is (given == 0)
+
+
+def test_a_config_device_that_is_no_torch_device_is_named(tmp_path, minimal):
+    minimal["device"] = "gpu"
+    with pytest.raises(InputError) as err:
+        load_config(write(tmp_path, minimal))
+    assert "'device'" in str(err.value) and "'gpu'" in str(err.value)
+
+
 def test_missing_file_is_named_before_any_work(tmp_path, minimal):
     minimal["model"] = "nowhere/model.pt"
     with pytest.raises(InputError) as err:

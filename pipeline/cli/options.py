@@ -14,6 +14,7 @@ import typer
 from pydantic import BaseModel, ValidationError
 
 from core.errors import InputError
+from core.torch_devices import normalized_device
 from core.validation import validation_error
 from pipeline.cli.console import err_console
 
@@ -58,11 +59,10 @@ def renamed(new: Any, old: Any, *, command: str, old_name: str, new_name: str) -
 
 def device_option(value: str, command: str) -> str:
     """`cpu` or `cuda:N` for torch (`cuda` is `cuda:0`); the training commands' old `N` means `cuda:N`."""
-    if value == "cpu" or re.fullmatch(r"cuda:\d+", value):
-        return value
-    if value == "cuda":
-        return "cuda:0"
-    if re.fullmatch(r"\d+", value):
+    if re.fullmatch(r"\d+", value):  # said as the option it is, before the library would say it again
         renamed(None, value, command=command, old_name=f"--device {value}", new_name=f"--device cuda:{value}")
         return f"cuda:{value}"
-    raise InputError(f"--device takes cpu, cuda or cuda:N, got {value!r}")
+    try:
+        return normalized_device(value)
+    except ValueError:
+        raise InputError(f"--device takes cpu, cuda or cuda:N, got {value!r}") from None

@@ -15,12 +15,13 @@ import tempfile
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from core.artifacts import Artifact
 from core.checkpoints import checkpoint_metadata, class_names, load_detection_model, ultralytics_copy
 from core.dataset import load_dataset
 from core.errors import InputError
+from core.torch_devices import normalized_device
 from pipeline.stages.base import Section, StageContext
 from pipeline.stages.checkpoint_accuracy import checkpoint_map, input_map, map_metadata
 
@@ -86,7 +87,15 @@ class FinetuneConfig(Section):
         description="keep BatchNorm statistics as the checkpoint has them (eval mode) while training; "
         "a model YAML trained from scratch always updates them",
     )
-    device: str | None = Field(None, description="torch device: cpu, 0, cuda:0 (default: the run's device)")
+    device: str | None = Field(
+        None, description="torch device: cpu, cuda or cuda:N (default: the run's device)"
+    )
+
+    @field_validator("device", mode="before")
+    @classmethod
+    def _torch_device(cls, value: str | int | None) -> str | None:
+        return None if value is None else normalized_device(value)
+
     data: Path | None = Field(None, description="data.yaml to train on (default: the run's data)")
 
 
