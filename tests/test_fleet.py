@@ -148,8 +148,16 @@ class LoopbackCluster:
             "RAY_health_check_failure_threshold": "2",
         }
         self.holder = subprocess.Popen(
-            ["unshare", "--net", "sh", "-c", "ip link set lo up && exec sleep 3600"], start_new_session=True
+            ["unshare", "--net", "sh", "-c", "ip link set lo up && echo ready && exec sleep 3600"],
+            stdout=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
         )
+        # nsenter joins whatever namespace the holder has *now*: before unshare has run, that is the
+        # host's, and the head and the nodes would land in different networks
+        assert self.holder.stdout is not None and self.holder.stdout.readline().strip() == "ready"
+        self.holder.stdout.close()
+        assert os.readlink(f"/proc/{self.holder.pid}/ns/net") != os.readlink("/proc/self/ns/net")
         self.groups: list[int] = [self.holder.pid]
         self.nodes: dict[str, int] = {}  # name -> process group of its raylet and workers
 
