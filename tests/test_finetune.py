@@ -94,6 +94,84 @@ def test_distillation_loss_vanishes_for_a_perfect_student_and_has_gradients():
     assert student["boxes"].grad.abs().max() < 1e-6  # the LD term is at its minimum
 
 
+def test_with_one_box_bin_the_box_term_is_an_l1_on_the_edge_distances():
+    """YOLO26 regresses its four edge distances directly: a KL over one bin would always be zero."""
+    from pipeline.pruning.distill import distillation_loss
+
+    torch.manual_seed(0)
+    teacher = {"scores": torch.full((2, 3, 10), 8.0), "boxes": torch.rand(2, 4, 10) * 5}
+    same = {k: v.clone() for k, v in teacher.items()}
+    shifted = {"scores": same["scores"], "boxes": (same["boxes"] + 0.5).requires_grad_(True)}
+    box_term = distillation_loss(shifted, teacher) - distillation_loss(same, teacher)
+    assert box_term.item() == pytest.approx(0.5, rel=1e-3)  # every edge 0.5 strides off, confident teacher
+    box_term.backward()
+    assert (shifted["boxes"].grad > 0).all()
+
+
+def _end_to_end_pair():
+    """A YOLO26n student in training mode with its labelled criterion, and itself as an eval-mode teacher."""
+    import copy
+
+    from ultralytics.cfg import get_cfg
+    from ultralytics.nn.tasks import DetectionModel
+
+    torch.manual_seed(0)
+    student = DetectionModel("yolo26n.yaml", nc=6, verbose=False)
+    student.end2end = True  # inference reads the one-to-one branch, as in a trained YOLO26 checkpoint
+    student.args = get_cfg()
+    teacher = copy.deepcopy(student).eval()
+    return student.train(), teacher
+
+
+def test_an_end_to_end_student_distils_both_branches_with_the_labelled_losss_gains():
+    from pipeline.pruning.distill import DistillationLoss, distillation_loss
+
+    student, teacher = _end_to_end_pair()
+    criterion = DistillationLoss(student.init_criterion(), teacher, 1.0, label_weight=0.0)
+    batch = {
+        "img": torch.rand(2, 3, 64, 64),
+        "batch_idx": torch.tensor([0.0, 1.0]),
+        "cls": torch.tensor([[0.0], [1.0]]),
+        "bboxes": torch.tensor([[0.5, 0.5, 0.2, 0.2], [0.4, 0.4, 0.3, 0.3]]),
+    }
+    preds = student(batch["img"])
+    total, items = criterion(preds, batch)
+    with torch.no_grad():
+        raw = teacher(batch["img"])[1]
+    labelled = criterion.detection_loss
+    expected = labelled.o2m * distillation_loss(preds["one2many"], raw["one2many"]) + labelled.o2o * (
+        distillation_loss(preds["one2one"], raw["one2one"])
+    )
+    assert items["kd_loss"] == pytest.approx(expected.item(), rel=1e-5) and items["kd_loss"] > 0
+    total.sum().backward()
+    head = student.model[-1]
+    for name, branch in (("one-to-one", head.one2one_cv2), ("one-to-many", head.cv2)):
+        assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in branch.parameters()), name
+    assert student.model[0].conv.weight.grad.abs().sum() > 0  # the backbone learns through one-to-many
+    before = labelled.o2o
+    criterion.update()
+    assert labelled.o2o > before  # the trainer's per-step update reaches E2ELoss's schedule
+
+
+@pytest.mark.slow  # about 40 s on one core: one epoch of a YOLO26n at 64 px
+def test_a_yolo26_student_fine_tunes_with_distillation_and_stays_end_to_end(synth_dataset, tmp_path):
+    from ultralytics import YOLO
+
+    student, teacher = _end_to_end_pair()
+    from core.checkpoints import save_checkpoint
+
+    for model in (student, teacher):
+        model.names = {i: f"shape{i}" for i in range(6)}
+    pruned = save_checkpoint(student.eval(), tmp_path / "student.pt")
+    unpruned = save_checkpoint(teacher, tmp_path / "teacher.pt")
+    out = _train(pruned, synth_dataset, tmp_path, teacher=unpruned)
+    with open(tmp_path / "run" / "results.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    assert all(float(row["train/kd_loss"]) > 0 for row in rows)
+    head = YOLO(out).model.model[-1]
+    assert head.end2end and head.reg_max == 1
+
+
 def test_the_configured_label_weight_reaches_the_trainers_loss(
     teacher_and_pruned, synth_dataset, tmp_path, monkeypatch
 ):
@@ -127,9 +205,6 @@ def test_label_weight_scales_the_labelled_terms_only_and_they_are_still_reported
     class Labelled:  # Ultralytics' criterion: (box, cls, dfl) x batch size, and its loss items
         def __call__(self, preds, batch):
             return torch.tensor([1.0, 2.0, 3.0]), {"box_loss": torch.tensor(0.5)}
-
-        def parse_output(self, preds):
-            return preds[1]
 
     batch = {"img": torch.zeros(2, 3, 8, 8)}
     preds = (None, outputs)

@@ -1,14 +1,21 @@
-"""Logit distillation from an unpruned teacher onto a pruned YOLOv8 student.
+"""Logit distillation from an unpruned teacher onto a pruned student of any family (YOLOv8, YOLO11, YOLO26).
 
 A pruned student keeps its teacher's Detect layout (same classes, DFL bins and strides), so their raw
 head outputs line up anchor for anchor and need no adapters. Two terms, added to the detection loss
 (weighted by `label_weight`; 0 trains on the teacher alone):
 
 - classification: binary cross-entropy of the student's class logits against the teacher's sigmoid
-  scores, i.e. Hinton et al.'s soft targets (2015) in the per-class sigmoid form YOLOv8 uses;
-- localization: Localization Distillation (LD, Zheng et al., CVPR 2022): KL divergence between the
-  teacher's and the student's DFL distributions over box-edge bins, at temperature T, weighted per
-  anchor by the teacher's top class score so it concentrates where the teacher sees objects.
+  scores, i.e. Hinton et al.'s soft targets (2015) in the per-class sigmoid form YOLO heads use;
+- localization, weighted per anchor by the teacher's top class score so it concentrates where the
+  teacher sees objects: with DFL bins (YOLOv8, YOLO11), Localization Distillation (LD, Zheng et al.,
+  CVPR 2022), the KL divergence between the teacher's and the student's distributions over box-edge
+  bins at temperature T; with one bin (YOLO26 regresses the four edge distances directly, so a KL over
+  it is always zero), the L1 distance between the edge distances, in strides.
+
+An end-to-end head (YOLO26) has two branches: a one-to-many branch trained as YOLOv8's is, and the
+one-to-one branch that inference reads, on detached features. Each is distilled from the teacher's same
+branch, with the gains Ultralytics' `E2ELoss` gives the branch's labelled loss at this step: the
+one-to-one outputs are what ships, and only the one-to-many branch trains the backbone.
 
 A third, optional term matches the neck features the head reads (P3/P4/P5, FitNets-style). A pruned
 student's feature channels are a subset of the teacher's: the pruning records which ones
@@ -49,14 +56,13 @@ class DistillationLoss:
 
     def __call__(self, preds, batch: dict) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         loss, items = self.detection_loss(preds, batch)
-        student = self.detection_loss.parse_output(preds)
         with torch.no_grad():
             teacher = self.teacher(batch["img"])[1]  # eval mode: (decoded, raw head outputs)
-        kd = self.weight * distillation_loss(student, teacher)
+        kd = self.weight * self._logit_loss(_raw_outputs(preds), teacher)
         if self.features is not None:
             student_taps, teacher_taps, kept = self.features
             kd = kd + self.feature_weight * feature_loss(student_taps.outputs, teacher_taps.outputs, kept)
-        batch_size = student["scores"].shape[0]
+        batch_size = batch["img"].shape[0]
         # The labelled terms are still reported (box/cls/dfl) when their weight is 0.
         total = torch.cat([loss * self.label_weight, (kd * batch_size).view(1)])
         return total, {**items, "kd_loss": kd.detach()}
@@ -65,20 +71,45 @@ class DistillationLoss:
         if hasattr(self.detection_loss, "update"):
             self.detection_loss.update()
 
+    def _logit_loss(self, student: dict, teacher: dict) -> torch.Tensor:
+        if "one2one" not in student:
+            return distillation_loss(student, teacher)
+        # the labelled loss's own branch gains (E2ELoss: one-to-many decays as one-to-one grows)
+        gains = {
+            "one2many": getattr(self.detection_loss, "o2m", 0.5),
+            "one2one": getattr(self.detection_loss, "o2o", 0.5),
+        }
+        return sum(
+            (gain * distillation_loss(student[branch], teacher[branch]) for branch, gain in gains.items()),
+            start=torch.zeros((), device=student["one2one"]["scores"].device),
+        )
+
+
+def _raw_outputs(preds) -> dict:
+    """The head's raw outputs: training mode returns them alone, eval mode as (decoded, raw)."""
+    return preds[1] if isinstance(preds, tuple) else preds
+
 
 def distillation_loss(student: dict[str, torch.Tensor], teacher: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Soft-target BCE on class scores + LD on DFL boxes (dicts: "scores" (B, nc, A), "boxes" (B, 4R, A))."""
+    """Soft-target BCE on class scores + a box term: LD over DFL bins, or L1 on edge distances with one bin.
+
+    Dicts of one head branch: "scores" (B, nc, A) and "boxes" (B, 4R, A), R the DFL bins.
+    """
     s_scores, t_scores = student["scores"].float(), teacher["scores"].float()
     t_prob = t_scores.sigmoid()
     cls = F.binary_cross_entropy_with_logits(s_scores, t_prob, reduction="none").sum(1).mean()
 
     b, _, anchors = student["boxes"].shape
-    s_bins = student["boxes"].float().view(b, 4, -1, anchors) / LD_TEMPERATURE
-    t_bins = teacher["boxes"].float().view(b, 4, -1, anchors) / LD_TEMPERATURE
-    kl = F.kl_div(s_bins.log_softmax(2), t_bins.log_softmax(2), reduction="none", log_target=True)
-    kl = kl.sum(2).mean(1) * LD_TEMPERATURE**2  # (B, A): per anchor, averaged over the four edges
+    s_boxes = student["boxes"].float().view(b, 4, -1, anchors)
+    t_boxes = teacher["boxes"].float().view(b, 4, -1, anchors)
+    if s_boxes.shape[2] == 1:  # edge distances regressed directly (in strides)
+        per_anchor = (s_boxes - t_boxes).abs().sum(2).mean(1)
+    else:
+        s_bins, t_bins = s_boxes / LD_TEMPERATURE, t_boxes / LD_TEMPERATURE
+        kl = F.kl_div(s_bins.log_softmax(2), t_bins.log_softmax(2), reduction="none", log_target=True)
+        per_anchor = kl.sum(2).mean(1) * LD_TEMPERATURE**2  # averaged over the four edges
     weight = t_prob.amax(1)  # (B, A)
-    box = (kl * weight).sum() / weight.sum().clamp(min=1e-6)
+    box = (per_anchor * weight).sum() / weight.sum().clamp(min=1e-6)
     return cls + box
 
 

@@ -65,6 +65,10 @@ class PrunedDetectionTrainer(DetectionTrainer):
 
     def get_model(self, cfg=None, weights: nn.Module | None = None, verbose: bool = True):
         if isinstance(weights, nn.Module):
+            if getattr(weights, "end2end", False):
+                # Ultralytics validates (and so picks `best` and saves) an end-to-end head (YOLO26) on its
+                # one-to-many branch with NMS unless told `nms=False`: keep the branch this model ships with.
+                self.args.nms = False
             return weights  # the checkpoint's module, pruned shape and all
         return super().get_model(cfg=cfg, weights=weights, verbose=verbose)
 

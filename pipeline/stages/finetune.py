@@ -1,8 +1,11 @@
 """Fine-tune stage: Ultralytics training of the pruned module itself, optionally distilled from a teacher.
 
 Distillation (`teacher`) adds logit distillation from the unpruned model to the detection loss: soft-target
-BCE on the class scores (Hinton et al., 2015) plus Localization Distillation on the DFL box distributions
-(Zheng et al., CVPR 2022); see pipeline/pruning/distill.py. The term shows as `kd_loss` in the progress line.
+BCE on the class scores (Hinton et al., 2015) plus a box term, Localization Distillation on the DFL box
+distributions (Zheng et al., CVPR 2022) or, for YOLO26's directly regressed edges, their L1 distance; an
+end-to-end head distils both its branches. See pipeline/pruning/distill.py. The term shows as `kd_loss` in
+the progress line. The labelled loss and the optimizer are the ones Ultralytics' trainer picks for the
+family (YOLO26: `E2ELoss`, and MuSGD for long runs with `optimizer: auto`).
 
 `pipeline.pruning` imports torch, so it is imported inside the functions that use it: the CLI starts
 without torch.
@@ -34,8 +37,10 @@ class FinetuneConfig(Section):
     epochs: int = Field(10, ge=1, description="training epochs")
     batch: int = Field(16, ge=1, description="images per batch")
     lr0: float | None = Field(None, gt=0, description="initial learning rate (default: Ultralytics' choice)")
-    optimizer: Literal["auto", "SGD", "Adam", "AdamW", "NAdam", "RAdam", "RMSProp"] = Field(
-        "auto", description="optimizer; auto lets Ultralytics pick by dataset size"
+    optimizer: Literal["auto", "SGD", "MuSGD", "Adam", "AdamW", "NAdam", "RAdam", "RMSProp"] = Field(
+        "auto",
+        description="optimizer; auto lets Ultralytics pick by the number of steps (AdamW for short runs, "
+        "MuSGD beyond 10,000)",
     )
     patience: int = Field(100, ge=1, description="stop after this many epochs without improvement")
     workers: int = Field(4, ge=0, description="dataloader worker processes (CPU training uses 0)")
