@@ -111,11 +111,24 @@ def test_unknown_build_target_fails(tmp_path, minimal):
         load_config(write(tmp_path, minimal))
 
 
-def test_quickstart_config_is_valid():
+@pytest.mark.parametrize(
+    ("example", "family"),
+    [
+        ("quickstart.yaml", "yolov8"),
+        ("quickstart-yolo11n.yaml", "yolo11"),
+        ("quickstart-yolo26n.yaml", "yolo26"),
+    ],
+)
+def test_each_familys_quickstart_config_is_valid_and_names_its_reference_detector(example, family):
+    from core.checkpoints import load_detection_model
+    from core.families import family_of
+
     repo = Path(__file__).resolve().parents[1]
-    config = load_config(repo / "examples" / "quickstart.yaml")
+    config = load_config(repo / "examples" / example)
     assert {e.target for e in config.build} >= {"torch", "onnxruntime", "openvino"}
     assert config.prune is not None and config.finetune is not None and config.gate is not None
+    assert config.gate.budgets is not None and config.gate.budgets.is_file()
+    assert family_of(load_detection_model(config.model)) == family
 
 
 def test_unknown_key_suggests_the_nearest_valid_one(tmp_path, minimal):
