@@ -1,31 +1,20 @@
-"""`edgepipe search`: the budget search as a command. It runs the search's cached stages, writes the winner
-as an ordinary pipeline config (search.yaml, with the budget as its release gate) and runs that config, so
-that the winner is built, benchmarked again and gated on this device."""
+"""`edgepipe search`: the budget search as a command (`pipeline.budget_search` does the work: the search's
+stages, the winner's config and its verification)."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-import yaml
 
-from benchmarks.results import load_results
-from core.artifacts import write_atomic
 from core.errors import InputError
+from pipeline.budget_search import search_and_verify
 from pipeline.cli.console import console
 from pipeline.cli.options import DEVICE_HELP, config_from_options, default, device_option, option, renamed
-from pipeline.run import run_pipeline, run_search
-from pipeline.search.budget_expr import parse_budget
-from pipeline.search.grid import DEFAULT_SIZES, model_tags
-from pipeline.search.recheck import recheck
-from pipeline.stages.search import SearchConfig, candidate_table
+from pipeline.search.grid import DEFAULT_SIZES
+from pipeline.stages.search import SearchConfig
 
-WINNER_CONFIG = "search.yaml"
-BUDGET_FILE = "budget.yaml"
-SEARCH_FILE = "search.json"
-WINNER_DIR = "winner"
 DEFAULT_MACS = ",".join(f"{ratio:g}" for ratio in default(SearchConfig, "macs"))
 
 
@@ -48,75 +37,6 @@ def model_paths(options: list[str]) -> list[Path]:
     if not paths:
         raise InputError("--model names no checkpoint")
     return list({path.resolve(): path for path in paths}.values())
-
-
-def winner_config(
-    search: dict[str, Any], *, model: Path, data: Path, val: Path, device: str, config: SearchConfig
-) -> dict[str, Any]:
-    """The `edgepipe run` config that reproduces the winner: its input size, pruning (as searched: at its
-    own input size, or at the one pruning size of a search.json from before), fine-tuning, build,
-    benchmark, report and the budget as the gate."""
-    chosen = search["chosen"]
-    run: dict[str, Any] = {
-        "name": f"{model.stem}-{chosen['imgsz']}px-{chosen['ratio']:g}macs",
-        "model": str(model.resolve()),
-        "data": str(data.resolve()),
-        "val": str(val.resolve()),
-        "imgsz": chosen["imgsz"],
-        "device": device,
-    }
-    if chosen["ratio"] < 1.0:
-        size = search.get("prune_imgsz") or chosen["imgsz"]
-        prune = config.prune_config(size).model_dump(include={"round_to", "imgsz"})
-        run["prune"] = {"macs": chosen["ratio"], **prune}
-    if chosen.get("finetuned_map50_95") is not None:
-        run["finetune"] = {"epochs": config.finetune_epochs, "teacher": config.teacher}
-    run |= {
-        "export": {"dynamic_batch": config.batch > 1},
-        "build": [{"target": config.target, "precision": chosen["precision"]}],
-        "bench": {"batch": [config.batch]},
-        "report": {"title": f"edgepipe search: {model.name}, {config.budget}", "search": SEARCH_FILE},
-        "gate": {"budgets": BUDGET_FILE},
-    }
-    return run
-
-
-def budget_file(config: SearchConfig, precision: str) -> dict[str, Any]:
-    """The search's budget as a budgets YAML for the release gate."""
-    budget = config.parsed_budget()
-    return {
-        "budgets": [
-            {
-                "name": f"search budget {config.budget}",
-                "device": "*",
-                "target": f"{config.target}/{precision}",
-                "batch": config.batch,
-                "max_latency_ms": {budget.statistic: round(budget.limit_ms, 4)},
-            }
-        ]
-    }
-
-
-def winner_map(winner_dir: Path, config: SearchConfig, precision: str) -> float | None:
-    """The mAP50-95 the winner's own run measured (on the whole val split), from its bench stage."""
-    stages = json.loads((winner_dir / "manifest.json").read_text())["stages"]
-    label = f"bench:{config.target}/{precision}"
-    paths = [Path(s["artifacts"]["results"]["path"]) for s in stages if s["label"] == label]
-    found = [r.map50_95 for r in load_results(*paths) if r.batch == config.batch] if paths else []
-    return found[0] if found else None
-
-
-def recheck_partial_map(search: dict[str, Any], output: Path, config: SearchConfig) -> None:
-    """With a partial mAP (--map-images), print the winner's full one beside it, flag a feasible candidate
-    that scored above it, and keep both in search.json."""
-    full = winner_map(output / WINNER_DIR, config, search["chosen"]["precision"])
-    checked = recheck(search, full) if full is not None else None
-    if checked is None:
-        return
-    console.print(checked.line())
-    if (warning := checked.warning()) is not None:
-        console.print(f"[yellow]warning:[/yellow] {warning}")
-    write_atomic(output / SEARCH_FILE, json.dumps({**search, "recheck": checked.as_dict()}, indent=2))
 
 
 def command(
@@ -209,28 +129,14 @@ def command(
         iters=iters,
         min_seconds=min_seconds,
     )
-    models = model_paths(model)
-    for path in (*models, data, val):
-        if path is not None and not path.exists():
-            raise InputError("file not found", path=path)
-    val = val or data
-    chosen = run_search(
-        config, models=models, data=data, val=val, device=device, workdir=output, console=console
+    code = search_and_verify(
+        config,
+        models=model_paths(model),
+        data=data,
+        val=val,
+        device=device,
+        workdir=output,
+        verify=verify,
+        console=console,
     )
-    search = json.loads(chosen.path.read_text())
-    console.print(candidate_table(search))
-    by_tag = dict(zip(model_tags(models), models, strict=True))
-    write_atomic(output / SEARCH_FILE, chosen.path.read_bytes())
-    write_atomic(output / BUDGET_FILE, yaml.safe_dump(budget_file(config, chosen.metadata["precision"])))
-    winner = by_tag[search["chosen"].get("model", "")]
-    run = winner_config(search, model=winner, data=data, val=val, device=device, config=config)
-    config_path = write_atomic(output / WINNER_CONFIG, yaml.safe_dump(run, sort_keys=False))
-    console.print(f"winner written to {config_path}: edgepipe run {config_path} -w {output / WINNER_DIR}")
-    if not verify:
-        return
-    code = run_pipeline(config_path, output / WINNER_DIR, console=console)
-    recheck_partial_map(search, output, config)
-    if code == 0:
-        limit = parse_budget(config.budget, config.batch)
-        console.print(f"[bold green]budget met[/bold green] when benchmarked again ({limit.describe()})")
     raise typer.Exit(code)
