@@ -113,13 +113,13 @@ class KeyOptions(Generic[ModelT]):
 
     def build(self, **own: Any) -> ModelT:
         """The config section from the options and the keys the command parsed itself (`own`)."""
-        return config_from_options(self.model, self.command, **self.values, **own)
+        return config_from_options(self.model, self.command, **{**self.values, **own})
 
     def build_as(self, model: type[BuiltT], *, given_only: bool = False, **own: Any) -> BuiltT:
         """The section as `model` (prune's method); `given_only`: only the options the user gave, so that
         a key the model does not use is an error only when it was asked for."""
         values = {k: v for k, v in self.values.items() if not given_only or k in self.given}
-        return config_from_options(model, self.command, **values, **own)
+        return config_from_options(model, self.command, **{**values, **own})
 
 
 def config_options(
