@@ -29,7 +29,11 @@ def parse_batches(text: str) -> list[int]:
     return batches
 
 
-@config_options(BenchConfig, command="bench", own=frozenset({"batch", "accuracy"}))
+# A list in the config, comma-separated here; the accuracy a flag that also waives --val
+OWN = {"batch": "batch", "accuracy": "no_accuracy"}
+
+
+@config_options(BenchConfig, command="bench", own=OWN)
 def command(
     *,
     artifact: Annotated[

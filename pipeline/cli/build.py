@@ -57,7 +57,11 @@ MaxSteps = Annotated[
 ]
 
 
-@config_options(BuildEntry, command="build", own=frozenset({"target", "options"}))
+# The command's own default target; the target options as the flags of the targets that take them
+OWN: dict[str, str | tuple[str, ...]] = {"target": "target", "options": ("qdq_only", "qdq_onnx", "max_steps")}
+
+
+@config_options(BuildEntry, command="build", own=OWN)
 def command(
     *,
     onnx: Annotated[Path | None, typer.Option(help="ONNX written by `edgepipe export`")] = None,

@@ -20,7 +20,7 @@ TEACHER_HELP = (
 
 
 # The run's dataset and device, and a teacher checkpoint (a config may say `true`: the run's input model)
-OWN = frozenset({"data", "device", "teacher"})
+OWN = {"data": "data", "device": "device", "teacher": "teacher"}
 SPELLINGS = {"amp": Spelling(("--amp/--fp32",)), "freeze_bn": Spelling(("--freeze-bn/--train-bn",))}
 
 

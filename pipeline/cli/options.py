@@ -32,11 +32,6 @@ from pipeline.cli.console import err_console
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
 
-def option(model: type[BaseModel], key: str, *declarations: str, **settings: Any) -> Any:
-    """`typer.Option(*declarations, **settings)` with the config key's description as its help."""
-    return typer.Option(*declarations, help=model.model_fields[key].description, **settings)
-
-
 def default(model: type[BaseModel], key: str) -> Any:
     """The config key's default value."""
     return model.model_fields[key].get_default(call_default_factory=True)
@@ -98,7 +93,7 @@ class CommandKeys:
 
     models: tuple[type[BaseModel], ...]
     generated: tuple[str, ...]
-    own: frozenset[str]
+    own: Mapping[str, tuple[str, ...]]  # key -> the command's options that set it
     file_only: Mapping[str, str]  # key -> why it has no option
 
 
@@ -125,12 +120,13 @@ class KeyOptions(Generic[ModelT]):
 def config_options(
     *models: type[BaseModel],
     command: str,
-    own: frozenset[str] = frozenset(),
+    own: Mapping[str, str | tuple[str, ...]] | None = None,
     file_only: Mapping[str, str] | None = None,
     spellings: Mapping[str, Spelling] | None = None,
 ) -> Callable[[Callable[..., None]], Callable[..., None]]:
     """Decorate a command: its `KeyOptions` parameter becomes one option per key of `models` (the first
     model's keys, then the others' own), less `own` and `file_only`."""
+    owned = {key: (names,) if isinstance(names, str) else names for key, names in (own or {}).items()}
     file_only = file_only or {}
     spellings = spellings or {}
     holders: dict[str, type[BaseModel]] = {}
@@ -139,14 +135,14 @@ def config_options(
     generated = {
         key: _key_parameter(model, key, spellings.get(key, Spelling()))
         for key, model in holders.items()
-        if key not in own and key not in file_only
+        if key not in owned and key not in file_only
     }
     renames = {old: new for model in models for old, new in getattr(model, "renamed", {}).items()}
     aliases = {
         old: _alias_parameter(holders[new], old, new) for old, new in renames.items() if new in generated
     }
     defaults = {key: parameter.default for key, parameter in generated.items()}
-    keys = CommandKeys(models, tuple(generated), own, file_only)
+    keys = CommandKeys(models, tuple(generated), owned, file_only)
 
     def decorate(fn: Callable[..., None]) -> Callable[..., None]:
         signature = inspect.signature(fn, eval_str=True)

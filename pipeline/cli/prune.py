@@ -35,7 +35,7 @@ SPELLINGS = {
     "protect_head": Spelling(("--protect-head/--prune-head",)),
 }
 # The run's input size and data, which the command passes to the pruner beside the config
-OWN = frozenset({"imgsz", "data"})
+OWN = {"imgsz": "imgsz", "data": "data"}
 FILE_ONLY = {"protected_layers": "a list of layer indices, written in a config file"}
 Model = Annotated[
     Path, typer.Option(help="Ultralytics YOLOv8, YOLO11 or YOLO26 detection .pt checkpoint to prune")

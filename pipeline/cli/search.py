@@ -66,7 +66,7 @@ Verify = Annotated[
     bool, typer.Option("--verify/--no-verify", help="build, benchmark and gate the winner (search.yaml)")
 ]
 # Lists in the search's config, comma-separated on the command line
-OWN = frozenset({"precisions", "imgsz", "macs"})
+OWN = {"precisions": "precision", "imgsz": "imgsz", "macs": "macs"}
 
 
 @config_options(SearchConfig, command="search", own=OWN)
