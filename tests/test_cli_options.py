@@ -5,6 +5,7 @@ purpose; and each command function only builds its section, calls the library an
 from __future__ import annotations
 
 import inspect
+from pathlib import Path
 from typing import Annotated, ClassVar, Literal
 
 import pytest
@@ -13,6 +14,7 @@ from pydantic import Field
 from typer.main import get_command
 from typer.testing import CliRunner
 
+import pipeline.cli
 from core.section import Section
 from pipeline.cli import app
 from pipeline.cli.options import KeyOptions, Spelling, config_options
@@ -77,6 +79,14 @@ def test_every_command_function_is_short(name):
     lines, _ = inspect.getsourcelines(function)
     lines = lines[next(i for i, line in enumerate(lines) if line.lstrip().startswith("def ")) :]
     assert len(lines) <= 35, f"edgepipe {name}: {len(lines)} lines"
+
+
+def test_no_command_decides_a_failed_check():
+    """Exit 1 is the library's to decide: no module of the CLI makes a CheckFailed (it raises those the
+    library returns), so `edgepipe run` and a command fail alike."""
+    cli = Path(pipeline.cli.__file__).parent
+    deciding = [path.name for path in cli.glob("*.py") if "CheckFailed" in path.read_text()]
+    assert deciding == []
 
 
 # The generator itself, on a section of its own.
