@@ -30,6 +30,7 @@ from core.validation import validation_error
 from pipeline.cli.console import err_console
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
+BuiltT = TypeVar("BuiltT", bound=BaseModel)
 
 
 def default(model: type[BaseModel], key: str) -> Any:
@@ -72,9 +73,6 @@ def device_option(value: str, command: str) -> str:
         return normalized_device(value)
     except ValueError:
         raise InputError(f"--device takes cpu, cuda or cuda:N, got {value!r}") from None
-
-
-BuiltT = TypeVar("BuiltT", bound=BaseModel)
 
 
 @dataclass(frozen=True)
