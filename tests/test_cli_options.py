@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 import pipeline.cli
 from core.section import Section
 from pipeline.cli import app
-from pipeline.cli.options import KeyOptions, Spelling, config_options
+from pipeline.cli.options import KeyOptions, Spelling, config_options, default
 
 
 def leaves(group, prefix=""):
@@ -79,6 +79,23 @@ def test_every_command_function_is_short(name):
     lines, _ = inspect.getsourcelines(function)
     lines = lines[next(i for i, line in enumerate(lines) if line.lstrip().startswith("def ")) :]
     assert len(lines) <= 35, f"edgepipe {name}: {len(lines)} lines"
+
+
+def test_the_options_a_command_spells_itself_default_to_their_keys_defaults():
+    from pipeline.cli import bench, search
+    from pipeline.stages.benchmark import BenchConfig
+    from pipeline.stages.search import SearchConfig
+
+    defaults = {p.name: p.default for p in COMMANDS["bench"].params}
+    assert bench.parse_batches(defaults["batch"]) == default(BenchConfig, "batch")
+    defaults = {p.name: p.default for p in COMMANDS["search"].params}
+    for option, key, cast in (
+        ("precision", "precisions", str),
+        ("macs", "macs", float),
+        ("imgsz", "imgsz", int),
+    ):
+        parsed = search.comma_list(defaults[option], cast, f"--{option}")
+        assert parsed == default(SearchConfig, key), f"search --{option}"
 
 
 def test_no_command_decides_a_failed_check():

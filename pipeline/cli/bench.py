@@ -15,7 +15,7 @@ from core.artifacts import refuse_overwrite
 from core.defaults import DEFAULT_IMGSZ
 from core.errors import InputError
 from pipeline.cli.console import console
-from pipeline.cli.options import KeyOptions, config_options, renamed
+from pipeline.cli.options import KeyOptions, config_options, default, renamed
 from pipeline.stages.benchmark import BenchConfig, bench_artifact, check_artifact_exists
 
 
@@ -31,6 +31,7 @@ def parse_batches(text: str) -> list[int]:
 
 # A list in the config, comma-separated here; the accuracy a flag that also waives --val
 OWN = {"batch": "batch", "accuracy": "no_accuracy"}
+Batches = Annotated[str, typer.Option("--batch", help="batch sizes, comma-separated, e.g. 1,8")]
 
 
 @config_options(BenchConfig, command="bench", own=OWN)
@@ -44,7 +45,7 @@ def command(
     ),
     val: Annotated[Path | None, typer.Option("--val", help="data.yaml whose split measures mAP")] = None,
     no_accuracy: Annotated[bool, typer.Option("--no-accuracy", help="measure speed only, no mAP")] = False,
-    batch: Annotated[str, typer.Option("--batch", help="batch sizes, comma-separated, e.g. 1,8")] = "1",
+    batch: Batches = ",".join(map(str, default(BenchConfig, "batch"))),
     options: KeyOptions[BenchConfig],
     data: Annotated[Path | None, typer.Option("--data", hidden=True, help="deprecated: --val")] = None,
     imgsz: Annotated[

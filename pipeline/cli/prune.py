@@ -8,15 +8,14 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.table import Table
 
-from core.artifacts import Artifact
 from core.defaults import DEFAULT_IMGSZ
 from core.errors import InputError
 from pipeline.cli.console import console
 from pipeline.cli.options import DEVICE_HELP, KeyOptions, Spelling, config_options, device_option
 from pipeline.pruning.config import METHODS, AutoConfig, MagnitudeConfig
+from pipeline.run import source_model_artifact
 from pipeline.stages.base import RunSettings
-from pipeline.stages.checkpoint_accuracy import checkpoint_map, map_metadata
-from pipeline.stages.prune import PRUNED_FILE, prune_checkpoint
+from pipeline.stages.prune import PRUNED_FILE, prune_measured
 from pipeline.summary import model_stage_lines
 
 if TYPE_CHECKING:
@@ -79,10 +78,12 @@ def command(
     if method not in METHODS:
         raise InputError(f"--method is one of {', '.join(METHODS)}, got {method!r}")
     config = options.build_as(METHODS[method], given_only=True, method=method)
-    report = prune_checkpoint(model, output, config, imgsz=imgsz, device=device, data=data)
+    settings = RunSettings(imgsz=imgsz, device=device, data=data, val=val)
+    pruned, report = prune_measured(source_model_artifact(model), output, config, settings)
     print_report(report, f"pruned {model.name} -> {output}", imgsz)
-    if val is not None:
-        print_map_change(model, output, report, val, imgsz, device)
+    if val is not None:  # mAP50-95 before and after, as `edgepipe run` prints it
+        for line in model_stage_lines("prune", pruned):
+            console.print(line)
 
 
 def print_report(report: PruneReport, title: str, imgsz: int) -> None:
@@ -122,20 +123,3 @@ def latency_table(latency: dict):
     for stage, (before, after) in latency["stages"].items():
         table.add_row(stage, f"{before:.2f}", f"{after:.2f}", f"{after / before:.2f}" if before else "-")
     return table
-
-
-def print_map_change(
-    model: Path, output: Path, report: PruneReport, val: Path, imgsz: int, device: str
-) -> None:
-    """mAP50-95 before and after, as `edgepipe run` prints it, with its warning past one point lost."""
-    settings = RunSettings(imgsz=imgsz, device=device, data=None, val=val)
-    before, after = checkpoint_map(model, settings), checkpoint_map(output, settings)
-    measured = {
-        "params_before": report.params_before,
-        "params_after": report.params_after,
-        "gflops_before": report.gflops_before,
-        "gflops_after": report.gflops_after,
-        **map_metadata(before, after),
-    }
-    for line in model_stage_lines("prune", Artifact.from_path("checkpoint", output, **measured)):
-        console.print(line)
