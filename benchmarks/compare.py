@@ -17,13 +17,12 @@ wobble from failing a build.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 from rich.table import Table
 
 from benchmarks.results import Result
-from core.errors import InputError
+from core.errors import CheckFailed, InputError
 
 ALPHA = 0.01
 MIN_EFFECT = 0.03
@@ -212,8 +211,20 @@ def refuse_unjudgeable(comparisons: list[Comparison], unpaired: list[str]) -> No
         )
 
 
-def comparison_table(comparisons: list[Comparison], base: Path, new: Path):
-    table = Table(title=f"{base} -> {new}")
+def failed_check(comparisons: list[Comparison], strict: bool = False) -> CheckFailed | None:
+    """The comparison's failed check (exit 1): a regression beyond noise or, with `strict`, a result
+    flagged as noisy; None when it passes."""
+    regressions = [f"{c.label}: {r}" for c in comparisons for r in c.regressions]
+    if regressions:
+        return CheckFailed("regression beyond noise:\n  " + "\n  ".join(regressions))
+    noisy = [f"{c.label}: {n}" for c in comparisons for n in c.noise]
+    if strict and noisy:
+        return CheckFailed("noise-flagged results (--strict):\n  " + "\n  ".join(noisy))
+    return None
+
+
+def comparison_table(comparisons: list[Comparison], title: str):
+    table = Table(title=title)
     for column in ("target", "batch", "metric", "base p50 ms", "new p50 ms", "change", "p-value", "verdict"):
         table.add_column(column, justify="left" if column in ("target", "metric", "verdict") else "right")
     styles = {"slower": "bold red", "faster": "green", "same": "dim", "untested": "yellow"}

@@ -15,11 +15,9 @@ from core.checkpoints import check_sha256, load_detection_model
 from core.errors import EXIT_CHECK_FAILED, EXIT_OK
 from core.safe_load import trust_checkpoints
 from pipeline.config import PipelineConfig, SynthSource, load_config
-from pipeline.plan import make_plans, search_plans
-from pipeline.search.grid import model_tags
+from pipeline.plan import make_plans
 from pipeline.stage_runner import StageOutcome, StagePlan, StageRunner, WorkDir
 from pipeline.stages.base import RunSettings
-from pipeline.stages.search import SearchConfig, model_input
 from pipeline.summary import MODEL_STAGES, engine_stage_lines, model_stage_lines, print_summary
 
 
@@ -128,30 +126,3 @@ def run_pipeline(
     if gate is not None and not gate.metadata.get("passed", False):
         return EXIT_CHECK_FAILED
     return EXIT_OK
-
-
-def run_search(
-    config: SearchConfig,
-    *,
-    models: list[Path],
-    data: Path,
-    val: Path,
-    device: str,
-    workdir: Path,
-    console: Console,
-) -> Artifact:
-    """The search's cached stages in `workdir`; returns the search.json artifact of the winner (a search
-    that finds none raises CheckFailed, exit 1, naming the nearest candidate)."""
-    work = WorkDir(workdir)
-    tags = model_tags(models)
-    name = "+".join(tags) if len(models) > 1 else models[0].stem
-    settings = RunSettings(imgsz=max(config.sizes()), device=device, data=data, val=val, model_name=name)
-    with work.lock():
-        work.clean_stale()
-        runner = StageRunner(work, settings)
-        for tag, model in zip(tags, models, strict=True):
-            runner.seed(model_input(tag), source_model_artifact(model))
-        shown = " ".join(map(str, models))
-        console.print(f"[bold]edgepipe search[/bold] {shown}  [dim]work dir {work.root}[/dim]")
-        runner.execute(search_plans(config, data_reads=(data, val), models=tuple(tags)))
-    return runner.available["search"]

@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 from core.artifacts import sha256_file
 from core.calibration import CalibrationSet
 from core.engine_record import read_artifact_dir
-from core.errors import InputError
+from core.errors import EXIT_CHECK_FAILED, InputError
 from targets.accuracy_int8.fallback import Step, chosen_step, float_layer_schedule, run_steps
 from targets.tensorrt.options import TensorRtOptions
 
@@ -113,6 +113,21 @@ def test_loop_stops_at_the_first_checkpoint_within_the_bound():
     measured.clear()
     assert run_steps([0, 1, 2], measure, fp32_map=0.435, max_drop=1.0) == [Step(0, 0, 0.40, 0.5)]
     assert measured == [0]
+
+
+def test_an_unmet_bound_is_a_failed_check_of_the_build_and_a_met_one_is_none(tmp_path):
+    """The exit policy lives with the build: the library returns the failure, the CLI raises it (exit 1)."""
+    from pipeline.stages.build import BuiltEngine
+
+    final = {"drop": 0.02, "map50_95": 0.41, "step": 1, "float_layers": 1}
+    control = {"met": False, "final": final, "max_map_drop": 0.005, "steps": [{}, {}]}
+    failure = BuiltEngine(tmp_path, {"accuracy_control": control}, 1.0).unmet_bound()
+    assert failure is not None and failure.exit_code == EXIT_CHECK_FAILED
+    assert "drop 0.0200 is above the bound 0.0050 after 2 steps" in str(failure) and str(tmp_path) in str(
+        failure
+    )
+    met = BuiltEngine(tmp_path, {"accuracy_control": {**control, "met": True}}, 1.0)
+    assert met.unmet_bound() is None and BuiltEngine(tmp_path, {}, 1.0).unmet_bound() is None
 
 
 def test_unmet_bound_keeps_the_best_step_measured():

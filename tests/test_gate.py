@@ -107,6 +107,20 @@ def test_latency_budget_broken_by_one_percent(tmp_path, results_file):
     assert dict(zip(header, row, strict=True))["family"] == "YOLOv8"
 
 
+def test_the_gates_exit_policy_is_the_librarys(tmp_path, results_file):
+    """A broken budget is the failed check the library returns (the CLI raises it); held ones are None,
+    unless `strict` and a checked result is flagged as noisy (one of these is)."""
+    measured = p90("openvino/int8", results_file)
+    results = load_results(results_file)
+    broken = gate.check_budgets(results, budgets_file(tmp_path, PASSING.format(limit=measured / 1.01)))
+    failure = gate.gate_failure(broken)
+    assert failure is not None and failure.exit_code == 1 and "1 of 10 checks broken" in str(failure)
+    held = gate.check_budgets(results, budgets_file(tmp_path, PASSING.format(limit=measured * 1.05)))
+    assert gate.gate_failure(held) is None
+    noisy = gate.gate_failure(held, strict=True)
+    assert noisy is not None and "1 checked result(s) flagged as noisy (--strict)" in str(noisy)
+
+
 def test_map_drop_budget_broken(tmp_path, results_file):
     budgets = budgets_file(
         tmp_path, "budgets:\n  - target: '*/int8'\n    max_map_drop: 0.01\n    baseline: torch/fp32\n"

@@ -233,7 +233,7 @@ def test_the_winners_full_map_is_put_beside_the_partial_one_and_a_rival_flagged(
 
 
 def test_the_winner_is_pruned_at_its_own_input_size_and_old_search_files_at_theirs(tmp_path):
-    from pipeline.cli.search import winner_config
+    from pipeline.budget_search import winner_config
 
     config = SearchConfig(budget="p90<=10ms")
     chosen = {"imgsz": 384, "ratio": 0.7, "precision": "int8", "finetuned_map50_95": None}
@@ -242,6 +242,35 @@ def test_the_winner_is_pruned_at_its_own_input_size_and_old_search_files_at_thei
         search = {"chosen": chosen, "prune_imgsz": prune_imgsz}
         run = winner_config(search, model=files[0], data=files[1], val=files[2], device="cpu", config=config)
         assert run["prune"] == {"macs": 0.7, "round_to": 8, "imgsz": expected} and run["imgsz"] == 384
+
+
+def test_the_winner_is_written_as_a_pipeline_config_gated_by_the_budget(
+    tiny_checkpoint, synth_dataset, tmp_path
+):
+    """The library writes what `edgepipe search` leaves behind: search.json, a budgets file that holds the
+    budget for the winner's target and precision, and a config `edgepipe run` loads."""
+    from benchmarks.budgets import load_budgets
+    from core.artifacts import Artifact
+    from pipeline.budget_search import BUDGET_FILE, SEARCH_FILE, winner_config, write_winner
+
+    config = SearchConfig(
+        budget="p90<=10ms", target="onnxruntime", precisions=["fp32"], batch=2, finetune_epochs=2
+    )
+    search = {"chosen": {"imgsz": 64, "ratio": 0.6, "precision": "fp32", "finetuned_map50_95": 0.3}}
+    found = tmp_path / "found.json"
+    found.write_text(json.dumps(search))
+    chosen = Artifact.from_path("search", found, precision="fp32")
+    run = winner_config(
+        search, model=tiny_checkpoint, data=synth_dataset, val=synth_dataset, device="cpu", config=config
+    )
+    written = write_winner(chosen, config, tmp_path / "w", run)
+    assert json.loads((tmp_path / "w" / SEARCH_FILE).read_text()) == search
+    [budget] = load_budgets(tmp_path / "w" / BUDGET_FILE)
+    assert (budget.target, budget.batch, budget.max_latency_ms) == ("onnxruntime/fp32", 2, {"p90": 10.0})
+    loaded = load_config(written)
+    assert (loaded.imgsz, loaded.prune.macs, loaded.finetune.epochs) == (64, 0.6, 2)
+    assert loaded.gate is not None and loaded.gate.budgets == tmp_path / "w" / BUDGET_FILE
+    assert [(b.target, b.precision) for b in loaded.build] == [("onnxruntime", "fp32")]
 
 
 def test_no_candidate_meeting_the_budget_names_the_nearest():

@@ -1,7 +1,7 @@
 """The `edgepipe` command line: `run` chains the stages from one config; each stage is also a command.
 
-One module per command; each builds the stage's config model from its options and calls the stage's
-work, so the command line adds no behaviour of its own.
+One module per command; each builds its config section from options generated from the section's model
+(options.py), calls one library function and prints, so the command line adds no behaviour of its own.
 """
 
 from __future__ import annotations

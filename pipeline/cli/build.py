@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 
-from core import progress
-from core.artifacts import atomic_output, refuse_overwrite, sha256_path
+from core.artifacts import sha256_path
 from core.defaults import DEFAULT_IMGSZ
-from core.engine_record import read_artifact_dir
-from core.errors import CheckFailed, InputError
+from core.errors import InputError
 from pipeline.cli.console import console
-from pipeline.cli.options import config_from_options, default, option, renamed
-from pipeline.stages.build import BuildEntry, build_engine
+from pipeline.cli.options import KeyOptions, config_options, renamed
+from pipeline.stages.build import BuildEntry, BuiltEngine, build_engine_dir
 from targets.accuracy_bound import describe_check
 from targets.accuracy_int8 import steps_table
 from targets.base import all_targets, target_names
@@ -46,88 +43,81 @@ def summary_table(meta: dict[str, Any], directory: Path, seconds: float):
     return table
 
 
+QdqOnly = Annotated[
+    bool,
+    typer.Option(help="tensorrt int8: write only the Q/DQ ONNX and its record here (no TensorRT needed)"),
+]
+QdqOnnx = Annotated[
+    Path | None,
+    typer.Option(help="tensorrt int8: compile this Q/DQ ONNX (or the --qdq-only directory) as is"),
+]
+MaxSteps = Annotated[
+    int | None,
+    typer.Option(help="--max-drop-vs-fp32 on onnxruntime/tensorrt: most checkpoints after full INT8"),
+]
+
+
+# The command's own default target; the target options as the flags of the targets that take them
+OWN: dict[str, str | tuple[str, ...]] = {"target": "target", "options": ("qdq_only", "qdq_onnx", "max_steps")}
+
+
+@config_options(BuildEntry, command="build", own=OWN)
 def command(
+    *,
     onnx: Annotated[Path | None, typer.Option(help="ONNX written by `edgepipe export`")] = None,
     model: Annotated[
         Path | None, typer.Option(help="the .pt checkpoint (what the torch target runs)")
     ] = None,
     target: Annotated[str, typer.Option(help=", ".join(target_names()))] = "onnxruntime",
-    precision: Annotated[str, option(BuildEntry, "precision")] = default(BuildEntry, "precision"),
     data: Annotated[Path | None, typer.Option(help="data.yaml whose train images calibrate INT8")] = None,
-    calib_images: Annotated[int, option(BuildEntry, "calib_images")] = default(BuildEntry, "calib_images"),
-    calib_seed: Annotated[int, option(BuildEntry, "calib_seed")] = default(BuildEntry, "calib_seed"),
-    max_drop_vs_fp32: Annotated[float | None, option(BuildEntry, "max_drop_vs_fp32")] = default(
-        BuildEntry, "max_drop_vs_fp32"
-    ),
+    options: KeyOptions[BuildEntry],
     val: Annotated[Path | None, typer.Option(help="data.yaml whose val split measures mAP")] = None,
-    verify: Annotated[bool, option(BuildEntry, "verify", "--verify/--no-verify")] = default(
-        BuildEntry, "verify"
-    ),
-    max_steps: Annotated[
-        int | None,
-        typer.Option(help="--max-drop-vs-fp32 on onnxruntime/tensorrt: most checkpoints after full INT8"),
-    ] = None,
-    qdq_only: Annotated[
-        bool,
-        typer.Option(help="tensorrt int8: write only the Q/DQ ONNX and its record here (no TensorRT needed)"),
-    ] = False,
-    qdq_onnx: Annotated[
-        Path | None,
-        typer.Option(help="tensorrt int8: compile this Q/DQ ONNX (or the --qdq-only directory) as is"),
-    ] = None,
+    max_steps: MaxSteps = None,
+    qdq_only: QdqOnly = False,
+    qdq_onnx: QdqOnnx = None,
     imgsz: Annotated[
         int, typer.Option(help="input size for the torch target without --onnx")
     ] = DEFAULT_IMGSZ,
     calib: Annotated[Path | None, typer.Option("--calib", hidden=True, help="deprecated: --data")] = None,
-    calib_size: Annotated[
-        int | None, typer.Option("--calib-size", hidden=True, help="deprecated: --calib-images")
-    ] = None,
-    max_map_drop: Annotated[
-        float | None, typer.Option("--max-map-drop", hidden=True, help="deprecated: --max-drop-vs-fp32")
-    ] = None,
     output: Annotated[Path, typer.Option("-o", "--output", help="engine directory to write")] = Path(
         "engine"
     ),
     force: Annotated[bool, typer.Option("--force", help="replace an existing engine directory")] = False,
 ) -> None:
     """Build an engine directory for one target and precision."""
-    refuse_overwrite(output, force)
     data = renamed(data, calib, command="build", old_name="--calib", new_name="--data")
-    if calib_size is not None:
-        calib_images = renamed(
-            None, calib_size, command="build", old_name="--calib-size", new_name="--calib-images"
-        )
-    max_drop_vs_fp32 = renamed(
-        max_drop_vs_fp32,
-        max_map_drop,
-        command="build",
-        old_name="--max-map-drop",
-        new_name="--max-drop-vs-fp32",
-    )
     if onnx is None and model is None:
         raise InputError("nothing to build from", hint="pass --onnx model.onnx (and --model M.pt for torch)")
-    options: dict[str, Any] = {"qdq_only": qdq_only} if qdq_only else {}
-    if qdq_onnx is not None:
-        options["qdq_onnx"] = str(qdq_onnx.resolve())
-    if max_steps is not None:
-        options["max_steps"] = max_steps
-    check_target_takes(target, options)
-    entry = config_from_options(
-        BuildEntry,
-        "build",
-        target=target,
-        precision=precision,
-        calib_images=calib_images,
-        calib_seed=calib_seed,
-        max_drop_vs_fp32=max_drop_vs_fp32,
-        verify=verify,
-        options=options,
+    flags = target_options(target, qdq_only=qdq_only, qdq_onnx=qdq_onnx, max_steps=max_steps)
+    entry = options.build(target=target, options=flags)
+    built = build_engine_dir(
+        entry, output, force=force, onnx=onnx, checkpoint=model, calib_data=data, val_data=val, imgsz=imgsz
     )
-    started = time.perf_counter()
-    with atomic_output(output) as staged, progress.current().task(f"building {target}/{precision}"):
-        build_engine(entry, staged, onnx=onnx, checkpoint=model, calib_data=data, val_data=val, imgsz=imgsz)
-    meta = read_artifact_dir(output)
-    console.print(summary_table(meta, output, time.perf_counter() - started))
+    print_built(built, onnx)
+    if (failure := built.unmet_bound()) is not None:
+        raise failure
+
+
+def target_options(target: str, **flags: Any) -> dict[str, Any]:
+    """The target-specific flags given, as the build entry's `options`; a flag the target does not take is
+    an error naming the targets that do (an unknown target is the build entry's to refuse)."""
+    options = {key: value for key, value in flags.items() if value not in (None, False)}
+    if "qdq_onnx" in options:
+        options["qdq_onnx"] = str(Path(options["qdq_onnx"]).resolve())
+    if target not in target_names():
+        return options
+    for key in options:
+        takers = [t.name for t in all_targets() if key in t.options_model.model_fields]
+        if target not in takers:
+            raise InputError(f"--{key.replace('_', '-')} is an option of --target {' or '.join(takers)}")
+    return options
+
+
+def print_built(built: BuiltEngine, onnx: Path | None) -> None:
+    """The engine's summary; for a Q/DQ file made for another target, how to compile it there; what
+    `precision auto` chose; an INT8 check's steps and outcome."""
+    meta, output = built.record, built.path
+    console.print(summary_table(meta, output, built.seconds))
     typer.echo(f"wrote {output} (sha256 {sha256_path(output)[:12]})")
     if meta.get("made_for"):
         typer.echo(
@@ -136,33 +126,8 @@ def command(
         )
     if meta.get("auto_precision"):
         console.print(f"precision auto chose {meta['precision']}: {meta['auto_precision']['reason']}")
-    if meta.get("accuracy_control") and "steps" in meta["accuracy_control"]:
-        check_accuracy_control(meta["accuracy_control"], output, console)
-
-
-def check_target_takes(target: str, options: dict[str, Any]) -> None:
-    """A target-specific flag on a target without that option: name the targets that take it (an unknown
-    target is the build entry's to refuse)."""
-    if target not in target_names():
-        return
-    for key in options:
-        takers = [t.name for t in all_targets() if key in t.options_model.model_fields]
-        if target not in takers:
-            raise InputError(f"--{key.replace('_', '-')} is an option of --target {' or '.join(takers)}")
-
-
-def check_accuracy_control(record: dict[str, Any], output: Path, console) -> None:
-    """Print the check's steps; a bound not met is a failed check, though the engine is kept."""
-    final = record["final"]
-    if "layer_groups" in record:  # edgepipe's own loop (onnxruntime, tensorrt)
-        console.print(steps_table(record))
-    console.print(describe_check(record))
-    if not record["met"]:
-        raise CheckFailed(
-            f"mAP50-95 drop {final['drop']:.4f} is above the bound {record['max_map_drop']:.4f} after "
-            f"{len(record['steps'])} steps; kept the best model found (mAP50-95 {final['map50_95']:.4f}), "
-            "labelled accuracy_control.met = false",
-            path=output,
-            hint="allow a larger drop, more steps (--max-steps), or calibrate on more images "
-            "(--calib-images)",
-        )
+    control = meta.get("accuracy_control")
+    if control and "steps" in control:
+        if "layer_groups" in control:  # edgepipe's own loop (onnxruntime, tensorrt)
+            console.print(steps_table(control))
+        console.print(describe_check(control))

@@ -11,37 +11,34 @@ from benchmarks.compare import (
     ALPHA,
     MAX_MAP_REGRESSION,
     MIN_EFFECT,
+    Comparison,
     compare_results,
     comparison_table,
+    failed_check,
     refuse_unjudgeable,
 )
 from benchmarks.results import load_results
-from core.errors import CheckFailed
 from pipeline.cli.console import console
 from pipeline.cli.options import renamed
+
+MinEffect = Annotated[
+    float, typer.Option("--min-effect", min=0, help="smallest relative change of the median that counts")
+]
+MaxMapRegression = Annotated[
+    float, typer.Option(min=0, help="largest absolute mAP50-95 drop that is no regression")
+]
+OldMaxMapDrop = Annotated[float | None, typer.Option(hidden=True, help="deprecated: --max-map-regression")]
+Strict = Annotated[bool, typer.Option("--strict", help="fail (exit 1) when a result is flagged as noisy")]
 
 
 def compare_command(
     base: Annotated[Path, typer.Argument(help="results JSON of the baseline (from `edgepipe bench`)")],
     new: Annotated[Path, typer.Argument(help="results JSON to check against the baseline")],
-    alpha: Annotated[
-        float, typer.Option("--alpha", min=0, max=1, help="significance level of the U test")
-    ] = ALPHA,
-    min_effect: Annotated[
-        float, typer.Option("--min-effect", min=0, help="smallest relative change of the median that counts")
-    ] = MIN_EFFECT,
-    max_map_regression: Annotated[
-        float,
-        typer.Option(
-            "--max-map-regression", min=0, help="largest absolute mAP50-95 drop that is no regression"
-        ),
-    ] = MAX_MAP_REGRESSION,
-    max_map_drop: Annotated[
-        float | None, typer.Option("--max-map-drop", hidden=True, help="deprecated: --max-map-regression")
-    ] = None,
-    strict: Annotated[
-        bool, typer.Option("--strict", help="fail (exit 1) when a result is flagged as noisy")
-    ] = False,
+    alpha: Annotated[float, typer.Option(min=0, max=1, help="significance level of the U test")] = ALPHA,
+    min_effect: MinEffect = MIN_EFFECT,
+    max_map_regression: MaxMapRegression = MAX_MAP_REGRESSION,
+    max_map_drop: OldMaxMapDrop = None,
+    strict: Strict = False,
 ) -> None:
     """Per target: did latency change beyond noise, did mAP or size change.
 
@@ -57,15 +54,16 @@ def compare_command(
         load_results(base), load_results(new), alpha, min_effect, max_map_regression
     )
     refuse_unjudgeable(comparisons, unpaired)
-    console.print(comparison_table(comparisons, base, new))
+    print_comparison(comparisons, unpaired, f"{base} -> {new}")
+    if (failure := failed_check(comparisons, strict)) is not None:
+        raise failure
+    console.print("[green]No regression beyond noise.[/]")
+
+
+def print_comparison(comparisons: list[Comparison], unpaired: list[str], title: str) -> None:
+    """The table, then a note per unpaired result or remark, a warning per noise flag."""
+    console.print(comparison_table(comparisons, title))
     for note in unpaired + [f"{c.label}: {n}" for c in comparisons for n in c.notes]:
         console.print(f"[yellow]note[/]: {note}")
-    noisy = [f"{c.label}: {n}" for c in comparisons for n in c.noise]
-    for line in noisy:
+    for line in (f"{c.label}: {n}" for c in comparisons for n in c.noise):
         console.print(f"[yellow]warning[/]: noisy result, {line}")
-    regressions = [f"{c.label}: {r}" for c in comparisons for r in c.regressions]
-    if regressions:
-        raise CheckFailed("regression beyond noise:\n  " + "\n  ".join(regressions))
-    if strict and noisy:
-        raise CheckFailed("noise-flagged results (--strict):\n  " + "\n  ".join(noisy))
-    console.print("[green]No regression beyond noise.[/]")

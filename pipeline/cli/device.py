@@ -43,6 +43,14 @@ def device_command(
         found = {"device": info, "targets": targets, "versions": versions, "models": supported()}
         typer.echo(json.dumps(found, indent=2, default=str))
         return
+    console.print(fingerprint_table(info))
+    console.print(targets_table(targets))
+    console.print(f"libraries: {', '.join(f'{name} {version}' for name, version in versions.items())}")
+    console.print(f"models: {supported()}")
+
+
+def fingerprint_table(info: dict[str, Any]) -> Table:
+    """The device fingerprint, one row per set field (a nested one as key.sub), versions left out."""
     table = Table(title=f"device: {info.get('name', 'unknown')}", show_header=False)
     for key, value in info.items():
         if key == "versions" or value in (None, [], {}):
@@ -55,7 +63,11 @@ def device_command(
                     )
         else:
             table.add_row(key, ", ".join(map(str, value)) if isinstance(value, list) else str(value))
-    console.print(table)
+    return table
+
+
+def targets_table(targets: list[dict[str, Any]]) -> Table:
+    """Each target: available here, the precisions it runs, why not the others."""
     rows = Table(title="targets")
     for column in ("target", "available", "precisions", "reason"):
         rows.add_column(column)
@@ -63,6 +75,4 @@ def device_command(
         mark = "[green]yes[/green]" if entry["available"] else "[red]no[/red]"
         reasons = [entry["reason"]] + [f"no {p}: {why}" for p, why in entry["unavailable_precisions"].items()]
         rows.add_row(entry["target"], mark, ", ".join(entry["precisions"]), "; ".join(reasons))
-    console.print(rows)
-    console.print(f"libraries: {', '.join(f'{name} {version}' for name, version in versions.items())}")
-    console.print(f"models: {supported()}")
+    return rows

@@ -12,31 +12,27 @@ from core.defaults import DEFAULT_IMGSZ
 from core.errors import InputError
 from core.letterbox import check_imgsz
 from pipeline.cli.console import console
-from pipeline.cli.options import config_from_options, default, option, renamed
+from pipeline.cli.options import KeyOptions, Spelling, config_options, renamed
 from pipeline.stages.export import ExportConfig, export_checked, parity_table
 
+# The parity tolerances' first spellings, kept beside the keys' own
+SPELLINGS = {
+    "parity_tolerance": Spelling(("--parity-tolerance", "--tolerance")),
+    "parity_box_tolerance": Spelling(("--parity-box-tolerance", "--box-tolerance")),
+}
 
+
+@config_options(ExportConfig, command="export", spellings=SPELLINGS)
 def command(
+    *,
     model: Annotated[Path, typer.Option("--model", help="Ultralytics .pt checkpoint to export")],
     output: Annotated[Path, typer.Option("-o", "--output", help="ONNX file to write")] = Path("model.onnx"),
     imgsz: Annotated[int, typer.Option(help="square input size in pixels")] = DEFAULT_IMGSZ,
-    opset: Annotated[int, option(ExportConfig, "opset")] = default(ExportConfig, "opset"),
-    dynamic_batch: Annotated[bool, option(ExportConfig, "dynamic_batch", "--dynamic-batch")] = default(
-        ExportConfig, "dynamic_batch"
-    ),
-    simplify: Annotated[bool, option(ExportConfig, "simplify", "--simplify/--no-simplify")] = default(
-        ExportConfig, "simplify"
-    ),
+    options: KeyOptions[ExportConfig],
     val: Annotated[
         Path | None, typer.Option(help="data.yaml whose val images the parity check uses (default: noise)")
     ] = None,
     data: Annotated[Path | None, typer.Option("--data", hidden=True, help="deprecated: --val")] = None,
-    tolerance: Annotated[float, option(ExportConfig, "parity_tolerance")] = default(
-        ExportConfig, "parity_tolerance"
-    ),
-    box_tolerance: Annotated[float, option(ExportConfig, "parity_box_tolerance")] = default(
-        ExportConfig, "parity_box_tolerance"
-    ),
     force: Annotated[bool, typer.Option("--force", help="replace an existing ONNX file")] = False,
 ) -> None:
     """Export a checkpoint to ONNX and check it against PyTorch."""
@@ -47,15 +43,7 @@ def command(
         raise InputError(
             f"--imgsz {exc}", hint=f"use {DEFAULT_IMGSZ}, 320 or another multiple of 32"
         ) from None
-    config = config_from_options(
-        ExportConfig,
-        "export",
-        opset=opset,
-        simplify=simplify,
-        dynamic_batch=dynamic_batch,
-        parity_tolerance=tolerance,
-        parity_box_tolerance=box_tolerance,
-    )
+    config = options.build()
     val = renamed(val, data, command="export", old_name="--data", new_name="--val")
     path, parity = export_checked(model, output, imgsz, config, val)
     console.print(parity_table(parity))

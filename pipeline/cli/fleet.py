@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import shlex
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -14,14 +10,13 @@ import typer
 from rich.table import Table
 
 from benchmarks.device import fingerprint
-from core.errors import EXIT_BAD_INPUT, CheckFailed, EdgepipeError, InputError
 from pipeline.cli.console import console
 from pipeline.cli.errors import user_errors
 from pipeline.fleet.driver import nodes_table, run_matrix
+from pipeline.fleet.join import ray_start_command, start_ray
 from pipeline.fleet.matrix import load_matrix
-from pipeline.fleet.outputs import write_outputs
+from pipeline.fleet.outputs import fleet_failure, write_outputs
 from pipeline.fleet.resources import available_targets, device_kind, node_resources, require_ray
-from pipeline.report.markdown import gate_verdict_line
 
 fleet_app = typer.Typer(
     help="Benchmark a matrix of models x targets x devices on a Ray cluster of devices.",
@@ -29,56 +24,32 @@ fleet_app = typer.Typer(
 )
 
 
-class CouldNotMeasure(EdgepipeError):
-    """Some cells of the matrix produced no result (exit 2, distinct from a broken budget's 1)."""
-
-    exit_code = EXIT_BAD_INPUT
-
-
-def ray_start_command(
-    address: str, resources: dict[str, float], num_cpus: int | None, node_ip: str | None, block: bool
-) -> list[str]:
-    beside_python = Path(sys.executable).with_name("ray")
-    ray = str(beside_python) if beside_python.is_file() else shutil.which("ray") or "ray"
-    command = [
-        ray,
-        "start",
-        "--address",
-        address,
-        "--resources",
-        json.dumps(resources),
-        "--disable-usage-stats",
-    ]
-    if num_cpus is not None:
-        command += ["--num-cpus", str(num_cpus)]
-    if node_ip:
-        command += ["--node-ip-address", node_ip]
-    return command + (["--block"] if block else [])
+Address = Annotated[
+    str, typer.Option("--address", envvar="RAY_ADDRESS", help="the head node's host:port (ray start --head)")
+]
+Kind = Annotated[
+    str | None, typer.Option("--kind", help="device kind to advertise (default: from the fingerprint's name)")
+]
+NumCpus = Annotated[
+    int | None, typer.Option("--num-cpus", min=0, help="CPUs Ray may use for other work (default: all)")
+]
+NodeIp = Annotated[
+    str | None,
+    typer.Option("--node-ip", help="this device's address as the head sees it (default: Ray's guess)"),
+]
+Block = Annotated[
+    bool, typer.Option("--block/--no-block", help="stay in the foreground until stopped (for a container)")
+]
+DryRun = Annotated[bool, typer.Option("--dry-run", help="print the `ray start` command, start nothing")]
 
 
 def join_command(
-    address: Annotated[
-        str,
-        typer.Option("--address", envvar="RAY_ADDRESS", help="the head node's host:port (ray start --head)"),
-    ],
-    kind: Annotated[
-        str | None,
-        typer.Option("--kind", help="device kind to advertise (default: from the fingerprint's name)"),
-    ] = None,
-    num_cpus: Annotated[
-        int | None, typer.Option("--num-cpus", min=0, help="CPUs Ray may use for other work (default: all)")
-    ] = None,
-    node_ip: Annotated[
-        str | None,
-        typer.Option("--node-ip", help="this device's address as the head sees it (default: Ray's guess)"),
-    ] = None,
-    block: Annotated[
-        bool,
-        typer.Option("--block/--no-block", help="stay in the foreground until stopped (for a container)"),
-    ] = False,
-    dry_run: Annotated[
-        bool, typer.Option("--dry-run", help="print the `ray start` command, start nothing")
-    ] = False,
+    address: Address,
+    kind: Kind = None,
+    num_cpus: NumCpus = None,
+    node_ip: NodeIp = None,
+    block: Block = False,
+    dry_run: DryRun = False,
 ) -> None:
     """Join this device to the fleet: a Ray worker node advertising its kind, targets and one bench slot."""
     require_ray()
@@ -92,30 +63,28 @@ def join_command(
     if dry_run:
         typer.echo(shlex.join(command))
         return
-    done = subprocess.run(command, check=False)
-    if done.returncode != 0:
-        raise InputError(
-            f"`ray start` failed with exit code {done.returncode}",
-            hint=f"is the head at {address} reachable, and is its Ray version the same as this one's?",
-        )
+    start_ray(command, address)
+
+
+HeadAddress = Annotated[
+    str, typer.Option("--address", envvar="RAY_ADDRESS", help="the head node's host:port")
+]
+Output = Annotated[Path, typer.Option("--output", "-o", help="folder for results, report and gate")]
+Retries = Annotated[
+    int, typer.Option("--retries", min=0, help="re-runs of a cell whose device died or that failed")
+]
+NodeWait = Annotated[
+    float, typer.Option("--node-wait", min=0, help="seconds a cell waits for a device of its kind to join")
+]
 
 
 def run_command(
     matrix: Annotated[Path, typer.Argument(help="MATRIX.yaml: models, targets/precisions, device kinds")],
-    address: Annotated[
-        str, typer.Option("--address", envvar="RAY_ADDRESS", help="the head node's host:port")
-    ],
-    output: Annotated[
-        Path, typer.Option("--output", "-o", help="folder for results, report and gate")
-    ] = Path("fleet"),
+    address: HeadAddress,
+    output: Output = Path("fleet"),
     force: Annotated[bool, typer.Option("--force", help="re-measure cells already in the history")] = False,
-    retries: Annotated[
-        int, typer.Option("--retries", min=0, help="re-runs of a cell whose device died or that failed")
-    ] = 2,
-    node_wait: Annotated[
-        float,
-        typer.Option("--node-wait", min=0, help="seconds a cell waits for a device of its kind to join"),
-    ] = 120.0,
+    retries: Retries = 2,
+    node_wait: NodeWait = 120.0,
 ) -> None:
     """Build and benchmark every cell on a device of its kind; one report and one gate for all devices.
 
@@ -123,29 +92,14 @@ def run_command(
     """
     spec = load_matrix(matrix)
     outcomes = run_matrix(
-        spec,
-        address,
-        output,
-        force=force,
-        retries=retries,
-        node_wait=node_wait,
+        spec, address, output, force=force, retries=retries, node_wait=node_wait,
         show_nodes=lambda nodes: console.print(nodes_table(nodes)),
-    )
+    )  # fmt: skip
     gate = write_outputs(spec, outcomes, output)
     console.print(cells_table(outcomes))
     console.print(f"wrote {output}/ (results.json, cells.json, report.html, gate.xml, gate.md)")
-    failed = [o for o in outcomes if o.status == "failed"]
-    if gate.broken:
-        raise CheckFailed(
-            gate_verdict_line(gate.verdicts).replace("**", "").removeprefix("❌ "),
-            hint=f"see {output / 'gate.md'}",
-        )
-    if failed or gate.unchecked:
-        raise CouldNotMeasure(
-            f"{len(failed)} of {len(outcomes)} cells could not be measured"
-            + (f"; {len(gate.unchecked)} budgets matched no result" if gate.unchecked else ""),
-            hint=f"see {output / 'cells.json'}; run again to retry only those cells",
-        )
+    if (failure := fleet_failure(gate, outcomes, output)) is not None:
+        raise failure
     console.print(f"[bold green]all {len(outcomes)} cells measured[/bold green]")
 
 

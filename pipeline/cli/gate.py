@@ -8,10 +8,16 @@ from typing import Annotated
 import typer
 
 from benchmarks.results import load_results
-from core.errors import CheckFailed
 from pipeline.cli.console import console
 from pipeline.report.markdown import gate_verdict_line
-from pipeline.stages.gate import broken_checks, broken_table, check_budgets, noise_warnings, verdict_table
+from pipeline.stages.gate import (
+    broken_checks,
+    broken_table,
+    check_budgets,
+    gate_failure,
+    noise_warnings,
+    verdict_table,
+)
 
 
 def command(
@@ -33,19 +39,10 @@ def command(
     for path in (junit, markdown):
         if path is not None:
             console.print(f"wrote {path}")
-    noise = noise_warnings(verdicts)
-    for warning in noise:
+    for warning in noise_warnings(verdicts):
         console.print(f"[yellow]warning[/]: noisy result, {warning}")
-    line = gate_verdict_line(verdicts).replace("**", "")
-    broken = broken_checks(verdicts)
-    if broken:
+    if broken := broken_checks(verdicts):
         console.print(broken_table(broken))
-        raise CheckFailed(
-            line.removeprefix("❌ "), hint="the table above shows each broken budget and its margin"
-        )
-    if strict and noise:
-        raise CheckFailed(
-            f"{len(noise)} checked result(s) flagged as noisy (--strict)",
-            hint="measure on an idle machine, or drop --strict to accept them with a warning",
-        )
-    console.print(f"[bold green]{line}[/bold green]")
+    if (failure := gate_failure(verdicts, strict)) is not None:
+        raise failure
+    console.print(f"[bold green]{gate_verdict_line(verdicts).replace('**', '')}[/bold green]")

@@ -2,24 +2,20 @@
 
 from __future__ import annotations
 
-import inspect
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
-from typer.main import get_current_context  # of the click Typer vendors, which runs the commands
 
-from core.artifacts import Artifact
 from core.defaults import DEFAULT_IMGSZ
 from core.errors import InputError
 from pipeline.cli.console import console
-from pipeline.cli.options import DEVICE_HELP, config_from_options, default, device_option, option
-from pipeline.pruning.config import METHODS, MagnitudeConfig
-from pipeline.pruning.config import AutoConfig as Config  # the default method: its keys and defaults
+from pipeline.cli.options import DEVICE_HELP, KeyOptions, Spelling, config_options, device_option
+from pipeline.pruning.config import METHODS, AutoConfig, MagnitudeConfig
+from pipeline.run import source_model_artifact
 from pipeline.stages.base import RunSettings
-from pipeline.stages.checkpoint_accuracy import checkpoint_map, map_metadata
-from pipeline.stages.prune import PRUNED_FILE, prune_checkpoint
+from pipeline.stages.prune import PRUNED_FILE, prune_measured
 from pipeline.summary import model_stage_lines
 
 if TYPE_CHECKING:
@@ -31,62 +27,45 @@ def _round_to(value: str | int) -> int | str:
     return int(value) if str(value).isdigit() else value
 
 
+SPELLINGS = {
+    "round_to": Spelling(annotation=str, settings={"parser": _round_to}),
+    "global_pruning": Spelling(("--global/--local",)),
+    "remove_blocks": Spelling(("--remove-blocks/--keep-blocks",)),
+    "protect_head": Spelling(("--protect-head/--prune-head",)),
+}
+# The run's input size and data, which the command passes to the pruner beside the config
+OWN = {"imgsz": "imgsz", "data": "data"}
+FILE_ONLY = {"protected_layers": "a list of layer indices, written in a config file"}
+Model = Annotated[
+    Path, typer.Option(help="Ultralytics YOLOv8, YOLO11 or YOLO26 detection .pt checkpoint to prune")
+]
+Data = Annotated[
+    Path | None,
+    typer.Option(
+        help="data.yaml (its train split) or a folder of images for the data-aware steps; labels are "
+        "used only by Taylor importance"
+    ),
+]
+Val = Annotated[
+    Path | None,
+    typer.Option(help="data.yaml whose val split measures mAP50-95 before and after pruning (PyTorch)"),
+]
+
+
+@config_options(
+    AutoConfig, MagnitudeConfig, command="prune", own=OWN, file_only=FILE_ONLY, spellings=SPELLINGS
+)
 def command(
+    *,
     model: Annotated[
-        Path,
-        typer.Option(
-            "--model", help="Ultralytics YOLOv8, YOLO11 or YOLO26 detection .pt checkpoint to prune"
-        ),
+        Path, typer.Option(help="Ultralytics YOLOv8, YOLO11 or YOLO26 detection .pt checkpoint to prune")
     ],
     output: Annotated[Path, typer.Option("-o", "--output", help="pruned checkpoint to write")] = Path(
         PRUNED_FILE
     ),
-    macs: Annotated[float | None, option(Config, "macs")] = default(Config, "macs"),
-    params: Annotated[float | None, option(Config, "params")] = default(Config, "params"),
-    latency: Annotated[float | None, option(Config, "latency")] = default(Config, "latency"),
-    latency_engine: Annotated[str, option(Config, "latency_engine")] = default(Config, "latency_engine"),
-    latency_threads: Annotated[int | None, option(Config, "latency_threads")] = default(
-        Config, "latency_threads"
-    ),
-    latency_variants: Annotated[int, option(Config, "latency_variants")] = default(
-        Config, "latency_variants"
-    ),
-    importance: Annotated[str, option(MagnitudeConfig, "importance")] = default(
-        MagnitudeConfig, "importance"
-    ),
-    global_pruning: Annotated[bool, option(MagnitudeConfig, "global_pruning", "--global/--local")] = default(
-        MagnitudeConfig, "global_pruning"
-    ),
-    round_to: Annotated[str, option(Config, "round_to", parser=_round_to)] = default(Config, "round_to"),
-    remove_blocks: Annotated[
-        bool, option(Config, "remove_blocks", "--remove-blocks/--keep-blocks")
-    ] = default(Config, "remove_blocks"),
-    max_layer_ratio: Annotated[float, option(Config, "max_layer_ratio")] = default(Config, "max_layer_ratio"),
-    min_channels: Annotated[int, option(Config, "min_channels")] = default(Config, "min_channels"),
-    protect_head: Annotated[
-        bool | None,
-        option(Config, "protect_head", "--protect-head/--prune-head"),
-    ] = default(Config, "protect_head"),
-    steps: Annotated[int | None, option(Config, "steps")] = default(Config, "steps"),
-    data: Annotated[
-        Path | None,
-        typer.Option(
-            help="data.yaml (its train split) or a folder of images for the data-aware steps; labels are "
-            "used only by Taylor importance"
-        ),
-    ] = None,
-    val: Annotated[
-        Path | None,
-        typer.Option(help="data.yaml whose val split measures mAP50-95 before and after pruning (PyTorch)"),
-    ] = None,
-    method: Annotated[str, option(Config, "method")] = default(Config, "method"),
-    calib_images: Annotated[int, option(Config, "calib_images")] = default(Config, "calib_images"),
-    sensitivity_images: Annotated[int, option(Config, "sensitivity_images")] = default(
-        Config, "sensitivity_images"
-    ),
-    bn_batches: Annotated[int, option(MagnitudeConfig, "bn_batches")] = default(
-        MagnitudeConfig, "bn_batches"
-    ),
+    options: KeyOptions[AutoConfig],
+    data: Data = None,
+    val: Val = None,
     imgsz: Annotated[int, typer.Option(help="input size for GFLOPs and data batches")] = DEFAULT_IMGSZ,
     device: Annotated[str, typer.Option(help=DEVICE_HELP)] = "cpu",
 ) -> None:
@@ -95,34 +74,21 @@ def command(
     --global/--local and --bn-batches are --method magnitude's; --latency*, --remove-blocks, --calib-images
     and --sensitivity-images are auto's and reconstruct's: another method's option exits 2."""
     device = device_option(device, "prune")
+    method = options.values["method"]
     if method not in METHODS:
         raise InputError(f"--method is one of {', '.join(METHODS)}, got {method!r}")
-    config = config_from_options(
-        METHODS[method],
-        "prune",
-        **given_options(
-            macs=macs,
-            params=params,
-            latency=latency,
-            latency_engine=latency_engine,
-            latency_threads=latency_threads,
-            latency_variants=latency_variants,
-            importance=importance,
-            global_pruning=global_pruning,
-            round_to=round_to,
-            remove_blocks=remove_blocks,
-            max_layer_ratio=max_layer_ratio,
-            min_channels=min_channels,
-            protect_head=protect_head,
-            steps=steps,
-            bn_batches=bn_batches,
-            method=method,
-            calib_images=calib_images,
-            sensitivity_images=sensitivity_images,
-        ),
-    )
-    report = prune_checkpoint(model, output, config, imgsz=imgsz, device=device, data=data)
-    table = Table(title=f"pruned {model.name} -> {output}")
+    config = options.build_as(METHODS[method], given_only=True, method=method)
+    settings = RunSettings(imgsz=imgsz, device=device, data=data, val=val)
+    pruned, report = prune_measured(source_model_artifact(model), output, config, settings)
+    print_report(report, f"pruned {model.name} -> {output}", imgsz)
+    if val is not None:  # mAP50-95 before and after, as `edgepipe run` prints it
+        for line in model_stage_lines("prune", pruned):
+            console.print(line)
+
+
+def print_report(report: PruneReport, title: str, imgsz: int) -> None:
+    """Params and GFLOPs before and after, the blocks removed whole, the latency the pruning aimed at."""
+    table = Table(title=title)
     for column in ("", "before", "after", "after / before"):
         table.add_column(column, justify="right")
     table.add_row(
@@ -139,19 +105,6 @@ def command(
         console.print(f"blocks removed whole: {', '.join(report.extra['removed_blocks'])}")
     if "latency" in report.extra:
         console.print(latency_table(report.extra["latency"]))
-    if val is not None:
-        print_map_change(model, output, report, val, imgsz, device)
-
-
-def given_options(**values: Any) -> dict[str, Any]:
-    """The options set on the command line (called as a function: those not at their default), so that a
-    key the chosen method does not use is an error only when it was asked for."""
-    context = get_current_context(silent=True)
-    if context is not None and context.command.name == "prune":
-        sources = {k: getattr(context.get_parameter_source(k), "name", "DEFAULT") for k in values}
-        return {k: v for k, v in values.items() if sources[k] != "DEFAULT"}
-    defaults = inspect.signature(command).parameters
-    return {k: v for k, v in values.items() if v != defaults[k].default}
 
 
 def latency_table(latency: dict):
@@ -170,20 +123,3 @@ def latency_table(latency: dict):
     for stage, (before, after) in latency["stages"].items():
         table.add_row(stage, f"{before:.2f}", f"{after:.2f}", f"{after / before:.2f}" if before else "-")
     return table
-
-
-def print_map_change(
-    model: Path, output: Path, report: PruneReport, val: Path, imgsz: int, device: str
-) -> None:
-    """mAP50-95 before and after, as `edgepipe run` prints it, with its warning past one point lost."""
-    settings = RunSettings(imgsz=imgsz, device=device, data=None, val=val)
-    before, after = checkpoint_map(model, settings), checkpoint_map(output, settings)
-    measured = {
-        "params_before": report.params_before,
-        "params_after": report.params_after,
-        "gflops_before": report.gflops_before,
-        "gflops_after": report.gflops_after,
-        **map_metadata(before, after),
-    }
-    for line in model_stage_lines("prune", Artifact.from_path("checkpoint", output, **measured)):
-        console.print(line)

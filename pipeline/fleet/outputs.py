@@ -16,12 +16,12 @@ from pathlib import Path
 from benchmarks.budgets import Verdict, budget_verdicts, load_budgets
 from benchmarks.results import Result, save_results
 from core.artifacts import write_atomic, write_json_atomic
-from core.errors import InputError
+from core.errors import EXIT_BAD_INPUT, CheckFailed, EdgepipeError, InputError
 from pipeline.fleet.driver import CellOutcome
 from pipeline.fleet.matrix import Matrix
 from pipeline.report.junit import gate_junit as budgets_junit
 from pipeline.report.markdown import gate_markdown as budgets_markdown
-from pipeline.report.markdown import table
+from pipeline.report.markdown import gate_verdict_line, table
 from pipeline.stages.report import write_report
 
 
@@ -33,6 +33,28 @@ class GateOutcome:
     @property
     def broken(self) -> list[Verdict]:
         return [v for v in self.verdicts if not v.passed]
+
+
+class CouldNotMeasure(EdgepipeError):
+    """Some cells of the matrix produced no result (exit 2, distinct from a broken budget's 1)."""
+
+    exit_code = EXIT_BAD_INPUT
+
+
+def fleet_failure(gate: GateOutcome, outcomes: list[CellOutcome], out_dir: Path) -> EdgepipeError | None:
+    """How a fleet run fails: a broken budget (exit 1), else cells not measured or budgets matching no
+    result (exit 2); None when every cell was measured and every budget holds."""
+    if gate.broken:
+        line = gate_verdict_line(gate.verdicts).replace("**", "").removeprefix("❌ ")
+        return CheckFailed(line, hint=f"see {out_dir / 'gate.md'}")
+    failed = [o for o in outcomes if o.status == "failed"]
+    if failed or gate.unchecked:
+        return CouldNotMeasure(
+            f"{len(failed)} of {len(outcomes)} cells could not be measured"
+            + (f"; {len(gate.unchecked)} budgets matched no result" if gate.unchecked else ""),
+            hint=f"see {out_dir / 'cells.json'}; run again to retry only those cells",
+        )
+    return None
 
 
 def write_outputs(matrix: Matrix, outcomes: list[CellOutcome], out_dir: Path) -> GateOutcome:

@@ -10,16 +10,20 @@ INT8 build is checked against FP32 on the same target (`verify`) and falls back 
 from __future__ import annotations
 
 import logging
+import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
 from pydantic import Field, field_validator, model_validator
 
-from core.artifacts import Artifact
+from core import progress
+from core.artifacts import Artifact, atomic_output, refuse_overwrite
 from core.calibration import CalibrationSet
 from core.dataset import check_fits_model, load_dataset
 from core.defaults import DEFAULT_IMGSZ
-from core.errors import BackendUnavailable, InputError
+from core.engine_record import read_artifact_dir
+from core.errors import BackendUnavailable, CheckFailed, InputError
 from core.validation import reported_by_pydantic
 from pipeline.stages.auto_precision import build_auto
 from pipeline.stages.base import Section, StageContext
@@ -141,6 +145,57 @@ def build_engine(
         imgsz=size,
     )
     return target.build(inputs, entry.precision, calibration, options, Path(out_dir))
+
+
+@dataclass(frozen=True)
+class BuiltEngine:
+    """An engine directory `edgepipe build` wrote: its path, its record (artifact.json), the build time."""
+
+    path: Path
+    record: dict[str, Any]
+    seconds: float
+
+    def unmet_bound(self) -> CheckFailed | None:
+        """The failed check (exit 1) of an INT8 build whose accuracy-checked fallback ended above its bound;
+        the engine is kept, the best model found, labelled `accuracy_control.met = false`."""
+        control = self.record.get("accuracy_control")
+        if not control or "steps" not in control or control["met"]:
+            return None
+        final = control["final"]
+        return CheckFailed(
+            f"mAP50-95 drop {final['drop']:.4f} is above the bound {control['max_map_drop']:.4f} after "
+            f"{len(control['steps'])} steps; kept the best model found (mAP50-95 {final['map50_95']:.4f}), "
+            "labelled accuracy_control.met = false",
+            path=self.path,
+            hint="allow a larger drop, more steps (--max-steps), or calibrate on more images "
+            "(--calib-images)",
+        )
+
+
+def build_engine_dir(
+    entry: BuildEntry,
+    output: Path,
+    *,
+    force: bool,
+    onnx: Path | None,
+    checkpoint: Path | None,
+    calib_data: Path | None,
+    val_data: Path | None,
+    imgsz: int | None = None,
+) -> BuiltEngine:
+    """`build_engine` into `output`, which appears only when complete (an existing one is refused unless
+    `force`); its unmet INT8 bound, if any, is the caller's to raise (`BuiltEngine.unmet_bound`)."""
+    refuse_overwrite(output, force)
+    started = time.perf_counter()
+    with (
+        atomic_output(output) as staged,
+        progress.current().task(f"building {entry.target}/{entry.precision}"),
+    ):
+        build_engine(
+            entry, staged, onnx=onnx, checkpoint=checkpoint, calib_data=calib_data, val_data=val_data,
+            imgsz=imgsz,
+        )  # fmt: skip
+    return BuiltEngine(output, read_artifact_dir(output), time.perf_counter() - started)
 
 
 def val_split_of(data: Path) -> Path | None:

@@ -14,9 +14,10 @@ from rich.table import Table
 from benchmarks.budgets import Verdict, budget_verdicts, load_budgets
 from benchmarks.results import Result
 from core.artifacts import Artifact, write_atomic
+from core.errors import CheckFailed
 from pipeline.report.inputs import results_from_inputs
 from pipeline.report.junit import gate_junit
-from pipeline.report.markdown import gate_markdown
+from pipeline.report.markdown import gate_markdown, gate_verdict_line
 from pipeline.stages.base import Section, StageContext
 
 
@@ -76,6 +77,21 @@ def broken_checks(verdicts: list[Verdict]) -> list[dict[str, str]]:
         for v in verdicts
         for check in v.failures
     ]
+
+
+def gate_failure(verdicts: list[Verdict], strict: bool = False) -> CheckFailed | None:
+    """The gate's failed check (exit 1): a broken budget or, with `strict`, a result flagged as noisy;
+    None when it passes."""
+    if any(not v.passed for v in verdicts):
+        line = gate_verdict_line(verdicts).replace("**", "").removeprefix("❌ ")
+        return CheckFailed(line, hint="the table above shows each broken budget and its margin")
+    noise = noise_warnings(verdicts)
+    if strict and noise:
+        return CheckFailed(
+            f"{len(noise)} checked result(s) flagged as noisy (--strict)",
+            hint="measure on an idle machine, or drop --strict to accept them with a warning",
+        )
+    return None
 
 
 def result_text(result: Result) -> str:

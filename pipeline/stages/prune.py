@@ -16,14 +16,18 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from core import progress
 from core.artifacts import Artifact
 from core.checkpoints import load_detection_model, save_checkpoint
 from core.errors import InputError
 from pipeline.pruning.config import PruneConfig, resolve
-from pipeline.stages.base import StageContext
+from pipeline.stages.base import RunSettings, StageContext
 from pipeline.stages.checkpoint_accuracy import checkpoint_map, input_map, map_metadata
+
+if TYPE_CHECKING:
+    from pipeline.pruning.pruner import PruneReport
 
 log = logging.getLogger(__name__)
 PRUNED_FILE = "pruned.pt"
@@ -80,12 +84,18 @@ def _torch_device(device: str):
     return selected
 
 
+def prune_measured(
+    model: Artifact, out: Path, config: PruneConfig, settings: RunSettings
+) -> tuple[Artifact, PruneReport]:
+    """Prune `model` into `out` and measure its mAP50-95 before and after on the run's val split (none
+    without one): the checkpoint the prune stage and `edgepipe prune` both make, and the report."""
+    before = input_map(model, settings)
+    data, imgsz = config.data or settings.data, config.imgsz or settings.imgsz
+    report = prune_checkpoint(model.path, out, config, imgsz=imgsz, device=settings.device, data=data)
+    accuracy = map_metadata(before, checkpoint_map(out, settings))
+    return Artifact.from_path("checkpoint", out, **report.as_metadata(), **accuracy), report
+
+
 def run(config: PruneConfig, ctx: StageContext) -> dict[str, Artifact]:
-    checkpoint = ctx.input("model").path
-    data = config.data or ctx.settings.data
-    out = ctx.out_dir / PRUNED_FILE
-    imgsz = config.imgsz or ctx.settings.imgsz
-    before = input_map(ctx.input("model"), ctx.settings)
-    report = prune_checkpoint(checkpoint, out, config, imgsz=imgsz, device=ctx.settings.device, data=data)
-    accuracy = map_metadata(before, checkpoint_map(out, ctx.settings))
-    return {"model": Artifact.from_path("checkpoint", out, **report.as_metadata(), **accuracy)}
+    pruned, _ = prune_measured(ctx.input("model"), ctx.out_dir / PRUNED_FILE, config, ctx.settings)
+    return {"model": pruned}
