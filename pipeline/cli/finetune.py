@@ -15,7 +15,7 @@ from pipeline.stages.finetune import FINETUNED_FILE, RUN_DIR, FinetuneConfig, fi
 
 TEACHER_HELP = (
     "unpruned checkpoint to distill from: soft-target BCE on class scores (Hinton et al. 2015) "
-    "+ Localization Distillation on DFL boxes (Zheng et al., CVPR 2022)"
+    "+ Localization Distillation on DFL boxes (Zheng et al., CVPR 2022), or L1 on YOLO26's box edges"
 )
 
 
@@ -46,7 +46,8 @@ def command(
         typer.Option(help="keep Ultralytics' run (results.csv, last.pt) here; default: a temp dir"),
     ] = None,
 ) -> None:
-    """Fine-tune a (pruned) YOLOv8 checkpoint with Ultralytics' trainer, keeping its architecture."""
+    """Fine-tune a (pruned) YOLOv8, YOLO11 or YOLO26 checkpoint with Ultralytics' trainer, keeping its
+    architecture."""
     device = device_option(device, "finetune")
     config = options.build()
     with tempfile.TemporaryDirectory(prefix="edgepipe-finetune-") as tmp:
