@@ -70,9 +70,13 @@ def describe(error: Any, model: type[BaseModel] | None = None, options: bool = F
     return f"{where} {detail}" if options else f"key '{where}': {detail}"
 
 
+_PRIMITIVE_TAGS = frozenset({"int", "float", "str", "bool", "bytes", "none"})
+
+
 def _is_union_tag(part: Any) -> bool:
-    """pydantic adds the member tried to a union's location (`Path`, `SynthSource`, `function-after[...]`)."""
-    return isinstance(part, str) and (part[:1].isupper() or "[" in part)
+    """pydantic adds the member tried to a union's location (`Path`, `SynthSource`, `int`,
+    `function-after[...]`, `literal['auto']`)."""
+    return isinstance(part, str) and (part[:1].isupper() or "[" in part or part in _PRIMITIVE_TAGS)
 
 
 def _key(loc: list[Any]) -> str:

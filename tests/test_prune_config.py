@@ -134,3 +134,11 @@ def test_the_shared_keys_are_the_ones_every_method_declares():
         assert set(SharedKeys.model_fields) <= set(config.model_fields)
     own = [set(c.model_fields) - set(SharedKeys.model_fields) for c in (ReconstructConfig, MagnitudeConfig)]
     assert not own[0] & own[1]  # a key is shared, or one method's
+
+
+def test_a_bad_value_of_a_union_key_names_the_key_for_each_member_tried(tmp_path, tiny_checkpoint):
+    """`round_to` is an int or `auto`: pydantic's member tags (`int`, `literal[...]`) are not keys."""
+    with pytest.raises(InputError) as raised:
+        load_config(_pipeline(tmp_path, tiny_checkpoint, {"round_to": "foo"}))
+    message = str(raised.value)
+    assert message.count("prune.round_to") == 2 and ".int" not in message and "literal" not in message
