@@ -74,15 +74,10 @@ class DistillationLoss:
     def _logit_loss(self, student: dict, teacher: dict) -> torch.Tensor:
         if "one2one" not in student:
             return distillation_loss(student, teacher)
-        # the labelled loss's own branch gains (E2ELoss: one-to-many decays as one-to-one grows)
-        gains = {
-            "one2many": getattr(self.detection_loss, "o2m", 0.5),
-            "one2one": getattr(self.detection_loss, "o2o", 0.5),
-        }
-        return sum(
-            (gain * distillation_loss(student[branch], teacher[branch]) for branch, gain in gains.items()),
-            start=torch.zeros((), device=student["one2one"]["scores"].device),
-        )
+        labelled = self.detection_loss  # E2ELoss: its one-to-many gain decays as the one-to-one one grows
+        one_to_many = distillation_loss(student["one2many"], teacher["one2many"])
+        one_to_one = distillation_loss(student["one2one"], teacher["one2one"])
+        return labelled.o2m * one_to_many + labelled.o2o * one_to_one
 
 
 def _raw_outputs(preds) -> dict:
