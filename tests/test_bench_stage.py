@@ -72,29 +72,33 @@ def test_e2e_is_timed_with_the_deployment_thresholds_it_records(tiny_checkpoint,
     assert load_results(path)[0].e2e_thresholds == thresholds
 
 
-def test_schema_2_results_read_with_e2e_at_evaluation_thresholds(tiny_checkpoint, tmp_path):
+@pytest.fixture(scope="module")
+def speed_only_result(tiny_checkpoint):
+    (result,) = bench_artifact(tiny_checkpoint, None, BenchConfig(accuracy=False, **QUICK), imgsz=64)
+    return result
+
+
+def _read_as_written_before(result, schema: int, missing: str, folder):
+    """The result as an older release wrote it: its schema number, without a field added since."""
     import json
 
-    (result,) = bench_artifact(tiny_checkpoint, None, BenchConfig(accuracy=False, **QUICK), imgsz=64)
     record = result.model_dump(mode="json")
-    del record["e2e_thresholds"]
-    path = tmp_path / "old.json"
-    path.write_text(json.dumps({"schema": 2, "results": [record]}))
+    del record[missing]
+    path = folder / "old.json"
+    path.write_text(json.dumps({"schema": schema, "results": [record]}))
     (old,) = load_results(path)
+    return old
+
+
+def test_schema_2_results_read_with_e2e_at_evaluation_thresholds(speed_only_result, tmp_path):
+    old = _read_as_written_before(speed_only_result, 2, "e2e_thresholds", tmp_path)
     assert (
         old.e2e_thresholds["evaluation"] and old.e2e_nms == "evaluation thresholds (conf 0.001, multi-label)"
     )
 
 
-def test_results_written_before_the_family_was_recorded_read_without_one(tiny_checkpoint, tmp_path):
-    import json
-
-    (result,) = bench_artifact(tiny_checkpoint, None, BenchConfig(accuracy=False, **QUICK), imgsz=64)
-    record = result.model_dump(mode="json")
-    del record["family"]
-    path = tmp_path / "old.json"
-    path.write_text(json.dumps({"schema": 3, "results": [record]}))
-    (old,) = load_results(path)
+def test_results_written_before_the_family_was_recorded_read_without_one(speed_only_result, tmp_path):
+    old = _read_as_written_before(speed_only_result, 3, "family", tmp_path)
     assert old.family is None and old.family_name == "" and old.model_label == "tiny"
 
 
