@@ -157,9 +157,9 @@ def test_an_end_to_end_student_distils_both_branches_with_the_labelled_losss_gai
 def test_a_yolo26_student_fine_tunes_with_distillation_and_stays_end_to_end(synth_dataset, tmp_path):
     from ultralytics import YOLO
 
-    student, teacher = _end_to_end_pair()
     from core.checkpoints import save_checkpoint
 
+    student, teacher = _end_to_end_pair()
     for model in (student, teacher):
         model.names = {i: f"shape{i}" for i in range(6)}
     pruned = save_checkpoint(student.eval(), tmp_path / "student.pt")
